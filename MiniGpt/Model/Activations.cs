@@ -1,0 +1,126 @@
+using MiniGpt.Tensors;
+
+namespace MiniGpt.Model;
+
+/// <summary>
+/// Every activation of a forward pass, under its TransformerLens hook name, in one buffer sized for
+/// [batch, n_ctx]; a pass over T ≤ n_ctx positions uses the leading B·T rows of each. Nothing is
+/// freed between forward and backward, which is what backward reads and what a cache returns.
+/// Gradient scratch for the backward pass lives in a second, smaller buffer.
+/// </summary>
+public sealed class Activations
+{
+    public int BatchCapacity { get; }
+    public Arena Acts { get; }
+    public Arena Scratch { get; }
+    public int[] Tokens { get; }
+    public int[] Targets { get; }
+
+    public Tensor Embed { get; }
+    public Tensor PosEmbed { get; }
+    /// <summary>blocks.0.hook_resid_pre: embed (+ pos), the stream before the first block.</summary>
+    public Tensor Embedded { get; }
+    public BlockActs[] Blocks { get; }
+    public Tensor? LnFinalOut { get; }
+    public Tensor? LnFinalMean { get; }
+    public Tensor? LnFinalRstd { get; }
+    public Tensor Logits { get; }
+    public Tensor Losses { get; }
+    public Tensor DResid { get; }
+    public Tensor DLn { get; }
+    public Tensor DLogits { get; }
+    public Tensor? DQkInput { get; }
+    public Tensor? DQ { get; }
+    public Tensor? DK { get; }
+    public Tensor? DV { get; }
+    public Tensor? DZ { get; }
+    public Tensor? DMlpPre { get; }
+    public Tensor? DMlpPost { get; }
+    public Tensor LnXhat { get; }
+    public Tensor LnG { get; }
+
+    /// <summary>The residual stream after the last block (what ln_final reads).</summary>
+    public Tensor FinalResid => Blocks.Length == 0 ? Embedded : Blocks[^1].ResidPost;
+
+    public Activations(ModelConfig c, int batch)
+    {
+        BatchCapacity = batch;
+        int B = batch, T = c.NCtx, D = c.DModel, H = c.NHeads, dh = c.DHead, V = c.DVocab;
+        var a = new Arena();
+        a.Add("hook_embed", B, T, D);
+        a.Add("hook_pos_embed", B, T, D);
+        a.Add("blocks.0.hook_resid_pre", B, T, D);
+        for (int l = 0; l < c.NLayers; l++)
+        {
+            string p = $"blocks.{l}.";
+            if (l > 0) a.AddAlias(p + "hook_resid_pre", $"blocks.{l - 1}.hook_resid_post");
+            if (c.HasLayerNorm) { a.Add(p + "ln1.hook_normalized", B, T, D); a.Add(p + "ln1.mean", B, T); a.Add(p + "ln1.rstd", B, T); }
+            if (c.Shortformer) a.Add(p + "attn.qk_input", B, T, D);
+            a.Add(p + "attn.hook_q", B, T, H, dh);
+            a.Add(p + "attn.hook_k", B, T, H, dh);
+            a.Add(p + "attn.hook_v", B, T, H, dh);
+            a.Add(p + "attn.hook_attn_scores", B, H, T, T);
+            a.Add(p + "attn.hook_pattern", B, H, T, T);
+            a.Add(p + "attn.hook_z", B, T, H, dh);
+            a.Add(p + "hook_attn_out", B, T, D);
+            if (c.HasMlp)
+            {
+                a.Add(p + "hook_resid_mid", B, T, D);
+                if (c.HasLayerNorm) { a.Add(p + "ln2.hook_normalized", B, T, D); a.Add(p + "ln2.mean", B, T); a.Add(p + "ln2.rstd", B, T); }
+                a.Add(p + "mlp.hook_pre", B, T, c.DMlp);
+                a.Add(p + "mlp.hook_post", B, T, c.DMlp);
+                a.Add(p + "hook_mlp_out", B, T, D);
+            }
+            a.Add(p + "hook_resid_post", B, T, D);
+        }
+        if (c.HasLayerNorm) { a.Add("ln_final.hook_normalized", B, T, D); a.Add("ln_final.mean", B, T); a.Add("ln_final.rstd", B, T); }
+        a.Add("logits", B, T, V);
+        a.Add("losses", B, T);
+        Acts = a.Build();
+
+        var s = new Arena();
+        s.Add("d_resid", B, T, D);
+        s.Add("d_ln", B, T, D);
+        if (c.Shortformer) s.Add("d_qk_input", B, T, D);
+        if (c.NLayers > 0)
+        {
+            s.Add("d_q", B, T, H, dh);
+            s.Add("d_k", B, T, H, dh);
+            s.Add("d_v", B, T, H, dh);
+            s.Add("d_z", B, T, H, dh);
+        }
+        if (c.HasMlp && c.NLayers > 0) { s.Add("d_mlp_pre", B, T, c.DMlp); s.Add("d_mlp_post", B, T, c.DMlp); }
+        s.Add("d_logits", B, T, V);
+        s.Add("ln_xhat", D);
+        s.Add("ln_g", D);
+        Scratch = s.Build();
+
+        Embed = Acts["hook_embed"]; PosEmbed = Acts["hook_pos_embed"]; Embedded = Acts["blocks.0.hook_resid_pre"];
+        Blocks = Enumerable.Range(0, c.NLayers).Select(l => BlockActs.From(Acts, l)).ToArray();
+        LnFinalOut = Acts.TryGet("ln_final.hook_normalized", out var lf) ? lf : null;
+        LnFinalMean = Acts.TryGet("ln_final.mean", out var lm) ? lm : null;
+        LnFinalRstd = Acts.TryGet("ln_final.rstd", out var lr) ? lr : null;
+        Logits = Acts["logits"]; Losses = Acts["losses"];
+        DResid = Scratch["d_resid"]; DLn = Scratch["d_ln"]; DLogits = Scratch["d_logits"];
+        DQkInput = Scratch.TryGet("d_qk_input", out var dqk) ? dqk : null;
+        if (c.NLayers > 0) { DQ = Scratch["d_q"]; DK = Scratch["d_k"]; DV = Scratch["d_v"]; DZ = Scratch["d_z"]; }
+        DMlpPre = Scratch.TryGet("d_mlp_pre", out var dpre) ? dpre : null;
+        DMlpPost = Scratch.TryGet("d_mlp_post", out var dpost) ? dpost : null;
+        LnXhat = Scratch["ln_xhat"]; LnG = Scratch["ln_g"];
+        Tokens = new int[B * T];
+        Targets = new int[B * T];
+    }
+
+    public long Bytes => (Acts.Buffer.LongLength + Scratch.Buffer.LongLength) * sizeof(float) + 2L * Tokens.Length * sizeof(int);
+
+    /// <summary>Floats the activations and scratch of a batch will take, without allocating them.</summary>
+    public static long EstimateFloats(ModelConfig c, int batch)
+    {
+        long N = (long)batch * c.NCtx, D = c.DModel, HD = (long)c.NHeads * c.DHead, TT = (long)batch * c.NHeads * c.NCtx * c.NCtx;
+        long perLayer = (c.HasLayerNorm ? N * D + 2 * N : 0) + (c.Shortformer ? N * D : 0) + 4 * N * HD + 2 * TT + 2 * N * D
+            + (c.HasMlp ? N * D + (c.HasLayerNorm ? N * D + 2 * N : 0) + 2 * N * c.DMlp + N * D : 0);
+        long acts = 3 * N * D + c.NLayers * perLayer + (c.HasLayerNorm ? N * D + 2 * N : 0) + N * c.DVocab + N;
+        long scratch = 2 * N * D + (c.Shortformer ? N * D : 0) + 4 * N * HD + (c.HasMlp ? 2 * N * c.DMlp : 0) + N * c.DVocab + 2 * D;
+        return acts + scratch;
+    }
+}

@@ -1,0 +1,63 @@
+namespace MiniGpt.Tensors;
+
+/// <summary>
+/// One flat float array carved into named tensors, laid out in the order they were declared.
+/// Declare every tensor first (<see cref="Add"/>), then <see cref="Build"/> allocates once.
+/// </summary>
+public sealed class Arena
+{
+    private readonly List<(string Name, int[] Shape)> _pending = new();
+    private readonly List<(string Name, string Target)> _aliases = new();
+    private readonly List<Tensor> _tensors = new();
+    private readonly Dictionary<string, Tensor> _byName = new(StringComparer.Ordinal);
+    private float[]? _buffer;
+
+    public float[] Buffer => _buffer ?? throw new InvalidOperationException("arena not built");
+    public IReadOnlyList<Tensor> Tensors => _tensors;
+
+    public void Add(string name, params int[] shape)
+    {
+        if (_buffer != null) throw new InvalidOperationException("arena already built");
+        _pending.Add((name, shape));
+    }
+
+    /// <summary>A second name for a tensor declared earlier (e.g. blocks.1.hook_resid_pre is blocks.0.hook_resid_post).</summary>
+    public void AddAlias(string name, string target) => _aliases.Add((name, target));
+
+    public long CountElements()
+    {
+        long n = 0;
+        foreach (var (_, shape) in _pending)
+        {
+            long m = 1;
+            foreach (int d in shape) m *= d;
+            n += m;
+        }
+        return n;
+    }
+
+    public Arena Build()
+    {
+        long total = CountElements();
+        if (total > Array.MaxLength) throw new InvalidOperationException($"arena needs {total} floats, more than one array can hold");
+        _buffer = new float[total];
+        int offset = 0;
+        foreach (var (name, shape) in _pending)
+        {
+            var t = new Tensor(name, _buffer, offset, shape);
+            _tensors.Add(t);
+            _byName.Add(name, t);
+            offset += t.Length;
+        }
+        foreach (var (name, target) in _aliases)
+        {
+            var t = this[target];
+            _byName.Add(name, new Tensor(name, _buffer, t.Offset, t.Shape));
+        }
+        return this;
+    }
+
+    public Tensor this[string name] => _byName.TryGetValue(name, out var t) ? t : throw new KeyNotFoundException($"no tensor named '{name}'");
+    public bool TryGet(string name, out Tensor tensor) => _byName.TryGetValue(name, out tensor!);
+    public bool Contains(string name) => _byName.ContainsKey(name);
+}

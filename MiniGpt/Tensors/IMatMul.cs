@@ -1,0 +1,37 @@
+using CommunityToolkit.HighPerformance;
+
+namespace MiniGpt.Tensors;
+
+/// <summary>
+/// The three matrix products training needs, over row-major 2-D views (a view's rows may be
+/// strided, e.g. one head's columns inside a [tokens, heads·d_head] activation).
+/// With accumulate false C is overwritten, otherwise the product is added to C.
+/// </summary>
+public interface IMatMul
+{
+    /// <summary>C[M,N] (+)= A[M,K] · B[K,N]  (forward: activations · weights)</summary>
+    void NN(ReadOnlySpan2D<float> a, ReadOnlySpan2D<float> b, Span2D<float> c, bool accumulate);
+
+    /// <summary>C[M,N] (+)= A[M,K] · B[N,K]ᵀ  (backward to inputs: dY · Wᵀ; attention scores Q·Kᵀ)</summary>
+    void NT(ReadOnlySpan2D<float> a, ReadOnlySpan2D<float> b, Span2D<float> c, bool accumulate);
+
+    /// <summary>C[M,N] (+)= A[K,M]ᵀ · B[K,N]  (backward to weights: Xᵀ · dY)</summary>
+    void TN(ReadOnlySpan2D<float> a, ReadOnlySpan2D<float> b, Span2D<float> c, bool accumulate);
+}
+
+/// <summary>Which implementation the model uses; tests and the debugger can switch to the scalar one.</summary>
+public static class Kernels
+{
+    public static readonly IMatMul Scalar = new ScalarMatMul();
+    public static readonly IMatMul Simd = new SimdMatMul();
+
+    /// <summary>The matmul every layer calls. Set MINIGPT_KERNELS=scalar to step through the plain loops.</summary>
+    public static IMatMul MatMul { get; set; } =
+        string.Equals(Environment.GetEnvironmentVariable("MINIGPT_KERNELS"), "scalar", StringComparison.OrdinalIgnoreCase) ? Scalar : Simd;
+
+    internal static void CheckShapes(string form, int m, int n, int k, int cRows, int cCols)
+    {
+        if (cRows != m || cCols != n)
+            throw new ArgumentException($"matmul {form}: C is [{cRows}, {cCols}] but A and B give [{m}, {n}] (inner {k})");
+    }
+}

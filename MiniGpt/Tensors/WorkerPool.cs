@@ -1,0 +1,112 @@
+namespace MiniGpt.Tensors;
+
+/// <summary>
+/// A fixed set of worker threads that run numbered tasks 0..n-1 without allocating.
+/// Parallel.For allocates a closure and state per call; a training step makes hundreds of calls,
+/// so kernels use this instead. Which thread runs a task never changes what the task computes:
+/// kernels partition their output into tasks, each written by exactly one task with a fixed
+/// reduction order, so results are bitwise identical for any thread count.
+/// </summary>
+public sealed unsafe class WorkerPool : IDisposable
+{
+    private readonly Thread[] _threads;
+    private readonly SemaphoreSlim[] _wake;
+    private delegate*<void*, int, void> _body;
+    private void* _ctx;
+    private int _taskCount;
+    private int _nextTask;
+    private int _running;
+    private volatile bool _disposed;
+
+    public int Threads { get; }
+
+    public WorkerPool(int threads)
+    {
+        if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), "need at least one thread");
+        Threads = threads;
+        _threads = new Thread[threads - 1];
+        _wake = new SemaphoreSlim[threads - 1];
+        for (int i = 0; i < _threads.Length; i++)
+        {
+            _wake[i] = new SemaphoreSlim(0);
+            int id = i;
+            _threads[i] = new Thread(() => WorkerLoop(id)) { IsBackground = true, Name = $"minigpt-worker-{i + 1}" };
+            _threads[i].Start();
+        }
+    }
+
+    private static WorkerPool? _shared;
+    private static readonly object SharedLock = new();
+
+    /// <summary>The pool kernels use. Set once from the command line (--threads) or tests.</summary>
+    public static WorkerPool Shared
+    {
+        get
+        {
+            var p = _shared;
+            if (p != null) return p;
+            lock (SharedLock) return _shared ??= new WorkerPool(Environment.ProcessorCount);
+        }
+    }
+
+    public static void SetSharedThreads(int threads)
+    {
+        lock (SharedLock)
+        {
+            if (_shared?.Threads == threads) return;
+            var old = _shared;
+            _shared = new WorkerPool(threads);
+            old?.Dispose();
+        }
+    }
+
+    /// <summary>Runs body(ctx, i) for i in [0, taskCount); returns when all have finished.</summary>
+    public void Run(delegate*<void*, int, void> body, void* ctx, int taskCount)
+    {
+        if (taskCount <= 0) return;
+        if (taskCount == 1 || _threads.Length == 0)
+        {
+            for (int i = 0; i < taskCount; i++) body(ctx, i);
+            return;
+        }
+        lock (this) // one parallel region at a time per pool
+        {
+            _body = body;
+            _ctx = ctx;
+            _taskCount = taskCount;
+            _nextTask = 0;
+            int helpers = Math.Min(_threads.Length, taskCount - 1);
+            Volatile.Write(ref _running, helpers);
+            for (int i = 0; i < helpers; i++) _wake[i].Release();
+            Drain();
+            var spin = new SpinWait();
+            while (Volatile.Read(ref _running) != 0) spin.SpinOnce(-1);
+        }
+    }
+
+    private void Drain()
+    {
+        int n = _taskCount;
+        var body = _body;
+        void* ctx = _ctx;
+        int i;
+        while ((i = Interlocked.Increment(ref _nextTask) - 1) < n) body(ctx, i);
+    }
+
+    private void WorkerLoop(int id)
+    {
+        while (true)
+        {
+            _wake[id].Wait();
+            if (_disposed) return;
+            Drain();
+            Interlocked.Decrement(ref _running);
+        }
+    }
+
+    public void Dispose()
+    {
+        _disposed = true;
+        foreach (var w in _wake) w.Release();
+    }
+}
