@@ -1,1 +1,57 @@
-return 0;
+using MiniGpt;
+using MiniGpt.Tensors;
+using MiniGpt.Train;
+
+// minigpt: train, evaluate and sample small GPTs on the CPU.
+// Exit codes: 0 success, 1 a problem with the data, files or training (message on stderr), 2 a malformed command line.
+return Cli.Run(args, Console.Out, Console.Error);
+
+namespace MiniGpt.Train
+{
+    public static class Cli
+    {
+        public const string Usage = """
+            usage: minigpt <verb> [options]      (dotnet run --project MiniGpt.Train -c Release -- <verb> ...)
+
+            verbs:
+              train    train a model (with no options: a 2-layer attention-only model on the induction task)
+              eval     mean next-token loss of a checkpoint on a file, optionally its gradients
+              sample   generate text from a checkpoint
+
+            '<verb> --help' lists a verb's options and their defaults.
+            """;
+
+        public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+        {
+            if (args.Length == 0 || args[0] is "--help" or "-h" or "help")
+            {
+                stdout.WriteLine(Usage);
+                return args.Length == 0 ? 2 : 0;
+            }
+            try
+            {
+                string[] rest = args[1..];
+                return args[0] switch
+                {
+                    "train" => TrainVerb.Run(rest, stdout),
+                    "eval" => EvalVerb.Run(rest, stdout),
+                    "sample" => SampleVerb.Run(rest, stdout),
+                    _ => throw new UsageError($"unknown verb '{args[0]}': use train, eval or sample (see --help)"),
+                };
+            }
+            catch (UsageError e) { stderr.WriteLine($"error: {e.Message}"); return 2; }
+            catch (UserError e) { stderr.WriteLine($"error: {e.Message}"); return 1; }
+            catch (UnauthorizedAccessException e) { stderr.WriteLine($"error: {e.Message} (check the file's permissions)"); return 1; }
+            catch (IOException e) { stderr.WriteLine($"error: {e.Message} (check the path and free disk space)"); return 1; }
+            catch (OutOfMemoryException) { stderr.WriteLine("error: out of memory: reduce --batch-size, --n-ctx or the model size"); return 1; }
+        }
+
+        /// <summary>--threads, shared by every verb: the kernels' worker count (results do not depend on it).</summary>
+        internal static void ApplyThreads(Options o)
+        {
+            int threads = o.Int("threads") ?? Environment.ProcessorCount;
+            if (threads < 1 || threads > 256) throw new UsageError($"--threads must be in [1, 256], got {threads}");
+            WorkerPool.SetSharedThreads(threads);
+        }
+    }
+}

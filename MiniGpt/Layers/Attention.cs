@@ -45,7 +45,7 @@ public static unsafe class Attention
         fixed (float* pq = q, pk = k, pv = v, ps = scores, pp = pattern, pz = z)
         {
             var job = new Job { Q = pq, K = pk, V = pv, S = ps, P = pp, Z = pz, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh) };
-            WorkerPool.Shared.Run(&HeadForward, &job, B * H);
+            WorkerPool.Current.Run(&HeadForward, &job, B * H);
         }
         Linear.Forward(z[..(N * HD)], w.WO, w.BO, output, N, HD, D);
     }
@@ -86,7 +86,7 @@ public static unsafe class Attention
                 srow[jj] = TensorPrimitives.Dot(qi, new ReadOnlySpan<float>(j->K + baseRow + (long)jj * HD, dh)) * j->Scale;
             srow[(i + 1)..].Fill(float.NegativeInfinity);
             // softmax over the causal prefix j ≤ i; the masked tail is exactly 0
-            TensorPrimitives.SoftMax(srow[..(i + 1)], prow[..(i + 1)]);
+            Softmax.Forward(srow[..(i + 1)], prow[..(i + 1)]);
             prow[(i + 1)..].Clear();
             var zi = new Span<float>(j->Z + baseRow + (long)i * HD, dh);
             zi.Clear();
@@ -108,7 +108,7 @@ public static unsafe class Attention
         fixed (float* pq = q, pk = k, pv = v, pp = pattern, pdq = dq, pdk = dk, pdv = dv, pdz = dz)
         {
             var job = new Job { Q = pq, K = pk, V = pv, P = pp, DQ = pdq, DK = pdk, DV = pdv, DZ = pdz, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh) };
-            WorkerPool.Shared.Run(&HeadBackward, &job, B * H);
+            WorkerPool.Current.Run(&HeadBackward, &job, B * H);
         }
         for (int h = 0; h < H; h++)
         {

@@ -29,7 +29,7 @@ public static class CrossEntropy
         for (int n = 0; n < N; n++)
         {
             var d = dLogits.Slice(n * V, V);
-            TensorPrimitives.SoftMax(logits.Slice(n * V, V), d);
+            Softmax.Forward(logits.Slice(n * V, V), d);
             d[targets[n]] -= 1f;
             TensorPrimitives.Multiply(d, scale, d);
         }

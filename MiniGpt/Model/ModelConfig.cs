@@ -73,7 +73,7 @@ public sealed record ModelConfig
             ["n_ctx"] = NCtx,
             ["d_vocab"] = DVocab,
             ["d_vocab_out"] = DVocab,
-            ["act_fn"] = AttnOnly ? null : ActFn,
+            ["act_fn"] = ActFn,
             ["normalization_type"] = NormalizationType,
             ["attn_only"] = AttnOnly,
             ["positional_embedding_type"] = PositionalEmbeddingType,

@@ -109,7 +109,7 @@ public sealed unsafe class SimdMatMul : IMatMul
         if ((long)m * n * k < SerialFlops)
             for (int t = 0; t < tiles; t++) Tile(&job, t);
         else
-            (_pool ?? WorkerPool.Shared).Run(&Tile, &job, tiles);
+            (_pool ?? WorkerPool.Current).Run(&Tile, &job, tiles);
     }
 
     private static void Tile(void* ctx, int t)

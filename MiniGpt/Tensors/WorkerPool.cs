@@ -49,6 +49,14 @@ public sealed unsafe class WorkerPool : IDisposable
         }
     }
 
+    [ThreadStatic] private static WorkerPool? _threadOverride;
+
+    /// <summary>The pool kernels called from this thread use: an override set by <see cref="UseOnThisThread"/>, else <see cref="Shared"/>.</summary>
+    public static WorkerPool Current => _threadOverride ?? Shared;
+
+    /// <summary>Makes kernels called from this thread use pool (null: back to Shared). Tests use it to compare thread counts side by side.</summary>
+    public static void UseOnThisThread(WorkerPool? pool) => _threadOverride = pool;
+
     public static void SetSharedThreads(int threads)
     {
         lock (SharedLock)
@@ -71,6 +79,11 @@ public sealed unsafe class WorkerPool : IDisposable
         }
         lock (this) // one parallel region at a time per pool
         {
+            if (_disposed)
+            {
+                for (int i = 0; i < taskCount; i++) body(ctx, i);
+                return;
+            }
             _body = body;
             _ctx = ctx;
             _taskCount = taskCount;
@@ -106,7 +119,11 @@ public sealed unsafe class WorkerPool : IDisposable
 
     public void Dispose()
     {
-        _disposed = true;
-        foreach (var w in _wake) w.Release();
+        lock (this) // waits for a parallel region in flight
+        {
+            if (_disposed) return;
+            _disposed = true;
+            foreach (var w in _wake) w.Release();
+        }
     }
 }

@@ -1,0 +1,66 @@
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Reports;
+using BenchmarkDotNet.Running;
+
+namespace MiniGpt.Bench;
+
+/// <summary>Shared plumbing for a column computed as (work per operation) / (mean time per operation).</summary>
+public abstract class ThroughputColumn : IColumn
+{
+    public abstract string Id { get; }
+    public abstract string ColumnName { get; }
+    public abstract string Legend { get; }
+
+    /// <summary>Work units per operation for this case, or null if the column does not apply to it.</summary>
+    protected abstract double? WorkPerOp(BenchmarkCase benchmarkCase);
+
+    /// <summary>Scale from work per nanosecond to the displayed unit.</summary>
+    protected abstract double PerNanosecondToUnit { get; }
+
+    public bool AlwaysShow => true;
+    public ColumnCategory Category => ColumnCategory.Custom;
+    public int PriorityInCategory => 0;
+    public bool IsNumeric => true;
+    public UnitType UnitType => UnitType.Dimensionless;
+
+    public bool IsAvailable(Summary summary) => summary.BenchmarksCases.Any(b => WorkPerOp(b) != null);
+
+    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
+
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, summary.Style);
+
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+    {
+        if (WorkPerOp(benchmarkCase) is not double work) return "-";
+        var meanNs = summary[benchmarkCase]?.ResultStatistics?.Mean;
+        if (meanNs is not double ns || !(ns > 0)) return "NA";
+        double value = work / ns * PerNanosecondToUnit;
+        return value >= 100 ? value.ToString("N0", style.CultureInfo) : value.ToString("N2", style.CultureInfo);
+    }
+
+    public override string ToString() => ColumnName;
+}
+
+/// <summary>2·M·N·K / mean time, for benchmarks whose parameters describe a matrix product (see <see cref="MatMulShape"/>).</summary>
+public sealed class GFlopsColumn : ThroughputColumn
+{
+    public override string Id => "MiniGpt.GFlops";
+    public override string ColumnName => "GFLOP/s";
+    public override string Legend => "Matmul throughput: 2·M·N·K floating-point operations / mean time, in 10⁹ per second";
+    protected override double PerNanosecondToUnit => 1.0; // FLOP/ns = GFLOP/s
+    protected override double? WorkPerOp(BenchmarkCase benchmarkCase) => MatMulShape.FromCase(benchmarkCase)?.Flops;
+}
+
+/// <summary>B·T / mean time, for training-step benchmarks.</summary>
+public sealed class TokensPerSecondColumn : ThroughputColumn
+{
+    public override string Id => "MiniGpt.TokensPerSecond";
+    public override string ColumnName => "tok/s";
+    public override string Legend => "Training throughput: batch·n_ctx tokens / mean time of one step";
+    protected override double PerNanosecondToUnit => 1e9;
+    protected override double? WorkPerOp(BenchmarkCase benchmarkCase) =>
+        benchmarkCase.Parameters.Items.FirstOrDefault(p => p.Name == nameof(TrainStepBench.Workload))?.Value is string w
+        && benchmarkCase.Descriptor.Type == typeof(TrainStepBench)
+            ? TrainStepBench.TokensPerStep(w)
+            : null;
+}

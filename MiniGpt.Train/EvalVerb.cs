@@ -1,0 +1,83 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using MiniGpt.Checkpoints;
+using MiniGpt.Data;
+using MiniGpt.Model;
+
+namespace MiniGpt.Train;
+
+public static class EvalVerb
+{
+    private static Options Declare() =>
+        new Options("eval", "eval: mean next-token cross-entropy of a checkpoint over consecutive non-overlapping windows of a file\n" +
+                            "(inputs t[i : i+n_ctx], targets t[i+1 : i+n_ctx+1] for i = 0, n_ctx, 2·n_ctx, …).")
+            .Add("checkpoint", "", "model checkpoint (.safetensors with 'config' metadata)")
+            .Add("data", "", "UTF-8 text (needs the checkpoint's tokenizer) or a .bin of uint16 tokens")
+            .Add("grads", "", "also write d(mean loss)/d(parameter) here, as safetensors with the parameters' names")
+            .Add("batch-size", "8", "windows per forward pass (does not change the result)")
+            .Flag("json", "print one JSON object (loss, windows, tokens, bits_per_token) instead of text")
+            .Add("threads", "all cores", "worker threads");
+
+    public static int Run(string[] args, TextWriter stdout)
+    {
+        var o = Declare().Parse(args);
+        if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
+        Cli.ApplyThreads(o);
+        string ckpt = o.Str("checkpoint") ?? throw new UsageError("eval needs --checkpoint F");
+        string data = o.Str("data") ?? throw new UsageError("eval needs --data D");
+        int batch = o.Int("batch-size") ?? 8;
+        if (batch < 1) throw new UsageError($"--batch-size must be > 0, got {batch}");
+        string? gradsPath = o.Str("grads");
+
+        var loaded = Checkpoint.Load(ckpt);
+        var model = loaded.Model;
+        int[] tokens = ReadTokens(data, loaded);
+        int T = model.Config.NCtx;
+        int windows = (tokens.Length - 1) / T;
+        if (windows < 1)
+            throw new UserError($"'{data}' has {tokens.Length} tokens, fewer than one window of n_ctx+1 = {T + 1}: give more data");
+        var (loss, count) = Evaluate(model, tokens, batch, gradsPath != null);
+        if (gradsPath != null)
+            SafeTensorsFile.Write(gradsPath, Checkpoint.Tensors(model.Grads, ""),
+                new Dictionary<string, string> { ["loss"] = loss.ToString("R", CultureInfo.InvariantCulture), ["checkpoint"] = Path.GetFileName(ckpt) });
+
+        if (o.Bool("json") == true)
+            stdout.WriteLine(new JsonObject
+            {
+                ["loss"] = loss, ["windows"] = windows, ["tokens"] = count, ["bits_per_token"] = loss / Math.Log(2),
+                ["grads"] = gradsPath,
+            }.ToJsonString());
+        else
+            stdout.WriteLine($"loss {loss:F6} ({loss / Math.Log(2):F4} bits/token) over {windows} windows, {count} tokens" +
+                (gradsPath != null ? $"; gradients written to {gradsPath}" : ""));
+        return 0;
+    }
+
+    /// <summary>Mean loss over all windows; with grads, leaves d(mean loss)/dθ in model.Grads.</summary>
+    public static (double Loss, long Tokens) Evaluate(GptModel model, int[] tokens, int batch, bool grads)
+    {
+        int T = model.Config.NCtx;
+        var batches = Windows.Consecutive(tokens, batch, T);
+        long total = batches.Sum(b => (long)b.Inputs.Length);
+        if (grads) model.ZeroGrad();
+        double sum = 0;
+        foreach (var (x, y) in batches)
+        {
+            model.Forward(x, y, x.Length / T, T);
+            foreach (float l in model.Losses) sum += l;
+            if (grads) model.Backward((float)(1.0 / total));
+        }
+        return (sum / total, total);
+    }
+
+    internal static int[] ReadTokens(string data, Checkpoint.Loaded loaded)
+    {
+        int vocab = loaded.Model.Config.DVocab;
+        if (TokenFile.IsTokenFile(data)) return TokenFile.ReadBin(data, vocab);
+        if (loaded.TokenizerJson == null)
+            throw new UserError($"the checkpoint has no tokenizer, so '{data}' cannot be tokenized: give a .bin token file");
+        var tok = CharTokenizer.FromJson(loaded.TokenizerJson);
+        if (tok.VocabSize > vocab) throw new UserError($"the checkpoint's tokenizer has {tok.VocabSize} characters but d_vocab is {vocab}: the checkpoint is inconsistent");
+        return tok.Encode(TokenFile.ReadText(data), data);
+    }
+}

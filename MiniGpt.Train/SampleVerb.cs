@@ -1,0 +1,82 @@
+using System.Numerics.Tensors;
+using MiniGpt.Checkpoints;
+using MiniGpt.Data;
+
+namespace MiniGpt.Train;
+
+public static class SampleVerb
+{
+    private static Options Declare() =>
+        new Options("sample", "sample: generates tokens from a checkpoint, one at a time, from a prompt.")
+            .Add("checkpoint", "", "model checkpoint with a tokenizer")
+            .Add("prompt", "a newline", "text to continue")
+            .Add("tokens", "200", "tokens to generate")
+            .Add("temperature", "1.0", "divide logits by this before sampling (0 = greedy)")
+            .Add("top-k", "0", "sample only among the k most likely tokens (0 = all)")
+            .Add("seed", "1337", "sampling seed")
+            .Add("threads", "all cores", "worker threads");
+
+    public static int Run(string[] args, TextWriter stdout)
+    {
+        var o = Declare().Parse(args);
+        if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
+        Cli.ApplyThreads(o);
+        string ckpt = o.Str("checkpoint") ?? throw new UsageError("sample needs --checkpoint F");
+        int n = o.Int("tokens") ?? 200;
+        float temperature = o.Float("temperature") ?? 1f;
+        int topK = o.Int("top-k") ?? 0;
+        if (n < 0) throw new UsageError($"--tokens must be ≥ 0, got {n}");
+        if (temperature < 0) throw new UsageError($"--temperature must be ≥ 0, got {temperature}");
+        if (topK < 0) throw new UsageError($"--top-k must be ≥ 0, got {topK}");
+        var rng = new Rng(o.ULong("seed") ?? 1337);
+
+        var loaded = Checkpoint.Load(ckpt);
+        if (loaded.TokenizerJson == null)
+            throw new UserError($"'{ckpt}' has no tokenizer, so its tokens cannot be shown as text: sample from a checkpoint trained on text");
+        var tok = CharTokenizer.FromJson(loaded.TokenizerJson);
+        var model = loaded.Model;
+        int V = model.Config.DVocab, ctx = model.Config.NCtx;
+        string prompt = o.Str("prompt") ?? "\n";
+        var ids = new List<int>(tok.Encode(prompt, "--prompt"));
+        if (ids.Count == 0) throw new UsageError("--prompt is empty: give at least one character");
+
+        stdout.Write(prompt);
+        var probs = new float[V];
+        var order = new int[V];
+        for (int i = 0; i < n; i++)
+        {
+            int T = Math.Min(ids.Count, ctx);
+            var window = ids.GetRange(ids.Count - T, T).ToArray();
+            model.Forward(window, ReadOnlySpan<int>.Empty, 1, T);
+            var logits = model.Logits.Slice((T - 1) * V, V);
+            int next = Pick(logits, temperature, topK, ref rng, probs, order);
+            ids.Add(next);
+            stdout.Write(next < tok.VocabSize ? tok.Decode(next) : "\uFFFD");
+            stdout.Flush();
+        }
+        stdout.WriteLine();
+        return 0;
+    }
+
+    /// <summary>Greedy at temperature 0; otherwise softmax(logits / T) restricted to the top k, sampled by inverse CDF.</summary>
+    public static int Pick(ReadOnlySpan<float> logits, float temperature, int topK, ref Rng rng, float[] probs, int[] order)
+    {
+        int V = logits.Length;
+        if (temperature == 0) return TensorPrimitives.IndexOfMax(logits);
+        for (int i = 0; i < V; i++) { probs[i] = logits[i] / temperature; order[i] = i; }
+        if (topK > 0 && topK < V)
+        {
+            Array.Sort(probs.AsSpan(0, V).ToArray(), order); // order sorted by ascending logit
+            float cutoff = logits[order[V - topK]] / temperature;
+            for (int i = 0; i < V; i++) if (probs[i] < cutoff) probs[i] = float.NegativeInfinity;
+        }
+        MiniGpt.Layers.Softmax.Forward(probs.AsSpan(0, V), probs.AsSpan(0, V));
+        double u = rng.NextDouble(), acc = 0;
+        for (int i = 0; i < V; i++)
+        {
+            acc += probs[i];
+            if (u < acc) return i;
+        }
+        return TensorPrimitives.IndexOfMax(probs.AsSpan(0, V));
+    }
+}

@@ -1,0 +1,118 @@
+using System.Globalization;
+using MiniGpt.Training;
+
+namespace MiniGpt.Train;
+
+public static class TrainVerb
+{
+    public static Options Declare()
+    {
+        var d = new TrainOptions();
+        return new Options("train", "train: trains a GPT and writes checkpoints (safetensors, loadable by TransformerLens).")
+            .Add("data", d.Data, "'induction' (generated task), a UTF-8 text file (char tokens) or a .bin of uint16 tokens")
+            .Add("val", "", "separate validation file (otherwise the last 10 % of --data)")
+            .Add("out", d.Out, "checkpoint path; training state goes beside it as *.train.safetensors")
+            .Add("resume", "", "continue the run of this checkpoint exactly where it stopped (other options come from it)")
+            .Add("n-layers", d.NLayers.ToString(), "transformer blocks (0 = bigram model)")
+            .Add("d-model", d.DModel.ToString(), "residual stream width")
+            .Add("n-heads", d.NHeads.ToString(), "attention heads per block")
+            .Add("d-head", "d_model / n_heads", "width of each head")
+            .Add("d-mlp", "4·d_model", "MLP hidden width")
+            .Add("n-ctx", "32 for induction, 128 for files", "context length (tokens per window)")
+            .Add("d-vocab", "from the data (max(64, 2·n_ctx) for induction)", "vocabulary size; required for .bin data")
+            .Flag("attn-only", "no MLPs (default for the induction task; --attn-only=false to force MLPs)")
+            .Add("normalization", d.Normalization, "LN or none")
+            .Add("positional-embedding", d.PositionalEmbedding, "standard, or shortformer (positions only in queries and keys)")
+            .Add("init-range", "0.8/√d_model", "std of the normal init of every W_*")
+            .Flag("tie-embeddings", "tie W_U to W_Eᵀ as nanoGPT does (written to the checkpoint as an explicit W_U)")
+            .Add("optimizer", d.Optimizer, "adamw or sgd")
+            .Add("batch-size", d.BatchSize.ToString(), "windows per step")
+            .Add("steps", d.Steps.ToString(), "optimizer steps")
+            .Add("lr", "3e-3 for induction, 1e-3 for files", "peak learning rate")
+            .Add("min-lr", "lr / 10", "learning rate at the end of the cosine decay")
+            .Add("warmup-steps", d.WarmupSteps.ToString(), "linear warm-up steps")
+            .Add("weight-decay", d.WeightDecay.ToString(CultureInfo.InvariantCulture), "AdamW decoupled decay of the weight matrices")
+            .Add("beta1", d.Beta1.ToString(CultureInfo.InvariantCulture), "Adam β1")
+            .Add("beta2", d.Beta2.ToString(CultureInfo.InvariantCulture), "Adam β2")
+            .Add("grad-clip", d.GradClip.ToString(CultureInfo.InvariantCulture), "clip the global gradient norm to this (0 = off)")
+            .Add("eval-interval", d.EvalInterval.ToString(), "steps between validation losses")
+            .Add("eval-batches", d.EvalBatches.ToString(), "validation batches per evaluation")
+            .Add("log-interval", d.LogInterval.ToString(), "steps between progress lines")
+            .Add("checkpoint-interval", d.CheckpointInterval.ToString(), "steps between checkpoints (one is always written at the end)")
+            .Add("seed", d.Seed.ToString(), "seed for init and data order")
+            .Add("threads", "all cores", "worker threads (results are identical for any count)");
+    }
+
+    public static int Run(string[] args, TextWriter stdout)
+    {
+        var o = Declare().Parse(args);
+        if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
+        Cli.ApplyThreads(o);
+        Trainer trainer;
+        if (o.Str("resume") is { } resume)
+        {
+            trainer = Trainer.Resume(resume, saved => saved with { Out = o.Str("out") ?? resume });
+            stdout.WriteLine($"resuming {resume} at step {trainer.Optimizer.Step} of {trainer.Options.Steps}");
+        }
+        else trainer = Trainer.Start(FromOptions(o));
+
+        var t = trainer.Options;
+        var c = trainer.Model.Config;
+        stdout.WriteLine($"data: {trainer.Data.Describe()}");
+        stdout.WriteLine($"model: {c.NLayers} layers, d_model {c.DModel}, {c.NHeads} heads × {c.DHead}, " +
+            $"{(c.AttnOnly ? "attention-only" : $"d_mlp {c.DMlp}")}, n_ctx {c.NCtx}, d_vocab {c.DVocab}, " +
+            $"{(c.HasLayerNorm ? "LayerNorm" : "no LayerNorm")}, {c.PositionalEmbeddingType} positions, {trainer.Model.ParameterCount:N0} parameters");
+        stdout.WriteLine($"training: {t.Optimizer} lr {t.Lr:G3}→{t.MinLr:G3} (warm-up {t.WarmupSteps}), batch {t.BatchSize}, {t.Steps} steps, " +
+            $"seed {t.Seed}, {Tensors.WorkerPool.Shared.Threads} threads → {t.Out}");
+
+        using var stop = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            trainer.Run(log => stdout.WriteLine(Format(log, t.Steps)), () => stop.IsCancellationRequested);
+        }
+        finally { Console.CancelKeyPress -= onCancel; }
+        if (stop.IsCancellationRequested)
+            stdout.WriteLine($"interrupted at step {trainer.Optimizer.Step}: checkpoint written to {t.Out}; continue with --resume {t.Out}");
+        else
+            stdout.WriteLine($"done: {t.Out}");
+        return 0;
+    }
+
+    public static string Format(TrainLog l, int steps)
+    {
+        var parts = new List<string> { $"step {l.Step.ToString().PadLeft(steps.ToString().Length)}/{steps}" };
+        if (float.IsFinite(l.Loss)) parts.Add($"loss {l.Loss:F4}");
+        if (l.ValLoss is float v) parts.Add($"val {v:F4}");
+        if (l.RepeatLoss is float r) parts.Add($"repeat {r:F4}");
+        if (l.Step > 0)
+        {
+            parts.Add($"lr {l.Lr:0.00e+00}");
+            parts.Add($"{l.TokensPerSecond:N0} tok/s");
+            parts.Add($"{l.Elapsed:m\\:ss} elapsed, ETA {l.Eta:m\\:ss}");
+        }
+        return string.Join(" | ", parts);
+    }
+
+    private static TrainOptions FromOptions(Options o)
+    {
+        var d = new TrainOptions();
+        string norm = o.Str("normalization", d.Normalization);
+        if (norm.Equals("none", StringComparison.OrdinalIgnoreCase)) norm = "none";
+        return new TrainOptions
+        {
+            Data = o.Str("data", d.Data), Val = o.Str("val"), Out = o.Str("out", d.Out),
+            NLayers = o.Int("n-layers") ?? d.NLayers, DModel = o.Int("d-model") ?? d.DModel, NHeads = o.Int("n-heads") ?? d.NHeads,
+            DHead = o.Int("d-head"), DMlp = o.Int("d-mlp"), NCtx = o.Int("n-ctx") is int nctx ? (nctx > 0 ? nctx : throw new UsageError($"--n-ctx must be > 0, got {nctx}")) : d.NCtx, DVocab = o.Int("d-vocab"),
+            AttnOnly = o.Bool("attn-only"), Normalization = norm, PositionalEmbedding = o.Str("positional-embedding", d.PositionalEmbedding),
+            InitRange = o.Float("init-range"), TieEmbeddings = o.Bool("tie-embeddings") ?? false,
+            Optimizer = o.Str("optimizer", d.Optimizer), BatchSize = o.Int("batch-size") ?? d.BatchSize, Steps = o.Int("steps") ?? d.Steps,
+            Lr = o.Float("lr") is float lr ? (lr > 0 ? lr : throw new UsageError($"--lr must be > 0, got {lr}")) : d.Lr, MinLr = o.Float("min-lr") ?? d.MinLr, WarmupSteps = o.Int("warmup-steps") ?? d.WarmupSteps,
+            WeightDecay = o.Float("weight-decay") ?? d.WeightDecay, Beta1 = o.Float("beta1") ?? d.Beta1, Beta2 = o.Float("beta2") ?? d.Beta2,
+            GradClip = o.Float("grad-clip") ?? d.GradClip, EvalInterval = o.Int("eval-interval") ?? d.EvalInterval,
+            EvalBatches = o.Int("eval-batches") ?? d.EvalBatches, LogInterval = o.Int("log-interval") ?? d.LogInterval,
+            CheckpointInterval = o.Int("checkpoint-interval") ?? d.CheckpointInterval, Seed = o.ULong("seed") ?? d.Seed,
+        };
+    }
+}

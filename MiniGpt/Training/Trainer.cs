@@ -1,0 +1,261 @@
+using System.Diagnostics;
+using System.Globalization;
+using MiniGpt.Checkpoints;
+using MiniGpt.Data;
+using MiniGpt.Model;
+
+namespace MiniGpt.Training;
+
+/// <summary>One line of training progress, for the console and for tests.</summary>
+public sealed record TrainLog(long Step, float Loss, float? ValLoss, float? RepeatLoss, float Lr, float GradNorm, double TokensPerSecond, TimeSpan Elapsed, TimeSpan Eta);
+
+/// <summary>
+/// The training loop: sample a batch, forward, backward, clip, step, with periodic validation and
+/// checkpoints. Everything that decides the next step (weights, moments, step, data RNG) is saved in
+/// the checkpoint pair, so <see cref="Resume"/> continues bit for bit.
+/// </summary>
+public sealed class Trainer
+{
+    public TrainOptions Options { get; }
+    public GptModel Model { get; }
+    public Optimizer Optimizer { get; }
+    public IBatchSource Data { get; }
+    public string? TokenizerJson { get; }
+    public List<TrainLog> History { get; } = new();
+
+    private Rng _dataRng;
+    private readonly int[] _x, _y;
+    private readonly IReadOnlyList<(int[] Inputs, int[] Targets)> _val;
+    private readonly List<(int[] Inputs, int[] Targets, bool[] Predictable)>? _inductionVal;
+
+    private Trainer(TrainOptions o, GptModel model, IBatchSource data, string? tokenizerJson, Rng dataRng)
+    {
+        Options = o; Model = model; Data = data; TokenizerJson = tokenizerJson; _dataRng = dataRng;
+        Optimizer = new Optimizer(model, o.Optimizer, o.Beta1, o.Beta2, 1e-8f, o.WeightDecay);
+        int T = model.Config.NCtx;
+        _x = new int[o.BatchSize * T];
+        _y = new int[o.BatchSize * T];
+        model.EnsureBatch(o.BatchSize);
+        if (data is InductionTask it)
+        {
+            _inductionVal = it.ValidationWithMask(o.BatchSize, T, Math.Min(o.EvalBatches, 8));
+            _val = _inductionVal.Select(v => (v.Inputs, v.Targets)).ToList();
+        }
+        else _val = data.ValidationBatches(o.BatchSize, T, o.EvalBatches);
+    }
+
+    /// <summary>Builds the data and a freshly initialised model from options.</summary>
+    public static Trainer Start(TrainOptions o)
+    {
+        o = o.Resolved();
+        o.Validate();
+        var (data, tokJson, vocab) = LoadData(o);
+        var cfg = ModelConfigFor(o, vocab);
+        EnsureMemory(cfg, o);
+        var model = GptModel.Create(cfg, o.Seed);
+        var t = new Trainer(o, model, data, tokJson, new Rng(o.Seed ^ 0xDA7A_5EEDUL));
+        if (o.TieEmbeddings) t.TieUnembed();
+        return t;
+    }
+
+    public static ModelConfig ModelConfigFor(TrainOptions o, int vocab)
+    {
+        bool attnOnly = o.AttnOnly ?? o.Data == "induction";
+        int heads = o.NHeads;
+        int dHead = o.DHead ?? (heads > 0 && o.DModel % heads == 0 ? o.DModel / heads
+            : throw new UserError($"d_model {o.DModel} is not divisible by n_heads {heads}: pass --d-head or change one of them"));
+        return new ModelConfig
+        {
+            NLayers = o.NLayers, DModel = o.DModel, NHeads = heads, DHead = dHead,
+            DMlp = attnOnly ? 0 : o.DMlp ?? 4 * o.DModel, NCtx = o.NCtx, DVocab = vocab, AttnOnly = attnOnly,
+            NormalizationType = o.Normalization == "LN" ? "LN" : null, PositionalEmbeddingType = o.PositionalEmbedding,
+            InitRange = o.InitRange,
+        }.Validate();
+    }
+
+    /// <summary>Refuses, before allocating, a config whose parameters, gradients, moments and activations exceed free memory.</summary>
+    public static void EnsureMemory(ModelConfig cfg, TrainOptions o)
+    {
+        long pars = ParameterLayout.Declare(cfg).CountElements();
+        long bytes = 4 * (4 * pars + Activations.EstimateFloats(cfg, o.BatchSize));
+        long avail = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (bytes > avail * 0.9)
+            throw new UserError($"this config needs about {bytes / (1 << 20):N0} MiB (parameters, gradients, Adam moments, activations) but {avail / (1 << 20):N0} MiB are available: reduce --batch-size, --n-ctx or the model size");
+    }
+
+    private static (IBatchSource Data, string? TokenizerJson, int Vocab) LoadData(TrainOptions o)
+    {
+        int T = o.NCtx;
+        if (o.Data == "induction")
+        {
+            int vocab = o.DVocab ?? Math.Max(64, 2 * T); // ≥ n_ctx+1: windows of distinct tokens (see InductionTask)
+            return (new InductionTask(vocab, T, o.Seed), null, vocab);
+        }
+        if (TokenFile.IsTokenFile(o.Data))
+        {
+            int vocab = o.DVocab ?? throw new UserError($"'{o.Data}' is a token file: pass its vocabulary size with --d-vocab");
+            var all = TokenFile.ReadBin(o.Data, vocab);
+            var (tr, va) = o.Val != null ? (all, TokenFile.ReadBin(o.Val, vocab)) : Split(all);
+            return (new TokenWindows(tr, va, o.Data, T), null, vocab);
+        }
+        string text = TokenFile.ReadText(o.Data);
+        var tok = CharTokenizer.FromText(text);
+        int v = tok.VocabSize;
+        if (o.DVocab is int dv)
+        {
+            if (dv < v) throw new UserError($"'{o.Data}' has {v} distinct characters but --d-vocab is {dv}: raise --d-vocab or leave it out");
+            v = dv;
+        }
+        var ids = tok.Encode(text, o.Data);
+        var (train, val) = o.Val != null ? (ids, tok.Encode(TokenFile.ReadText(o.Val), o.Val)) : Split(ids);
+        return (new TokenWindows(train, val, o.Data, T), tok.ToJson(), v);
+    }
+
+    /// <summary>First 90 % for training, last 10 % for validation (nanoGPT's split).</summary>
+    public static (int[] Train, int[] Val) Split(int[] all)
+    {
+        int n = (int)(all.Length * 0.9);
+        return (all[..n], all[n..]);
+    }
+
+    /// <summary>One optimisation step; returns the training loss. Allocates nothing.</summary>
+    public float Step()
+    {
+        var o = Options;
+        int B = o.BatchSize, T = Model.Config.NCtx;
+        Data.Sample(ref _dataRng, _x, _y, B, T);
+        float loss = Model.Forward(_x, _y, B, T);
+        Model.ZeroGrad();
+        Model.Backward(1f / (B * T));
+        if (o.TieEmbeddings) FoldTiedGradient();
+        LastGradNorm = GradClip.ClipGlobalNorm(Model.Grads.Buffer, o.GradClip);
+        LastLr = LrSchedule.At(Optimizer.Step, o.Lr, o.MinLr, o.WarmupSteps, o.Steps);
+        Optimizer.Update(LastLr);
+        if (o.TieEmbeddings) TieUnembed();
+        return loss;
+    }
+
+    public float LastGradNorm { get; private set; }
+    public float LastLr { get; private set; }
+
+    // Tied embeddings (nanoGPT's W_U = W_Eᵀ): one parameter, W_E, gets both gradients; W_U is its copy.
+    private void FoldTiedGradient()
+    {
+        var c = Model.Config;
+        var gE = Model.Grads["embed.W_E"].Span; var gU = Model.Grads["unembed.W_U"].Span;
+        for (int v = 0; v < c.DVocab; v++)
+            for (int d = 0; d < c.DModel; d++) gE[v * c.DModel + d] += gU[d * c.DVocab + v];
+        gU.Clear();
+    }
+
+    private void TieUnembed()
+    {
+        var c = Model.Config;
+        var wE = Model.Params["embed.W_E"].Span; var wU = Model.Params["unembed.W_U"].Span;
+        for (int v = 0; v < c.DVocab; v++)
+            for (int d = 0; d < c.DModel; d++) wU[d * c.DVocab + v] = wE[v * c.DModel + d];
+    }
+
+    /// <summary>Mean validation loss, and for the induction task the loss on predictable (repeated) positions.</summary>
+    public (float Loss, float? RepeatLoss) Evaluate()
+    {
+        int T = Model.Config.NCtx;
+        double sum = 0, rep = 0; long n = 0, nrep = 0;
+        for (int k = 0; k < _val.Count; k++)
+        {
+            var (x, y) = _val[k];
+            int B = x.Length / T;
+            Model.Forward(x, y, B, T);
+            var losses = Model.Losses;
+            for (int i = 0; i < losses.Length; i++)
+            {
+                sum += losses[i];
+                if (_inductionVal != null && _inductionVal[k].Predictable[i]) { rep += losses[i]; nrep++; }
+            }
+            n += losses.Length;
+        }
+        return ((float)(sum / n), nrep > 0 ? (float)(rep / nrep) : null);
+    }
+
+    /// <summary>Runs to the last step, logging and checkpointing as configured. stop() is polled between steps.</summary>
+    public void Run(Action<TrainLog> log, Func<bool>? stop = null)
+    {
+        var o = Options;
+        long tokensPerStep = (long)o.BatchSize * Model.Config.NCtx;
+        var clock = Stopwatch.StartNew();
+        long startStep = Optimizer.Step;
+        double lossSum = 0; int lossCount = 0;
+        if (startStep == 0)
+        {
+            var (v0, r0) = Evaluate();
+            log(new TrainLog(0, float.NaN, v0, r0, 0, 0, 0, TimeSpan.Zero, TimeSpan.Zero));
+        }
+        while (Optimizer.Step < o.Steps)
+        {
+            float loss = Step();
+            if (!float.IsFinite(loss) || !float.IsFinite(LastGradNorm))
+                throw new UserError($"training diverged at step {Optimizer.Step}: loss {loss}, gradient norm {LastGradNorm}; lower --lr or raise --warmup-steps (the last checkpoint is kept)");
+            lossSum += loss; lossCount++;
+            long s = Optimizer.Step;
+            bool evalNow = s % o.EvalInterval == 0 || s == o.Steps;
+            if (evalNow || s % o.LogInterval == 0)
+            {
+                double secs = clock.Elapsed.TotalSeconds;
+                double tps = (s - startStep) * tokensPerStep / Math.Max(secs, 1e-9);
+                var eta = TimeSpan.FromSeconds(secs / (s - startStep) * (o.Steps - s));
+                float? val = null, rep = null;
+                if (evalNow) (val, rep) = Evaluate();
+                var entry = new TrainLog(s, (float)(lossSum / lossCount), val, rep, LastLr, LastGradNorm, tps, clock.Elapsed, eta);
+                History.Add(entry);
+                log(entry);
+                lossSum = 0; lossCount = 0;
+            }
+            if (s % o.CheckpointInterval == 0 || s == o.Steps) Save(o.Out);
+            if (stop?.Invoke() == true && s < o.Steps) { Save(o.Out); break; }
+        }
+    }
+
+    /// <summary>Writes the training state first and the weights second, each atomically; both carry the step.</summary>
+    public void Save(string path)
+    {
+        string step = Optimizer.Step.ToString(CultureInfo.InvariantCulture);
+        var stateMeta = new Dictionary<string, string>
+        {
+            ["step"] = step,
+            ["data_rng"] = _dataRng.Save(),
+            ["options"] = Options.ToJson(),
+            ["optimizer"] = Optimizer.Kind,
+        };
+        var tensors = Checkpoint.Tensors(Optimizer.M, "adam.m.");
+        tensors.AddRange(Checkpoint.Tensors(Optimizer.V, "adam.v."));
+        SafeTensorsFile.Write(Checkpoint.TrainStatePath(path), tensors, stateMeta);
+        Checkpoint.Save(path, Model, TokenizerJson, new Dictionary<string, string> { ["step"] = step });
+    }
+
+    /// <summary>Continues a run from its checkpoint pair exactly where it stopped.</summary>
+    public static Trainer Resume(string checkpoint, Func<TrainOptions, TrainOptions>? adjust = null)
+    {
+        var loaded = Checkpoint.Load(checkpoint);
+        string statePath = Checkpoint.TrainStatePath(checkpoint);
+        if (!File.Exists(statePath))
+            throw new UserError($"cannot resume: '{statePath}' (optimizer state) is missing beside the checkpoint; start a new run from the weights instead");
+        var st = SafeTensorsFile.Open(statePath);
+        if (!st.Metadata.TryGetValue("options", out var optJson) || !st.Metadata.TryGetValue("step", out var stepText)
+            || !st.Metadata.TryGetValue("data_rng", out var rngText))
+            throw new UserError($"cannot resume: '{statePath}' lacks step, options or RNG state");
+        loaded.File.Metadata.TryGetValue("step", out var weightStep);
+        if (weightStep != stepText)
+            throw new UserError($"cannot resume: '{checkpoint}' is at step {weightStep ?? "?"} but its optimizer state is at step {stepText} (a save was interrupted); resume from a consistent pair");
+        var o = TrainOptions.FromJson(optJson);
+        if (adjust != null) o = adjust(o);
+        o.Validate();
+        var (data, tokJson, vocab) = LoadData(o);
+        if (vocab != loaded.Model.Config.DVocab)
+            throw new UserError($"cannot resume: the data now gives d_vocab {vocab} but the checkpoint has {loaded.Model.Config.DVocab}");
+        var t = new Trainer(o, loaded.Model, data, tokJson ?? loaded.TokenizerJson, Rng.Load(rngText));
+        Checkpoint.ReadInto(st, t.Optimizer.M, "adam.m.", statePath, rejectExtras: false);
+        Checkpoint.ReadInto(st, t.Optimizer.V, "adam.v.", statePath, rejectExtras: false);
+        t.Optimizer.Step = long.Parse(stepText, CultureInfo.InvariantCulture);
+        return t;
+    }
+}
