@@ -92,7 +92,7 @@ public class CheckpointTests
         var wrongCfg = m.Config with { DModel = 32, DHead = 16 };
         string mismatch = Path.Combine(dir, "mismatch.safetensors");
         SafeTensorsFile.Write(mismatch, Checkpoint.Tensors(m.Params, ""), new Dictionary<string, string> { ["config"] = wrongCfg.ToJson() });
-        Assert.Contains("the config needs", Assert.Throws<UserError>(() => Checkpoint.Load(mismatch)).Message);
+        Assert.Contains("but the config needs", Assert.Throws<UserError>(() => Checkpoint.Load(mismatch)).Message);
 
         string noCfg = Path.Combine(dir, "nocfg.safetensors");
         SafeTensorsFile.Write(noCfg, Checkpoint.Tensors(m.Params, ""), null);

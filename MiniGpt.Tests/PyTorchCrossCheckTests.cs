@@ -13,7 +13,7 @@ namespace MiniGpt.Tests;
 ///    with --grads, PyTorch's gradients (max |error| / max |gradient| ≤ 1e-4 per tensor);
 ///  • a checkpoint written here loads there and gives the same logits.
 /// </summary>
-public class PyTorchCrossCheckTests
+public class PyTorchCrossCheckTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     public static TheoryData<string> Configs() => new()
     {
@@ -50,6 +50,7 @@ public class PyTorchCrossCheckTests
         Assert.Equal(theirs.GetProperty("windows").GetInt32(), ours.GetProperty("windows").GetInt32());
         Assert.Equal(theirs.GetProperty("tokens").GetInt32(), ours.GetProperty("tokens").GetInt32());
         Assert.True(Math.Abs(lossOurs - lossTheirs) <= 1e-5 * Math.Abs(lossTheirs), $"loss {lossOurs:R} vs PyTorch {lossTheirs:R}");
+        double worstGrad = 0;
 
         var g1 = SafeTensorsFile.Open(ourGrads);
         var g2 = SafeTensorsFile.Open(refGrads);
@@ -76,7 +77,10 @@ public class PyTorchCrossCheckTests
                 continue;
             }
             Assert.True(maxErr / maxAbs <= 1e-4, $"{name}: max |error| {maxErr:G3} over max |gradient| {maxAbs:G3} = {maxErr / maxAbs:G3}");
+            worstGrad = Math.Max(worstGrad, maxErr / maxAbs);
         }
+        output.WriteLine($"loss {lossOurs:F7} vs PyTorch {lossTheirs:F7}: relative error {Math.Abs(lossOurs - lossTheirs) / lossTheirs:E2}; " +
+            $"worst gradient error / max |gradient| over {refAll.Count} tensors: {worstGrad:E2}");
         Directory.Delete(dir, true);
     }
 
@@ -106,6 +110,7 @@ public class PyTorchCrossCheckTests
         float maxAbs = theirs.Max(Math.Abs), maxErr = 0;
         for (int i = 0; i < ours.Length; i++) maxErr = Math.Max(maxErr, Math.Abs(ours[i] - theirs[i]));
         Assert.True(maxErr <= 1e-5f * Math.Max(1f, maxAbs), $"logits differ from PyTorch by up to {maxErr:G3} (scale {maxAbs:G3})");
+        output.WriteLine($"logits: max |difference| {maxErr:E2} at max |logit| {maxAbs:F3}");
         Directory.Delete(dir, true);
     }
 }

@@ -91,6 +91,37 @@ public class TrainingTests
         Directory.Delete(dir, true);
     }
 
+    [Theory]
+    [InlineData(true, "LN", "standard")]
+    [InlineData(false, "none", "shortformer")]
+    public void TrainingStepAllocatesNothingInSteadyState(bool attnOnly, string norm, string pos)
+    {
+        string dir = TestPaths.TempDir("alloc");
+        var t = Trainer.Start(Tiny(Path.Combine(dir, "m.safetensors")) with { AttnOnly = attnOnly, Normalization = norm, PositionalEmbedding = pos, DModel = 64, NCtx = 32 });
+        for (int i = 0; i < 5; i++) t.Step(); // JIT, tiering, first-use buffers
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 10; i++) t.Step();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated == 0, $"10 training steps allocated {allocated} bytes");
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void TiedEmbeddingsKeepUnembedEqualToTheEmbeddingTransposed()
+    {
+        string dir = TestPaths.TempDir("tie");
+        var t = Trainer.Start(Tiny(Path.Combine(dir, "m.safetensors")) with { TieEmbeddings = true });
+        var c = t.Model.Config;
+        var wE0 = t.Model.Params["embed.W_E"].Span.ToArray();
+        for (int i = 0; i < 5; i++) t.Step();
+        var wE = t.Model.Params["embed.W_E"].Span;
+        var wU = t.Model.Params["unembed.W_U"].Span;
+        Assert.False(wE.SequenceEqual(wE0), "W_E did not train");
+        for (int v = 0; v < c.DVocab; v++)
+            for (int d = 0; d < c.DModel; d++) Assert.Equal(wE[v * c.DModel + d], wU[d * c.DVocab + v]);
+        Directory.Delete(dir, true);
+    }
+
     [Fact]
     public void ScheduleWarmsUpThenDecaysToTheFloor()
     {

@@ -46,31 +46,39 @@ public static class Checkpoint
         ModelConfig cfg;
         try { cfg = ModelConfig.FromJson(cfgJson); }
         catch (UserError e) { throw new UserError($"'{path}': {e.Message}"); }
+        // check the tensors against the config before allocating what the config claims
+        CheckEntries(f, ParameterLayout.Declare(cfg).Declarations, "", path, rejectExtras: true);
         var model = new GptModel(cfg);
         ReadInto(f, model.Params, "", path);
         f.Metadata.TryGetValue(TokenizerKey, out var tok);
         return new Loaded(model, tok, f);
     }
 
-    /// <summary>Fills every tensor of the arena from f (names prefixed), checking there is nothing missing, extra or misshapen.</summary>
+    /// <summary>Checks that f has every declared tensor (names prefixed) with its shape and, if rejectExtras, nothing else.</summary>
+    public static void CheckEntries(SafeTensorsFile f, IReadOnlyList<(string Name, int[] Shape)> declared, string prefix, string path, bool rejectExtras)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (name, shape) in declared)
+        {
+            names.Add(prefix + name);
+            if (!f.Entries.TryGetValue(prefix + name, out var e))
+                throw new UserError($"'{path}' lacks tensor '{prefix + name}' that its config needs: the file and its config disagree");
+            if (!e.Shape.AsSpan().SequenceEqual(shape))
+                throw new UserError($"'{path}': tensor '{e.Name}' is [{string.Join(", ", e.Shape)}] but the config needs [{string.Join(", ", shape)}]");
+        }
+        if (!rejectExtras) return;
+        foreach (var name in f.Entries.Keys)
+            if (!IsIgnoredBuffer(name) && !names.Contains(name))
+                throw new UserError($"'{path}' has tensor '{name}' that its config does not use: the file and its config disagree");
+    }
+
+    /// <summary>Fills every tensor of the arena from f (names prefixed) after checking names and shapes.</summary>
     public static void ReadInto(SafeTensorsFile f, Arena a, string prefix, string path, bool rejectExtras = true)
     {
-        foreach (var t in a.Tensors)
-        {
-            if (!f.Entries.TryGetValue(prefix + t.Name, out var e))
-                throw new UserError($"'{path}' lacks tensor '{prefix + t.Name}' that its config needs: the file and its config disagree");
-            if (!e.Shape.AsSpan().SequenceEqual(t.Shape))
-                throw new UserError($"'{path}': tensor '{e.Name}' is [{string.Join(", ", e.Shape)}] but the config needs {t.ShapeText}");
-        }
-        foreach (var name in rejectExtras ? f.Entries.Keys : [])
-        {
-            if (IsIgnoredBuffer(name)) continue;
-            if (!name.StartsWith(prefix, StringComparison.Ordinal) || !a.Contains(name[prefix.Length..]))
-                throw new UserError($"'{path}' has tensor '{name}' that its config does not use: the file and its config disagree");
-        }
+        CheckEntries(f, a.Tensors.Select(t => (t.Name, t.Shape)).ToList(), prefix, path, rejectExtras);
         foreach (var t in a.Tensors) f.ReadF32(prefix + t.Name, t.Span);
         foreach (var t in a.Tensors)
-            if (!float.IsFinite(System.Numerics.Tensors.TensorPrimitives.Sum(t.Span)) && HasNonFinite(t.Span))
+            if (HasNonFinite(t.Span))
                 throw new UserError($"'{path}': tensor '{prefix + t.Name}' holds NaN or Inf: the checkpoint is damaged");
     }
 

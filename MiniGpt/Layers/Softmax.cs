@@ -6,7 +6,7 @@ public static class Softmax
 {
     /// <summary>
     /// y = exp(x − max x) / Σ exp(x − max x). Subtracting the max keeps exp from overflowing for large
-    /// scores (TensorPrimitives.SoftMax exponentiates x directly, which gives ∞/∞ = NaN past x ≈ 88).
+    /// scores: TensorPrimitives.SoftMax (System.Numerics.Tensors 10.0) exponentiates x directly, and gives NaN for [100, 0].
     /// </summary>
     public static void Forward(ReadOnlySpan<float> x, Span<float> y)
     {

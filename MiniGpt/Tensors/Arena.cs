@@ -12,6 +12,9 @@ public sealed class Arena
     private readonly Dictionary<string, Tensor> _byName = new(StringComparer.Ordinal);
     private float[]? _buffer;
 
+    /// <summary>Names and shapes in declaration order, available before <see cref="Build"/> allocates.</summary>
+    public IReadOnlyList<(string Name, int[] Shape)> Declarations => _pending;
+
     public float[] Buffer => _buffer ?? throw new InvalidOperationException("arena not built");
     public IReadOnlyList<Tensor> Tensors => _tensors;
 

@@ -35,9 +35,9 @@ public sealed record TrainOptions
     public float GradClip { get; init; } = 1.0f;
 
     // run
-    public int EvalInterval { get; init; } = 100;
+    public int EvalInterval { get; init; } = 250;
     public int EvalBatches { get; init; } = 20;
-    public int LogInterval { get; init; } = 50;
+    public int LogInterval { get; init; } = 250;
     public int CheckpointInterval { get; init; } = 500;
     public ulong Seed { get; init; } = 1337;
     /// <summary>"induction" (the generated task), a UTF-8 text file, or a .bin token file.</summary>
