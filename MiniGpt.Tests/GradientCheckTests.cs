@@ -12,29 +12,30 @@ namespace MiniGpt.Tests;
 /// </summary>
 public class GradientCheckTests
 {
-    public static TheoryData<int, bool, bool, bool> Configs()
+    public static TheoryData<int, bool, string, bool> Configs()
     {
-        var d = new TheoryData<int, bool, bool, bool>();
+        var d = new TheoryData<int, bool, string, bool>();
         foreach (int layers in new[] { 0, 1, 2 })
             foreach (bool attnOnly in new[] { true, false })
-                foreach (bool ln in new[] { true, false })
+                foreach (string norm in new[] { "LN", "none" })
                 {
                     if (layers == 0 && !attnOnly) continue; // a zero-layer model has no MLP either way
-                    d.Add(layers, attnOnly, ln, false);
+                    d.Add(layers, attnOnly, norm, false);
                 }
-        d.Add(2, true, true, true);
-        d.Add(1, false, false, true);
+        d.Add(2, true, "LN", true);
+        d.Add(1, false, "none", true);
+        d.Add(2, false, "LNPre", false);
         return d;
     }
 
     [Theory]
     [MemberData(nameof(Configs))]
-    public void WholeModelGradientsMatchFiniteDifferences(int layers, bool attnOnly, bool layerNorm, bool shortformer)
+    public void WholeModelGradientsMatchFiniteDifferences(int layers, bool attnOnly, string normalization, bool shortformer)
     {
         var cfg = new ModelConfig
         {
             NLayers = layers, DModel = 16, NHeads = 2, DHead = 8, DMlp = 24, NCtx = 6, DVocab = 11,
-            AttnOnly = attnOnly, NormalizationType = layerNorm ? "LN" : null,
+            AttnOnly = attnOnly, NormalizationType = normalization == "none" ? null : normalization,
             PositionalEmbeddingType = shortformer ? "shortformer" : "standard", InitRange = 0.3,
         };
         var model = GptModel.Create(cfg, seed: 7);

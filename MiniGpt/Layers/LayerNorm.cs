@@ -2,7 +2,11 @@ using System.Numerics.Tensors;
 
 namespace MiniGpt.Layers;
 
-/// <summary>LayerNorm over the last dimension, eps 1e-5, biased variance (as PyTorch and TransformerLens).</summary>
+/// <summary>
+/// LayerNorm over the last dimension, eps 1e-5, biased variance (as PyTorch and TransformerLens).
+/// With empty w and b it is TransformerLens's "LNPre" (normalise only), used once w and b are folded
+/// into the weights that read its output.
+/// </summary>
 public static class LayerNorm
 {
     public const float Eps = 1e-5f;
@@ -20,7 +24,7 @@ public static class LayerNorm
             float var = TensorPrimitives.SumOfSquares(yr) / C;      // biased variance
             float rs = 1f / MathF.Sqrt(var + Eps);
             TensorPrimitives.Multiply(yr, rs, yr);                  // x̂
-            TensorPrimitives.FusedMultiplyAdd(yr, w, b, yr);        // x̂·w + b
+            if (!w.IsEmpty) TensorPrimitives.FusedMultiplyAdd(yr, w, b, yr); // x̂·w + b
             mean[n] = mu;
             rstd[n] = rs;
         }
@@ -42,9 +46,13 @@ public static class LayerNorm
             var dxr = dx.Slice(n * C, C);
             TensorPrimitives.Subtract(xr, mean[n], xhat);
             TensorPrimitives.Multiply(xhat, rstd[n], xhat);
-            TensorPrimitives.FusedMultiplyAdd(dyr, xhat, dw, dw);
-            TensorPrimitives.Add(db, dyr, db);
-            TensorPrimitives.Multiply(dyr, w, g);
+            if (w.IsEmpty) dyr.CopyTo(g); // LNPre: no affine part
+            else
+            {
+                TensorPrimitives.FusedMultiplyAdd(dyr, xhat, dw, dw);
+                TensorPrimitives.Add(db, dyr, db);
+                TensorPrimitives.Multiply(dyr, w, g);
+            }
             float meanG = TensorPrimitives.Sum(g) / C;
             float meanGx = TensorPrimitives.Dot(g, xhat) / C;
             // dx += rstd·(g - meanG - x̂·meanGx)

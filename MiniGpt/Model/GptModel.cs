@@ -89,7 +89,7 @@ public sealed class GptModel
             ReadOnlySpan<float> xln = residPre;
             if (c.HasLayerNorm)
             {
-                LayerNorm.Forward(residPre, w.Ln1W!.Span, w.Ln1B!.Span, x.Ln1Out!.Span, x.Ln1Mean!.Span, x.Ln1Rstd!.Span, N, D);
+                LayerNorm.Forward(residPre, Sp(w.Ln1W), Sp(w.Ln1B), x.Ln1Out!.Span, x.Ln1Mean!.Span, x.Ln1Rstd!.Span, N, D);
                 xln = x.Ln1Out.Span[..ND];
             }
             // shortformer: queries and keys see positions; values and the residual stream do not
@@ -115,7 +115,7 @@ public sealed class GptModel
             ReadOnlySpan<float> x2 = residMid;
             if (c.HasLayerNorm)
             {
-                LayerNorm.Forward(residMid, w.Ln2W!.Span, w.Ln2B!.Span, x.Ln2Out!.Span, x.Ln2Mean!.Span, x.Ln2Rstd!.Span, N, D);
+                LayerNorm.Forward(residMid, Sp(w.Ln2W), Sp(w.Ln2B), x.Ln2Out!.Span, x.Ln2Mean!.Span, x.Ln2Rstd!.Span, N, D);
                 x2 = x.Ln2Out.Span[..ND];
             }
             var pre = x.Pre!.Span[..(N * M)];
@@ -130,7 +130,7 @@ public sealed class GptModel
         ReadOnlySpan<float> xf = a.FinalResid.Span[..ND];
         if (c.HasLayerNorm)
         {
-            LayerNorm.Forward(xf, _p.LnFinalW!.Span, _p.LnFinalB!.Span, a.LnFinalOut!.Span, a.LnFinalMean!.Span, a.LnFinalRstd!.Span, N, D);
+            LayerNorm.Forward(xf, Sp(_p.LnFinalW), Sp(_p.LnFinalB), a.LnFinalOut!.Span, a.LnFinalMean!.Span, a.LnFinalRstd!.Span, N, D);
             xf = a.LnFinalOut.Span[..ND];
         }
         var logits = a.Logits.Span[..(N * V)];
@@ -138,6 +138,9 @@ public sealed class GptModel
         if (targets.IsEmpty) return float.NaN;
         return (float)(CrossEntropy.Forward(logits, targets, a.Losses.Span, N, V) / N);
     }
+
+    /// <summary>An optional tensor's span, empty when absent (LayerNorm gains under LNPre).</summary>
+    private static Span<float> Sp(Tensor? t) => t is null ? Span<float>.Empty : t.Span;
 
     private void CheckVocab(ReadOnlySpan<int> ids, string what)
     {
@@ -180,8 +183,8 @@ public sealed class GptModel
         if (c.HasLayerNorm)
         {
             dResid.Clear();
-            LayerNorm.Backward(resid, _p.LnFinalW!.Span, a.LnFinalMean!.Span, a.LnFinalRstd!.Span, dLn, dResid,
-                _g.LnFinalW!.Span, _g.LnFinalB!.Span, xhat, g, N, D);
+            LayerNorm.Backward(resid, Sp(_p.LnFinalW), a.LnFinalMean!.Span, a.LnFinalRstd!.Span, dLn, dResid,
+                Sp(_g.LnFinalW), Sp(_g.LnFinalB), xhat, g, N, D);
         }
         else dLn.CopyTo(dResid);
 
@@ -201,7 +204,7 @@ public sealed class GptModel
                 Gelu.Backward(x.Pre!.Span[..(N * M)], dPost, dPre, dPre, accumulate: false);
                 Linear.Backward(x2, w.WIn!.Span, dPre, dLn, gw.WIn!.Span, gw.BIn!.Span, N, D, M, accumulateDx: false);
                 if (c.HasLayerNorm)
-                    LayerNorm.Backward(residMid, w.Ln2W!.Span, x.Ln2Mean!.Span, x.Ln2Rstd!.Span, dLn, dResid, gw.Ln2W!.Span, gw.Ln2B!.Span, xhat, g, N, D);
+                    LayerNorm.Backward(residMid, Sp(w.Ln2W), x.Ln2Mean!.Span, x.Ln2Rstd!.Span, dLn, dResid, Sp(gw.Ln2W), Sp(gw.Ln2B), xhat, g, N, D);
                 else TensorPrimitives.Add(dResid, dLn, dResid);
             }
             // dResid holds d(resid_mid): resid_mid = resid_pre + attn(ln1(resid_pre))
@@ -225,7 +228,7 @@ public sealed class GptModel
                 }
             }
             if (c.HasLayerNorm)
-                LayerNorm.Backward(residPre, w.Ln1W!.Span, x.Ln1Mean!.Span, x.Ln1Rstd!.Span, dLn, dResid, gw.Ln1W!.Span, gw.Ln1B!.Span, xhat, g, N, D);
+                LayerNorm.Backward(residPre, Sp(w.Ln1W), x.Ln1Mean!.Span, x.Ln1Rstd!.Span, dLn, dResid, Sp(gw.Ln1W), Sp(gw.Ln1B), xhat, g, N, D);
             else TensorPrimitives.Add(dResid, dLn, dResid);
         }
         // dResid holds d(blocks.0.hook_resid_pre) = d(W_E[tokens] (+ W_pos))

@@ -24,7 +24,9 @@ public sealed record ModelConfig
     /// <summary>Std of the normal init of every W_*; TransformerLens's default is 0.8/√d_model.</summary>
     public double? InitRange { get; init; }
 
-    public bool HasLayerNorm => NormalizationType == "LN";
+    /// <summary>LN: LayerNorm with gain and bias; LNPre: normalisation only (after folding); null: none.</summary>
+    public bool HasLayerNorm => NormalizationType is "LN" or "LNPre";
+    public bool HasLayerNormParams => NormalizationType == "LN";
     public bool Shortformer => PositionalEmbeddingType == "shortformer";
     public bool HasMlp => !AttnOnly;
     public double EffectiveInitRange => InitRange ?? 0.8 / Math.Sqrt(DModel);
@@ -42,8 +44,8 @@ public sealed record ModelConfig
             Positive(DHead, "d_head");
             if (HasMlp) Positive(DMlp, "d_mlp");
         }
-        if (NormalizationType is not (null or "LN"))
-            throw new UserError($"normalization_type '{NormalizationType}' is not supported: use LN or none");
+        if (NormalizationType is not (null or "LN" or "LNPre"))
+            throw new UserError($"normalization_type '{NormalizationType}' is not supported: use LN, LNPre or none");
         if (PositionalEmbeddingType is not ("standard" or "shortformer"))
             throw new UserError($"positional_embedding_type '{PositionalEmbeddingType}' is not supported: use standard or shortformer");
         if (ActFn is not ("gelu_new" or "gelu_pytorch_tanh"))

@@ -17,7 +17,7 @@ public static class ParameterLayout
         for (int l = 0; l < c.NLayers; l++)
         {
             string p = $"blocks.{l}.";
-            if (c.HasLayerNorm) { a.Add(p + "ln1.w", D); a.Add(p + "ln1.b", D); }
+            if (c.HasLayerNormParams) { a.Add(p + "ln1.w", D); a.Add(p + "ln1.b", D); }
             a.Add(p + "attn.W_Q", H, D, dh);
             a.Add(p + "attn.W_K", H, D, dh);
             a.Add(p + "attn.W_V", H, D, dh);
@@ -28,14 +28,14 @@ public static class ParameterLayout
             a.Add(p + "attn.b_O", D);
             if (c.HasMlp)
             {
-                if (c.HasLayerNorm) { a.Add(p + "ln2.w", D); a.Add(p + "ln2.b", D); }
+                if (c.HasLayerNormParams) { a.Add(p + "ln2.w", D); a.Add(p + "ln2.b", D); }
                 a.Add(p + "mlp.W_in", D, c.DMlp);
                 a.Add(p + "mlp.b_in", c.DMlp);
                 a.Add(p + "mlp.W_out", c.DMlp, D);
                 a.Add(p + "mlp.b_out", D);
             }
         }
-        if (c.HasLayerNorm) { a.Add("ln_final.w", D); a.Add("ln_final.b", D); }
+        if (c.HasLayerNormParams) { a.Add("ln_final.w", D); a.Add("ln_final.b", D); }
         a.Add("unembed.W_U", D, c.DVocab);
         a.Add("unembed.b_U", c.DVocab);
         return a;
