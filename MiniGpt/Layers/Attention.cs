@@ -31,9 +31,21 @@ public static unsafe class Attention
     }
 
     // x_qk, x_v [B,T,D] → q,k,v,z [B,T,H,dh], scores, pattern [B,H,T,T], out [B,T,D]
+    // The stages are public so the model can run hooks between them; this is all of them in order.
     public static void Forward(ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w,
         Span<float> q, Span<float> k, Span<float> v, Span<float> scores, Span<float> pattern, Span<float> z, Span<float> output,
         int B, int T, int D, int H, int dh)
+    {
+        ProjectQkv(xqk, xv, w, q, k, v, B, T, D, H, dh);
+        Scores(q, k, scores, B, T, H, dh);
+        Pattern(scores, pattern, B, T, H);
+        Mix(pattern, v, z, B, T, H, dh);
+        Linear.Forward(z[..(B * T * H * dh)], w.WO, w.BO, output, B * T, H * dh, D);
+    }
+
+    // q[b,p,h] = x_qk[b,p]·W_Q[h] + b_Q[h];  k likewise;  v[b,p,h] = x_v[b,p]·W_V[h] + b_V[h]
+    public static void ProjectQkv(ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w,
+        Span<float> q, Span<float> k, Span<float> v, int B, int T, int D, int H, int dh)
     {
         int N = B * T, HD = H * dh;
         for (int h = 0; h < H; h++)
@@ -42,12 +54,55 @@ public static unsafe class Attention
             Project(xqk, w.WK.Slice(h * D * dh, D * dh), w.BK.Slice(h * dh, dh), k, h, N, D, HD, dh);
             Project(xv, w.WV.Slice(h * D * dh, D * dh), w.BV.Slice(h * dh, dh), v, h, N, D, HD, dh);
         }
-        fixed (float* pq = q, pk = k, pv = v, ps = scores, pp = pattern, pz = z)
+    }
+
+    // scores[b,h,i,j] = q[b,i,h]·k[b,j,h] / √dh for j ≤ i, −∞ above the diagonal
+    public static void Scores(ReadOnlySpan<float> q, ReadOnlySpan<float> k, Span<float> scores, int B, int T, int H, int dh)
+    {
+        fixed (float* pq = q, pk = k, ps = scores)
         {
-            var job = new Job { Q = pq, K = pk, V = pv, S = ps, P = pp, Z = pz, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh) };
-            WorkerPool.Current.Run(&HeadForward, &job, B * H);
+            var job = new Job { Q = pq, K = pk, S = ps, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh) };
+            WorkerPool.Current.Run(&HeadScores, &job, B * H);
         }
-        Linear.Forward(z[..(N * HD)], w.WO, w.BO, output, N, HD, D);
+    }
+
+    // pattern[b,h,i,:] = softmax over j ≤ i of scores[b,h,i,j]; exactly 0 for j > i
+    public static void Pattern(ReadOnlySpan<float> scores, Span<float> pattern, int B, int T, int H)
+    {
+        fixed (float* ps = scores, pp = pattern)
+        {
+            var job = new Job { S = ps, P = pp, T = T, H = H };
+            WorkerPool.Current.Run(&HeadPattern, &job, B * H);
+        }
+    }
+
+    // z[b,i,h] = Σ_{j ≤ i} pattern[b,h,i,j]·v[b,j,h]
+    public static void Mix(ReadOnlySpan<float> pattern, ReadOnlySpan<float> v, Span<float> z, int B, int T, int H, int dh)
+    {
+        fixed (float* pp = pattern, pv = v, pz = z)
+        {
+            var job = new Job { P = pp, V = pv, Z = pz, T = T, H = H, Dh = dh };
+            WorkerPool.Current.Run(&HeadMix, &job, B * H);
+        }
+    }
+
+    // result[b,p,h,:] = z[b,p,h]·W_O[h]  (hook_result: each head's write into the residual stream) [B,T,H,D]
+    public static void Results(ReadOnlySpan<float> z, ReadOnlySpan<float> wo, Span<float> result, int B, int T, int D, int H, int dh)
+    {
+        int N = B * T, HD = H * dh;
+        for (int h = 0; h < H; h++)
+            Kernels.MatMul.NN(Cols(z, N, HD, h * dh, dh), Mat(wo.Slice(h * dh * D, dh * D), dh, D), Cols(result, N, H * D, h * D, D), accumulate: false);
+    }
+
+    // out[b,p] = Σ_h result[b,p,h] + b_O  (the same as z·W_O + b_O, summed head by head)
+    public static void OutputFromResults(ReadOnlySpan<float> result, ReadOnlySpan<float> bo, Span<float> output, int N, int D, int H)
+    {
+        for (int n = 0; n < N; n++)
+        {
+            var o = output.Slice(n * D, D);
+            bo.CopyTo(o);
+            for (int h = 0; h < H; h++) TensorPrimitives.Add(o, result.Slice((n * H + h) * D, D), o);
+        }
     }
 
     // q[:, h] = x·W_Q[h] + b_Q[h], written into the head's columns of [N, H·dh]
@@ -64,30 +119,55 @@ public static unsafe class Attention
 
     private struct Job
     {
-        public float* Q, K, V, S, P, Z, DQ, DK, DV, DZ;
+        public float* Q, K, V, S, P, Z, DQ, DK, DV, DZ, DP, DS;
         public int T, H, Dh;
         public float Scale;
     }
 
-    // one (batch, head): scores, causal softmax and z for every query position
-    private static void HeadForward(void* ctx, int task)
+    // one (batch, head) of Scores
+    private static void HeadScores(void* ctx, int task)
     {
         var j = (Job*)ctx;
         int T = j->T, H = j->H, dh = j->Dh, HD = H * dh;
         int b = task / H, h = task % H;
-        float* s0 = j->S + (long)task * T * T, p0 = j->P + (long)task * T * T;
+        float* s0 = j->S + (long)task * T * T;
         long baseRow = (long)b * T * HD + h * dh;
         for (int i = 0; i < T; i++)
         {
             var qi = new ReadOnlySpan<float>(j->Q + baseRow + (long)i * HD, dh);
             var srow = new Span<float>(s0 + (long)i * T, T);
-            var prow = new Span<float>(p0 + (long)i * T, T);
             for (int jj = 0; jj <= i; jj++)
                 srow[jj] = TensorPrimitives.Dot(qi, new ReadOnlySpan<float>(j->K + baseRow + (long)jj * HD, dh)) * j->Scale;
             srow[(i + 1)..].Fill(float.NegativeInfinity);
-            // softmax over the causal prefix j ≤ i; the masked tail is exactly 0
-            Softmax.Forward(srow[..(i + 1)], prow[..(i + 1)]);
+        }
+    }
+
+    // one (batch, head) of Pattern: softmax over the causal prefix j ≤ i; the masked tail is exactly 0
+    private static void HeadPattern(void* ctx, int task)
+    {
+        var j = (Job*)ctx;
+        int T = j->T;
+        float* s0 = j->S + (long)task * T * T, p0 = j->P + (long)task * T * T;
+        for (int i = 0; i < T; i++)
+        {
+            var srow = new ReadOnlySpan<float>(s0 + (long)i * T, i + 1);
+            var prow = new Span<float>(p0 + (long)i * T, T);
+            Softmax.Forward(srow, prow[..(i + 1)]);
             prow[(i + 1)..].Clear();
+        }
+    }
+
+    // one (batch, head) of Mix
+    private static void HeadMix(void* ctx, int task)
+    {
+        var j = (Job*)ctx;
+        int T = j->T, H = j->H, dh = j->Dh, HD = H * dh;
+        int b = task / H, h = task % H;
+        float* p0 = j->P + (long)task * T * T;
+        long baseRow = (long)b * T * HD + h * dh;
+        for (int i = 0; i < T; i++)
+        {
+            float* prow = p0 + (long)i * T;
             var zi = new Span<float>(j->Z + baseRow + (long)i * HD, dh);
             zi.Clear();
             for (int jj = 0; jj <= i; jj++)
@@ -100,16 +180,20 @@ public static unsafe class Attention
     public static void Backward(ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w, in Grads g,
         ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> pattern, ReadOnlySpan<float> z,
         ReadOnlySpan<float> dOut, Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dz,
-        Span<float> dxqk, Span<float> dxv, int B, int T, int D, int H, int dh)
+        Span<float> dxqk, Span<float> dxv, int B, int T, int D, int H, int dh,
+        Span<float> dPatternOut = default, Span<float> dScoresOut = default, Action? afterDz = null, Action? afterDqkv = null)
     {
         int N = B * T, HD = H * dh;
         // out = z·W_O + b_O
         Linear.Backward(z[..(N * HD)], w.WO, dOut, dz, g.WO, g.BO, N, HD, D, accumulateDx: false);
-        fixed (float* pq = q, pk = k, pv = v, pp = pattern, pdq = dq, pdk = dk, pdv = dv, pdz = dz)
+        afterDz?.Invoke(); // a backward hook on hook_z may read or change dz here
+        fixed (float* pq = q, pk = k, pv = v, pp = pattern, pdq = dq, pdk = dk, pdv = dv, pdz = dz, pdp = dPatternOut, pds = dScoresOut)
         {
-            var job = new Job { Q = pq, K = pk, V = pv, P = pp, DQ = pdq, DK = pdk, DV = pdv, DZ = pdz, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh) };
+            var job = new Job { Q = pq, K = pk, V = pv, P = pp, DQ = pdq, DK = pdk, DV = pdv, DZ = pdz, DP = pdp, DS = pds,
+                T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh) };
             WorkerPool.Current.Run(&HeadBackward, &job, B * H);
         }
+        afterDqkv?.Invoke(); // backward hooks on hook_q/k/v may read or change dq, dk, dv here
         for (int h = 0; h < H; h++)
         {
             ProjectBackward(xqk, w.WQ.Slice(h * D * dh, D * dh), dq, g.WQ.Slice(h * D * dh, D * dh), g.BQ.Slice(h * dh, dh), dxqk, h, N, D, HD, dh);
@@ -159,9 +243,21 @@ public static unsafe class Attention
                 var dvj = new Span<float>(j->DV + baseRow + (long)jj * HD, dh);
                 TensorPrimitives.MultiplyAdd(dzi, prow[jj], dvj, dvj);
             }
+            if (j->DP != null) // d loss / d pattern, for backward hooks on hook_pattern
+            {
+                var dpRow = new Span<float>(j->DP + (long)task * T * T + (long)i * T, T);
+                dpi.CopyTo(dpRow);
+                dpRow[(i + 1)..].Clear();
+            }
             float dot = TensorPrimitives.Dot(prow, dpi);
             TensorPrimitives.Subtract(dpi, dot, dpi);
             TensorPrimitives.Multiply(dpi, prow, dpi);
+            if (j->DS != null) // d loss / d scores (scaled scores, as hook_attn_scores holds them)
+            {
+                var dsRow = new Span<float>(j->DS + (long)task * T * T + (long)i * T, T);
+                dpi.CopyTo(dsRow);
+                dsRow[(i + 1)..].Clear();
+            }
             TensorPrimitives.Multiply(dpi, j->Scale, dpi);
             var qi = new ReadOnlySpan<float>(j->Q + baseRow + (long)i * HD, dh);
             var dqi = new Span<float>(j->DQ + baseRow + (long)i * HD, dh);

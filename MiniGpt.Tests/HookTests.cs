@@ -1,0 +1,215 @@
+using MiniGpt.Model;
+using Xunit;
+
+namespace MiniGpt.Tests;
+
+public class HookTests
+{
+    private static void Near(double expected, double actual, double tol = 1e-5) =>
+        Assert.True(Math.Abs(expected - actual) <= tol * (1 + Math.Abs(expected)), $"expected {expected:G9}, got {actual:G9}");
+
+    private static GptModel Model(bool attnOnly = false, string? norm = "LN", string pos = "standard")
+    {
+        var m = GptModel.Create(new ModelConfig
+        {
+            NLayers = 2, DModel = 16, NHeads = 2, DHead = 8, DMlp = 24, NCtx = 7, DVocab = 11, AttnOnly = attnOnly,
+            NormalizationType = norm, PositionalEmbeddingType = pos, InitRange = 0.4,
+        }, seed: 3);
+        var rng = new Rng(8);
+        foreach (var t in m.Params.Tensors)
+            if (!t.Name.Contains(".W_")) for (int i = 0; i < t.Length; i++) t[i] += (float)(0.1 * rng.NextNormal());
+        return m;
+    }
+
+    private static (int[] X, int[] Y) Tokens(int B, int T, int seed)
+    {
+        var rng = new Rng((ulong)seed);
+        var x = new int[B * T]; var y = new int[B * T];
+        for (int i = 0; i < x.Length; i++) { x[i] = rng.NextInt(11); y[i] = rng.NextInt(11); }
+        return (x, y);
+    }
+
+    [Fact]
+    public void HooksThatOnlyReadChangeNothing()
+    {
+        var m = Model();
+        var (x, y) = Tokens(2, 7, 1);
+        float plain = m.Forward(x, y, 2, 7);
+        var logits = m.Logits.ToArray();
+        int seen = 0;
+        using (m.Hooks.AddForward("blocks.1.attn.hook_result", (_, _) => seen++))
+        using (m.Hooks.AddForward("blocks.0.attn.hook_pattern", (_, _) => seen++))
+        {
+            Assert.Equal(plain, m.Forward(x, y, 2, 7));
+            Assert.Equal(2, seen);
+            Assert.True(logits.AsSpan().SequenceEqual(m.Logits), "reading hooks changed the logits");
+        }
+        Assert.True(m.Hooks.IsEmpty);
+        Assert.Equal(plain, m.Forward(x, y, 2, 7));
+        Assert.True(logits.AsSpan().SequenceEqual(m.Logits));
+    }
+
+    [Fact]
+    public void RunWithCacheHasEveryHookWithTransformerLensShapes()
+    {
+        var m = Model();
+        var (x, _) = Tokens(3, 5, 2);
+        var cache = m.RunWithCache(x, 3, 5);
+        Assert.Equal(m.HookNames.OrderBy(n => n), cache.Names.OrderBy(n => n));
+        Assert.Equal(new[] { 3, 5, 2, 8 }, cache["blocks.0.attn.hook_q"].Shape);
+        Assert.Equal(new[] { 3, 2, 5, 5 }, cache["blocks.1.attn.hook_pattern"].Shape);
+        Assert.Equal(new[] { 3, 5, 2, 16 }, cache["blocks.1.attn.hook_result"].Shape);
+        Assert.Equal(new[] { 3, 5, 24 }, cache["blocks.0.mlp.hook_post"].Shape);
+        Assert.Equal(new[] { 3, 5, 11 }, cache["logits"].Shape);
+        // the result of each head sums (with b_O) to hook_attn_out, and resid_mid = resid_pre + attn_out
+        var result = cache["blocks.1.attn.hook_result"].Span; var attnOut = cache["blocks.1.hook_attn_out"].Span;
+        var bO = m.Params["blocks.1.attn.b_O"].Span;
+        for (int n = 0; n < 15; n++)
+            for (int d = 0; d < 16; d++)
+                Near(attnOut[n * 16 + d], result[(n * 2) * 16 + d] + result[(n * 2 + 1) * 16 + d] + bO[d]);
+        var mid = cache["blocks.1.hook_resid_mid"].Span; var pre = cache["blocks.1.hook_resid_pre"].Span;
+        for (int i = 0; i < mid.Length; i++) Near(mid[i], pre[i] + attnOut[i]);
+        var filtered = m.RunWithCache(x, 3, 5, n => n.EndsWith("hook_pattern"));
+        Assert.Equal(2, filtered.Names.Count);
+    }
+
+    [Fact]
+    public void AblatingAHeadsResultChangesAttnOutByExactlyThatHead()
+    {
+        var m = Model(attnOnly: true);
+        var (x, _) = Tokens(2, 7, 12);
+        var clean = m.RunWithCache(x, 2, 7);
+        using var h = m.Hooks.AddForward("blocks.0.attn.hook_result", (r, _) => { for (int n = 0; n < 14; n++) r.Span.Slice((n * 2 + 1) * 16, 16).Clear(); });
+        var ablated = m.RunWithCache(x, 2, 7, n => n == "blocks.0.hook_attn_out");
+        var res = clean["blocks.0.attn.hook_result"].Span;
+        for (int n = 0; n < 14; n++)
+            for (int d = 0; d < 16; d++)
+                Near(clean["blocks.0.hook_attn_out"].Span[n * 16 + d] - res[(n * 2 + 1) * 16 + d], ablated["blocks.0.hook_attn_out"].Span[n * 16 + d]);
+    }
+
+    [Fact]
+    public void ZeroAblatingAHeadsZEqualsZeroingItsOutputWeights()
+    {
+        var m = Model();
+        var (x, y) = Tokens(2, 7, 3);
+        float ablated;
+        using (m.Hooks.AddForward("blocks.1.attn.hook_z", (z, _) =>
+        {
+            var s = z.Span; // [B, T, H, dh]: zero head 0
+            for (int n = 0; n < 14; n++) s.Slice(n * 16, 8).Clear();
+        }))
+            ablated = m.Forward(x, y, 2, 7);
+        var viaHook = m.Logits.ToArray();
+        m.Params["blocks.1.attn.W_O"].Span[..(8 * 16)].Clear(); // W_O[0] = 0
+        Near(ablated, m.Forward(x, y, 2, 7));
+        for (int i = 0; i < viaHook.Length; i++) Near(m.Logits[i], viaHook[i]);
+    }
+
+    [Fact]
+    public void PatchingTheResidualStreamFromACleanRunRestoresItsLogits()
+    {
+        var m = Model();
+        var (clean, _) = Tokens(1, 7, 4);
+        var (corrupt, _) = Tokens(1, 7, 5);
+        var cache = m.RunWithCache(clean, 1, 7);
+        using (m.Hooks.AddForward("blocks.1.hook_resid_pre", (t, _) => cache["blocks.1.hook_resid_pre"].Span.CopyTo(t.Span)))
+            m.Forward(corrupt, default, 1, 7);
+        Assert.True(cache["logits"].Span.SequenceEqual(m.Logits), "patched logits differ from the clean run");
+        m.Forward(corrupt, default, 1, 7);
+        Assert.False(cache["logits"].Span.SequenceEqual(m.Logits));
+    }
+
+    [Fact]
+    public void MeanAblationReplacesAnActivationByItsMeanOverBatchAndPosition()
+    {
+        var m = Model();
+        var (x, y) = Tokens(4, 7, 6);
+        var cache = m.RunWithCache(x, 4, 7, n => n == "blocks.0.hook_mlp_out");
+        var mean = new float[16];
+        var mo = cache["blocks.0.hook_mlp_out"].Span;
+        for (int n = 0; n < 28; n++) for (int d = 0; d < 16; d++) mean[d] += mo[n * 16 + d] / 28;
+        using var h = m.Hooks.AddForward("blocks.0.hook_mlp_out", (t, _) => { for (int n = 0; n < 28; n++) mean.CopyTo(t.Span.Slice(n * 16, 16)); });
+        var after = m.RunWithCache(x, 4, 7, n => n is "blocks.0.hook_resid_post" or "blocks.0.hook_resid_mid");
+        var post = after["blocks.0.hook_resid_post"].Span; var mid = after["blocks.0.hook_resid_mid"].Span;
+        for (int n = 0; n < 28; n++) for (int d = 0; d < 16; d++) Near(mid[n * 16 + d] + mean[d], post[n * 16 + d]);
+    }
+
+    public static TheoryData<string, string?, string> GradientPoints()
+    {
+        var d = new TheoryData<string, string?, string>();
+        foreach (var name in new[] { "hook_embed", "blocks.0.hook_resid_pre", "blocks.0.ln1.hook_normalized", "blocks.0.attn.hook_q",
+                     "blocks.0.attn.hook_k", "blocks.1.attn.hook_v", "blocks.1.attn.hook_attn_scores", "blocks.1.attn.hook_pattern",
+                     "blocks.0.attn.hook_z", "blocks.1.hook_attn_out", "blocks.0.hook_resid_mid", "blocks.1.ln2.hook_normalized",
+                     "blocks.0.mlp.hook_pre", "blocks.1.mlp.hook_post", "blocks.1.hook_mlp_out", "blocks.1.hook_resid_post",
+                     "ln_final.hook_normalized", "logits" })
+            d.Add(name, "LN", "standard");
+        d.Add("blocks.1.attn.hook_q", null, "shortformer");
+        d.Add("blocks.0.hook_resid_post", null, "shortformer");
+        return d;
+    }
+
+    /// <summary>
+    /// The gradient a backward hook sees at a point equals the loss's directional derivative when the
+    /// activation there is nudged by a forward hook: (L(a + εu) − L(a − εu)) / 2ε = Σ grad·u.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(GradientPoints))]
+    public void BackwardHooksSeeTheGradientAtTheirPoint(string name, string? norm, string pos)
+    {
+        var m = Model(norm: norm, pos: pos);
+        const int B = 2, T = 6;
+        var (x, y) = Tokens(B, T, 7);
+        float[]? grad = null;
+        using (m.Hooks.AddBackward(name, (g, _) => grad = g.Span.ToArray()))
+        {
+            m.Forward(x, y, B, T);
+            m.ZeroGrad();
+            m.Backward(1f / (B * T));
+        }
+        Assert.NotNull(grad);
+        var rng = new Rng(11);
+        var u = new float[grad!.Length];
+        for (int i = 0; i < u.Length; i++) u[i] = (float)rng.NextNormal();
+        if (name.EndsWith("hook_attn_scores") || name.EndsWith("hook_pattern"))
+            for (int i = 0; i < u.Length; i++) if (i % T > i / T % T) u[i] = 0; // keep the causal mask
+        double analytic = 0;
+        for (int i = 0; i < u.Length; i++) analytic += grad[i] * (double)u[i];
+        double Loss(float eps)
+        {
+            using var h = m.Hooks.AddForward(name, (t, _) => { var s = t.Span; for (int i = 0; i < s.Length; i++) s[i] += eps * u[i]; });
+            m.Forward(x, y, B, T);
+            double s = 0;
+            foreach (float l in m.Losses) s += l;
+            return s / (B * T);
+        }
+        const float e = 1e-3f;
+        double numeric = (Loss(e) - Loss(-e)) / (2 * e);
+        Assert.True(Math.Abs(numeric - analytic) <= 2e-3 * Math.Max(1, Math.Abs(numeric)) + 5e-4,
+            $"{name}: finite difference {numeric:G6} vs backward hook {analytic:G6}");
+        Assert.True(Math.Abs(analytic) > 1e-5, $"{name}: the gradient is ~0, so the check proves nothing");
+    }
+
+    [Fact]
+    public void ABackwardHookCanCutTheGradientThroughOneBranch()
+    {
+        var m = Model(attnOnly: true);
+        var (x, y) = Tokens(2, 7, 9);
+        using (m.Hooks.AddBackward("blocks.1.hook_attn_out", (g, _) => g.Span.Clear()))
+        {
+            m.Forward(x, y, 2, 7);
+            m.ZeroGrad();
+            m.Backward(1f / 14);
+        }
+        foreach (var n in new[] { "W_Q", "W_K", "W_V", "W_O", "b_O" })
+            Assert.True(m.Grads[$"blocks.1.attn.{n}"].Span.IndexOfAnyExcept(0f) < 0, $"blocks.1.attn.{n} still has a gradient");
+        Assert.True(m.Grads["blocks.0.attn.W_V"].Span.IndexOfAnyExcept(0f) >= 0, "the residual path should still carry gradient to block 0");
+    }
+
+    [Fact]
+    public void UnknownHookNamesAreRejected()
+    {
+        var m = Model(attnOnly: true);
+        Assert.Throws<ArgumentException>(() => m.Hooks.AddForward("blocks.0.mlp.hook_post", (_, _) => { }));
+        Assert.Throws<ArgumentException>(() => m.Hooks.AddForward("blocks.7.hook_resid_pre", (_, _) => { }));
+    }
+}
