@@ -13,6 +13,7 @@ public static class TrainVerb
             .Add("val", "", "separate validation file (otherwise the last 10 % of --data)")
             .Add("out", d.Out, "checkpoint path; training state goes beside it as *.train.safetensors")
             .Add("resume", "", "continue the run of this checkpoint exactly where it stopped (other options come from it)")
+            .Flag("overwrite", "replace an existing checkpoint at --out (otherwise train refuses, so no run is lost)")
             .Add("n-layers", d.NLayers.ToString(), "transformer blocks (0 = bigram model)")
             .Add("d-model", d.DModel.ToString(), "residual stream width")
             .Add("n-heads", d.NHeads.ToString(), "attention heads per block")
@@ -54,7 +55,13 @@ public static class TrainVerb
             trainer = Trainer.Resume(resume, saved => saved with { Out = o.Str("out") ?? resume });
             stdout.WriteLine($"resuming {resume} at step {trainer.Optimizer.Step} of {trainer.Options.Steps}");
         }
-        else trainer = Trainer.Start(FromOptions(o));
+        else
+        {
+            var opts = FromOptions(o);
+            if (File.Exists(opts.Out) && o.Bool("overwrite") != true)
+                throw new UsageError($"'{opts.Out}' already holds a checkpoint: pass --overwrite to replace it, --resume {opts.Out} to continue it, or another --out");
+            trainer = Trainer.Start(opts);
+        }
 
         var t = trainer.Options;
         var c = trainer.Model.Config;
