@@ -2,7 +2,7 @@ using MiniGpt;
 using MiniGpt.Tensors;
 using MiniGpt.Train;
 
-// minigpt: train, evaluate and sample small GPTs on the CPU.
+// minigpt: train, evaluate and sample small GPTs on the CPU, and read their circuits.
 // Exit codes: 0 success, 1 a problem with the data, files or training (message on stderr), 2 a malformed command line.
 return Cli.Run(args, Console.Out, Console.Error);
 
@@ -17,6 +17,7 @@ namespace MiniGpt.Train
               train    train a model (with no options: a 2-layer attention-only model on the induction task)
               eval     mean next-token loss of a checkpoint on a file, optionally its gradients
               sample   generate text from a checkpoint
+              circuits find a checkpoint's heads and circuits: summary table, circuits.json, plots and report.html
 
             '<verb> --help' lists a verb's options and their defaults.
             """;
@@ -36,7 +37,8 @@ namespace MiniGpt.Train
                     "train" => TrainVerb.Run(rest, stdout),
                     "eval" => EvalVerb.Run(rest, stdout),
                     "sample" => SampleVerb.Run(rest, stdout),
-                    _ => throw new UsageError($"unknown verb '{args[0]}': use train, eval or sample (see --help)"),
+                    "circuits" => CircuitsVerb.Run(rest, stdout),
+                    _ => throw new UsageError($"unknown verb '{args[0]}': use train, eval, sample or circuits (see --help)"),
                 };
             }
             catch (UsageError e) { stderr.WriteLine($"error: {e.Message}"); return 2; }

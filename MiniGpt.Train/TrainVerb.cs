@@ -13,6 +13,7 @@ public static class TrainVerb
             .Add("val", "", "separate validation file (otherwise the last 10 % of --data)")
             .Add("out", d.Out, "checkpoint path; training state goes beside it as *.train.safetensors")
             .Add("resume", "", "continue the run of this checkpoint exactly where it stopped (other options come from it)")
+            .Flag("track-circuits", "score every head (previous-token, induction, …) at each evaluation: shown on the progress line, logged to <out stem>.circuits.jsonl")
             .Flag("overwrite", "replace an existing checkpoint at --out (otherwise train refuses, so no run is lost)")
             .Add("n-layers", d.NLayers.ToString(), "transformer blocks (0 = bigram model)")
             .Add("d-model", d.DModel.ToString(), "residual stream width")
@@ -72,12 +73,17 @@ public static class TrainVerb
         stdout.WriteLine($"training: {t.Optimizer} lr {t.Lr:G3}→{t.MinLr:G3} (warm-up {t.WarmupSteps}), batch {t.BatchSize}, {t.Steps} steps, " +
             $"seed {t.Seed}, {Tensors.WorkerPool.Shared.Threads} threads → {t.Out}");
 
+        // resuming appends to the run's log, a new run starts it afresh
+        var tracker = o.Bool("track-circuits") == true ? new CircuitTracker(trainer.Model, t.Out, append: o.Has("resume")) : null;
+        if (tracker != null) stdout.WriteLine($"tracking circuits at every evaluation → {tracker.LogPath}");
+
         using var stop = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };
         Console.CancelKeyPress += onCancel;
         try
         {
-            trainer.Run(log => stdout.WriteLine(Format(log, t.Steps)), () => stop.IsCancellationRequested);
+            trainer.Run(log => stdout.WriteLine(Format(log, t.Steps) + (tracker != null && log.ValLoss != null ? tracker.Record(log) : "")),
+                () => stop.IsCancellationRequested);
         }
         finally { Console.CancelKeyPress -= onCancel; }
         if (stop.IsCancellationRequested)

@@ -1,0 +1,134 @@
+using System.Diagnostics;
+using System.Globalization;
+using MiniGpt.Checkpoints;
+using MiniGpt.Data;
+using MiniGpt.Train.Report;
+using MiniGpt.Training;
+
+namespace MiniGpt.Train;
+
+/// <summary>
+/// circuits: reads the circuits out of a checkpoint (MiniGpt/Circuits) and reports them as a text
+/// table, circuits.json (every number), PNG plots and one self-contained report.html.
+/// </summary>
+public static class CircuitsVerb
+{
+    private static Options Declare() =>
+        new Options("circuits", "circuits: detects previous-token, duplicate-token and induction heads, reads the OV/QK circuits, composition, in-context\n" +
+                                "loss and head ablations of a checkpoint; prints a summary and writes circuits.json, PNG plots and report.html.")
+            .Add("checkpoint", "", "model checkpoint (.safetensors with 'config' metadata)")
+            .Add("data", "induction without a tokenizer, else required",
+                "'induction' (the generated task), UTF-8 text in the checkpoint's characters, or a .bin of uint16 tokens: the loss curve and ablations use it")
+            .Add("out", "<checkpoint stem>.circuits/", "folder for circuits.json, the PNGs and report.html")
+            .Flag("json", "print circuits.json to stdout instead of the summary table")
+            .Add("heads", "the top induction and previous-token heads", "heads whose attention patterns to draw, as L.H pairs: 1.2,0.3")
+            .Add("batch-size", "1024/n_ctx, at most 32", "windows per evaluation batch (the default makes batches of about 1024 tokens)")
+            .Add("batches", "4", "evaluation batches of --data (for text and .bin: windows from the last 10 %, the validation split)")
+            .Add("threads", "all cores", "worker threads");
+
+    public static int Run(string[] args, TextWriter stdout)
+    {
+        var o = Declare().Parse(args);
+        if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
+        Cli.ApplyThreads(o);
+        string ckpt = o.Str("checkpoint") ?? throw new UsageError("circuits needs --checkpoint F");
+        int? batchOption = o.Int("batch-size");
+        int batches = o.Int("batches") ?? 4;
+        if (batchOption is < 1) throw new UsageError($"--batch-size must be > 0, got {batchOption}");
+        if (batches < 1) throw new UsageError($"--batches must be > 0, got {batches}");
+        var heads = o.Str("heads") is { } hs ? ParseHeads(hs) : null;
+        var clock = Stopwatch.StartNew();
+
+        var loaded = Checkpoint.Load(ckpt);
+        var c = loaded.Model.Config;
+        if (c.NLayers > 0 && c.NCtx < 4)
+            throw new UserError($"circuits scores heads on a sequence repeated twice, which needs n_ctx ≥ 4; '{ckpt}' has n_ctx {c.NCtx}");
+        if (heads != null)
+        {
+            if (c.NLayers == 0) throw new UserError($"--heads: '{ckpt}' is a zero-layer model and has no heads");
+            foreach (var (l, h) in heads)
+                if (l >= c.NLayers || h >= c.NHeads)
+                    throw new UserError($"--heads: L{l}H{h} does not exist: the model has layers 0–{c.NLayers - 1} and heads 0–{c.NHeads - 1}");
+        }
+        var text = new TokenText(loaded.TokenizerJson != null ? CharTokenizer.FromJson(loaded.TokenizerJson) : null);
+        int batch = batchOption ?? Math.Clamp(1024 / c.NCtx, 1, 32);
+        var data = LoadData(o.Str("data"), loaded, ckpt, batch, batches);
+
+        string dir = o.Str("out") ?? CircuitsLog.Stem(ckpt) + ".circuits";
+        if (File.Exists(dir)) throw new UserError($"--out '{dir}' is a file: give a folder for the report");
+        Directory.CreateDirectory(dir);
+
+        var result = CircuitsAnalysis.Run(ckpt, loaded, data, text, heads);
+        var plots = ReportPlots.Draw(result);
+        result.Seconds = clock.Elapsed.TotalSeconds;
+        var json = CircuitsJson.ToJson(CircuitsJson.Build(result, plots));
+        // plots of an earlier run (other heads drawn) would sit beside the new ones as if they belonged to them
+        var current = plots.Select(p => p.FileName).ToHashSet();
+        foreach (string old in Directory.EnumerateFiles(dir, "*.png"))
+            if (ReportPlots.IsPlotName(Path.GetFileName(old)) && !current.Contains(Path.GetFileName(old))) File.Delete(old);
+        foreach (var p in plots) File.WriteAllBytes(Path.Combine(dir, p.FileName), p.Png);
+        File.WriteAllText(Path.Combine(dir, "circuits.json"), json + "\n");
+        string html = Path.Combine(dir, "report.html");
+        File.WriteAllText(html, HtmlReport.Build(result, plots));
+
+        if (o.Bool("json") == true) stdout.WriteLine(json);
+        else
+        {
+            stdout.Write(SummaryTable.Format(result));
+            stdout.WriteLine($"wrote {Path.Combine(dir, "circuits.json")}, {plots.Count} plots and {html} in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
+        }
+        return 0;
+    }
+
+    /// <summary>"1.2,0.3" → [(1, 2), (0, 3)]; also accepts "L1H2".</summary>
+    public static List<(int Layer, int Head)> ParseHeads(string s)
+    {
+        var list = new List<(int, int)>();
+        foreach (string part in s.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            string p = part.ToUpperInvariant();
+            string[] lh = p.StartsWith('L') && p.Contains('H') ? p[1..].Split('H') : p.Split('.');
+            if (lh.Length != 2 || !int.TryParse(lh[0], NumberStyles.None, CultureInfo.InvariantCulture, out int l)
+                || !int.TryParse(lh[1], NumberStyles.None, CultureInfo.InvariantCulture, out int h))
+                throw new UsageError($"--heads expects layer.head pairs such as 1.2,0.3, got '{part}'");
+            if (!list.Contains((l, h))) list.Add((l, h));
+        }
+        if (list.Count == 0) throw new UsageError("--heads is empty: give layer.head pairs such as 1.2,0.3");
+        return list;
+    }
+
+    /// <summary>
+    /// The evaluation batches: the induction task's validation windows (the same generator and seed as a
+    /// default train run's validation set), or consecutive windows of the last 10 % of a file (the
+    /// validation split train holds out; the whole file when that is shorter than one window).
+    /// </summary>
+    private static CircuitsData LoadData(string? data, Checkpoint.Loaded loaded, string ckpt, int B, int maxBatches)
+    {
+        var c = loaded.Model.Config;
+        int T = c.NCtx;
+        if (data == null)
+        {
+            if (loaded.TokenizerJson != null)
+                throw new UsageError($"'{ckpt}' was trained on text: pass --data with a text file of its characters (or --data induction)");
+            data = "induction";
+        }
+        if (data == "induction")
+        {
+            var task = new InductionTask(c.DVocab, T, new TrainOptions().Seed);
+            var windows = task.ValidationWithMask(B, T, maxBatches);
+            var corpus = windows.SelectMany(w => w.Inputs).ToArray();
+            return new CircuitsData($"the induction task's validation windows ({task.Describe()})",
+                windows.Select(w => (w.Inputs, w.Targets)).ToList(), windows.Select(w => w.Predictable).ToList(), corpus);
+        }
+        TokenFile.CheckExists(data); // a missing file is the first thing to say, before whether it could be tokenized
+        int[] all = EvalVerb.ReadTokens(data, loaded);
+        var (_, val) = Trainer.Split(all);
+        bool useVal = val.Length >= T + 1;
+        var tokens = useVal ? val : all;
+        if (tokens.Length < T + 1)
+            throw new UserError($"'{data}' has {all.Length} tokens, fewer than one window of n_ctx+1 = {T + 1}: give more data");
+        var batches = Windows.Consecutive(tokens, B, T, maxBatches);
+        string desc = $"{Path.GetFileName(data)} ({(useVal ? "last 10 %" : "whole file")}, {batches.Sum(b => b.Inputs.Length / T)} windows of {T})";
+        return new CircuitsData(desc, batches, null, all);
+    }
+}

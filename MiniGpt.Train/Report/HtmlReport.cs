@@ -1,0 +1,180 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+
+namespace MiniGpt.Train.Report;
+
+/// <summary>
+/// report.html: one self-contained page (every PNG embedded as a base64 data URI, CSS inline, no
+/// scripts, no external resource), so it can be mailed or opened from anywhere. Sections: the model,
+/// the headline findings, the heads table, attention patterns with tokens as text, eigenvalues,
+/// composition, in-context loss, ablations, the model-size-specific analyses (skip-trigrams, bigram KL,
+/// path expansion), geometry, and the scores over training when the run was tracked.
+/// </summary>
+public static class HtmlReport
+{
+    public static string Build(CircuitsResult r, IReadOnlyList<PlotImage> plots)
+    {
+        var c = r.Config;
+        var sb = new StringBuilder();
+        string E(string s) => WebUtility.HtmlEncode(s);
+        string F(double x, string fmt = "0.000") => double.IsFinite(x) ? x.ToString(fmt, CultureInfo.InvariantCulture) : "–";
+        void Img(PlotImage p, string cls = "plot") =>
+            sb.Append($"<figure class=\"{cls}\"><img alt=\"{E(p.Title)}\" src=\"data:image/png;base64,{Convert.ToBase64String(p.Png)}\"><figcaption><b>{E(p.Title)}</b>. {E(p.Caption)}</figcaption></figure>\n");
+        IEnumerable<PlotImage> Plots(string prefix) => plots.Where(p => p.FileName.StartsWith(prefix, StringComparison.Ordinal));
+
+        sb.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Circuits: ").Append(E(Path.GetFileName(r.Checkpoint))).Append("</title>\n<style>\n");
+        sb.Append("""
+            body { font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1320px; color: #222; padding: 0 16px; }
+            h1 { font-size: 26px; margin-bottom: 4px; } h2 { font-size: 20px; border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 32px; }
+            table { border-collapse: collapse; margin: 8px 0; font-size: 14px; }
+            th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; } th { background: #f4f4f4; }
+            td.l, th.l { text-align: left; } tr.hit td { background: #fff8e1; }
+            .role { display: inline-block; border-radius: 4px; padding: 1px 6px; margin: 1px; font-size: 12px; color: #fff; }
+            .previous-token { background: #2b6cb0; } .duplicate-token { background: #718096; } .induction { background: #c53030; }
+            .headline { background: #f0fff4; border: 1px solid #9ae6b4; padding: 10px 14px; border-radius: 6px; font-size: 16px; }
+            .notes { color: #555; font-size: 13px; } .grid { display: flex; flex-wrap: wrap; gap: 8px; }
+            figure { margin: 4px; } figure.plot img { max-width: 100%; } figcaption { font-size: 12px; color: #555; max-width: 640px; }
+            figure.small figcaption { max-width: 310px; }
+            code, .tokens { font-family: "DejaVu Sans Mono", monospace; } .tokens { background: #f7f7f7; padding: 6px 8px; border-radius: 4px; word-break: break-all; }
+            .bar { display: inline-block; height: 10px; background: #c53030; vertical-align: middle; }
+            """);
+        sb.Append("</style></head><body>\n");
+        sb.Append($"<h1>Circuits of {E(Path.GetFileName(r.Checkpoint))}</h1>\n<p class=\"notes\">{E(Path.GetFullPath(r.Checkpoint))} · data: {E(r.Data.Description)} ({r.Data.Tokens:N0} tokens) · analysed in {r.Seconds:0.0} s</p>\n");
+
+        // model
+        sb.Append("<h2 id=\"model\">Model</h2>\n<table>");
+        void Row(string k, string v) => sb.Append($"<tr><th class=\"l\">{E(k)}</th><td class=\"l\">{E(v)}</td></tr>");
+        Row("layers", c.NLayers.ToString()); Row("d_model", c.DModel.ToString()); Row("heads × d_head", $"{c.NHeads} × {c.DHead}");
+        Row("MLP", c.AttnOnly ? "none (attention-only)" : $"d_mlp {c.DMlp}"); Row("n_ctx", c.NCtx.ToString()); Row("d_vocab", c.DVocab.ToString());
+        Row("normalization", c.NormalizationType ?? "none"); Row("positional embedding", c.PositionalEmbeddingType);
+        Row("parameters", r.Parameters.ToString("N0")); Row("tokenizer", r.Text.HasTokenizer ? "characters" : "none (token ids)");
+        Row("weight circuits read from", r.LayerNormFolded ? "the LayerNorm-folded model" : "the weights as stored");
+        sb.Append("</table>\n");
+        if (r.Notes.Count > 0) sb.Append("<ul class=\"notes\">").Append(string.Concat(r.Notes.Select(n => $"<li>{E(n)}</li>"))).Append("</ul>\n");
+
+        // headline
+        if (r.Heads.Count > 0)
+        {
+            sb.Append("<h2 id=\"findings\">Findings</h2>\n<div class=\"headline\">");
+            foreach (var role in new[] { "previous-token", "induction", "duplicate-token" })
+            {
+                var list = r.WithRole(role).ToList();
+                sb.Append($"<div><span class=\"role {role}\">{role}</span> heads: ")
+                  .Append(list.Count == 0 ? "none" : string.Join(", ", list.Select(h => $"<b>{h.Name}</b> ({F(CircuitsResult.Score(h, role), "0.00")})"))).Append("</div>");
+            }
+            if (r.Headline is { } line) sb.Append($"<div style=\"margin-top:6px\"><b>{E(line)}</b></div>");
+            sb.Append("</div>\n");
+
+            sb.Append("<h2 id=\"heads\">Heads</h2>\n<p class=\"notes\">Scores on repeated random sequences (HeadScores; a role is detected at ≥ 0.4). " +
+                "OV-eig: eigenvalue copying score Re(Σλ)/Σ|λ| of W_E·W_V·W_O·W_U; QK-eig: the same for W_E·W_Q·W_Kᵀ·W_Eᵀ. " +
+                "Ablated: ratio of the repeated-half loss with the head's hook_z zeroed to the clean loss.</p>\n<table><tr><th class=\"l\">head</th><th class=\"l\">role(s)</th>" +
+                "<th>previous-token</th><th>duplicate</th><th>induction</th><th>prefix-matching</th><th>copying</th><th>OV-eig</th><th>QK-eig</th><th>ablated ×</th></tr>\n");
+            foreach (var h in r.Heads)
+            {
+                string roles = h.Roles.Length == 0 ? "" : string.Concat(h.Roles.Select(x => $"<span class=\"role {x}\">{x}</span>"));
+                sb.Append($"<tr{(h.Roles.Length > 0 ? " class=\"hit\"" : "")}><td class=\"l\"><b>{h.Name}</b></td><td class=\"l\">{roles}</td>" +
+                    $"<td>{F(h.PreviousToken)}</td><td>{F(h.DuplicateToken)}</td><td>{F(h.Induction)}</td><td>{F(h.PrefixMatching)}</td><td>{F(h.Copying)}</td>" +
+                    $"<td>{F(h.OvCopying, "+0.000;-0.000")}</td><td>{F(h.QkEigenScore, "+0.000;-0.000")}</td><td>{F(h.Ablation.RepeatFactor, "0.00")}×</td></tr>\n");
+            }
+            sb.Append("</table>\n");
+        }
+
+        // attention patterns
+        if (r.Attention is { } a)
+        {
+            sb.Append("<h2 id=\"attention\">Attention patterns</h2>\n<p>On one sequence of ").Append(a.Half).Append(" random tokens repeated once:</p>\n<p class=\"tokens\">")
+              .Append(E(r.Text.ShowAll(a.Tokens.AsSpan(0, a.Half)))).Append(" <b>|</b> ").Append(E(r.Text.ShowAll(a.Tokens.AsSpan(a.Half)))).Append("</p>\n<div class=\"grid\">");
+            foreach (var p in Plots("attention_")) Img(p);
+            sb.Append("</div>\n");
+        }
+
+        if (r.Heads.Count > 0)
+        {
+            sb.Append("<h2 id=\"eigenvalues\">Eigenvalues of the OV and QK circuits</h2>\n<p class=\"notes\">Positive real eigenvalues: the circuit maps a token to itself " +
+                "(OV: the head copies what it attends to; QK: a token attends to itself). Elhage et al. 2021, “Detecting copying behaviour”. " +
+                "Dots: the OV circuit W_E·W_V·W_O·W_U; triangles: the token QK circuit W_E·W_Q·W_Kᵀ·W_Eᵀ; each set divided by its largest |λ|; " +
+                "the title gives each set's eigenvalue score Re(Σλ)/Σ|λ|.</p>\n<div class=\"grid\">");
+            foreach (var p in Plots("eigenvalues_")) Img(p, "small");
+            sb.Append("</div>\n");
+        }
+
+        if (r.Composition is not null)
+        {
+            sb.Append("<h2 id=\"composition\">Composition scores</h2>\n<p class=\"notes\">How much a later head's query (Q), key (K) or value (V) reads what an earlier head writes. " +
+                "An induction head K-composes with a previous-token head.</p>\n<div class=\"grid\">");
+            foreach (var p in Plots("composition_")) Img(p);
+            sb.Append("</div>\n");
+        }
+
+        sb.Append("<h2 id=\"icl\">In-context learning</h2>\n");
+        foreach (var p in Plots("loss_by_position")) Img(p);
+        sb.Append($"<p>ICL score (loss at position {r.IclLate} − loss at position {r.IclEarly}): <b>{F(r.IclScore, "+0.000;-0.000")}</b> nats.</p>\n");
+
+        if (r.Clean is { } clean && r.Heads.Count > 0)
+        {
+            bool pred = clean.DataRepeat is not null;
+            sb.Append("<h2 id=\"ablation\">Head ablation</h2>\n<p class=\"notes\">Each head zero-ablated through a forward hook on <code>blocks.{l}.attn.hook_z</code>. " +
+                "Repeated half: mean loss of predicting tokens L+1 … 2L−1 of repeated random sequences.</p>\n<table><tr><th class=\"l\">head</th><th>repeated-half loss</th><th>×</th><th class=\"l\"></th><th>data loss</th><th>×</th>" +
+                (pred ? "<th>predictable positions</th><th>×</th>" : "") + "</tr>\n");
+            sb.Append($"<tr><td class=\"l\"><i>clean</i></td><td>{F(clean.Repeat, "0.0000")}</td><td></td><td></td><td>{F(clean.Data, "0.0000")}</td><td></td>" +
+                (pred ? $"<td>{F(clean.DataRepeat!.Value, "0.0000")}</td><td></td>" : "") + "</tr>\n");
+            double maxF = r.Heads.Max(h => h.Ablation.RepeatFactor);
+            foreach (var h in r.Heads.OrderByDescending(h => h.Ablation.RepeatFactor))
+            {
+                var ab = h.Ablation;
+                int w = maxF > 0 && double.IsFinite(ab.RepeatFactor) ? (int)(120 * ab.RepeatFactor / maxF) : 0;
+                sb.Append($"<tr><td class=\"l\"><b>{h.Name}</b></td><td>{F(ab.Losses.Repeat, "0.0000")}</td><td><b>{F(ab.RepeatFactor, "0.00")}×</b></td><td class=\"l\"><span class=\"bar\" style=\"width:{w}px\"></span></td>" +
+                    $"<td>{F(ab.Losses.Data, "0.0000")}</td><td>{F(ab.DataFactor, "0.00")}×</td>" +
+                    (pred ? $"<td>{F(ab.Losses.DataRepeat ?? double.NaN, "0.0000")}</td><td>{F(ab.DataRepeatFactor ?? double.NaN, "0.00")}×</td>" : "") + "</tr>\n");
+            }
+            foreach (var (role, members, losses) in r.GroupAblations)
+                sb.Append($"<tr class=\"hit\"><td class=\"l\">all {role}<br>({string.Join(", ", members)})</td><td>{F(losses.Repeat, "0.0000")}</td><td><b>{F(losses.Repeat / clean.Repeat, "0.00")}×</b></td><td></td>" +
+                    $"<td>{F(losses.Data, "0.0000")}</td><td>{F(losses.Data / clean.Data, "0.00")}×</td>" +
+                    (pred ? $"<td>{F(losses.DataRepeat ?? double.NaN, "0.0000")}</td><td>{F((losses.DataRepeat ?? double.NaN) / clean.DataRepeat!.Value, "0.00")}×</td>" : "") + "</tr>\n");
+            sb.Append("</table>\n");
+        }
+
+        if (r.SkipTrigrams is { } st)
+        {
+            sb.Append("<h2 id=\"skip-trigrams\">Top skip-trigrams</h2>\n<p class=\"notes\">“source … destination → output”: at the destination the head attends to the source and raises the output's logit " +
+                "(score = attention probability × centred OV logit; Elhage et al. 2021, one-layer models).</p>\n<div class=\"grid\">");
+            foreach (var (h, top) in st)
+            {
+                sb.Append($"<table><tr><th colspan=\"2\" class=\"l\">L0H{h}</th></tr>");
+                foreach (var t in top)
+                    sb.Append($"<tr><td class=\"l\"><code>{E(r.Text.Show(t.Source))} … {E(r.Text.Show(t.Destination))} → {E(r.Text.Show(t.Output))}</code></td><td>{F(t.Score)}</td></tr>");
+                sb.Append("</table>");
+            }
+            sb.Append("</div>\n");
+        }
+        if (r.BigramKl is double kl)
+            sb.Append($"<h2 id=\"bigrams\">Zero-layer model vs bigrams</h2>\n<p>KL(corpus bigram distribution ‖ model) = <b>{F(kl, "0.0000")}</b> nats, weighted by how often each token occurs (add-one smoothed corpus counts).</p>\n");
+        sb.Append("<h2 id=\"paths\">Path expansion</h2>\n");
+        if (r.PathImportance is var (names, imp))
+        {
+            sb.Append("<p class=\"notes\">Loss increase when one path term (direct, single head, or virtual head L0→L1) is removed from the logits, attention patterns frozen.</p>\n<table><tr><th class=\"l\">term</th><th>Δ loss</th></tr>");
+            foreach (var (n, v) in names.Zip(imp).OrderByDescending(x => x.Second))
+                sb.Append($"<tr><td class=\"l\"><code>{E(n)}</code></td><td>{F(v, "+0.0000;-0.0000")}</td></tr>");
+            sb.Append("</table>\n");
+        }
+        else
+            sb.Append($"<p class=\"notes\">{E(r.Notes.FirstOrDefault(n => n.StartsWith("path expansion", StringComparison.Ordinal)) ?? "not available for this model")}.</p>\n");
+
+        sb.Append("<h2 id=\"geometry\">Geometry</h2>\n");
+        foreach (var p in Plots("embedding_cosines")) Img(p);
+        sb.Append($"<p>Coding rate R(Z) = ½·logdet(I + d/(n·ε²)·ZᵀZ) of the residual stream (ε = {r.CodingEps}, n = {r.Data.Batches[0].Inputs.Length} positions):</p>\n<table><tr><th class=\"l\">after</th><th>R (nats)</th></tr>");
+        for (int i = 0; i < r.CodingRates.Length; i++)
+            sb.Append($"<tr><td class=\"l\">{(i == 0 ? "embedding" : $"layer {i - 1}")}</td><td>{F(r.CodingRates[i], "0.00")}</td></tr>");
+        sb.Append("</table>\n");
+
+        if (r.Training is { } tr)
+        {
+            sb.Append($"<h2 id=\"training\">Over training</h2>\n<p class=\"notes\">{tr.Count} evaluations logged by <code>train --track-circuits</code>, steps {tr[0].Step}–{tr[^1].Step}.</p>\n<div class=\"grid\">");
+            foreach (var p in Plots("training_")) Img(p);
+            sb.Append("</div>\n");
+        }
+        sb.Append("</body></html>\n");
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,63 @@
+using MiniGpt.Circuits;
+
+namespace MiniGpt.Train.Report;
+
+/// <summary>Draws every plot of a <see cref="CircuitsResult"/>, in the order the report shows them; file names are stable so scripts can pick them up.</summary>
+public static class ReportPlots
+{
+    private static readonly string[] Prefixes = ["attention_", "eigenvalues_", "composition_", "training_", "loss_by_position", "embedding_cosines"];
+
+    /// <summary>Whether a file name is one this class writes (so a rerun may replace it).</summary>
+    public static bool IsPlotName(string fileName) =>
+        fileName.EndsWith(".png", StringComparison.Ordinal) && Prefixes.Any(p => fileName.StartsWith(p, StringComparison.Ordinal));
+
+    public static List<PlotImage> Draw(CircuitsResult r)
+    {
+        var plots = new List<PlotImage>();
+        var c = r.Config;
+        if (r.Attention is { } a)
+        {
+            var labels = a.Tokens.Select(r.Text.Show).ToList();
+            foreach (var (l, h, pattern) in a.Heads)
+            {
+                var head = r.Heads.First(x => x.Layer == l && x.Head == h);
+                string role = head.Roles.Length > 0 ? string.Join(", ", head.Roles) : "no role detected";
+                plots.Add(new PlotImage($"attention_L{l}H{h}.png", $"Attention of L{l}H{h} ({role})",
+                    $"previous-token {head.PreviousToken:0.00}, induction {head.Induction:0.00}, on {a.Half} random tokens repeated once; the dashed lines mark the start of the repeat",
+                    AttentionPlot.Render(pattern, labels, a.Half, $"L{l}H{h} attention ({role})")));
+            }
+        }
+        foreach (var h in r.Heads)
+        {
+            var ov = h.Spectrum("ov"); var qk = h.Spectrum("token_qk");
+            plots.Add(new PlotImage($"eigenvalues_{h.Name}.png", $"Eigenvalues of {h.Name}", "● OV, △ QK",
+                EigenvaluePlot.Render(h.Name, ov.Eigenvalues, ov.EigenvalueScore, qk.Eigenvalues, qk.EigenvalueScore)));
+        }
+        if (r.Composition is { } comp)
+            foreach (var kind in new[] { CompositionKind.Q, CompositionKind.K, CompositionKind.V })
+                foreach (bool sub in new[] { false, true })
+                {
+                    string k = kind.ToString().ToLowerInvariant();
+                    plots.Add(new PlotImage($"composition_{k}_{(sub ? "minus_baseline" : "raw")}.png",
+                        $"{kind}-composition ({(sub ? "minus the random baseline" : "raw")})",
+                        sub ? $"raw score minus {comp.Baseline(kind):0.000}, the mean score of random matrices of the same shapes ({comp.BaselineSamples} draws)"
+                            : "‖W_OV(writer)·W(reader)‖_F / (‖W_OV(writer)‖_F·‖W(reader)‖_F), as TransformerLens",
+                        CompositionPlot.Render(comp, kind, sub)));
+                }
+        plots.Add(new PlotImage("loss_by_position.png", "In-context loss curve", $"mean next-token loss at each position of {r.Data.Description}",
+            LossCurvePlot.Render(r.LossByPosition, r.IclEarly, r.IclLate, r.IclScore, c.DVocab)));
+        if (r.Training is { Count: > 0 } log && c.NLayers > 0)
+        {
+            plots.Add(new PlotImage("training_scores.png", "Head scores over training",
+                $"the best head's scores at each evaluation of train --track-circuits ({Path.GetFileName(r.TrainingLogPath)}), with the losses",
+                TrainingScoresPlot.Summary(log)));
+            plots.Add(new PlotImage("training_induction.png", "Induction score of every head over training", "layer 0 solid, later layers dashed",
+                TrainingScoresPlot.PerHead(log, e => e.Scores.Induction, "induction")));
+            plots.Add(new PlotImage("training_previous_token.png", "Previous-token score of every head over training", "layer 0 solid, later layers dashed",
+                TrainingScoresPlot.PerHead(log, e => e.Scores.PreviousToken, "previous-token")));
+        }
+        plots.Add(new PlotImage("embedding_cosines.png", "Embedding cosines", "pairwise cosines of the rows of W_E (as trained) against N(0, 1/d_model)",
+            CosinePlot.Render(r.Cosines, c.DModel)));
+        return plots;
+    }
+}

@@ -1,0 +1,48 @@
+using System.Text;
+
+namespace MiniGpt.Train.Report;
+
+/// <summary>The text summary the circuits verb prints: one line per head, then the headline findings.</summary>
+public static class SummaryTable
+{
+    public static string Format(CircuitsResult r)
+    {
+        var sb = new StringBuilder();
+        var c = r.Config;
+        sb.AppendLine($"model: {c.NLayers} layers, d_model {c.DModel}, {c.NHeads} heads × {c.DHead}, {(c.AttnOnly ? "attention-only" : $"d_mlp {c.DMlp}")}, " +
+            $"n_ctx {c.NCtx}, d_vocab {c.DVocab}, {(c.HasLayerNorm ? "LayerNorm" : "no LayerNorm")}, {r.Parameters:N0} parameters");
+        sb.AppendLine($"data: {r.Data.Description} ({r.Data.Tokens:N0} tokens)");
+        if (r.LayerNormFolded) sb.AppendLine("weight circuits: computed on the LayerNorm-folded model");
+        if (r.Heads.Count > 0)
+        {
+            sb.AppendLine();
+            sb.AppendLine("head  role                         prev   dup    ind    prefix copy   OV-eig  ablated repeat loss");
+            foreach (var h in r.Heads)
+            {
+                string role = h.Roles.Length > 0 ? string.Join(", ", h.Roles) : "-";
+                sb.AppendLine($"{h.Name,-5} {role,-28} {h.PreviousToken,5:0.000}  {h.DuplicateToken,5:0.000}  {h.Induction,5:0.000}  " +
+                    $"{h.PrefixMatching,5:0.000}  {h.Copying,5:0.000}  {h.OvCopying,6:+0.000;-0.000}  {h.Ablation.RepeatFactor,6:0.00}×");
+            }
+            sb.AppendLine();
+            foreach (var role in new[] { "previous-token", "duplicate-token", "induction" })
+            {
+                var list = r.WithRole(role).Select(h => $"{h.Name} ({CircuitsResult.Score(h, role):0.00})").ToList();
+                sb.AppendLine($"{role} heads: {(list.Count > 0 ? string.Join(", ", list) : "none")}");
+            }
+            if (r.Headline is { } line) sb.AppendLine(line);
+            if (r.Clean is { } c0)
+                foreach (var (role, members, losses) in r.GroupAblations)
+                    sb.AppendLine($"ablating all {role} heads ({string.Join(", ", members)}) together: repeated-half loss {losses.Repeat / c0.Repeat:0.0}×, data loss {losses.Data / c0.Data:0.00}×");
+            if (r.Clean is { } cl)
+                sb.AppendLine($"clean loss: {cl.Data:0.0000} on the data" + (cl.DataRepeat is double d ? $", {d:0.0000} on its predictable positions" : "") +
+                    $", {cl.Repeat:0.0000} on the repeated half of random sequences");
+        }
+        sb.AppendLine($"in-context learning score: {r.IclScore:+0.000;-0.000} (loss at position {r.IclLate} minus loss at position {r.IclEarly})");
+        if (r.BigramKl is double kl) sb.AppendLine($"KL(corpus bigrams ‖ model): {kl:0.0000} nats");
+        if (r.PathImportance is var (names, imp))
+            sb.AppendLine("path terms by importance: " + string.Join(", ", names.Zip(imp).OrderByDescending(x => x.Second).Take(5).Select(x => $"{x.First} {x.Second:+0.000;-0.000}")));
+        sb.AppendLine("coding rate (nats, ε = " + r.CodingEps + "): " + string.Join(" → ", r.CodingRates.Select(x => x.ToString("0.0"))));
+        foreach (var n in r.Notes) sb.AppendLine($"note: {n}");
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,48 @@
+using System.Text;
+using MiniGpt.Data;
+
+namespace MiniGpt.Train.Report;
+
+/// <summary>
+/// How a token is shown on a plot axis or in the report: the character of a char tokenizer with
+/// whitespace made visible ("␣" space, "↵" newline, "⇥" tab, "␍" carriage return, U+XXXX for other
+/// control characters), or the token id when the checkpoint has no tokenizer (or the id is beyond it,
+/// when d_vocab was padded past the tokenizer's characters).
+/// </summary>
+public sealed class TokenText(CharTokenizer? tokenizer)
+{
+    public bool HasTokenizer => tokenizer != null;
+
+    /// <summary>The number of ids that have a character (d_vocab when there is no tokenizer).</summary>
+    public int Decodable(int dVocab) => tokenizer == null ? dVocab : Math.Min(dVocab, tokenizer.VocabSize);
+
+    public string Show(int id)
+    {
+        if (tokenizer == null || id < 0 || id >= tokenizer.VocabSize) return id.ToString();
+        return Visible(tokenizer.Decode(id));
+    }
+
+    public static string Visible(string s)
+    {
+        var sb = new StringBuilder(s.Length);
+        foreach (var r in s.EnumerateRunes())
+            sb.Append(r.Value switch
+            {
+                ' ' => "␣",
+                '\n' => "↵",
+                '\t' => "⇥",
+                '\r' => "␍",
+                _ when Rune.IsControl(r) || Rune.GetUnicodeCategory(r) is System.Globalization.UnicodeCategory.Format => $"U+{r.Value:X4}",
+                _ => r.ToString(),
+            });
+        return sb.ToString();
+    }
+
+    /// <summary>A token sequence as one line of text (characters joined; ids separated by spaces).</summary>
+    public string ShowAll(ReadOnlySpan<int> ids)
+    {
+        var parts = new string[ids.Length];
+        for (int i = 0; i < ids.Length; i++) parts[i] = Show(ids[i]);
+        return string.Join(tokenizer == null ? " " : "", parts);
+    }
+}
