@@ -64,3 +64,19 @@ public sealed class TokensPerSecondColumn : ThroughputColumn
             ? TrainStepBench.TokensPerStep(w)
             : null;
 }
+
+/// <summary>Model FLOP utilisation of a training step: model FLOPs (Flops.PerStep) / mean time / the machine's peak.</summary>
+public sealed class MfuColumn : ThroughputColumn
+{
+    private static readonly Lazy<MiniGpt.Training.Flops.Peak> Peak = new(() => MiniGpt.Training.Flops.MachinePeak(
+        MiniGpt.Tensors.WorkerPool.Shared.Threads));
+    public override string Id => "MiniGpt.Mfu";
+    public override string ColumnName => "MFU %";
+    public override string Legend => $"Model FLOP utilisation: model FLOPs per step / mean time / {Peak.Value}";
+    protected override double PerNanosecondToUnit => 1e9 / Peak.Value.FlopsPerSecond * 100;
+    protected override double? WorkPerOp(BenchmarkCase benchmarkCase) =>
+        benchmarkCase.Parameters.Items.FirstOrDefault(p => p.Name == nameof(TrainStepBench.Workload))?.Value is string w
+        && benchmarkCase.Descriptor.Type == typeof(TrainStepBench)
+            ? TrainStepBench.FlopsPerStep(w)
+            : null;
+}

@@ -17,26 +17,42 @@ namespace MiniGpt.Bench;
 [Config(typeof(BenchConfig))]
 public class MatMulBench
 {
-    private const int Tokens = 16 * 256;
+    /// <summary>WA and WB share these shapes (N = 16·256 tokens, d_model 256); WC has N = 12·64, d_model 128, d_mlp 512.</summary>
+    [Params("WB", "WC")]
+    public string Workload { get; set; } = "WB";
+
+    private int Tokens => TokensOf(Workload);
+    private static int TokensOf(string workload) => workload == "WC" ? 12 * 64 : 16 * 256;
 
     // name → (in, out, width of the activation the output lives in, first column of the output)
-    private static readonly Dictionary<string, (int In, int Out, int Width, int Col)> Layers = new()
-    {
-        ["mlp_in"] = (256, 1024, 1024, 0),
-        ["mlp_out"] = (1024, 256, 256, 0),
-        ["attn_out"] = (256, 256, 256, 0),   // W_O: z[N, 8·32] → [N, 256]
-        ["head_qkv"] = (256, 32, 256, 96),   // head 3 of 8 (columns 96..127)
-    };
+    private static Dictionary<string, (int In, int Out, int Width, int Col)> LayersOf(string workload) => workload == "WC"
+        ? new()
+        {
+            ["mlp_in"] = (128, 512, 512, 0),
+            ["mlp_out"] = (512, 128, 128, 0),
+            ["attn_out"] = (128, 128, 128, 0), // also W_Q/W_K/W_V with all heads in one product (Kernels.Fast)
+            ["head_qkv"] = (128, 32, 128, 96),
+            ["unembed"] = (128, 65, 65, 0),
+        }
+        : new()
+        {
+            ["mlp_in"] = (256, 1024, 1024, 0),
+            ["mlp_out"] = (1024, 256, 256, 0),
+            ["attn_out"] = (256, 256, 256, 0),   // W_O: z[N, 8·32] → [N, 256]; also W_Q/W_K/W_V, all heads in one product
+            ["head_qkv"] = (256, 32, 256, 96),   // head 3 of 8 (columns 96..127): the reference per-head projection
+            ["unembed"] = (256, 65, 65, 0),
+        };
 
-    [Params("mlp_in", "mlp_out", "attn_out", "head_qkv")]
+    [Params("mlp_in", "mlp_out", "attn_out", "head_qkv", "unembed")]
     public string Layer { get; set; } = "mlp_in";
 
     [Params("NN", "NT", "TN")]
     public string Form { get; set; } = "NN";
 
-    public static MatMulShape ShapeOf(string layer, string form)
+    public static MatMulShape ShapeOf(string workload, string layer, string form)
     {
-        var (i, o, _, _) = Layers[layer];
+        int Tokens = TokensOf(workload);
+        var (i, o, _, _) = LayersOf(workload)[layer];
         return form switch
         {
             "NN" => new MatMulShape(form, Tokens, o, i),
@@ -53,7 +69,7 @@ public class MatMulBench
     [GlobalSetup]
     public void Setup()
     {
-        (_in, _out, _width, _col) = Layers[Layer];
+        (_in, _out, _width, _col) = LayersOf(Workload)[Layer];
         var rng = new Random(42);
         float[] Fill(int n) { var a = new float[n]; for (int j = 0; j < n; j++) a[j] = (float)(rng.NextDouble() * 2 - 1); return a; }
         _x = Fill(Tokens * _in);

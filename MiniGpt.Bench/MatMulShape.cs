@@ -19,7 +19,7 @@ public sealed record MatMulShape(string Form, int M, int N, int K)
         var type = benchmarkCase.Descriptor.Type;
         if (Param("Form") is not string form) return null;
         if (type == typeof(MatMulBench) && Param(nameof(MatMulBench.Layer)) is string layer)
-            return MatMulBench.ShapeOf(layer, form);
+            return MatMulBench.ShapeOf(Param(nameof(MatMulBench.Workload)) as string ?? "WB", layer, form);
         if (type == typeof(MatMulVsScalarBench) && Param(nameof(MatMulVsScalarBench.Size)) is int size)
             return new MatMulShape(form, size, size, size);
         return null;

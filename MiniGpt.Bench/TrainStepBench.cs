@@ -7,13 +7,14 @@ namespace MiniGpt.Bench;
 /// One whole optimisation step (sample, forward, backward, clip, AdamW) via Trainer.Step().
 /// Both workloads use the generated induction task, so no data files are needed.
 ///   default  TrainOptions defaults: 2 layers, d_model 64, 4 heads, attention-only, n_ctx 64, batch 32, vocab 64
+///   WA, WB   issue 4's workloads: 2 layers, d_model 256, 8 heads × 32, n_ctx 256, batch 16, vocab 65; WB with d_mlp 1024
 ///   WC       4 layers, d_model 128, 4 heads, d_mlp 512, n_ctx 64, batch 12, vocab 65, with MLPs
-/// The Allocated column should read 0 B: a step allocates nothing.
+/// The Allocated column should read 0 B: a step allocates nothing. MFU is model FLOPs ÷ time ÷ the peak printed in the legend.
 /// </summary>
 [Config(typeof(BenchConfig))]
 public class TrainStepBench
 {
-    [Params("default", "WC")]
+    [Params("default", "WA", "WB", "WC")]
     public string Workload { get; set; } = "default";
 
     private Trainer _trainer = null!;
@@ -29,6 +30,8 @@ public class TrainStepBench
         return workload switch
         {
             "default" => o,
+            "WA" => o with { NLayers = 2, DModel = 256, NHeads = 8, NCtx = 256, BatchSize = 16, DVocab = 65, AttnOnly = true },
+            "WB" => o with { NLayers = 2, DModel = 256, NHeads = 8, DMlp = 1024, NCtx = 256, BatchSize = 16, DVocab = 65, AttnOnly = false },
             "WC" => o with
             {
                 NLayers = 4, DModel = 128, NHeads = 4, DMlp = 512, NCtx = 64, BatchSize = 12,
@@ -42,6 +45,15 @@ public class TrainStepBench
     {
         var o = OptionsFor(workload);
         return (double)o.BatchSize * o.NCtx;
+    }
+
+    /// <summary>Model FLOPs of one step (see Flops.PerStep).</summary>
+    public static double? FlopsPerStep(string workload)
+    {
+        var o = OptionsFor(workload);
+        if (o.NCtx <= 0) return null; // "default" leaves n_ctx to Trainer.Start
+        var cfg = Trainer.ModelConfigFor(o, o.DVocab ?? 64);
+        return Flops.PerStep(cfg, o.BatchSize, o.NCtx);
     }
 
     [GlobalSetup]

@@ -37,6 +37,7 @@ namespace MiniGpt.Train
                     "train" => TrainVerb.Run(rest, stdout),
                     "eval" => EvalVerb.Run(rest, stdout),
                     "sample" => SampleVerb.Run(rest, stdout),
+                    "bench" => BenchVerb.Run(rest, stdout),
                     "circuits" => CircuitsVerb.Run(rest, stdout),
                     _ => throw new UsageError($"unknown verb '{args[0]}': use train, eval, sample or circuits (see --help)"),
                 };

@@ -12,7 +12,7 @@ namespace MiniGpt.Layers;
 ///   out[b,p] = Σ_h z[b,p,h]·W_O[h] + b_O   (W_O [H,d_head,D] is a dense [H·d_head, D] matrix)
 /// x_qk and x_v are the same tensor except with shortformer positions (x_qk = ln1(x) + W_pos).
 /// </summary>
-public static unsafe class Attention
+public static unsafe partial class Attention
 {
     public readonly ref struct Weights
     {
@@ -37,9 +37,13 @@ public static unsafe class Attention
         int B, int T, int D, int H, int dh)
     {
         ProjectQkv(xqk, xv, w, q, k, v, B, T, D, H, dh);
-        Scores(q, k, scores, B, T, H, dh);
-        Pattern(scores, pattern, B, T, H);
-        Mix(pattern, v, z, B, T, H, dh);
+        if (Kernels.Fast) FusedHeads(q, k, v, scores, pattern, z, B, T, H, dh); // Scores, Pattern, Mix in one pass per head
+        else
+        {
+            Scores(q, k, scores, B, T, H, dh);
+            Pattern(scores, pattern, B, T, H);
+            Mix(pattern, v, z, B, T, H, dh);
+        }
         Linear.Forward(z[..(B * T * H * dh)], w.WO, w.BO, output, B * T, H * dh, D);
     }
 
@@ -47,6 +51,7 @@ public static unsafe class Attention
     public static void ProjectQkv(ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w,
         Span<float> q, Span<float> k, Span<float> v, int B, int T, int D, int H, int dh)
     {
+        if (Kernels.Fast) { ProjectQkvFast(xqk, xv, w, q, k, v, B, T, D, H, dh); return; }
         int N = B * T, HD = H * dh;
         for (int h = 0; h < H; h++)
         {
@@ -62,7 +67,7 @@ public static unsafe class Attention
         fixed (float* pq = q, pk = k, ps = scores)
         {
             var job = new Job { Q = pq, K = pk, S = ps, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh) };
-            WorkerPool.Current.Run(&HeadScores, &job, B * H);
+            WorkerPool.Current.Run(Kernels.Fast ? &HeadScoresFast : &HeadScores, &job, B * H);
         }
     }
 
@@ -82,7 +87,7 @@ public static unsafe class Attention
         fixed (float* pp = pattern, pv = v, pz = z)
         {
             var job = new Job { P = pp, V = pv, Z = pz, T = T, H = H, Dh = dh };
-            WorkerPool.Current.Run(&HeadMix, &job, B * H);
+            WorkerPool.Current.Run(Kernels.Fast ? &HeadMixFast : &HeadMix, &job, B * H);
         }
     }
 
@@ -191,9 +196,10 @@ public static unsafe class Attention
         {
             var job = new Job { Q = pq, K = pk, V = pv, P = pp, DQ = pdq, DK = pdk, DV = pdv, DZ = pdz, DP = pdp, DS = pds,
                 T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh) };
-            WorkerPool.Current.Run(&HeadBackward, &job, B * H);
+            WorkerPool.Current.Run(Kernels.Fast ? &HeadBackwardFast : &HeadBackward, &job, B * H);
         }
         afterDqkv?.Invoke(); // backward hooks on hook_q/k/v may read or change dq, dk, dv here
+        if (Kernels.Fast) { ProjectQkvBackwardFast(xqk, xv, w, g, dq, dk, dv, dxqk, dxv, N, D, H, dh); return; }
         for (int h = 0; h < H; h++)
         {
             ProjectBackward(xqk, w.WQ.Slice(h * D * dh, D * dh), dq, g.WQ.Slice(h * D * dh, D * dh), g.BQ.Slice(h * dh, dh), dxqk, h, N, D, HD, dh);

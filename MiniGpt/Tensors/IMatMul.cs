@@ -26,8 +26,27 @@ public static class Kernels
     public static readonly IMatMul Simd = new SimdMatMul();
 
     /// <summary>The matmul every layer calls. Set MINIGPT_KERNELS=scalar to step through the plain loops.</summary>
-    public static IMatMul MatMul { get; set; } =
-        string.Equals(Environment.GetEnvironmentVariable("MINIGPT_KERNELS"), "scalar", StringComparison.OrdinalIgnoreCase) ? Scalar : Simd;
+    public static IMatMul MatMul { get; set; } = ScalarRequested ? Scalar : Simd;
+
+    /// <summary>
+    /// Whether the layers use their fast kernels (fused, register-blocked attention, one-matmul Q/K/V
+    /// projection, vectorised parallel GELU and AdamW) or the readable reference loops beside them.
+    /// MINIGPT_KERNELS=scalar selects the reference loops (and the scalar matmul).
+    /// </summary>
+    public static bool Fast
+    {
+        get => _fastOnThisThread ?? _fast;
+        set => _fast = value;
+    }
+
+    private static bool _fast = !ScalarRequested;
+    [ThreadStatic] private static bool? _fastOnThisThread;
+
+    /// <summary>Overrides <see cref="Fast"/> for calls made from this thread (null: back to the global setting), so tests compare both side by side.</summary>
+    public static void UseFastOnThisThread(bool? fast) => _fastOnThisThread = fast;
+
+    private static bool ScalarRequested =>
+        string.Equals(Environment.GetEnvironmentVariable("MINIGPT_KERNELS"), "scalar", StringComparison.OrdinalIgnoreCase);
 
     internal static void CheckShapes(string form, int m, int n, int k, int cRows, int cCols)
     {

@@ -137,6 +137,28 @@ public sealed unsafe class SimdMatMul : IMatMul
         }
     }
 
+    /// <summary>
+    /// C[m, n] (+)= A(m, k)·B[k, n] on the calling thread, with no packing: A(i, p) = a[i·rs + p·ks] and
+    /// B's rows must be readable for ⌈n/32⌉·32 floats (callers zero-pad). The attention kernels use it for
+    /// their per-(batch, head) products, which are too small to pack or split.
+    /// </summary>
+    internal static void Small(float* a, long rs, long ks, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool acc)
+    {
+        for (int jj = 0; jj < n; jj += NR)
+        {
+            int cols = Math.Min(NR, n - jj);
+            for (int ii = 0; ii < m; ii += MR)
+            {
+                int rows = Math.Min(MR, m - ii);
+                if (Use512) Kernel512(a + ii * rs, rs, ks, b + jj, ldb, k, c + (long)ii * ldc + jj, ldc, acc, rows, cols);
+                else Kernel256(a + ii * rs, rs, ks, b + jj, ldb, k, c + (long)ii * ldc + jj, ldc, acc, rows, cols);
+            }
+        }
+    }
+
+    /// <summary>Rows of C one Small call covers per micro-kernel; attention blocks its query rows by this.</summary>
+    internal const int SmallRows = MR;
+
     // C[0..rows, 0..cols] (+)= A(0..rows, 0..kc) · B[0..kc, 0..NR]; rows ≤ 6, cols ≤ 32.
     // Rows past `rows` re-read the last valid row of A (never out of bounds) and are not stored.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

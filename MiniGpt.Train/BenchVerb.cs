@@ -1,0 +1,74 @@
+using System.Diagnostics;
+using System.Globalization;
+using MiniGpt.Training;
+
+namespace MiniGpt.Train;
+
+/// <summary>
+/// bench: times whole training steps (forward, backward, clip, AdamW) of any model shape on the generated
+/// induction data and prints the median ms/step, tokens/s and model FLOP utilisation (Flops.PerStep ÷
+/// time ÷ Flops.MachinePeak). Wire it in Program.cs with  "bench" => BenchVerb.Run(rest, stdout),
+/// </summary>
+public static class BenchVerb
+{
+    public static Options Declare() =>
+        new Options("bench", "bench: median time of a training step for a model shape, with tokens/s and model FLOP utilisation.")
+            .Add("n-layers", "2", "transformer blocks")
+            .Add("d-model", "256", "residual stream width")
+            .Add("n-heads", "8", "attention heads per block")
+            .Add("d-head", "d_model / n_heads", "width of each head")
+            .Add("d-mlp", "4·d_model", "MLP hidden width")
+            .Flag("attn-only", "no MLPs")
+            .Add("n-ctx", "256", "context length")
+            .Add("d-vocab", "65", "vocabulary size")
+            .Add("batch-size", "16", "windows per step")
+            .Add("steps", "20", "measured steps (after 5 warm-up steps)")
+            .Add("threads", "all cores", "worker threads")
+            .Flag("json", "print one JSON line instead of text");
+
+    public static int Run(string[] args, TextWriter stdout)
+    {
+        var o = Declare().Parse(args);
+        if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
+        Cli.ApplyThreads(o);
+        int steps = o.Int("steps") ?? 20;
+        if (steps < 1) throw new UsageError($"--steps must be at least 1, got {steps}");
+        bool attnOnly = o.Bool("attn-only") == true;
+        var opts = new TrainOptions
+        {
+            Data = "induction",
+            NLayers = o.Int("n-layers") ?? 2, DModel = o.Int("d-model") ?? 256, NHeads = o.Int("n-heads") ?? 8, DHead = o.Int("d-head"),
+            DMlp = attnOnly ? null : o.Int("d-mlp"), AttnOnly = attnOnly, NCtx = o.Int("n-ctx") ?? 256, DVocab = o.Int("d-vocab") ?? 65,
+            BatchSize = o.Int("batch-size") ?? 16, Steps = 1_000_000_000,
+            Out = Path.Combine(Path.GetTempPath(), "minigpt-bench", "model.safetensors"),
+        };
+        var trainer = Trainer.Start(opts);
+        for (int i = 0; i < 5; i++) trainer.Step();
+        var times = new double[steps];
+        for (int i = 0; i < steps; i++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            trainer.Step();
+            times[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+        }
+        Array.Sort(times);
+        double median = steps % 2 == 1 ? times[steps / 2] : (times[steps / 2 - 1] + times[steps / 2]) / 2;
+        var c = trainer.Model.Config;
+        double tokens = (double)opts.BatchSize * c.NCtx;
+        double flops = Flops.PerStep(c, opts.BatchSize, c.NCtx);
+        var peak = Flops.MachinePeak(Tensors.WorkerPool.Shared.Threads);
+        double mfu = flops / (median / 1e3) / peak.FlopsPerSecond;
+        var inv = CultureInfo.InvariantCulture;
+        if (o.Bool("json") == true)
+            stdout.WriteLine(string.Create(inv, $"{{\"engine\": \"minigpt\", \"threads\": {peak.Threads}, \"params\": {trainer.Model.ParameterCount}, \"B\": {opts.BatchSize}, \"T\": {c.NCtx}, " +
+                $"\"median_ms\": {median:F2}, \"min_ms\": {times[0]:F2}, \"max_ms\": {times[^1]:F2}, \"tokens_per_s\": {tokens / (median / 1e3):F1}, " +
+                $"\"model_gflop_per_step\": {flops / 1e9:F3}, \"peak_gflops\": {peak.FlopsPerSecond / 1e9:F1}, \"mfu\": {mfu:F4}}}"));
+        else
+        {
+            stdout.WriteLine(string.Create(inv, $"model: {c.NLayers} layers, d_model {c.DModel}, {c.NHeads} heads × {c.DHead}, {(c.AttnOnly ? "attention-only" : $"d_mlp {c.DMlp}")}, n_ctx {c.NCtx}, batch {opts.BatchSize}, {peak.Threads} threads"));
+            stdout.WriteLine(string.Create(inv, $"step: median {median:F2} ms (min {times[0]:F2}, max {times[^1]:F2}, {steps} steps), {tokens / (median / 1e3):N0} tokens/s"));
+            stdout.WriteLine(string.Create(inv, $"MFU {mfu * 100:F1} %: {flops / 1e9:F2} GFLOP per step; {peak}"));
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,245 @@
+using System.Numerics.Tensors;
+using MiniGpt.Tensors;
+using static MiniGpt.Tensors.Views;
+
+namespace MiniGpt.Layers;
+
+/// <summary>
+/// The fast attention kernels (Kernels.Fast); Attention.cs holds the readable reference each one matches.
+///
+/// Projections: W_Q [H, D, dh] is H blocks of [D, dh]; copied once per call into a [D, H·dh] matrix
+/// (D·H·dh floats, 1/N of the product's work) it projects every head with one matmul, instead of
+/// H matmuls whose 32-column outputs keep the micro-kernel from filling its registers.
+///
+/// Per (batch, head) the products Q·Kᵀ, P·V and their gradients are tiny (T×T×dh), so they run on one
+/// thread through SimdMatMul's register-blocked micro-kernel without packing: operands are first copied
+/// into zero-padded per-thread scratch (Kᵀ, V, …) so every micro-kernel load is a whole vector. Query
+/// rows go in blocks of 6 (the micro-kernel's height) and each block only touches keys j ≤ its last row,
+/// skipping the masked half (FlashAttention's causal block skipping, Dao et al. 2022, without the tiling
+/// of T since a head's T×T scores fit in L2 here). Scale, mask and softmax run on each block of rows
+/// right after its scores, while they are in L1.
+/// </summary>
+public static unsafe partial class Attention
+{
+    private const int Pad = 32; // the micro-kernel reads B rows 32 floats at a time
+    private static int RoundUp(int x, int m) => (x + m - 1) / m * m;
+
+    [ThreadStatic] private static float[]? _wcat;
+
+    private static float[] WeightScratch(int n) => _wcat is { } w && w.Length >= n ? w : (_wcat = new float[n]);
+
+    // Wcat[d, h·dh + e] = W[h, d, e]
+    private static void PackHeads(ReadOnlySpan<float> w, Span<float> wcat, int H, int D, int dh)
+    {
+        int HD = H * dh;
+        for (int h = 0; h < H; h++)
+            for (int d = 0; d < D; d++)
+                w.Slice((h * D + d) * dh, dh).CopyTo(wcat.Slice(d * HD + h * dh, dh));
+    }
+
+    // W[h, d, e] += Gcat[d, h·dh + e]
+    private static void AddHeads(ReadOnlySpan<float> gcat, Span<float> g, int H, int D, int dh)
+    {
+        int HD = H * dh;
+        for (int h = 0; h < H; h++)
+            for (int d = 0; d < D; d++)
+            {
+                var row = g.Slice((h * D + d) * dh, dh);
+                TensorPrimitives.Add(row, gcat.Slice(d * HD + h * dh, dh), row);
+            }
+    }
+
+    // q = x_qk·Wcat_Q + b_Q (b_Q [H, dh] is already laid out as q's columns); k, v likewise
+    private static void ProjectQkvFast(ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w,
+        Span<float> q, Span<float> k, Span<float> v, int B, int T, int D, int H, int dh)
+    {
+        int N = B * T, HD = H * dh;
+        var wcat = WeightScratch(D * HD).AsSpan(0, D * HD);
+        PackHeads(w.WQ, wcat, H, D, dh);
+        Linear.Forward(xqk, wcat, w.BQ, q, N, D, HD);
+        PackHeads(w.WK, wcat, H, D, dh);
+        Linear.Forward(xqk, wcat, w.BK, k, N, D, HD);
+        PackHeads(w.WV, wcat, H, D, dh);
+        Linear.Forward(xv, wcat, w.BV, v, N, D, HD);
+    }
+
+    // differentiates the above per projection: dWcat = xᵀ·dq, db += Σ_n dq[n], dx += dq·Wcatᵀ
+    private static void ProjectQkvBackwardFast(ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w, in Grads g,
+        ReadOnlySpan<float> dq, ReadOnlySpan<float> dk, ReadOnlySpan<float> dv, Span<float> dxqk, Span<float> dxv, int N, int D, int H, int dh)
+    {
+        int HD = H * dh;
+        var buf = WeightScratch(2 * D * HD);
+        var wcat = buf.AsSpan(0, D * HD);
+        var gcat = buf.AsSpan(D * HD, D * HD);
+        ProjectBackwardFast(xqk, w.WQ, dq, g.WQ, g.BQ, dxqk, wcat, gcat, N, D, H, dh);
+        ProjectBackwardFast(xqk, w.WK, dk, g.WK, g.BK, dxqk, wcat, gcat, N, D, H, dh);
+        ProjectBackwardFast(xv, w.WV, dv, g.WV, g.BV, dxv, wcat, gcat, N, D, H, dh);
+    }
+
+    private static void ProjectBackwardFast(ReadOnlySpan<float> x, ReadOnlySpan<float> wh, ReadOnlySpan<float> dy,
+        Span<float> dw, Span<float> db, Span<float> dx, Span<float> wcat, Span<float> gcat, int N, int D, int H, int dh)
+    {
+        int HD = H * dh;
+        Kernels.MatMul.TN(Mat(x, N, D), Mat(dy, N, HD), Mat(gcat, D, HD), accumulate: false);
+        AddHeads(gcat, dw, H, D, dh);
+        Linear.SumRows(dy, db, N, HD);
+        PackHeads(wh, wcat, H, D, dh);
+        Kernels.MatMul.NT(Mat(dy, N, HD), Mat(wcat, D, HD), Mat(dx, N, D), accumulate: true);
+    }
+
+    // scratch copies of one head: rows [T, dh] of src (row stride HD) into dst [T, ldd], zero-padded to ldd
+    private static void CopyHead(float* src, int HD, float* dst, int ldd, int T, int dh)
+    {
+        for (int i = 0; i < T; i++)
+        {
+            new ReadOnlySpan<float>(src + (long)i * HD, dh).CopyTo(new Span<float>(dst + (long)i * ldd, dh));
+            new Span<float>(dst + (long)i * ldd + dh, ldd - dh).Clear();
+        }
+    }
+
+    // dst[e, i] = src[i, e]: [dh, ldd], columns T..ldd zero
+    private static void TransposeHead(float* src, int HD, float* dst, int ldd, int T, int dh)
+    {
+        for (int i = 0; i < T; i++)
+        {
+            float* s = src + (long)i * HD;
+            for (int e = 0; e < dh; e++) dst[(long)e * ldd + i] = s[e];
+        }
+        for (int e = 0; e < dh; e++) new Span<float>(dst + (long)e * ldd + T, ldd - T).Clear();
+    }
+
+    // scores[i, j] = q_i·k_j·scale for j ≤ i, −∞ beyond, for query rows [i0, i0+rows) (keys j < i0+rows computed)
+    private static void ScoreRows(Job* j, long baseRow, float* kt, int tp, float* s0, int i0, int rows)
+    {
+        int T = j->T, HD = j->H * j->Dh;
+        int n = Math.Min(T, i0 + rows);
+        SimdMatMul.Small(j->Q + baseRow + (long)i0 * HD, HD, 1, kt, tp, s0 + (long)i0 * T, T, rows, n, j->Dh, acc: false);
+        for (int i = i0; i < i0 + rows; i++)
+        {
+            var srow = new Span<float>(s0 + (long)i * T, T);
+            TensorPrimitives.Multiply(srow[..(i + 1)], j->Scale, srow[..(i + 1)]);
+            srow[(i + 1)..].Fill(float.NegativeInfinity);
+        }
+    }
+
+    private static void HeadScoresFast(void* ctx, int task)
+    {
+        var j = (Job*)ctx;
+        int T = j->T, H = j->H, dh = j->Dh, HD = H * dh, b = task / H, h = task % H, tp = RoundUp(T, Pad);
+        long baseRow = (long)b * T * HD + h * dh;
+        float* kt = Scratch.Get((long)dh * tp);
+        TransposeHead(j->K + baseRow, HD, kt, tp, T, dh);
+        float* s0 = j->S + (long)task * T * T;
+        for (int i0 = 0; i0 < T; i0 += SimdMatMul.SmallRows)
+            ScoreRows(j, baseRow, kt, tp, s0, i0, Math.Min(SimdMatMul.SmallRows, T - i0));
+    }
+
+    // z[i] = Σ_{j ≤ i} p_ij·v_j for rows [i0, i0+rows): p_ij is exactly 0 for j > i, so the block reads keys j < i0+rows
+    private static void MixRows(Job* j, long baseRow, float* vp, int dhp, float* p0, int i0, int rows)
+    {
+        int T = j->T, HD = j->H * j->Dh;
+        SimdMatMul.Small(p0 + (long)i0 * T, T, 1, vp, dhp, j->Z + baseRow + (long)i0 * HD, HD, rows, j->Dh, Math.Min(T, i0 + rows), acc: false);
+    }
+
+    private static void HeadMixFast(void* ctx, int task)
+    {
+        var j = (Job*)ctx;
+        int T = j->T, H = j->H, dh = j->Dh, HD = H * dh, b = task / H, h = task % H, dhp = RoundUp(dh, Pad);
+        long baseRow = (long)b * T * HD + h * dh;
+        float* vp = Scratch.Get((long)T * dhp);
+        CopyHead(j->V + baseRow, HD, vp, dhp, T, dh);
+        float* p0 = j->P + (long)task * T * T;
+        for (int i0 = 0; i0 < T; i0 += SimdMatMul.SmallRows)
+            MixRows(j, baseRow, vp, dhp, p0, i0, Math.Min(SimdMatMul.SmallRows, T - i0));
+    }
+
+    // Scores, Pattern and Mix of every (batch, head), one task each, block of query rows by block
+    private static void FusedHeads(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
+        Span<float> scores, Span<float> pattern, Span<float> z, int B, int T, int H, int dh)
+    {
+        fixed (float* pq = q, pk = k, pv = v, ps = scores, pp = pattern, pz = z)
+        {
+            var job = new Job { Q = pq, K = pk, V = pv, S = ps, P = pp, Z = pz, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh) };
+            WorkerPool.Current.Run(&HeadFused, &job, B * H);
+        }
+    }
+
+    private static void HeadFused(void* ctx, int task)
+    {
+        var j = (Job*)ctx;
+        int T = j->T, H = j->H, dh = j->Dh, HD = H * dh, b = task / H, h = task % H, tp = RoundUp(T, Pad), dhp = RoundUp(dh, Pad);
+        long baseRow = (long)b * T * HD + h * dh;
+        float* kt = Scratch.Get((long)dh * tp + (long)T * dhp), vp = kt + (long)dh * tp;
+        TransposeHead(j->K + baseRow, HD, kt, tp, T, dh);
+        CopyHead(j->V + baseRow, HD, vp, dhp, T, dh);
+        float* s0 = j->S + (long)task * T * T, p0 = j->P + (long)task * T * T;
+        for (int i0 = 0; i0 < T; i0 += SimdMatMul.SmallRows)
+        {
+            int rows = Math.Min(SimdMatMul.SmallRows, T - i0);
+            ScoreRows(j, baseRow, kt, tp, s0, i0, rows);
+            for (int i = i0; i < i0 + rows; i++)
+            {
+                var prow = new Span<float>(p0 + (long)i * T, T);
+                Softmax.Forward(new ReadOnlySpan<float>(s0 + (long)i * T, i + 1), prow[..(i + 1)]);
+                prow[(i + 1)..].Clear();
+            }
+            MixRows(j, baseRow, vp, dhp, p0, i0, rows);
+        }
+    }
+
+    // one (batch, head), differentiating the same three lines as HeadBackward, as matrix products:
+    //   dP = dZ·Vᵀ (causal rows),  dV = Pᵀ·dZ,  dS = P ⊙ (dP − rowsum(P ⊙ dP))·scale,  dQ = dS·K,  dK = dSᵀ·Q
+    private static void HeadBackwardFast(void* ctx, int task)
+    {
+        var j = (Job*)ctx;
+        int T = j->T, H = j->H, dh = j->Dh, HD = H * dh, b = task / H, h = task % H, tp = RoundUp(T, Pad), dhp = RoundUp(dh, Pad);
+        const int R = SimdMatMul.SmallRows;
+        long baseRow = (long)b * T * HD + h * dh;
+        long headSize = (long)T * dhp;
+        float* vt = Scratch.Get((long)dh * tp + 3 * headSize + (long)T * tp);
+        float* kp = vt + (long)dh * tp, qp = kp + headSize, dzp = qp + headSize, ds = dzp + headSize;
+        TransposeHead(j->V + baseRow, HD, vt, tp, T, dh);
+        CopyHead(j->K + baseRow, HD, kp, dhp, T, dh);
+        CopyHead(j->Q + baseRow, HD, qp, dhp, T, dh);
+        CopyHead(j->DZ + baseRow, HD, dzp, dhp, T, dh);
+        float* p0 = j->P + (long)task * T * T;
+        for (int i0 = 0; i0 < T; i0 += R)
+        {
+            int rows = Math.Min(R, T - i0), n = Math.Min(T, i0 + rows);
+            // dp_ij = dz_i·v_j for j < n
+            SimdMatMul.Small(dzp + (long)i0 * dhp, dhp, 1, vt, tp, ds + (long)i0 * tp, tp, rows, n, dh, acc: false);
+            for (int i = i0; i < i0 + rows; i++)
+            {
+                var prow = new ReadOnlySpan<float>(p0 + (long)i * T, i + 1);
+                var dpi = new Span<float>(ds + (long)i * tp, i + 1);
+                if (j->DP != null)
+                {
+                    var dpRow = new Span<float>(j->DP + (long)task * T * T + (long)i * T, T);
+                    dpi.CopyTo(dpRow);
+                    dpRow[(i + 1)..].Clear();
+                }
+                float dot = TensorPrimitives.Dot(prow, dpi);
+                TensorPrimitives.Subtract(dpi, dot, dpi);
+                TensorPrimitives.Multiply(dpi, prow, dpi);
+                if (j->DS != null)
+                {
+                    var dsRow = new Span<float>(j->DS + (long)task * T * T + (long)i * T, T);
+                    dpi.CopyTo(dsRow);
+                    dsRow[(i + 1)..].Clear();
+                }
+                TensorPrimitives.Multiply(dpi, j->Scale, dpi);
+                new Span<float>(ds + (long)i * tp + i + 1, n - i - 1).Clear(); // the masked keys of this block
+            }
+            // dq_i = Σ_{j < n} ds_ij·k_j
+            SimdMatMul.Small(ds + (long)i0 * tp, tp, 1, kp, dhp, j->DQ + baseRow + (long)i0 * HD, HD, rows, dh, n, acc: false);
+        }
+        // rows [j0, j0+R) of dV and dK reduce over queries i ≥ j0 (p_ij = ds_ij = 0 for i < j, written as 0 above
+        // because query blocks and key blocks share the same boundaries)
+        for (int j0 = 0; j0 < T; j0 += R)
+        {
+            int rows = Math.Min(R, T - j0), kk = T - j0;
+            SimdMatMul.Small(p0 + (long)j0 * T + j0, 1, T, dzp + (long)j0 * dhp, dhp, j->DV + baseRow + (long)j0 * HD, HD, rows, dh, kk, acc: false);
+            SimdMatMul.Small(ds + (long)j0 * tp + j0, 1, tp, qp + (long)j0 * dhp, dhp, j->DK + baseRow + (long)j0 * HD, HD, rows, dh, kk, acc: false);
+        }
+    }
+}

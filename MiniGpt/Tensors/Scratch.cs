@@ -1,0 +1,26 @@
+using System.Runtime.InteropServices;
+
+namespace MiniGpt.Tensors;
+
+/// <summary>
+/// Per-thread native scratch for kernels (64-byte aligned, grown on demand and then reused), so a
+/// training step allocates nothing once every thread has seen its largest shape.
+/// </summary>
+internal static unsafe class Scratch
+{
+    [ThreadStatic] private static nint _buf;
+    [ThreadStatic] private static long _cap;
+
+    /// <summary>At least floats floats of this thread's scratch; the contents are whatever was there.</summary>
+    public static float* Get(long floats)
+    {
+        if (_cap < floats)
+        {
+            if (_buf != 0) NativeMemory.AlignedFree((void*)_buf);
+            long cap = Math.Max(floats, 1L << 14);
+            _buf = (nint)NativeMemory.AlignedAlloc((nuint)(cap * sizeof(float)), 64);
+            _cap = cap;
+        }
+        return (float*)_buf;
+    }
+}
