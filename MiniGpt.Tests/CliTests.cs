@@ -125,6 +125,8 @@ public class CliTests
         Assert.StartsWith("the ", s.Out);
         Assert.Equal(4 + 30, s.Out.TrimEnd('\n').Length);
         AssertOneLineError(TestPaths.Cli("sample", "--checkpoint", o, "--prompt", "dog!"), 1, "not in the model's vocabulary");
+        AssertOneLineError(TestPaths.Cli("train", "--resume", o, "--steps", "500"), 2, "--steps cannot be changed when resuming");
+        AssertOneLineError(TestPaths.Cli("train", "--data", text, "--out", dir), 2, "is a directory");
         var before = File.ReadAllBytes(o);
         AssertOneLineError(TestPaths.Cli("train", "--data", text, "--out", o, "--steps", "5"), 2, "--overwrite");
         Assert.Equal(before, File.ReadAllBytes(o));

@@ -69,6 +69,29 @@ public class TrainingTests
     }
 
     [Fact]
+    public void ASaveInterruptedBetweenStateAndWeightsStillResumesExactly()
+    {
+        string dir = TestPaths.TempDir("resume-crash");
+        var o = Tiny(Path.Combine(dir, "full.safetensors")) with { AttnOnly = false, Steps = 24, CheckpointInterval = 10 };
+        var full = Trainer.Start(o);
+        full.Run(_ => { });
+
+        string part = Path.Combine(dir, "part.safetensors");
+        var first = Trainer.Start(o with { Out = part });
+        first.Run(_ => { }, stop: () => first.Optimizer.Step == 10);
+        var weightsAt10 = File.ReadAllBytes(part);
+        var second = Trainer.Resume(part);
+        second.Run(_ => { }, stop: () => second.Optimizer.Step == 20);
+        // the crash: the state of step 20 reached the disk, the weights of step 20 did not
+        File.WriteAllBytes(part, weightsAt10);
+        var resumed = Trainer.Resume(part);
+        Assert.Equal(10, resumed.Optimizer.Step);
+        resumed.Run(_ => { });
+        Assert.True(full.Model.Params.Buffer.AsSpan().SequenceEqual(resumed.Model.Params.Buffer), "weights differ after resuming from the previous state");
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
     public void ShortShakespeareRunFallsWellBelowTheUnigramEntropy()
     {
         string dir = TestPaths.TempDir("shakespeare");

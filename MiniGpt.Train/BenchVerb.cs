@@ -7,7 +7,7 @@ namespace MiniGpt.Train;
 /// <summary>
 /// bench: times whole training steps (forward, backward, clip, AdamW) of any model shape on the generated
 /// induction data and prints the median ms/step, tokens/s and model FLOP utilisation (Flops.PerStep ÷
-/// time ÷ Flops.MachinePeak). Wire it in Program.cs with  "bench" => BenchVerb.Run(rest, stdout),
+/// time ÷ Flops.MachinePeak).
 /// </summary>
 public static class BenchVerb
 {

@@ -34,8 +34,8 @@ public static class CircuitsVerb
         string ckpt = o.Str("checkpoint") ?? throw new UsageError("circuits needs --checkpoint F");
         int? batchOption = o.Int("batch-size");
         int batches = o.Int("batches") ?? 4;
-        if (batchOption is < 1) throw new UsageError($"--batch-size must be > 0, got {batchOption}");
-        if (batches < 1) throw new UsageError($"--batches must be > 0, got {batches}");
+        if (batchOption is < 1 or > 4096) throw new UsageError($"--batch-size must be in [1, 4096], got {batchOption}");
+        if (batches is < 1 or > 10_000) throw new UsageError($"--batches must be in [1, 10000], got {batches}");
         var heads = o.Str("heads") is { } hs ? ParseHeads(hs) : null;
         var clock = Stopwatch.StartNew();
 

@@ -52,6 +52,9 @@ public sealed class Options
 
     public bool Has(string name) => _values.ContainsKey(name);
 
+    /// <summary>The options given on the command line (without --help).</summary>
+    public IEnumerable<string> GivenNames => _values.Keys;
+
     public string? Str(string name) => _values.TryGetValue(name, out var v) ? v : null;
 
     public string Str(string name, string fallback) => Str(name) ?? fallback;

@@ -18,6 +18,7 @@ namespace MiniGpt.Train
               eval     mean next-token loss of a checkpoint on a file, optionally its gradients
               sample   generate text from a checkpoint
               circuits find a checkpoint's heads and circuits: summary table, circuits.json, plots and report.html
+              bench    median time of a training step for a model shape, with tokens/s and model FLOP utilisation
 
             '<verb> --help' lists a verb's options and their defaults.
             """;
@@ -39,7 +40,7 @@ namespace MiniGpt.Train
                     "sample" => SampleVerb.Run(rest, stdout),
                     "bench" => BenchVerb.Run(rest, stdout),
                     "circuits" => CircuitsVerb.Run(rest, stdout),
-                    _ => throw new UsageError($"unknown verb '{args[0]}': use train, eval, sample or circuits (see --help)"),
+                    _ => throw new UsageError($"unknown verb '{args[0]}': use train, eval, sample, circuits or bench (see --help)"),
                 };
             }
             catch (UsageError e) { stderr.WriteLine($"error: {e.Message}"); return 2; }

@@ -25,7 +25,7 @@ public static class TrainVerb
             .Flag("attn-only", "no MLPs (default for the induction task; --attn-only=false to force MLPs)")
             .Add("normalization", d.Normalization, "LN or none")
             .Add("positional-embedding", d.PositionalEmbedding, "standard, or shortformer (positions only in queries and keys)")
-            .Add("init-range", "0.8/√d_model", "std of the normal init of every W_*")
+            .Add("initializer-range", "0.8/√d_model", "std of the normal init of every W_* (TransformerLens initializer_range)")
             .Flag("tie-embeddings", "tie W_U to W_Eᵀ as nanoGPT does (written to the checkpoint as an explicit W_U)")
             .Add("optimizer", d.Optimizer, "adamw or sgd")
             .Add("batch-size", d.BatchSize.ToString(), "windows per step")
@@ -38,7 +38,7 @@ public static class TrainVerb
             .Add("beta2", d.Beta2.ToString(CultureInfo.InvariantCulture), "Adam β2")
             .Add("grad-clip", d.GradClip.ToString(CultureInfo.InvariantCulture), "clip the global gradient norm to this (0 = off)")
             .Add("eval-interval", d.EvalInterval.ToString(), "steps between validation losses")
-            .Add("eval-batches", d.EvalBatches.ToString(), "validation batches per evaluation")
+            .Add("eval-batches", d.EvalBatches.ToString(), "validation batches per evaluation (at most 8 for the induction task)")
             .Add("log-interval", d.LogInterval.ToString(), "steps between progress lines")
             .Add("checkpoint-interval", d.CheckpointInterval.ToString(), "steps between checkpoints (one is always written at the end)")
             .Add("seed", d.Seed.ToString(), "seed for init and data order")
@@ -53,14 +53,19 @@ public static class TrainVerb
         Trainer trainer;
         if (o.Str("resume") is { } resume)
         {
-            trainer = Trainer.Resume(resume, saved => saved with { Out = o.Str("out") ?? resume });
+            // a resumed run is the same run: its settings come from the checkpoint, so other options would be ignored
+            string[] allowed = ["resume", "out", "threads", "overwrite", "track-circuits"];
+            if (o.GivenNames.FirstOrDefault(n => !allowed.Contains(n)) is { } extra)
+                throw new UsageError($"--{extra} cannot be changed when resuming (the run continues with its saved settings): drop it, or start a new run");
+            string outPath = o.Str("out") ?? resume;
+            if (outPath != resume) CheckOut(outPath, o.Bool("overwrite") == true);
+            trainer = Trainer.Resume(resume, saved => saved with { Out = outPath });
             stdout.WriteLine($"resuming {resume} at step {trainer.Optimizer.Step} of {trainer.Options.Steps}");
         }
         else
         {
             var opts = FromOptions(o);
-            if (File.Exists(opts.Out) && o.Bool("overwrite") != true)
-                throw new UsageError($"'{opts.Out}' already holds a checkpoint: pass --overwrite to replace it, --resume {opts.Out} to continue it, or another --out");
+            CheckOut(opts.Out, o.Bool("overwrite") == true);
             trainer = Trainer.Start(opts);
         }
 
@@ -93,6 +98,26 @@ public static class TrainVerb
         return 0;
     }
 
+    /// <summary>Before any training: --out must be a writable file path, and not an existing checkpoint unless --overwrite.</summary>
+    private static void CheckOut(string path, bool overwrite)
+    {
+        if (Directory.Exists(path)) throw new UsageError($"--out '{path}' is a directory: give a file path such as {Path.Combine(path, "model.safetensors")}");
+        if (File.Exists(path) && !overwrite)
+            throw new UsageError($"'{path}' already holds a checkpoint: pass --overwrite to replace it, --resume {path} to continue it, or another --out");
+        string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        try
+        {
+            Directory.CreateDirectory(dir);
+            string probe = Path.Combine(dir, $".minigpt-write-test-{Environment.ProcessId}");
+            File.WriteAllBytes(probe, []);
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UserError($"cannot write checkpoints to '{dir}' ({e.Message}): choose another --out");
+        }
+    }
+
     public static string Format(TrainLog l, int steps)
     {
         var parts = new List<string> { $"step {l.Step.ToString().PadLeft(steps.ToString().Length)}/{steps}" };
@@ -119,7 +144,7 @@ public static class TrainVerb
             NLayers = o.Int("n-layers") ?? d.NLayers, DModel = o.Int("d-model") ?? d.DModel, NHeads = o.Int("n-heads") ?? d.NHeads,
             DHead = o.Int("d-head"), DMlp = o.Int("d-mlp"), NCtx = o.Int("n-ctx") is int nctx ? (nctx > 0 ? nctx : throw new UsageError($"--n-ctx must be > 0, got {nctx}")) : d.NCtx, DVocab = o.Int("d-vocab"),
             AttnOnly = o.Bool("attn-only"), Normalization = norm, PositionalEmbedding = o.Str("positional-embedding", d.PositionalEmbedding),
-            InitRange = o.Float("init-range"), TieEmbeddings = o.Bool("tie-embeddings") ?? false,
+            InitRange = o.Float("initializer-range"), TieEmbeddings = o.Bool("tie-embeddings") ?? false,
             Optimizer = o.Str("optimizer", d.Optimizer), BatchSize = o.Int("batch-size") ?? d.BatchSize, Steps = o.Int("steps") ?? d.Steps,
             Lr = o.Float("lr") is float lr ? (lr > 0 ? lr : throw new UsageError($"--lr must be > 0, got {lr}")) : d.Lr, MinLr = o.Float("min-lr") ?? d.MinLr, WarmupSteps = o.Int("warmup-steps") ?? d.WarmupSteps,
             WeightDecay = o.Float("weight-decay") ?? d.WeightDecay, Beta1 = o.Float("beta1") ?? d.Beta1, Beta2 = o.Float("beta2") ?? d.Beta2,

@@ -85,8 +85,8 @@ def complete_config(cfg):
     cfg.setdefault("attn_only", False)
     cfg.setdefault("positional_embedding_type", "standard")
     cfg.setdefault("act_fn", "gelu_new")
-    if cfg.get("init_range") is None:
-        cfg["init_range"] = 0.8 / math.sqrt(cfg["d_model"])
+    if cfg.get("initializer_range") is None:
+        cfg["initializer_range"] = 0.8 / math.sqrt(cfg["d_model"])
     if cfg["normalization_type"] not in ("LN", None):
         raise ValueError(f"unsupported normalization_type {cfg['normalization_type']}")
     if cfg["positional_embedding_type"] not in ("standard", "shortformer"):
@@ -137,7 +137,7 @@ def init_params(cfg, seed):
     for name, shape in param_shapes(cfg).items():
         leaf = name.split(".")[-1]
         if leaf.startswith("W_"):
-            t = torch.empty(shape, dtype=torch.float32).normal_(0.0, cfg["init_range"])
+            t = torch.empty(shape, dtype=torch.float32).normal_(0.0, cfg["initializer_range"])
         elif leaf == "w":
             t = torch.ones(shape, dtype=torch.float32)
         else:
@@ -223,11 +223,11 @@ def read_tokens(path):
 
 def cmd_init(args):
     raw = json.loads(args.config)
-    if raw.get("init_range") is None:
-        raw["init_range"] = 0.8 / math.sqrt(raw["d_model"])
+    if raw.get("initializer_range") is None:
+        raw["initializer_range"] = 0.8 / math.sqrt(raw["d_model"])
     cfg = complete_config(raw)
     params = init_params(cfg, args.seed)
-    # Store the config as given, only with init_range filled in.
+    # Store the config as given, only with initializer_range filled in.
     save_safetensors(args.out, params, {"config": json.dumps(raw)})
 
 

@@ -21,7 +21,7 @@ public sealed record ModelConfig
     public string? NormalizationType { get; init; } = "LN";
     public string PositionalEmbeddingType { get; init; } = "standard";
     public string ActFn { get; init; } = "gelu_new";
-    /// <summary>Std of the normal init of every W_*; TransformerLens's default is 0.8/√d_model.</summary>
+    /// <summary>Std of the normal init of every W_* (TransformerLens's initializer_range); its default is 0.8/√d_model.</summary>
     public double? InitRange { get; init; }
 
     /// <summary>LN: LayerNorm with gain and bias; LNPre: normalisation only (after folding); null: none.</summary>
@@ -79,7 +79,7 @@ public sealed record ModelConfig
             ["normalization_type"] = NormalizationType,
             ["attn_only"] = AttnOnly,
             ["positional_embedding_type"] = PositionalEmbeddingType,
-            ["init_range"] = EffectiveInitRange,
+            ["initializer_range"] = EffectiveInitRange,
         };
         return o.ToJsonString();
     }
@@ -120,10 +120,12 @@ public sealed record ModelConfig
             NormalizationType = Str("normalization_type", null),
             PositionalEmbeddingType = Str("positional_embedding_type", "standard") ?? "standard",
             ActFn = Str("act_fn", "gelu_new") ?? "gelu_new",
-            InitRange = o["init_range"] is { } ir && ir.GetValueKind() == JsonValueKind.Number ? ir.GetValue<double>() : null,
+            // TransformerLens's key; -1 (its "unset") and absence mean the default 0.8/√d_model
+            InitRange = o["initializer_range"] is { } ir && ir.GetValueKind() == JsonValueKind.Number && ir.GetValue<double>() > 0 ? ir.GetValue<double>() : null,
         };
-        if (o["d_vocab_out"] is { } dvo && dvo.GetValueKind() == JsonValueKind.Number && dvo.GetValue<int>() != cfg.DVocab && dvo.GetValue<int>() != -1)
-            throw new UserError($"d_vocab_out {dvo} differs from d_vocab {cfg.DVocab}: MiniGpt needs them equal");
+        int dVocabOut = Int("d_vocab_out", -1);
+        if (dVocabOut != cfg.DVocab && dVocabOut != -1)
+            throw new UserError($"d_vocab_out {dVocabOut} differs from d_vocab {cfg.DVocab}: MiniGpt needs them equal");
         return cfg.Validate();
     }
 }

@@ -42,10 +42,13 @@ public static class ParameterLayout
     }
 
     /// <summary>
-    /// AdamW decays the matrices (embeddings, W_Q/K/V/O, W_in/W_out, W_U: rank ≥ 2) and not the biases or
-    /// LayerNorm gains, as nanoGPT and GPT-2 do: decay pulls weights to 0, which for a gain means "switch off".
+    /// AdamW decays the weight matrices (W_E, W_pos, W_Q/K/V/O, W_in/W_out, W_U: the W_* tensors) and not the
+    /// biases (b_*, including the per-head [n_heads, d_head] b_Q/b_K/b_V) or LayerNorm gains, as nanoGPT and
+    /// GPT-2 do: decay pulls weights to 0, which for a gain means "switch off".
     /// </summary>
-    public static bool Decays(Tensor t) => t.Rank >= 2;
+    public static bool Decays(Tensor t) => Leaf(t.Name).StartsWith("W_", StringComparison.Ordinal);
+
+    private static string Leaf(string name) => name[(name.LastIndexOf('.') + 1)..];
 
     /// <summary>TransformerLens's init: W_* ~ N(0, init_range²), biases 0, LayerNorm gains 1.</summary>
     public static void Initialise(Arena p, ModelConfig c, ref Rng rng)
@@ -53,7 +56,7 @@ public static class ParameterLayout
         double std = c.EffectiveInitRange;
         foreach (var t in p.Tensors)
         {
-            string leaf = t.Name[(t.Name.LastIndexOf('.') + 1)..];
+            string leaf = Leaf(t.Name);
             var s = t.Span;
             if (leaf.StartsWith("W_", StringComparison.Ordinal))
                 for (int i = 0; i < s.Length; i++) s[i] = (float)(rng.NextNormal() * std);

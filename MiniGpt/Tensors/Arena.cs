@@ -42,7 +42,7 @@ public sealed class Arena
     public Arena Build()
     {
         long total = CountElements();
-        if (total > Array.MaxLength) throw new InvalidOperationException($"arena needs {total} floats, more than one array can hold");
+        if (total > Array.MaxLength) throw new UserError($"this needs {total:N0} floats in one buffer, more than .NET can allocate: use a smaller batch, n_ctx or model");
         _buffer = new float[total];
         int offset = 0;
         foreach (var (name, shape) in _pending)

@@ -71,8 +71,11 @@ public sealed record TrainOptions
 
     public string ToJson() => JsonSerializer.Serialize(this, JsonOpts);
 
-    public static TrainOptions FromJson(string json) =>
-        JsonSerializer.Deserialize<TrainOptions>(json, JsonOpts) ?? throw new UserError("the training state's options are empty");
+    public static TrainOptions FromJson(string json)
+    {
+        try { return JsonSerializer.Deserialize<TrainOptions>(json, JsonOpts) ?? throw new UserError("the training state's options are empty"); }
+        catch (JsonException e) { throw new UserError($"the training state's options are damaged ({e.Message.Split('\n')[0]}): resume from another checkpoint"); }
+    }
 
     private static readonly JsonSerializerOptions JsonOpts = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = false };
 }

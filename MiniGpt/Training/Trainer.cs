@@ -210,14 +210,21 @@ public sealed class Trainer
                 log(entry);
                 lossSum = 0; lossCount = 0;
             }
-            if (s % o.CheckpointInterval == 0 || s == o.Steps) Save(o.Out);
-            if (stop?.Invoke() == true && s < o.Steps) { Save(o.Out); break; }
+            bool saved = s % o.CheckpointInterval == 0 || s == o.Steps;
+            if (saved) Save(o.Out);
+            if (stop?.Invoke() == true && s < o.Steps) { if (!saved) Save(o.Out); break; }
         }
     }
 
-    /// <summary>Writes the training state first and the weights second, each atomically; both carry the step.</summary>
+    /// <summary>
+    /// Writes the training state first and the weights second, each atomically; both carry the step.
+    /// The previous state is kept as *.train.prev.safetensors until the new weights are down, so a crash
+    /// between the two writes leaves a pair that still resumes (old weights + previous state).
+    /// </summary>
     public void Save(string path)
     {
+        string statePath = Checkpoint.TrainStatePath(path);
+        if (File.Exists(statePath) && File.Exists(path)) File.Move(statePath, PrevStatePath(path), overwrite: true);
         string step = Optimizer.Step.ToString(CultureInfo.InvariantCulture);
         var stateMeta = new Dictionary<string, string>
         {
@@ -228,30 +235,44 @@ public sealed class Trainer
         };
         var tensors = Checkpoint.Tensors(Optimizer.M, "adam.m.");
         tensors.AddRange(Checkpoint.Tensors(Optimizer.V, "adam.v."));
-        SafeTensorsFile.Write(Checkpoint.TrainStatePath(path), tensors, stateMeta);
+        SafeTensorsFile.Write(statePath, tensors, stateMeta);
         Checkpoint.Save(path, Model, TokenizerJson, new Dictionary<string, string> { ["step"] = step });
     }
+
+    private static string PrevStatePath(string checkpoint) => Checkpoint.TrainStatePath(checkpoint)[..^".safetensors".Length] + ".prev.safetensors";
 
     /// <summary>Continues a run from its checkpoint pair exactly where it stopped.</summary>
     public static Trainer Resume(string checkpoint, Func<TrainOptions, TrainOptions>? adjust = null)
     {
         var loaded = Checkpoint.Load(checkpoint);
-        string statePath = Checkpoint.TrainStatePath(checkpoint);
-        if (!File.Exists(statePath))
-            throw new UserError($"cannot resume: '{statePath}' (optimizer state) is missing beside the checkpoint; start a new run from the weights instead");
-        var st = SafeTensorsFile.Open(statePath);
-        if (!st.Metadata.TryGetValue("options", out var optJson) || !st.Metadata.TryGetValue("step", out var stepText)
-            || !st.Metadata.TryGetValue("data_rng", out var rngText))
-            throw new UserError($"cannot resume: '{statePath}' lacks step, options or RNG state");
+        // the state whose step matches the weights: normally *.train.safetensors; after a save that stopped
+        // between writing the state and the weights, the previous one (see Save)
         loaded.File.Metadata.TryGetValue("step", out var weightStep);
+        string statePath = Checkpoint.TrainStatePath(checkpoint);
+        SafeTensorsFile? st = null;
+        string? stepText = null;
+        foreach (var candidate in new[] { statePath, PrevStatePath(checkpoint) })
+        {
+            if (!File.Exists(candidate)) continue;
+            var f = SafeTensorsFile.Open(candidate);
+            f.Metadata.TryGetValue("step", out var s);
+            if (st == null || s == weightStep) { st = f; statePath = candidate; stepText = s; }
+            if (s == weightStep) break;
+        }
+        if (st == null)
+            throw new UserError($"cannot resume: '{statePath}' (optimizer state) is missing beside the checkpoint; start a new run from the weights instead");
+        if (!st.Metadata.TryGetValue("options", out var optJson) || stepText == null || !st.Metadata.TryGetValue("data_rng", out var rngText))
+            throw new UserError($"cannot resume: '{statePath}' lacks step, options or RNG state");
         if (weightStep != stepText)
-            throw new UserError($"cannot resume: '{checkpoint}' is at step {weightStep ?? "?"} but its optimizer state is at step {stepText} (a save was interrupted); resume from a consistent pair");
+            throw new UserError($"cannot resume: '{checkpoint}' is at step {weightStep ?? "?"} but its optimizer state is at step {stepText}; resume from a consistent pair");
         var o = TrainOptions.FromJson(optJson);
         if (adjust != null) o = adjust(o);
         o.Validate();
         var (data, tokJson, vocab) = LoadData(o);
         if (vocab != loaded.Model.Config.DVocab)
             throw new UserError($"cannot resume: the data now gives d_vocab {vocab} but the checkpoint has {loaded.Model.Config.DVocab}");
+        if (tokJson != null && loaded.TokenizerJson != null && tokJson != loaded.TokenizerJson)
+            throw new UserError($"cannot resume: '{o.Data}' now gives a different character vocabulary than the checkpoint's tokenizer (the file changed?); resume with the original data");
         var t = new Trainer(o, loaded.Model, data, tokJson ?? loaded.TokenizerJson, Rng.Load(rngText));
         Checkpoint.ReadInto(st, t.Optimizer.M, "adam.m.", statePath, rejectExtras: false);
         Checkpoint.ReadInto(st, t.Optimizer.V, "adam.v.", statePath, rejectExtras: false);
