@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using MiniGpt.Checkpoints;
 using MiniGpt.Circuits;
 using MiniGpt.Training;
 
@@ -18,11 +19,7 @@ public sealed record CircuitsLogEntry(long Step, double? Loss, double? ValLoss, 
 public static class CircuitsLog
 {
     /// <summary>out/model.safetensors → out/model.circuits.jsonl</summary>
-    public static string PathFor(string checkpoint) => Stem(checkpoint) + ".circuits.jsonl";
-
-    /// <summary>The checkpoint path without its .safetensors extension.</summary>
-    public static string Stem(string checkpoint) =>
-        checkpoint.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) ? checkpoint[..^".safetensors".Length] : checkpoint;
+    public static string PathFor(string checkpoint) => Checkpoint.Stem(checkpoint) + ".circuits.jsonl";
 
     public static string ToJsonLine(TrainLog log, HeadScores s)
     {

@@ -54,7 +54,7 @@ public static class CircuitsVerb
         int batch = batchOption ?? Math.Clamp(1024 / c.NCtx, 1, 32);
         var data = LoadData(o.Str("data"), loaded, ckpt, batch, batches);
 
-        string dir = o.Str("out") ?? CircuitsLog.Stem(ckpt) + ".circuits";
+        string dir = o.Str("out") ?? Checkpoint.Stem(ckpt) + ".circuits";
         if (File.Exists(dir)) throw new UserError($"--out '{dir}' is a file: give a folder for the report");
         Directory.CreateDirectory(dir);
 

@@ -15,11 +15,11 @@ public static class Checkpoint
     public const string TokenizerKey = "tokenizer";
 
     /// <summary>model.safetensors → model.train.safetensors</summary>
-    public static string TrainStatePath(string checkpoint)
-    {
-        string stem = checkpoint.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) ? checkpoint[..^".safetensors".Length] : checkpoint;
-        return stem + ".train.safetensors";
-    }
+    public static string TrainStatePath(string checkpoint) => Stem(checkpoint) + ".train.safetensors";
+
+    /// <summary>The checkpoint path without its .safetensors extension (files that belong to it share this stem).</summary>
+    public static string Stem(string checkpoint) =>
+        checkpoint.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) ? checkpoint[..^".safetensors".Length] : checkpoint;
 
     public static void Save(string path, GptModel model, string? tokenizerJson, IReadOnlyDictionary<string, string>? extraMetadata = null)
     {

@@ -16,6 +16,7 @@ public sealed class InductionTask : IBatchSource
     public int Vocab { get; }
     public int MinSpan { get; }
     public int MaxSpan { get; }
+    public const int MaxValidationBatches = 8;
     private readonly ulong _valSeed;
 
     public InductionTask(int vocab, int nCtx, ulong seed)
@@ -67,9 +68,13 @@ public sealed class InductionTask : IBatchSource
         }
     }
 
-    /// <summary>Validation batches and, per position, whether its target is a predictable copy.</summary>
+    /// <summary>
+    /// Validation batches and, per position, whether its target is a predictable copy. At most
+    /// <see cref="MaxValidationBatches"/>: generated windows are all alike, so more only costs time.
+    /// </summary>
     public List<(int[] Inputs, int[] Targets, bool[] Predictable)> ValidationWithMask(int B, int T, int batches)
     {
+        batches = Math.Min(batches, MaxValidationBatches);
         var rng = new Rng(_valSeed);
         var result = new List<(int[], int[], bool[])>();
         var w = new int[T + 1];
@@ -90,7 +95,7 @@ public sealed class InductionTask : IBatchSource
     }
 
     public IReadOnlyList<(int[] Inputs, int[] Targets)> ValidationBatches(int B, int T, int maxBatches) =>
-        ValidationWithMask(B, T, Math.Min(maxBatches, 8)).Select(v => (v.Inputs, v.Targets)).ToList();
+        ValidationWithMask(B, T, maxBatches).Select(v => (v.Inputs, v.Targets)).ToList();
 
     public string Describe() => $"induction task: vocab {Vocab}, repeated spans of {MinSpan}–{MaxSpan} tokens at random distances";
 }

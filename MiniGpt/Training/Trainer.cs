@@ -38,7 +38,7 @@ public sealed class Trainer
         model.EnsureBatch(o.BatchSize);
         if (data is InductionTask it)
         {
-            _inductionVal = it.ValidationWithMask(o.BatchSize, T, Math.Min(o.EvalBatches, 8));
+            _inductionVal = it.ValidationWithMask(o.BatchSize, T, o.EvalBatches);
             _val = _inductionVal.Select(v => (v.Inputs, v.Targets)).ToList();
         }
         else _val = data.ValidationBatches(o.BatchSize, T, o.EvalBatches);
