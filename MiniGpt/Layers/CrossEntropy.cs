@@ -1,12 +1,27 @@
 using System.Numerics.Tensors;
+using MiniGpt.Tensors;
 
 namespace MiniGpt.Layers;
 
 /// <summary>Softmax and next-token cross-entropy fused, so the [N, V] probabilities are never stored.</summary>
-public static class CrossEntropy
+public static unsafe class CrossEntropy
 {
     // logits [N,V], targets [N] → losses [N] = logsumexp(logits[n]) − logits[n, target[n]]; returns Σ_n losses
     public static double Forward(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> losses, int N, int V)
+    {
+        if (Kernels.Fast && (long)N * V >= RowParallel.SerialElements)
+        {
+            // the reference rows in parallel chunks, then the same in-order sum of the same float losses
+            Run(logits, targets, losses, 0, N, V, forward: true);
+            double sum = 0;
+            for (int n = 0; n < N; n++) sum += losses[n];
+            return sum;
+        }
+        return ForwardReference(logits, targets, losses, N, V);
+    }
+
+    /// <summary>The readable form of <see cref="Forward"/>: one row after another.</summary>
+    public static double ForwardReference(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> losses, int N, int V)
     {
         double total = 0;
         for (int n = 0; n < N; n++)
@@ -26,6 +41,13 @@ public static class CrossEntropy
     //   dlogits[n] = scale·(softmax(logits[n]) − onehot(y_n))
     public static void Backward(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> dLogits, float scale, int N, int V)
     {
+        if (Kernels.Fast && (long)N * V >= RowParallel.SerialElements) { Run(logits, targets, dLogits, scale, N, V, forward: false); return; }
+        BackwardReference(logits, targets, dLogits, scale, N, V);
+    }
+
+    /// <summary>The readable form of <see cref="Backward"/>.</summary>
+    public static void BackwardReference(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> dLogits, float scale, int N, int V)
+    {
         for (int n = 0; n < N; n++)
         {
             var d = dLogits.Slice(n * V, V);
@@ -33,5 +55,38 @@ public static class CrossEntropy
             d[targets[n]] -= 1f;
             TensorPrimitives.Multiply(d, scale, d);
         }
+    }
+
+    // ---- fast form: the reference rows in fixed chunks across the worker pool (bitwise the reference) ----
+    private struct Job { public float* Logits, Out; public int* Targets; public float Scale; public int N, V, Rows; }
+
+    private static void Run(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> output, float scale, int N, int V, bool forward)
+    {
+        if (logits.Length < (long)N * V || targets.Length < N || output.Length < (forward ? N : (long)N * V))
+            throw new ArgumentException($"cross-entropy: buffers shorter than [{N}, {V}]");
+        int rows = RowParallel.RowsPerTask(V);
+        fixed (float* pl = logits, po = output)
+        fixed (int* pt = targets)
+        {
+            var job = new Job { Logits = pl, Out = po, Targets = pt, Scale = scale, N = N, V = V, Rows = rows };
+            RowParallel.Run(forward ? &ForwardChunk : &BackwardChunk, &job, RowParallel.Tasks(N, rows), (long)N * V);
+        }
+    }
+
+    private static void ForwardChunk(void* ctx, int t)
+    {
+        var j = (Job*)ctx;
+        int n0 = t * j->Rows, n = Math.Min(j->Rows, j->N - n0);
+        ForwardReference(new ReadOnlySpan<float>(j->Logits + (long)n0 * j->V, n * j->V), new ReadOnlySpan<int>(j->Targets + n0, n),
+            new Span<float>(j->Out + n0, n), n, j->V);
+    }
+
+    private static void BackwardChunk(void* ctx, int t)
+    {
+        var j = (Job*)ctx;
+        int n0 = t * j->Rows, n = Math.Min(j->Rows, j->N - n0);
+        long o = (long)n0 * j->V;
+        BackwardReference(new ReadOnlySpan<float>(j->Logits + o, n * j->V), new ReadOnlySpan<int>(j->Targets + n0, n),
+            new Span<float>(j->Out + o, n * j->V), j->Scale, n, j->V);
     }
 }

@@ -5,14 +5,21 @@ using static MiniGpt.Tensors.Views;
 namespace MiniGpt.Layers;
 
 /// <summary>y = x·W + b with W stored [in, out] (TransformerLens's W_in, W_out, W_U, W_O layout).</summary>
-public static class Linear
+public static unsafe class Linear
 {
     // x [N,I], W [I,O], b [O] or empty → y [N,O]
     public static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int N, int I, int O)
     {
         Kernels.MatMul.NN(Mat(x, N, I), Mat(w, I, O), Mat(y, N, O), accumulate: false);
-        if (!b.IsEmpty)
-            for (int n = 0; n < N; n++) TensorPrimitives.Add(y.Slice(n * O, O), b, y.Slice(n * O, O));
+        if (b.IsEmpty) return;
+        if (Kernels.Fast) AddBias(y, b, N, O);
+        else AddBiasReference(y, b, N, O);
+    }
+
+    /// <summary>y[n] += b for every row n (the readable form).</summary>
+    public static void AddBiasReference(Span<float> y, ReadOnlySpan<float> b, int N, int O)
+    {
+        for (int n = 0; n < N; n++) TensorPrimitives.Add(y.Slice(n * O, O), b, y.Slice(n * O, O));
     }
 
     // differentiates: y = x·W + b
@@ -28,6 +35,52 @@ public static class Linear
     /// <summary>acc[c] += Σ_n m[n,c], rows in order (deterministic).</summary>
     public static void SumRows(ReadOnlySpan<float> m, Span<float> acc, int N, int C)
     {
+        if (Kernels.Fast) { Run(m, acc, N, C, sum: true); return; }
+        SumRowsReference(m, acc, N, C);
+    }
+
+    /// <summary>The readable form of <see cref="SumRows"/>: one row after another.</summary>
+    public static void SumRowsReference(ReadOnlySpan<float> m, Span<float> acc, int N, int C)
+    {
         for (int n = 0; n < N; n++) TensorPrimitives.Add(acc, m.Slice(n * C, C), acc);
+    }
+
+    // ---- fast forms, bitwise the references ----
+    // SumRows: each task owns a band of columns and adds every row to it in row order, so each acc[c] is summed
+    // exactly as the reference sums it. The bias add: each task owns a chunk of rows.
+    private const int ColumnBand = 64;
+
+    private struct Job { public float* M, V; public int N, C, Rows; }
+
+    /// <summary>y[n] += b for every row n, rows in chunks across the worker pool.</summary>
+    public static void AddBias(Span<float> y, ReadOnlySpan<float> b, int N, int O) => Run(b, y, N, O, sum: false);
+
+    private static void Run(ReadOnlySpan<float> m, Span<float> v, int N, int C, bool sum)
+    {
+        // sum: m is [N, C], v the [C] accumulator; bias: m is the [C] bias, v the [N, C] output
+        if (sum ? m.Length < (long)N * C || v.Length < C : m.Length < C || v.Length < (long)N * C)
+            throw new ArgumentException($"row sums/bias: buffers do not match [{N}, {C}]");
+        fixed (float* pm = m, pv = v)
+        {
+            int rows = RowParallel.RowsPerTask(C);
+            var job = new Job { M = pm, V = pv, N = N, C = C, Rows = rows };
+            if (sum) RowParallel.Run(&SumBand, &job, RowParallel.Tasks(C, ColumnBand), (long)N * C);
+            else RowParallel.Run(&BiasChunk, &job, RowParallel.Tasks(N, rows), (long)N * C);
+        }
+    }
+
+    private static void SumBand(void* ctx, int t)
+    {
+        var j = (Job*)ctx;
+        int c0 = t * ColumnBand, w = Math.Min(ColumnBand, j->C - c0);
+        var acc = new Span<float>(j->V + c0, w);
+        for (int n = 0; n < j->N; n++) TensorPrimitives.Add(acc, new ReadOnlySpan<float>(j->M + (long)n * j->C + c0, w), acc);
+    }
+
+    private static void BiasChunk(void* ctx, int t)
+    {
+        var j = (Job*)ctx;
+        int n0 = t * j->Rows, n = Math.Min(j->Rows, j->N - n0);
+        AddBiasReference(new Span<float>(j->V + (long)n0 * j->C, n * j->C), new ReadOnlySpan<float>(j->M, j->C), n, j->C);
     }
 }

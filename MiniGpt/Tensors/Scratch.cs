@@ -24,3 +24,25 @@ internal static unsafe class Scratch
         return (float*)_buf;
     }
 }
+
+/// <summary>
+/// Per-thread native scratch that a kernel's calling thread hands to its parallel tasks (partial sums,
+/// packed panels): separate from <see cref="Scratch"/>, which the calling thread's own tasks use for themselves.
+/// </summary>
+internal static unsafe class SharedScratch
+{
+    [ThreadStatic] private static nint _buf;
+    [ThreadStatic] private static long _cap;
+
+    public static float* Get(long floats)
+    {
+        if (_cap < floats)
+        {
+            if (_buf != 0) NativeMemory.AlignedFree((void*)_buf);
+            long cap = Math.Max(floats, 1L << 14);
+            _buf = (nint)NativeMemory.AlignedAlloc((nuint)(cap * sizeof(float)), 64);
+            _cap = cap;
+        }
+        return (float*)_buf;
+    }
+}

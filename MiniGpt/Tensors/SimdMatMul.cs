@@ -8,20 +8,25 @@ namespace MiniGpt.Tensors;
 /// <summary>
 /// Register-blocked, cache-blocked, parallel matmul on Vector512 (AVX-512) or Vector256 (AVX2).
 ///
-/// All three forms reduce to one loop nest: C[i,j] += Σ_k A(i,k)·Bp[k,j], where A(i,k) is read with
-/// a row stride and a k stride (so Aᵀ costs nothing) and Bp is B packed into a contiguous, zero-padded
-/// [K, ⌈N/NR⌉·NR] panel (so Bᵀ costs one O(K·N) copy). The micro-kernel holds an MR×NR block of C
-/// in 12 vector registers and streams k: per k it loads two B vectors and broadcasts MR values of A.
+/// All three forms reduce to one loop nest: C[i,j] += Σ_k A(i,k)·B(k,j), where A(i,k) and B(k,j) are read
+/// with a row/column stride and a k stride (so Aᵀ and Bᵀ cost nothing to describe). k is cut into blocks of
+/// KC; each block of B is packed into NR-column strips ([KC, NR], contiguous, zero-padded) and, when A's k
+/// stride is not 1 (Aᵀ in TN, the weight gradients), each block of A into MR-row panels ([KC, MR]), so the
+/// micro-kernel streams both from contiguous memory whatever the layout and width of the operands. The
+/// micro-kernel holds an MR×NR block of C in 12 vector registers: per k it loads two B vectors and
+/// broadcasts MR values of A.
 ///
-/// Parallelism: C is cut into MB×NB tiles, each computed whole by one task with k in a fixed order
-/// (blocks of KC), so the result does not depend on the thread count.
+/// Parallelism: one region per product; its tasks pack block p, multiply block p into C's tiles, pack block
+/// p + 1 (into the other of two buffers), … and wait (spinning) only for earlier tasks. Each C element is
+/// summed by one task at a time, block after block in k order, so the result does not depend on the thread
+/// count or on the tile shape.
 /// </summary>
 public sealed unsafe class SimdMatMul : IMatMul
 {
     private const int MR = 6;       // rows of C per micro-kernel
     private const int KC = 256;     // k block: a KC×NR strip of B stays in L1
     private const int MB = 96;      // rows per task (16 micro-rows)
-    private const int NB = 128;     // columns per task
+    private const int NB = 128;     // columns per task for narrow shapes (up to 4·NB when there are rows enough)
     private const long SerialFlops = 1L << 18; // below this, dispatching to threads costs more than it saves
 
     private static readonly bool Use512 = Vector512.IsHardwareAccelerated;
@@ -45,13 +50,8 @@ public sealed unsafe class SimdMatMul : IMatMul
         fixed (float* pa = &a.DangerousGetReference())
         fixed (float* pb = &b.DangerousGetReference())
         fixed (float* pc = &c.DangerousGetReference())
-        {
-            int ldb = Stride(b);
-            float* panel; int ldp;
-            if (n % NR == 0) { panel = pb; ldp = ldb; } // rows of B are already whole vectors
-            else { ldp = RoundUp(n, NR); panel = Pack(k, ldp); PackRows(pb, ldb, k, n, panel, ldp); }
-            Multiply(pa, Stride(a), 1, panel, ldp, pc, Stride(c), m, n, k, accumulate);
-        }
+            // B(k, j) = b[k, j]: k stride ldb, column stride 1
+            Multiply(pa, Stride(a), 1, pb, Stride(b), 1, pc, Stride(c), m, n, k, accumulate);
     }
 
     public void NT(ReadOnlySpan2D<float> a, ReadOnlySpan2D<float> b, Span2D<float> c, bool accumulate)
@@ -64,12 +64,8 @@ public sealed unsafe class SimdMatMul : IMatMul
         fixed (float* pa = &a.DangerousGetReference())
         fixed (float* pb = &b.DangerousGetReference())
         fixed (float* pc = &c.DangerousGetReference())
-        {
-            int ldp = RoundUp(n, NR);
-            float* panel = Pack(k, ldp);
-            PackTransposed(pb, Stride(b), n, k, panel, ldp);
-            Multiply(pa, Stride(a), 1, panel, ldp, pc, Stride(c), m, n, k, accumulate);
-        }
+            // B(k, j) = b[j, k]: k stride 1, column stride ldb
+            Multiply(pa, Stride(a), 1, pb, 1, Stride(b), pc, Stride(c), m, n, k, accumulate);
     }
 
     public void TN(ReadOnlySpan2D<float> a, ReadOnlySpan2D<float> b, Span2D<float> c, bool accumulate)
@@ -82,58 +78,194 @@ public sealed unsafe class SimdMatMul : IMatMul
         fixed (float* pa = &a.DangerousGetReference())
         fixed (float* pb = &b.DangerousGetReference())
         fixed (float* pc = &c.DangerousGetReference())
+            // A(i, k) = a[k, i]: row stride 1, k stride lda
+            Multiply(pa, 1, Stride(a), pb, Stride(b), 1, pc, Stride(c), m, n, k, accumulate);
+    }
+
+    // One product is a sequence of phases over the k blocks p = 0, 1, …: phase 2p packs block p of B (and of A
+    // when A's k stride is not 1) into one of two buffers, phase 2p+1 multiplies the packed block into C's tiles.
+    // All phases run as one parallel region: tasks are claimed in order, and a task first waits (spinning) for the
+    // phases it reads from, which were all claimed before it, so the wait always ends. A compute task waits for its
+    // block's packing and for the previous block's compute (the same C tiles); a pack task waits until the block that
+    // last used its buffer (p - 2) has been multiplied. Each C element is still summed by one task, block by block in
+    // k order, so the result does not depend on the thread count (or on the tile shape).
+    private struct Job
+    {
+        public float* A; public long Rs, Ks;       // A(i, k) = A[i·Rs + k·Ks]
+        public float* B; public long Bk, Bj;       // B(k, j) = B[k·Bk + j·Bj]
+        public float* C; public int Ldc;
+        public int M, N, K, Blocks;
+        public bool Accumulate, PackA;
+        public float* PackBuf;                     // two buffers of BufFloats: [A block | B block]
+        public long BufFloats, AFloats;
+        public int Strips, Panels;                 // NR-column strips of B, MR-row panels of A
+        public int PackTasks, TileRows, TileCols, TilesN, Tiles, PhaseTasks;
+        public int* Done;                          // tasks finished, per phase
+    }
+
+    private const int StripsPerPackTask = 4, PanelsPerPackTask = 16;
+
+    private void Multiply(float* a, long rs, long ks, float* b, long bk, long bj, float* c, int ldc, int m, int n, int k, bool accumulate)
+    {
+        var job = new Job { A = a, Rs = rs, Ks = ks, B = b, Bk = bk, Bj = bj, C = c, Ldc = ldc, M = m, N = n, K = k, Accumulate = accumulate };
+        job.Blocks = (k + KC - 1) / KC;
+        job.PackA = ks != 1; // rows of A with contiguous k are read in place; Aᵀ is packed into MR-row panels
+        job.Strips = (n + NR - 1) / NR;
+        job.Panels = (m + MR - 1) / MR;
+        int kc = Math.Min(KC, k);
+        job.AFloats = job.PackA ? (long)job.Panels * MR * kc : 0;
+        job.BufFloats = job.AFloats + (long)job.Strips * NR * kc + 64;
+        job.PackBuf = Pack(2 * job.BufFloats);
+        job.PackTasks = (job.Strips + StripsPerPackTask - 1) / StripsPerPackTask
+            + (job.PackA ? (job.Panels + PanelsPerPackTask - 1) / PanelsPerPackTask : 0);
+        // C tiles: whole micro-panels, at least ~8 tasks per block when the shape allows, each tall enough to reuse a B strip
+        job.TileRows = MB;
+        job.TileCols = n <= 4 * NB ? RoundUp(n, NR) : 4 * NB;
+        if ((long)((m + MB - 1) / MB) * ((n + job.TileCols - 1) / job.TileCols) < 8) job.TileCols = Math.Min(job.TileCols, NB);
+        if ((long)((m + MB - 1) / MB) * ((n + job.TileCols - 1) / job.TileCols) < 8) job.TileCols = NR * Math.Max(1, NB / NR / 2);
+        job.TilesN = (n + job.TileCols - 1) / job.TileCols;
+        job.Tiles = (m + job.TileRows - 1) / job.TileRows * job.TilesN;
+        job.PhaseTasks = job.PackTasks + job.Tiles;
+        int* done = stackalloc int[2 * job.Blocks];
+        for (int i = 0; i < 2 * job.Blocks; i++) done[i] = 0;
+        job.Done = done;
+        int tasks = job.Blocks * job.PhaseTasks;
+        if ((long)m * n * k < SerialFlops)
+            for (int t = 0; t < tasks; t++) Task(&job, t);
+        else
+            (_pool ?? WorkerPool.Current).Run(&Task, &job, tasks);
+    }
+
+    private static void Task(void* ctx, int t)
+    {
+        var j = (Job*)ctx;
+        int block = t / j->PhaseTasks, local = t % j->PhaseTasks;
+        if (local < j->PackTasks)
         {
-            int ldb = Stride(b);
-            float* panel; int ldp;
-            if (n % NR == 0) { panel = pb; ldp = ldb; }
-            else { ldp = RoundUp(n, NR); panel = Pack(k, ldp); PackRows(pb, ldb, k, n, panel, ldp); }
-            // A(i,k) = a[k, i]: row stride 1, k stride lda
-            Multiply(pa, 1, Stride(a), panel, ldp, pc, Stride(c), m, n, k, accumulate);
+            if (block >= 2) WaitFor(j, 2 * (block - 2) + 1, j->Tiles);
+            PackTask(j, block, local);
+            Interlocked.Increment(ref j->Done[2 * block]);
+        }
+        else
+        {
+            WaitFor(j, 2 * block, j->PackTasks);
+            if (block >= 1) WaitFor(j, 2 * (block - 1) + 1, j->Tiles);
+            TileTask(j, block, local - j->PackTasks);
+            Interlocked.Increment(ref j->Done[2 * block + 1]);
         }
     }
 
-    private struct Job
+    private static void WaitFor(Job* j, int phase, int count)
     {
-        public float* A; public long Rs, Ks;
-        public float* B; public int Ldb;
-        public float* C; public int Ldc;
-        public int M, N, K, TilesN;
-        public bool Accumulate;
+        if (Volatile.Read(ref j->Done[phase]) >= count) return;
+        var spin = new SpinWait();
+        while (Volatile.Read(ref j->Done[phase]) < count) spin.SpinOnce(-1);
     }
 
-    private void Multiply(float* a, long rs, long ks, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate)
+    private static void PackTask(Job* j, int block, int task)
     {
-        var job = new Job { A = a, Rs = rs, Ks = ks, B = b, Ldb = ldb, C = c, Ldc = ldc, M = m, N = n, K = k, Accumulate = accumulate };
-        job.TilesN = (n + NB - 1) / NB;
-        int tiles = (m + MB - 1) / MB * job.TilesN;
-        if ((long)m * n * k < SerialFlops)
-            for (int t = 0; t < tiles; t++) Tile(&job, t);
-        else
-            (_pool ?? WorkerPool.Current).Run(&Tile, &job, tiles);
-    }
-
-    private static void Tile(void* ctx, int t)
-    {
-        var j = (Job*)ctx;
-        int i0 = t / j->TilesN * MB, j0 = t % j->TilesN * NB;
-        int i1 = Math.Min(i0 + MB, j->M), j1 = Math.Min(j0 + NB, j->N);
-        for (int p0 = 0; p0 < j->K; p0 += KC)
+        int p0 = block * KC, kc = Math.Min(KC, j->K - p0);
+        float* buf = j->PackBuf + (block & 1) * j->BufFloats;
+        int bTasks = (j->Strips + StripsPerPackTask - 1) / StripsPerPackTask;
+        if (task < bTasks)
         {
-            int kc = Math.Min(KC, j->K - p0);
-            bool acc = p0 > 0 || j->Accumulate;
-            for (int jj = j0; jj < j1; jj += NR)
+            float* bp = buf + j->AFloats;
+            int s1 = Math.Min(j->Strips, (task + 1) * StripsPerPackTask);
+            for (int s = task * StripsPerPackTask; s < s1; s++)
+                PackStrip(j->B + p0 * j->Bk, j->Bk, j->Bj, s * NR, Math.Min(NR, j->N - s * NR), kc, bp + (long)s * NR * kc);
+        }
+        else
+        {
+            task -= bTasks;
+            int q1 = Math.Min(j->Panels, (task + 1) * PanelsPerPackTask);
+            for (int q = task * PanelsPerPackTask; q < q1; q++)
+                PackPanel(j->A + p0 * j->Ks, j->Rs, j->Ks, q * MR, Math.Min(MR, j->M - q * MR), kc, buf + (long)q * MR * kc);
+        }
+    }
+
+    private static void TileTask(Job* j, int block, int t)
+    {
+        int p0 = block * KC, kc = Math.Min(KC, j->K - p0);
+        bool acc = block > 0 || j->Accumulate;
+        float* buf = j->PackBuf + (block & 1) * j->BufFloats;
+        float* bpack = buf + j->AFloats;
+        int i0 = t / j->TilesN * j->TileRows, c0 = t % j->TilesN * j->TileCols;
+        int i1 = Math.Min(i0 + j->TileRows, j->M), c1 = Math.Min(c0 + j->TileCols, j->N);
+        for (int jj = c0; jj < c1; jj += NR)
+        {
+            int cols = Math.Min(NR, c1 - jj);
+            float* bp = bpack + (long)(jj / NR) * NR * kc;
+            for (int ii = i0; ii < i1; ii += MR)
             {
-                int cols = Math.Min(NR, j1 - jj);
-                float* bp = j->B + (long)p0 * j->Ldb + jj;
-                for (int ii = i0; ii < i1; ii += MR)
-                {
-                    int rows = Math.Min(MR, i1 - ii);
-                    float* ap = j->A + ii * j->Rs + p0 * j->Ks;
-                    float* cp = j->C + (long)ii * j->Ldc + jj;
-                    if (Use512) Kernel512(ap, j->Rs, j->Ks, bp, j->Ldb, kc, cp, j->Ldc, acc, rows, cols);
-                    else Kernel256(ap, j->Rs, j->Ks, bp, j->Ldb, kc, cp, j->Ldc, acc, rows, cols);
-                }
+                int rows = Math.Min(MR, i1 - ii);
+                float* cp = j->C + (long)ii * j->Ldc + jj;
+                float* ap; long rs, ks;
+                if (j->PackA) { ap = buf + (long)(ii / MR) * MR * kc; rs = 1; ks = MR; }
+                else { ap = j->A + ii * j->Rs + p0 * j->Ks; rs = j->Rs; ks = j->Ks; }
+                if (Use512) Kernel512(ap, rs, ks, bp, NR, kc, cp, j->Ldc, acc, rows, cols);
+                else Kernel256(ap, rs, ks, bp, NR, kc, cp, j->Ldc, acc, rows, cols);
             }
+        }
+    }
+
+    // Strip[p, q] = B(p, j0 + q) for q < cols, 0 beyond: a [kc, NR] block the micro-kernel reads with one stride.
+    private static void PackStrip(float* b, long bk, long bj, int j0, int cols, int kc, float* dst)
+    {
+        if (bj == 1)
+        {
+            float* src = b + j0;
+            if (cols == NR)
+            {
+                if (Use512)
+                    for (int p = 0; p < kc; p++, src += bk, dst += NR)
+                    {
+                        Vector512.Load(src).Store(dst);
+                        Vector512.Load(src + 16).Store(dst + 16);
+                    }
+                else
+                    for (int p = 0; p < kc; p++, src += bk, dst += NR)
+                    {
+                        Vector256.Load(src).Store(dst);
+                        Vector256.Load(src + 8).Store(dst + 8);
+                    }
+                return;
+            }
+            for (int p = 0; p < kc; p++, src += bk, dst += NR)
+            {
+                int q = 0;
+                for (; q < cols; q++) dst[q] = src[q];
+                for (; q < NR; q++) dst[q] = 0;
+            }
+            return;
+        }
+        // bk == 1: column j of the strip is a contiguous run of B's row j0 + q
+        for (int q = 0; q < cols; q++)
+        {
+            float* src = b + (j0 + q) * bj;
+            for (int p = 0; p < kc; p++) dst[p * NR + q] = src[p];
+        }
+        for (int q = cols; q < NR; q++)
+            for (int p = 0; p < kc; p++) dst[p * NR + q] = 0;
+    }
+
+    // Panel[p, r] = A(i0 + r, p) for r < rows, 0 beyond: MR rows of A interleaved so the micro-kernel reads them in one stream.
+    private static void PackPanel(float* a, long rs, long ks, int i0, int rows, int kc, float* dst)
+    {
+        if (rs == 1 && rows == MR)
+        {
+            float* src = a + i0;
+            for (int p = 0; p < kc; p++, src += ks, dst += MR)
+            {
+                dst[0] = src[0]; dst[1] = src[1]; dst[2] = src[2];
+                dst[3] = src[3]; dst[4] = src[4]; dst[5] = src[5];
+            }
+            return;
+        }
+        for (int p = 0; p < kc; p++, dst += MR)
+        {
+            int r = 0;
+            for (; r < rows; r++) dst[r] = a[(i0 + r) * rs + p * ks];
+            for (; r < MR; r++) dst[r] = 0;
         }
     }
 
@@ -238,40 +370,9 @@ public sealed unsafe class SimdMatMul : IMatMul
         }
     }
 
-    // Bp[p, j] = B[p, j] for j < n, 0 beyond.
-    private static void PackRows(float* b, int ldb, int k, int n, float* panel, int ldp)
+    private static float* Pack(long floats)
     {
-        for (int p = 0; p < k; p++)
-        {
-            var dst = new Span<float>(panel + (long)p * ldp, ldp);
-            new ReadOnlySpan<float>(b + (long)p * ldb, n).CopyTo(dst);
-            dst[n..].Clear();
-        }
-    }
-
-    // Bp[p, j] = B[j, p]: B is [n, k]. Blocked 8×8 so reads and writes both stay in cache lines.
-    private static void PackTransposed(float* b, int ldb, int n, int k, float* panel, int ldp)
-    {
-        for (int j0 = 0; j0 < n; j0 += 8)
-        {
-            int j1 = Math.Min(j0 + 8, n);
-            for (int p0 = 0; p0 < k; p0 += 8)
-            {
-                int p1 = Math.Min(p0 + 8, k);
-                for (int j = j0; j < j1; j++)
-                {
-                    float* src = b + (long)j * ldb;
-                    for (int p = p0; p < p1; p++) panel[(long)p * ldp + j] = src[p];
-                }
-            }
-        }
-        if (ldp > n)
-            for (int p = 0; p < k; p++) new Span<float>(panel + (long)p * ldp + n, ldp - n).Clear();
-    }
-
-    private static float* Pack(int k, int ldp)
-    {
-        long need = (long)k * ldp + 32; // slack: the micro-kernel may read one full vector past ldp
+        long need = floats;
         if (_packCapacity < need)
         {
             if (_pack != 0) NativeMemory.AlignedFree((void*)_pack);

@@ -30,13 +30,23 @@ public static class Flops
     /// <summary>Peak fp32 FLOP/s of `threads` cores: FMA pipes × fp32 lanes per pipe × 2 × clock.</summary>
     public static Peak MachinePeak(int threads)
     {
-        // AVX-512 CPUs from AMD (Zen 4) execute a 512-bit operation as two 256-bit halves: the datapath is 256 bits.
+        // Zen 4 (AMD family 19h) executes a 512-bit operation as two 256-bit halves: its datapath is 256 bits.
+        // Zen 5 (family 1Ah) has full 512-bit FMA pipes, as Intel's AVX-512 server cores do.
         bool amd = X86Base.IsSupported && X86Base.CpuId(0, 0) is var (_, ebx, _, _) && ebx == 0x68747541; // "Auth"enticAMD
-        int vectorBits = Vector512.IsHardwareAccelerated && !amd ? 512 : Vector256.IsHardwareAccelerated ? 256 : 128;
+        bool halfWidth512 = amd && AmdFamily() < 0x1A;
+        int vectorBits = Vector512.IsHardwareAccelerated && !halfWidth512 ? 512 : Vector256.IsHardwareAccelerated ? 256 : 128;
         int fmaPipes = Fma.IsSupported || Vector512.IsHardwareAccelerated ? 2 : 1;
         double ghz = ClockGHz(out string clockSource);
         double perCore = fmaPipes * (vectorBits / 32) * 2 * ghz * 1e9;
         return new Peak(perCore * threads, threads, vectorBits, fmaPipes, ghz, clockSource);
+    }
+
+    // CPUID leaf 1: family = base family (bits 8–11) + extended family (bits 20–27) when the base is 0xF.
+    private static int AmdFamily()
+    {
+        int eax = X86Base.CpuId(1, 0).Eax;
+        int family = (eax >> 8) & 0xF;
+        return family == 0xF ? family + ((eax >> 20) & 0xFF) : family;
     }
 
     /// <summary>
