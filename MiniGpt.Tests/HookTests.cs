@@ -206,6 +206,16 @@ public class HookTests
     }
 
     [Fact]
+    public void BackwardAfterAForwardWithoutTargetsIsRefused()
+    {
+        var m = Model();
+        var (x, y) = Tokens(2, 7, 13);
+        m.Forward(x, y, 2, 7);
+        m.Forward(x, default, 2, 7); // e.g. sampling or a cache run: the old targets no longer belong to these logits
+        Assert.Throws<InvalidOperationException>(() => m.Backward(1f / 14));
+    }
+
+    [Fact]
     public void UnknownHookNamesAreRejected()
     {
         var m = Model(attnOnly: true);

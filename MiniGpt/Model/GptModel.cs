@@ -27,6 +27,7 @@ public sealed class GptModel
     private readonly ModelParams _p, _g;
     private readonly HashSet<string> _hookNames;
     private int _b, _t; // the shape of the last forward pass
+    private bool _hasTargets; // whether that pass had targets (Backward needs them)
     private float[]?[] _results = []; // hook_result per layer, allocated only when something asks for it
     private float[]? _dPattern, _dScores; // gradients at hook_pattern/hook_attn_scores, only for backward hooks
 
@@ -106,8 +107,6 @@ public sealed class GptModel
     }
 
     public long ParameterCount => Params.Buffer.LongLength;
-    public int LastBatch => _b;
-    public int LastSeqLen => _t;
 
     /// <summary>Makes sure activations exist for a batch of this size (allocates only when it grows).</summary>
     public Activations EnsureBatch(int batch)
@@ -138,6 +137,7 @@ public sealed class GptModel
         tokens.CopyTo(a.Tokens);
         targets.CopyTo(a.Targets);
         _b = B; _t = T;
+        _hasTargets = !targets.IsEmpty;
         int N = B * T, D = c.DModel, H = c.NHeads, dh = c.DHead, V = c.DVocab, M = c.DMlp;
         int ND = N * D;
 
@@ -183,12 +183,12 @@ public sealed class GptModel
 
             if (!c.HasMlp)
             {
-                TensorPrimitives.Add(residPre, attnOut, x.ResidPost.Span[..ND]);
+                AddResidual(residPre, attnOut, x.ResidPost.Span[..ND]);
                 if (hooked) FireForward(hp + "hook_resid_post", x.ResidPost, l, B, T, D);
                 continue;
             }
             var residMid = x.ResidMid!.Span[..ND];
-            TensorPrimitives.Add(residPre, attnOut, residMid);
+            AddResidual(residPre, attnOut, residMid);
             if (hooked) FireForward(hp + "hook_resid_mid", x.ResidMid, l, B, T, D);
 
             // resid_post = resid_mid + W_out·gelu(W_in·ln2(resid_mid))
@@ -208,7 +208,7 @@ public sealed class GptModel
             if (hooked) FireForward(hp + "mlp.hook_post", x.Post, l, B, T, M);
             Linear.Forward(post, w.WOut!.Span, w.BOut!.Span, mlpOut, N, M, D);
             if (hooked) FireForward(hp + "hook_mlp_out", x.MlpOut, l, B, T, D);
-            TensorPrimitives.Add(residMid, mlpOut, x.ResidPost.Span[..ND]);
+            AddResidual(residMid, mlpOut, x.ResidPost.Span[..ND]);
             if (hooked) FireForward(hp + "hook_resid_post", x.ResidPost, l, B, T, D);
         }
 
@@ -291,6 +291,13 @@ public sealed class GptModel
             });
     }
 
+    /// <summary>dst = a + b for the residual stream: in parallel chunks with the fast kernels (elementwise, so the same bits).</summary>
+    private static void AddResidual(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> dst)
+    {
+        if (Kernels.Fast) RowParallel.Add(a, b, dst);
+        else TensorPrimitives.Add(a, b, dst);
+    }
+
     /// <summary>An optional tensor's span, empty when absent (LayerNorm gains under LNPre).</summary>
     private static Span<float> Sp(Tensor? t) => t is null ? Span<float>.Empty : t.Span;
 
@@ -318,7 +325,7 @@ public sealed class GptModel
     public void Backward(float lossScale)
     {
         var c = Config;
-        var a = Cache ?? throw new InvalidOperationException("Backward needs a Forward with targets first");
+        var a = Cache is { } cache && _hasTargets ? cache : throw new InvalidOperationException("Backward needs a Forward with targets first");
         int B = _b, T = _t, N = B * T, D = c.DModel, H = c.NHeads, dh = c.DHead, V = c.DVocab, M = c.DMlp, ND = N * D;
         var dResid = a.DResid.Span[..ND];
         var dLn = a.DLn.Span[..ND];
@@ -368,7 +375,7 @@ public sealed class GptModel
                     if (hooked) FireBackward(hp + "ln2.hook_normalized", a.DLn, l, B, T, D);
                     LayerNorm.Backward(residMid, Sp(w.Ln2W), x.Ln2Mean!.Span, x.Ln2Rstd!.Span, dLn, dResid, Sp(gw.Ln2W), Sp(gw.Ln2B), xhat, g, N, D);
                 }
-                else TensorPrimitives.Add(dResid, dLn, dResid);
+                else AddResidual(dResid, dLn, dResid);
                 if (hooked) FireBackward(hp + "hook_resid_mid", a.DResid, l, B, T, D);
             }
             // dResid holds d(resid_mid): resid_mid = resid_pre + attn(ln1(resid_pre))
@@ -399,7 +406,7 @@ public sealed class GptModel
                 if (hooked) FireBackward(hp + "ln1.hook_normalized", a.DLn, l, B, T, D);
                 LayerNorm.Backward(residPre, Sp(w.Ln1W), x.Ln1Mean!.Span, x.Ln1Rstd!.Span, dLn, dResid, Sp(gw.Ln1W), Sp(gw.Ln1B), xhat, g, N, D);
             }
-            else TensorPrimitives.Add(dResid, dLn, dResid);
+            else AddResidual(dResid, dLn, dResid);
             if (hooked) FireBackward(hp + "hook_resid_pre", a.DResid, l, B, T, D);
         }
         // dResid holds d(blocks.0.hook_resid_pre) = d(W_E[tokens] (+ W_pos))
