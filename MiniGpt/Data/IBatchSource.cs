@@ -28,9 +28,6 @@ public sealed class TokenWindows : IBatchSource
         _train = train; _val = val; _name = name;
     }
 
-    public int TrainTokens => _train.Length;
-    public int ValTokens => _val.Length;
-
     public void Sample(ref Rng rng, Span<int> inputs, Span<int> targets, int B, int T)
     {
         for (int b = 0; b < B; b++)

@@ -114,8 +114,6 @@ public sealed class Activations
         Targets = new int[B * T];
     }
 
-    public long Bytes => (Acts.Buffer.LongLength + Scratch.Buffer.LongLength) * sizeof(float) + 2L * Tokens.Length * sizeof(int);
-
     /// <summary>Floats the activations and scratch of a batch will take, without allocating them.</summary>
     public static long EstimateFloats(ModelConfig c, int batch)
     {
