@@ -219,6 +219,15 @@ public static unsafe partial class Attention
         Kernels.MatMul.NT(dyh, Mat(wh, D, dh), Mat(dx, N, D), accumulate: true);
     }
 
+    // Row i of (batch·head) task's [T, T] gradient for a backward hook: the causal prefix, then zeros. dst null: nobody asked.
+    private static void CopyHookRow(float* dst, int task, int i, int T, ReadOnlySpan<float> prefix)
+    {
+        if (dst == null) return;
+        var row = new Span<float>(dst + (long)task * T * T + (long)i * T, T);
+        prefix.CopyTo(row);
+        row[prefix.Length..].Clear();
+    }
+
     // one (batch, head), differentiating
     //   z_i = Σ_j p_ij·v_j            → dp_ij = dz_i·v_j,  dv_j += Σ_i p_ij·dz_i
     //   p_i = softmax(s_i)            → ds_ij = p_ij·(dp_ij − Σ_j' p_ij'·dp_ij')
@@ -249,21 +258,11 @@ public static unsafe partial class Attention
                 var dvj = new Span<float>(j->DV + baseRow + (long)jj * HD, dh);
                 TensorPrimitives.MultiplyAdd(dzi, prow[jj], dvj, dvj);
             }
-            if (j->DP != null) // d loss / d pattern, for backward hooks on hook_pattern
-            {
-                var dpRow = new Span<float>(j->DP + (long)task * T * T + (long)i * T, T);
-                dpi.CopyTo(dpRow);
-                dpRow[(i + 1)..].Clear();
-            }
+            CopyHookRow(j->DP, task, i, T, dpi); // d loss / d pattern, for backward hooks on hook_pattern
             float dot = TensorPrimitives.Dot(prow, dpi);
             TensorPrimitives.Subtract(dpi, dot, dpi);
             TensorPrimitives.Multiply(dpi, prow, dpi);
-            if (j->DS != null) // d loss / d scores (scaled scores, as hook_attn_scores holds them)
-            {
-                var dsRow = new Span<float>(j->DS + (long)task * T * T + (long)i * T, T);
-                dpi.CopyTo(dsRow);
-                dsRow[(i + 1)..].Clear();
-            }
+            CopyHookRow(j->DS, task, i, T, dpi); // d loss / d scores (scaled scores, as hook_attn_scores holds them)
             TensorPrimitives.Multiply(dpi, j->Scale, dpi);
             var qi = new ReadOnlySpan<float>(j->Q + baseRow + (long)i * HD, dh);
             var dqi = new Span<float>(j->DQ + baseRow + (long)i * HD, dh);

@@ -212,21 +212,11 @@ public static unsafe partial class Attention
             {
                 var prow = new ReadOnlySpan<float>(p0 + (long)i * T, i + 1);
                 var dpi = new Span<float>(ds + (long)i * tp, i + 1);
-                if (j->DP != null)
-                {
-                    var dpRow = new Span<float>(j->DP + (long)task * T * T + (long)i * T, T);
-                    dpi.CopyTo(dpRow);
-                    dpRow[(i + 1)..].Clear();
-                }
+                CopyHookRow(j->DP, task, i, T, dpi);
                 float dot = TensorPrimitives.Dot(prow, dpi);
                 TensorPrimitives.Subtract(dpi, dot, dpi);
                 TensorPrimitives.Multiply(dpi, prow, dpi);
-                if (j->DS != null)
-                {
-                    var dsRow = new Span<float>(j->DS + (long)task * T * T + (long)i * T, T);
-                    dpi.CopyTo(dsRow);
-                    dsRow[(i + 1)..].Clear();
-                }
+                CopyHookRow(j->DS, task, i, T, dpi);
                 TensorPrimitives.Multiply(dpi, j->Scale, dpi);
                 new Span<float>(ds + (long)i * tp + i + 1, n - i - 1).Clear(); // the masked keys of this block
             }

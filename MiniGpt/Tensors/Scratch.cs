@@ -12,16 +12,19 @@ internal static unsafe class Scratch
     [ThreadStatic] private static long _cap;
 
     /// <summary>At least floats floats of this thread's scratch; the contents are whatever was there.</summary>
-    public static float* Get(long floats)
+    public static float* Get(long floats) => Grow(ref _buf, ref _cap, floats);
+
+    /// <summary>Returns buf, first reallocated (contents dropped) if it holds fewer than floats floats.</summary>
+    internal static float* Grow(ref nint buf, ref long cap, long floats)
     {
-        if (_cap < floats)
+        if (cap < floats)
         {
-            if (_buf != 0) NativeMemory.AlignedFree((void*)_buf);
-            long cap = Math.Max(floats, 1L << 14);
-            _buf = (nint)NativeMemory.AlignedAlloc((nuint)(cap * sizeof(float)), 64);
-            _cap = cap;
+            if (buf != 0) NativeMemory.AlignedFree((void*)buf);
+            long c = Math.Max(floats, 1L << 14);
+            buf = (nint)NativeMemory.AlignedAlloc((nuint)(c * sizeof(float)), 64);
+            cap = c;
         }
-        return (float*)_buf;
+        return (float*)buf;
     }
 }
 
@@ -34,15 +37,5 @@ internal static unsafe class SharedScratch
     [ThreadStatic] private static nint _buf;
     [ThreadStatic] private static long _cap;
 
-    public static float* Get(long floats)
-    {
-        if (_cap < floats)
-        {
-            if (_buf != 0) NativeMemory.AlignedFree((void*)_buf);
-            long cap = Math.Max(floats, 1L << 14);
-            _buf = (nint)NativeMemory.AlignedAlloc((nuint)(cap * sizeof(float)), 64);
-            _cap = cap;
-        }
-        return (float*)_buf;
-    }
+    public static float* Get(long floats) => Scratch.Grow(ref _buf, ref _cap, floats);
 }
