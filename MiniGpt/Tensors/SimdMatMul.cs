@@ -370,18 +370,8 @@ public sealed unsafe class SimdMatMul : IMatMul
         }
     }
 
-    private static float* Pack(long floats)
-    {
-        long need = floats;
-        if (_packCapacity < need)
-        {
-            if (_pack != 0) NativeMemory.AlignedFree((void*)_pack);
-            long cap = Math.Max(need, 1L << 16);
-            _pack = (nint)NativeMemory.AlignedAlloc((nuint)(cap * sizeof(float)), 64);
-            _packCapacity = cap;
-        }
-        return (float*)_pack;
-    }
+    // this thread's panel buffer for packed operands (its own slot: Scratch/SharedScratch hold other data meanwhile)
+    private static float* Pack(long floats) => Scratch.Grow(ref _pack, ref _packCapacity, floats);
 
     private static int RoundUp(int x, int m) => (x + m - 1) / m * m;
 
