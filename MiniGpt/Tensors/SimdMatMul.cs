@@ -10,11 +10,13 @@ namespace MiniGpt.Tensors;
 ///
 /// All three forms reduce to one loop nest: C[i,j] += Σ_k A(i,k)·B(k,j), where A(i,k) and B(k,j) are read
 /// with a row/column stride and a k stride (so Aᵀ and Bᵀ cost nothing to describe). k is cut into blocks of
-/// KC; each block of B is packed into NR-column strips ([KC, NR], contiguous, zero-padded) and, when A's k
-/// stride is not 1 (Aᵀ in TN, the weight gradients), each block of A into MR-row panels ([KC, MR]), so the
-/// micro-kernel streams both from contiguous memory whatever the layout and width of the operands. The
-/// micro-kernel holds an MR×NR block of C in 12 vector registers: per k it loads two B vectors and
-/// broadcasts MR values of A.
+/// KC; each block of B is packed into NR-column strips ([KC, NR], contiguous, zero-padded), so the
+/// micro-kernel streams B from contiguous memory whatever its layout and width. A is read in place: per k the
+/// micro-kernel broadcasts MR values of A, which are MR rows apart (NN, NT) or MR neighbours in one row of
+/// the source (TN's Aᵀ, the weight gradients). Packing Aᵀ into MR-row panels, as BLAS does, measured slower
+/// here at every workload shape (WB mlp_out dW 9.4 → 9.0 ms, head dW 0.80 → 0.27 ms on 2 threads): with
+/// N ≤ 1024 each panel is reused only N/NR times, too few to repay the copy. The micro-kernel holds an
+/// MR×NR block of C in 12 vector registers: per k it loads two B vectors and broadcasts MR values of A.
 ///
 /// Parallelism: one region per product; its tasks pack block p, multiply block p into C's tiles, pack block
 /// p + 1 (into the other of two buffers), … and wait (spinning) only for earlier tasks. Each C element is
@@ -78,12 +80,21 @@ public sealed unsafe class SimdMatMul : IMatMul
         fixed (float* pa = &a.DangerousGetReference())
         fixed (float* pb = &b.DangerousGetReference())
         fixed (float* pc = &c.DangerousGetReference())
+        {
             // A(i, k) = a[k, i]: row stride 1, k stride lda
-            Multiply(pa, 1, Stride(a), pb, Stride(b), 1, pc, Stride(c), m, n, k, accumulate);
+            int lda = Stride(a), ldb = Stride(b), ldc = Stride(c);
+            // The micro-kernel pads C to MR-row by NR-column blocks. When n is narrow and m is not (the unembedding's
+            // dW_U [d_model, 65]: 65 columns cost 96), work out Cᵀ = Bᵀ·A instead, whose padding is on the short side
+            // (66 rows of 6): Cᵀ(j, i) = Σ_k B(k, j)·A(i, k) is the same sum in the same k order, so C is bitwise equal.
+            if (PaddedCost(n, m) * 5 < PaddedCost(m, n) * 4)
+                Multiply(pb, 1, ldb, pa, lda, 1, pc, 1, n, m, k, accumulate, ldc);
+            else
+                Multiply(pa, 1, lda, pb, ldb, 1, pc, ldc, m, n, k, accumulate);
+        }
     }
 
-    // One product is a sequence of phases over the k blocks p = 0, 1, …: phase 2p packs block p of B (and of A
-    // when A's k stride is not 1) into one of two buffers, phase 2p+1 multiplies the packed block into C's tiles.
+    // One product is a sequence of phases over the k blocks p = 0, 1, …: phase 2p packs block p of B into one of
+    // two buffers, phase 2p+1 multiplies the packed block into C's tiles.
     // All phases run as one parallel region: tasks are claimed in order, and a task first waits (spinning) for the
     // phases it reads from, which were all claimed before it, so the wait always ends. A compute task waits for its
     // block's packing and for the previous block's compute (the same C tiles); a pack task waits until the block that
@@ -93,31 +104,31 @@ public sealed unsafe class SimdMatMul : IMatMul
     {
         public float* A; public long Rs, Ks;       // A(i, k) = A[i·Rs + k·Ks]
         public float* B; public long Bk, Bj;       // B(k, j) = B[k·Bk + j·Bj]
-        public float* C; public int Ldc;
+        public float* C; public int Ldc, Cj;       // C(i, j) = C[i·Ldc + j·Cj]
         public int M, N, K, Blocks;
-        public bool Accumulate, PackA;
-        public float* PackBuf;                     // two buffers of BufFloats: [A block | B block]
-        public long BufFloats, AFloats;
-        public int Strips, Panels;                 // NR-column strips of B, MR-row panels of A
+        public bool Accumulate;
+        public float* PackBuf;                     // two buffers of BufFloats, one packed block of B each
+        public long BufFloats;
+        public int Strips;                         // NR-column strips of B
         public int PackTasks, TileRows, TileCols, TilesN, Tiles, PhaseTasks;
         public int* Done;                          // tasks finished, per phase
     }
 
-    private const int StripsPerPackTask = 4, PanelsPerPackTask = 16;
+    private const int StripsPerPackTask = 4;
 
-    private void Multiply(float* a, long rs, long ks, float* b, long bk, long bj, float* c, int ldc, int m, int n, int k, bool accumulate)
+    private static long PaddedCost(int m, int n) => (long)RoundUp(m, MR) * RoundUp(n, NR);
+
+    // C(i, j) = c[i·ldc + j·cj]: cj = 1 normally; cj = the output's row stride (and ldc = 1) when the caller swapped
+    // the operands to compute Cᵀ.
+    private void Multiply(float* a, long rs, long ks, float* b, long bk, long bj, float* c, int ldc, int m, int n, int k, bool accumulate, int cj = 1)
     {
-        var job = new Job { A = a, Rs = rs, Ks = ks, B = b, Bk = bk, Bj = bj, C = c, Ldc = ldc, M = m, N = n, K = k, Accumulate = accumulate };
+        var job = new Job { A = a, Rs = rs, Ks = ks, B = b, Bk = bk, Bj = bj, C = c, Ldc = ldc, Cj = cj, M = m, N = n, K = k, Accumulate = accumulate };
         job.Blocks = (k + KC - 1) / KC;
-        job.PackA = ks != 1; // rows of A with contiguous k are read in place; Aᵀ is packed into MR-row panels
         job.Strips = (n + NR - 1) / NR;
-        job.Panels = (m + MR - 1) / MR;
         int kc = Math.Min(KC, k);
-        job.AFloats = job.PackA ? (long)job.Panels * MR * kc : 0;
-        job.BufFloats = job.AFloats + (long)job.Strips * NR * kc + 64;
+        job.BufFloats = (long)job.Strips * NR * kc + 64;
         job.PackBuf = Pack(2 * job.BufFloats);
-        job.PackTasks = (job.Strips + StripsPerPackTask - 1) / StripsPerPackTask
-            + (job.PackA ? (job.Panels + PanelsPerPackTask - 1) / PanelsPerPackTask : 0);
+        job.PackTasks = (job.Strips + StripsPerPackTask - 1) / StripsPerPackTask;
         // C tiles: whole micro-panels, at least ~8 tasks per block when the shape allows, each tall enough to reuse a B strip
         job.TileRows = MB;
         job.TileCols = n <= 4 * NB ? RoundUp(n, NR) : 4 * NB;
@@ -166,29 +177,16 @@ public sealed unsafe class SimdMatMul : IMatMul
     {
         int p0 = block * KC, kc = Math.Min(KC, j->K - p0);
         float* buf = j->PackBuf + (block & 1) * j->BufFloats;
-        int bTasks = (j->Strips + StripsPerPackTask - 1) / StripsPerPackTask;
-        if (task < bTasks)
-        {
-            float* bp = buf + j->AFloats;
-            int s1 = Math.Min(j->Strips, (task + 1) * StripsPerPackTask);
-            for (int s = task * StripsPerPackTask; s < s1; s++)
-                PackStrip(j->B + p0 * j->Bk, j->Bk, j->Bj, s * NR, Math.Min(NR, j->N - s * NR), kc, bp + (long)s * NR * kc);
-        }
-        else
-        {
-            task -= bTasks;
-            int q1 = Math.Min(j->Panels, (task + 1) * PanelsPerPackTask);
-            for (int q = task * PanelsPerPackTask; q < q1; q++)
-                PackPanel(j->A + p0 * j->Ks, j->Rs, j->Ks, q * MR, Math.Min(MR, j->M - q * MR), kc, buf + (long)q * MR * kc);
-        }
+        int s1 = Math.Min(j->Strips, (task + 1) * StripsPerPackTask);
+        for (int s = task * StripsPerPackTask; s < s1; s++)
+            PackStrip(j->B + p0 * j->Bk, j->Bk, j->Bj, s * NR, Math.Min(NR, j->N - s * NR), kc, buf + (long)s * NR * kc);
     }
 
     private static void TileTask(Job* j, int block, int t)
     {
         int p0 = block * KC, kc = Math.Min(KC, j->K - p0);
         bool acc = block > 0 || j->Accumulate;
-        float* buf = j->PackBuf + (block & 1) * j->BufFloats;
-        float* bpack = buf + j->AFloats;
+        float* bpack = j->PackBuf + (block & 1) * j->BufFloats;
         int i0 = t / j->TilesN * j->TileRows, c0 = t % j->TilesN * j->TileCols;
         int i1 = Math.Min(i0 + j->TileRows, j->M), c1 = Math.Min(c0 + j->TileCols, j->N);
         for (int jj = c0; jj < c1; jj += NR)
@@ -198,14 +196,29 @@ public sealed unsafe class SimdMatMul : IMatMul
             for (int ii = i0; ii < i1; ii += MR)
             {
                 int rows = Math.Min(MR, i1 - ii);
-                float* cp = j->C + (long)ii * j->Ldc + jj;
-                float* ap; long rs, ks;
-                if (j->PackA) { ap = buf + (long)(ii / MR) * MR * kc; rs = 1; ks = MR; }
-                else { ap = j->A + ii * j->Rs + p0 * j->Ks; rs = j->Rs; ks = j->Ks; }
-                if (Use512) Kernel512(ap, rs, ks, bp, NR, kc, cp, j->Ldc, acc, rows, cols);
-                else Kernel256(ap, rs, ks, bp, NR, kc, cp, j->Ldc, acc, rows, cols);
+                float* cp = j->C + (long)ii * j->Ldc + (long)jj * j->Cj;
+                float* ap = j->A + ii * j->Rs + p0 * j->Ks;
+                if (j->Cj != 1) { KernelTransposedC(ap, j->Rs, j->Ks, bp, kc, cp, j->Cj, acc, rows, cols); continue; }
+                if (Use512) Kernel512(ap, j->Rs, j->Ks, bp, NR, kc, cp, j->Ldc, acc, rows, cols);
+                else Kernel256(ap, j->Rs, j->Ks, bp, NR, kc, cp, j->Ldc, acc, rows, cols);
             }
         }
+    }
+
+    // C(r, q) at c[r + q·ldcT] (a block of Cᵀ): the micro-kernel fills a row-major stack tile, which is then added
+    // in column by column. The scatter is MR·NR scalar stores per kc·MR·NR multiply-adds.
+    [SkipLocalsInit]
+    private static void KernelTransposedC(float* a, long rs, long ks, float* b, int kc, float* c, int ldcT, bool acc, int rows, int cols)
+    {
+        float* tile = stackalloc float[MR * 32];
+        if (Use512) Kernel512(a, rs, ks, b, NR, kc, tile, 32, false, MR, 32);
+        else Kernel256(a, rs, ks, b, NR, kc, tile, 32, false, MR, 16);
+        for (int r = 0; r < rows; r++)
+            for (int q = 0; q < cols; q++)
+            {
+                float* dst = c + r + (long)q * ldcT;
+                *dst = acc ? *dst + tile[r * 32 + q] : tile[r * 32 + q];
+            }
     }
 
     // Strip[p, q] = B(p, j0 + q) for q < cols, 0 beyond: a [kc, NR] block the micro-kernel reads with one stride.
@@ -248,27 +261,6 @@ public sealed unsafe class SimdMatMul : IMatMul
             for (int p = 0; p < kc; p++) dst[p * NR + q] = 0;
     }
 
-    // Panel[p, r] = A(i0 + r, p) for r < rows, 0 beyond: MR rows of A interleaved so the micro-kernel reads them in one stream.
-    private static void PackPanel(float* a, long rs, long ks, int i0, int rows, int kc, float* dst)
-    {
-        if (rs == 1 && rows == MR)
-        {
-            float* src = a + i0;
-            for (int p = 0; p < kc; p++, src += ks, dst += MR)
-            {
-                dst[0] = src[0]; dst[1] = src[1]; dst[2] = src[2];
-                dst[3] = src[3]; dst[4] = src[4]; dst[5] = src[5];
-            }
-            return;
-        }
-        for (int p = 0; p < kc; p++, dst += MR)
-        {
-            int r = 0;
-            for (; r < rows; r++) dst[r] = a[(i0 + r) * rs + p * ks];
-            for (; r < MR; r++) dst[r] = 0;
-        }
-    }
-
     /// <summary>
     /// C[m, n] (+)= A(m, k)·B[k, n] on the calling thread, with no packing: A(i, p) = a[i·rs + p·ks] and
     /// B's rows must be readable for ⌈n/32⌉·32 floats (callers zero-pad). The attention kernels use it for
@@ -293,9 +285,10 @@ public sealed unsafe class SimdMatMul : IMatMul
 
     // C[0..rows, 0..cols] (+)= A(0..rows, 0..kc) · B[0..kc, 0..NR]; rows ≤ 6, cols ≤ 32.
     // Rows past `rows` re-read the last valid row of A (never out of bounds) and are not stored.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void Kernel512(float* a, long rs, long ks, float* b, int ldb, int kc, float* c, int ldc, bool acc, int rows, int cols)
     {
+        float* tmp = stackalloc float[MR * 32]; // allocated (uninitialised) before the loop: see the stores below
         float* a0 = a, a1 = a + rs * Math.Min(1, rows - 1), a2 = a + rs * Math.Min(2, rows - 1);
         float* a3 = a + rs * Math.Min(3, rows - 1), a4 = a + rs * Math.Min(4, rows - 1), a5 = a + rs * Math.Min(5, rows - 1);
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
@@ -313,30 +306,35 @@ public sealed unsafe class SimdMatMul : IMatMul
             x = Vector512.Create(a4[o]); c40 = Vector512.FusedMultiplyAdd(x, b0, c40); c41 = Vector512.FusedMultiplyAdd(x, b1, c41);
             x = Vector512.Create(a5[o]); c50 = Vector512.FusedMultiplyAdd(x, b0, c50); c51 = Vector512.FusedMultiplyAdd(x, b1, c51);
         }
-        if (rows == MR && cols == 32)
-        {
-            Store512(c, c00, c01, acc); Store512(c + ldc, c10, c11, acc); Store512(c + 2 * ldc, c20, c21, acc);
-            Store512(c + 3 * ldc, c30, c31, acc); Store512(c + 4 * ldc, c40, c41, acc); Store512(c + 5 * ldc, c50, c51, acc);
-            return;
-        }
-        float* tmp = stackalloc float[MR * 32];
+        // The accumulators go to the stack tile straight after the loop, with no call in between: zmm registers do
+        // not survive calls on x64, and a call while they were live (StoreEdge, or zeroing a stackalloc) made RyuJIT
+        // spill and reload all twelve on every iteration of the loop above when it had no PGO block weights
+        // (DOTNET_TieredPGO=0): a 4× slowdown.
         c00.Store(tmp); c01.Store(tmp + 16); c10.Store(tmp + 32); c11.Store(tmp + 48); c20.Store(tmp + 64); c21.Store(tmp + 80);
         c30.Store(tmp + 96); c31.Store(tmp + 112); c40.Store(tmp + 128); c41.Store(tmp + 144); c50.Store(tmp + 160); c51.Store(tmp + 176);
+        if (rows == MR && cols == 32)
+        {
+            for (int r = 0; r < MR; r++) Store512(c + (long)r * ldc, tmp + r * 32, acc);
+            return;
+        }
         StoreEdge(tmp, 32, c, ldc, rows, cols, acc);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store512(float* c, Vector512<float> v0, Vector512<float> v1, bool acc)
+    private static void Store512(float* c, float* t, bool acc)
     {
+        var v0 = Vector512.Load(t);
+        var v1 = Vector512.Load(t + 16);
         if (acc) { v0 += Vector512.Load(c); v1 += Vector512.Load(c + 16); }
         v0.Store(c);
         v1.Store(c + 16);
     }
 
     // The AVX2 twin of Kernel512 with 16 columns (2 × Vector256): same loop, half the width.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void Kernel256(float* a, long rs, long ks, float* b, int ldb, int kc, float* c, int ldc, bool acc, int rows, int cols)
     {
+        float* tmp = stackalloc float[MR * 16]; // before the loop, for the same reason as in Kernel512
         float* a0 = a, a1 = a + rs * Math.Min(1, rows - 1), a2 = a + rs * Math.Min(2, rows - 1);
         float* a3 = a + rs * Math.Min(3, rows - 1), a4 = a + rs * Math.Min(4, rows - 1), a5 = a + rs * Math.Min(5, rows - 1);
         Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
@@ -354,7 +352,6 @@ public sealed unsafe class SimdMatMul : IMatMul
             x = Vector256.Create(a4[o]); c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
             x = Vector256.Create(a5[o]); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
         }
-        float* tmp = stackalloc float[MR * 16];
         c00.Store(tmp); c01.Store(tmp + 8); c10.Store(tmp + 16); c11.Store(tmp + 24); c20.Store(tmp + 32); c21.Store(tmp + 40);
         c30.Store(tmp + 48); c31.Store(tmp + 56); c40.Store(tmp + 64); c41.Store(tmp + 72); c50.Store(tmp + 80); c51.Store(tmp + 88);
         StoreEdge(tmp, 16, c, ldc, rows, cols, acc);
