@@ -116,6 +116,7 @@ public class MatMulTests
         (1, 1, 1), (65, 100, 257), (257, 65, 100), (100, 257, 65), (33, 31, 300), (7, 65, 513), (1, 257, 257),
         (257, 1, 7), (257, 7, 1), (97, 160, 33), (100, 128, 100), (64, 96, 300), (6, 32, 257), (13, 16, 5),
         (5, 48, 31), (7, 64, 33), (129, 257, 65), (200, 33, 257), (96, 128, 256),
+        (20, 40, 1100), (257, 65, 1030), // k over ≥ 4 blocks with few C tiles: the split-k path
     ];
 
     [Theory]
@@ -157,8 +158,8 @@ public class MatMulTests
         {
             var kernels = pools.Select(p => new SimdMatMul(p)).ToArray();
             var rng = new Rng(200);
-            // (400, 65, 600): TN takes the swapped Cᵀ path (narrow n), with k over two blocks
-            foreach (var (m, n, k) in new[] { (300, 200, 300), (300, 256, 300), (400, 65, 600) })
+            // (400, 65, 600): TN takes the swapped Cᵀ path (narrow n), with k over two blocks; (200, 40, 1300) splits k
+            foreach (var (m, n, k) in new[] { (300, 200, 300), (300, 256, 300), (400, 65, 600), (200, 40, 1300), (256, 65, 2100) })
                 foreach (var form in new[] { Form.NN, Form.NT, Form.TN })
                     foreach (bool accumulate in new[] { false, true })
                     {
@@ -181,7 +182,7 @@ public class MatMulTests
                         var reference = c0.Copy();
                         Multiply(Kernels.Scalar, form, a.Read, b.Read, reference.Write, accumulate);
                         for (int i = 0; i < m * n; i++)
-                            if (!(Math.Abs(results[0][i] - reference.Data[i]) <= 1e-4))
+                            if (!(Math.Abs(results[0][i] - reference.Data[i]) <= 1e-4 * Math.Max(1, Math.Abs(reference.Data[i]))))
                                 Assert.Fail($"{form} [{m},{n},{k}] accumulate={accumulate}: C[{i / n},{i % n}] {results[0][i]} vs scalar {reference.Data[i]}");
                     }
         }

@@ -137,6 +137,11 @@ public sealed unsafe class SimdMatMul : IMatMul
         job.TilesN = (n + job.TileCols - 1) / job.TileCols;
         job.Tiles = (m + job.TileRows - 1) / job.TileRows * job.TilesN;
         job.PhaseTasks = job.PackTasks + job.Tiles;
+        if (job.Tiles <= SplitKMaxTiles && job.Blocks >= SplitKMinBlocks)
+        {
+            MultiplySplitK(ref job);
+            return;
+        }
         int* done = stackalloc int[2 * job.Blocks];
         for (int i = 0; i < 2 * job.Blocks; i++) done[i] = 0;
         job.Done = done;
@@ -145,6 +150,74 @@ public sealed unsafe class SimdMatMul : IMatMul
             for (int t = 0; t < tasks; t++) Task(&job, t);
         else
             (_pool ?? WorkerPool.Current).Run(&Task, &job, tasks);
+    }
+
+    // ---- split k: long-k products with few C tiles (dW_U = xᵀ·dlogits at WB: k = 4096 tokens, C = [256, 65]) ----
+    // A block of k has too few tiles to share between threads, and its phases would serialise on the previous block.
+    // Instead k is cut into SplitK groups of whole blocks; each task runs one group serially into its own partial
+    // [m, n] buffer, and the partials are added to C in group order. The groups depend on the shape only, so the
+    // result is the same for any thread count (rounded differently from the one-pass sum, as any k split is).
+    private const int SplitKMaxTiles = 4, SplitKMinBlocks = 4, SplitK = 4;
+
+    [ThreadStatic] private static nint _partials;
+    [ThreadStatic] private static long _partialsCapacity;
+
+    private struct SplitJob
+    {
+        public Job* Whole;
+        public float* Partials;     // SplitK × [M, N], row stride N
+        public int BlocksPerGroup;
+    }
+
+    private void MultiplySplitK(ref Job whole)
+    {
+        long mn = (long)whole.M * whole.N;
+        int groups = Math.Min(SplitK, whole.Blocks);
+        var split = new SplitJob
+        {
+            Partials = Scratch.Grow(ref _partials, ref _partialsCapacity, groups * mn),
+            BlocksPerGroup = (whole.Blocks + groups - 1) / groups,
+        };
+        groups = (whole.Blocks + split.BlocksPerGroup - 1) / split.BlocksPerGroup;
+        fixed (Job* w = &whole)
+        {
+            split.Whole = w;
+            if ((long)whole.M * whole.N * whole.K < SerialFlops)
+                for (int g = 0; g < groups; g++) GroupTask(&split, g);
+            else
+                (_pool ?? WorkerPool.Current).Run(&GroupTask, &split, groups);
+        }
+        // C (+)= P_0 + P_1 + …, in group order
+        for (int i = 0; i < whole.M; i++)
+            for (int jx = 0; jx < whole.N; jx++)
+            {
+                float sum = whole.Accumulate ? whole.C[(long)i * whole.Ldc + (long)jx * whole.Cj] : 0f;
+                for (int g = 0; g < groups; g++) sum += split.Partials[g * mn + (long)i * whole.N + jx];
+                whole.C[(long)i * whole.Ldc + (long)jx * whole.Cj] = sum;
+            }
+    }
+
+    // one group of k blocks, run on this thread from its first block to its last, into partial g
+    private static void GroupTask(void* ctx, int g)
+    {
+        var s = (SplitJob*)ctx;
+        Job* w = s->Whole;
+        int k0 = g * s->BlocksPerGroup * KC, k1 = Math.Min(w->K, k0 + s->BlocksPerGroup * KC);
+        var job = *w;
+        job.A = w->A + k0 * w->Ks;
+        job.B = w->B + k0 * w->Bk;
+        job.K = k1 - k0;
+        job.Blocks = (job.K + KC - 1) / KC;
+        job.C = s->Partials + g * (long)w->M * w->N;
+        job.Ldc = w->N;
+        job.Cj = 1;
+        job.Accumulate = false;
+        job.PackBuf = Pack(2 * job.BufFloats); // this thread's own
+        int* done = stackalloc int[2 * job.Blocks];
+        for (int i = 0; i < 2 * job.Blocks; i++) done[i] = 0;
+        job.Done = done;
+        int tasks = job.Blocks * job.PhaseTasks;
+        for (int t = 0; t < tasks; t++) Task(&job, t);
     }
 
     private static void Task(void* ctx, int t)
