@@ -11,6 +11,8 @@ declare -A SHAPE=(
   [WA]="--n-layers 2 --d-model 256 --n-heads 8 --attn-only --n-ctx 256 --batch-size 16 --d-vocab 65"
   [WB]="--n-layers 2 --d-model 256 --n-heads 8 --attn-only=false --d-mlp 1024 --n-ctx 256 --batch-size 16 --d-vocab 65"
   [WC]="--n-layers 4 --d-model 128 --n-heads 4 --attn-only=false --d-mlp 512 --n-ctx 64 --batch-size 12 --d-vocab 65")
+echo "== LibTorch fp32 matmul GFLOP/s on 2 threads (the practical peak the issue quotes)"
+$TS mm --threads 2 | tail -8
 for round in 1 2 3; do
   for w in WA WB WC; do
     echo "round $round $w minigpt $($MG bench ${SHAPE[$w]} --threads 2 --json)"
