@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using MiniGpt.Checkpoints;
 using MiniGpt.Data;
 using MiniGpt.Model;
+using MiniGpt.Training;
 
 namespace MiniGpt.Train;
 
@@ -37,6 +38,9 @@ public static class EvalVerb
         if (windows < 1)
             throw new UserError($"'{data}' has {tokens.Length} tokens, fewer than one window of n_ctx+1 = {T + 1}: give more data");
         var (loss, count) = Evaluate(model, tokens, batch, gradsPath != null);
+        // bits per byte of the text the targets stand for, comparable across tokenizers
+        double? bpb = loaded.TokenizerJson != null && Trainer.TokensPerByte(Tokenizers.FromJson(loaded.TokenizerJson), Windows.Consecutive(tokens, batch, T)) is double tpb
+            ? loss * tpb / Math.Log(2) : null;
         if (gradsPath != null)
             SafeTensorsFile.Write(gradsPath, Checkpoint.Tensors(model.Grads, ""),
                 new Dictionary<string, string> { ["loss"] = loss.ToString("R", CultureInfo.InvariantCulture), ["checkpoint"] = Path.GetFileName(ckpt) });
@@ -44,11 +48,11 @@ public static class EvalVerb
         if (o.Bool("json") == true)
             stdout.WriteLine(new JsonObject
             {
-                ["loss"] = loss, ["windows"] = windows, ["tokens"] = count, ["bits_per_token"] = loss / Math.Log(2),
+                ["loss"] = loss, ["windows"] = windows, ["tokens"] = count, ["bits_per_token"] = loss / Math.Log(2), ["bits_per_byte"] = bpb,
                 ["grads"] = gradsPath,
             }.ToJsonString());
         else
-            stdout.WriteLine($"loss {loss:F6} ({loss / Math.Log(2):F4} bits/token) over {windows} windows, {count} tokens" +
+            stdout.WriteLine($"loss {loss:F6} ({loss / Math.Log(2):F4} bits/token{(bpb is double b ? $", {b:F4} bits/byte" : "")}) over {windows} windows, {count} tokens" +
                 (gradsPath != null ? $"; gradients written to {gradsPath}" : ""));
         return 0;
     }
@@ -76,8 +80,8 @@ public static class EvalVerb
         if (TokenFile.IsTokenFile(data)) return TokenFile.ReadBin(data, vocab);
         if (loaded.TokenizerJson == null)
             throw new UserError($"the checkpoint has no tokenizer, so '{data}' cannot be tokenized: give a .bin token file");
-        var tok = CharTokenizer.FromJson(loaded.TokenizerJson);
-        if (tok.VocabSize > vocab) throw new UserError($"the checkpoint's tokenizer has {tok.VocabSize} characters but d_vocab is {vocab}: the checkpoint is inconsistent");
+        var tok = Tokenizers.FromJson(loaded.TokenizerJson);
+        if (tok.VocabSize > vocab) throw new UserError($"the checkpoint's {tok.Name} tokenizer has {tok.VocabSize} tokens but d_vocab is {vocab}: the checkpoint is inconsistent");
         return tok.Encode(TokenFile.ReadText(data), data);
     }
 }
