@@ -39,7 +39,8 @@ public static class EvalVerb
             throw new UserError($"'{data}' has {tokens.Length} tokens, fewer than one window of n_ctx+1 = {T + 1}: give more data");
         var (loss, count) = Evaluate(model, tokens, batch, gradsPath != null);
         // bits per byte of the text the targets stand for, comparable across tokenizers
-        double? bpb = loaded.TokenizerJson != null && Trainer.TokensPerByte(Tokenizers.FromJson(loaded.TokenizerJson), Windows.Consecutive(tokens, batch, T)) is double tpb
+        string? tokJson = loaded.TokenizerJson ?? (TokenFile.IsTokenFile(data) ? PreparedMeta.Beside(data)?.TokenizerJson : null);
+        double? bpb = tokJson != null && Trainer.TokensPerByte(Tokenizers.FromJson(tokJson), Windows.Consecutive(tokens, batch, T)) is double tpb
             ? loss * tpb / Math.Log(2) : null;
         if (gradsPath != null)
             SafeTensorsFile.Write(gradsPath, Checkpoint.Tensors(model.Grads, ""),
@@ -77,6 +78,16 @@ public static class EvalVerb
     internal static int[] ReadTokens(string data, Checkpoint.Loaded loaded)
     {
         int vocab = loaded.Model.Config.DVocab;
+        if (TokenFile.IsTokenFile(data) && File.Exists(data) && PreparedMeta.Beside(data) is { } meta)
+        {
+            // a prepared file says which tokenizer made it: it must be the one the model was trained with
+            if (loaded.TokenizerJson != null && loaded.TokenizerJson != meta.TokenizerJson)
+                throw new UserError($"'{data}' was prepared with the {meta.TokenizerName} tokenizer ({meta.VocabSize:N0} tokens) but the checkpoint was trained with {(Tokenizers.FromJson(loaded.TokenizerJson) is var t ? $"{t.Name} ({t.VocabSize:N0} tokens)" : "")}: prepare the data with the checkpoint's tokenizer or give text");
+            if (meta.VocabSize > vocab)
+                throw new UserError($"'{data}' has a vocabulary of {meta.VocabSize:N0} but the checkpoint's d_vocab is {vocab}: prepare the data with the checkpoint's tokenizer");
+            using var mapped = new MappedTokens(data, meta);
+            return mapped.ReadAll();
+        }
         if (TokenFile.IsTokenFile(data)) return TokenFile.ReadBin(data, vocab);
         if (loaded.TokenizerJson == null)
             throw new UserError($"the checkpoint has no tokenizer, so '{data}' cannot be tokenized: give a .bin token file");

@@ -116,6 +116,23 @@ public sealed class Trainer
             int vocab = o.DVocab ?? Math.Max(64, 2 * T); // ≥ n_ctx+1: windows of distinct tokens (see InductionTask)
             return (new InductionTask(vocab, T, o.Seed), null, vocab);
         }
+        if (PreparedFiles(o.Data) is (string trainBin, PreparedMeta meta))
+        {
+            // prepared by the prepare verb: the tokenizer comes from meta.json, the tokens stream from a memory map
+            var ptok = Tokenizers.FromJson(meta.TokenizerJson);
+            if (o.Tokenizer != "char" && o.Tokenizer != ptok.Name)
+                throw new UserError($"'{trainBin}' was prepared with the {ptok.Name} tokenizer, not {o.Tokenizer}: drop --tokenizer or prepare the text again");
+            int pv = FitVocab(ptok, o.DVocab, trainBin);
+            string valBin = o.Val ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(trainBin))!, "val.bin");
+            var valMeta = PreparedMeta.Beside(valBin);
+            if (valMeta == null || valMeta.TokenizerJson != meta.TokenizerJson)
+                throw new UserError($"'{valBin}' was not prepared with the same tokenizer as '{trainBin}' (its meta.json differs or is missing): prepare both from one corpus");
+            var trainMap = new MappedTokens(trainBin, meta);
+            var valMap = new MappedTokens(valBin, valMeta);
+            if (trainMap.Length < T + 1 || valMap.Length < T + 1)
+                throw new UserError($"'{trainBin}' or '{valBin}' holds fewer than one window of n_ctx+1 = {T + 1} tokens: prepare more text or use a smaller --n-ctx");
+            return (new MappedWindows(trainMap, valMap, $"{trainBin} ({ptok.Name}, {ptok.VocabSize:N0} tokens)"), ptok, pv);
+        }
         if (TokenFile.IsTokenFile(o.Data))
         {
             int vocab = o.DVocab ?? throw new UserError($"'{o.Data}' is a token file: pass its vocabulary size with --d-vocab");
@@ -129,6 +146,16 @@ public sealed class Trainer
         var ids = tok.Encode(text, o.Data);
         var (train, val) = o.Val != null ? (ids, tok.Encode(TokenFile.ReadText(o.Val), o.Val)) : Split(ids);
         return (new TokenWindows(train, val, $"{o.Data} ({tok.Name}, {tok.VocabSize:N0} tokens)", T), tok, v);
+    }
+
+    /// <summary>A prepared train.bin (given itself or as its folder) and its meta.json, or null for other data.</summary>
+    public static (string TrainBin, PreparedMeta Meta)? PreparedFiles(string data)
+    {
+        string bin = Directory.Exists(data) ? Path.Combine(data, "train.bin") : data;
+        if (Directory.Exists(data) && !File.Exists(Path.Combine(data, PreparedMeta.FileName)))
+            throw new UserError($"'{data}' is a folder without {PreparedMeta.FileName}: give a text file, or a folder written by prepare");
+        if (!TokenFile.IsTokenFile(bin) || !File.Exists(bin)) return null;
+        return PreparedMeta.Beside(bin) is { } meta ? (bin, meta) : null;
     }
 
     /// <summary>d_vocab: the tokenizer's size, or --d-vocab when that is at least as large (padding rows never seen).</summary>
