@@ -78,6 +78,8 @@ public static class EvalVerb
     internal static int[] ReadTokens(string data, Checkpoint.Loaded loaded)
     {
         int vocab = loaded.Model.Config.DVocab;
+        // a folder written by prepare: its validation split
+        if (Directory.Exists(data) && File.Exists(Path.Combine(data, PreparedMeta.FileName))) data = Path.Combine(data, "val.bin");
         if (TokenFile.IsTokenFile(data) && File.Exists(data) && PreparedMeta.Beside(data) is { } meta)
         {
             // a prepared file says which tokenizer made it: it must be the one the model was trained with

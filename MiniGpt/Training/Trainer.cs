@@ -111,6 +111,8 @@ public sealed class Trainer
     private static (IBatchSource Data, ITokenizer? Tokenizer, int Vocab) LoadData(TrainOptions o)
     {
         int T = o.NCtx;
+        if (o.Tokenizer != "char" && (o.Data == "induction" || (TokenFile.IsTokenFile(o.Data) && PreparedFiles(o.Data) == null)))
+            throw new UserError($"--tokenizer {o.Tokenizer} applies to text: '{o.Data}' is {(o.Data == "induction" ? "the generated induction task" : "a bare token file")}; give a text file or a folder written by prepare");
         if (o.Data == "induction")
         {
             int vocab = o.DVocab ?? Math.Max(64, 2 * T); // ≥ n_ctx+1: windows of distinct tokens (see InductionTask)
