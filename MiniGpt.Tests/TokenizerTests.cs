@@ -105,5 +105,13 @@ public class TokenizerTests
         Assert.True(tok.VocabSize <= 6);
         Assert.Equal("hello there", tok.Decode(tok.Encode("hello there", "p")));
         Assert.Contains("never occurred", Assert.Throws<UserError>(() => tok.Encode("zebra", "--prompt")).Message);
+        // tokens that split a character: their bytes must be the real bytes, not a decoded U+FFFD
+        foreach (var enc in TiktokenTokens.Encodings)
+        {
+            string odd = "crab 🦀🦀 wörld 日本語の文字 ⅷ";
+            var t = TiktokenTokens.Learn(enc, odd);
+            var bytes = t.Encode(odd, "t").SelectMany(id => t.TokenBytes(id).ToArray()).ToArray();
+            Assert.Equal(Encoding.UTF8.GetBytes(odd), bytes);
+        }
     }
 }

@@ -133,7 +133,7 @@ public sealed class Trainer
             var valMap = new MappedTokens(valBin, valMeta);
             if (trainMap.Length < T + 1 || valMap.Length < T + 1)
                 throw new UserError($"'{trainBin}' or '{valBin}' holds fewer than one window of n_ctx+1 = {T + 1} tokens: prepare more text or use a smaller --n-ctx");
-            return (new MappedWindows(trainMap, valMap, $"{trainBin} ({ptok.Name}, {ptok.VocabSize:N0} tokens)"), ptok, pv);
+            return (new MappedWindows(trainMap, valMap, $"{trainBin} ({Describe(ptok)})"), ptok, pv);
         }
         if (TokenFile.IsTokenFile(o.Data))
         {
@@ -147,8 +147,10 @@ public sealed class Trainer
         int v = FitVocab(tok, o.DVocab, o.Data);
         var ids = tok.Encode(text, o.Data);
         var (train, val) = o.Val != null ? (ids, tok.Encode(TokenFile.ReadText(o.Val), o.Val)) : Split(ids);
-        return (new TokenWindows(train, val, $"{o.Data} ({tok.Name}, {tok.VocabSize:N0} tokens)", T), tok, v);
+        return (new TokenWindows(train, val, $"{o.Data} ({Describe(tok)})", T), tok, v);
     }
+
+    private static string Describe(ITokenizer tok) => tok is TiktokenTokens tt ? tt.Describe() : $"{tok.Name}, {tok.VocabSize:N0} tokens";
 
     /// <summary>A prepared train.bin (given itself or as its folder) and its meta.json, or null for other data.</summary>
     public static (string TrainBin, PreparedMeta Meta)? PreparedFiles(string data)

@@ -39,7 +39,7 @@ public sealed class TiktokenTokens : ITokenizer
 
     /// <summary>
     /// Every token's bytes, read from the data package's own file (a deflated .tiktoken: one
-    /// "base64(bytes) id" line per token), because the tokenizer decodes to strings and a token
+    /// line of base64 bytes per token), because the tokenizer decodes to strings and a token
     /// that ends inside a UTF-8 character cannot be a string.
     /// </summary>
     private static Dictionary<int, byte[]> TokenBytesOf(string encoding)
@@ -54,13 +54,16 @@ public sealed class TiktokenTokens : ITokenizer
             using var inflate = new System.IO.Compression.DeflateStream(raw, System.IO.Compression.CompressionMode.Decompress);
             using var reader = new StreamReader(inflate);
             var map = new Dictionary<int, byte[]>(1 << 17);
+            int next = 0;
             while (reader.ReadLine() is { } line)
             {
+                // the package's file starts with a "Capacity: N" line (a size hint); then one token per line,
+                // "base64" with the id implied by the line's order, or "base64 id" as in OpenAI's files
+                if (line.Length == 0 || line.StartsWith("Capacity:", StringComparison.Ordinal)) continue;
                 int sp = line.IndexOf(' ');
-                if (sp <= 0) continue;
-                // the package's file starts with a "Capacity: N" line (a size hint), then the tokens
-                if (line.StartsWith("Capacity:", StringComparison.Ordinal)) continue;
-                map[int.Parse(line.AsSpan(sp + 1), System.Globalization.CultureInfo.InvariantCulture)] = Convert.FromBase64String(line[..sp]);
+                int id = sp > 0 ? int.Parse(line.AsSpan(sp + 1), System.Globalization.CultureInfo.InvariantCulture) : next;
+                map[id] = Convert.FromBase64String(sp > 0 ? line[..sp] : line);
+                next = id + 1;
             }
             BytesCache[encoding] = map;
             return map;
@@ -81,6 +84,9 @@ public sealed class TiktokenTokens : ITokenizer
     public static TiktokenTokenizer Load(string encoding) => TiktokenTokenizer.CreateForEncoding(encoding);
 
     public string Name { get; }
+
+    /// <summary>For the log: how far the vocabulary was compacted.</summary>
+    public string Describe() => $"{Name} compacted to the {VocabSize:N0} of its {TokenBytesOf(Name).Count:N0} tokens that occur in the training text";
     public int VocabSize => _ids.Length;
     public ReadOnlySpan<byte> TokenBytes(int id) => _bytes[id];
 
