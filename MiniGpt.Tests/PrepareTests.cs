@@ -35,6 +35,13 @@ public class PrepareTests
         a.Run(_ => { }); b.Run(_ => { });
         Assert.Equal(a.History.Select(h => (h.Loss, h.ValLoss, h.ValBitsPerByte)), b.History.Select(h => (h.Loss, h.ValLoss, h.ValBitsPerByte)));
         Assert.NotNull(a.History[^1].ValBitsPerByte);
+
+        // streaming windows out of the map allocates nothing either
+        var c = Trainer.Start(Opts(dir) with { Out = Path.Combine(dir, "alloc.safetensors") });
+        for (int i = 0; i < 5; i++) c.Step();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 10; i++) c.Step();
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
         Directory.Delete(dir, true);
     }
 
