@@ -22,6 +22,6 @@ public sealed class BenchConfig : ManualConfig
             .WithId("Short")
             .AsDefault()); // a default job: used unless the command line names one (--job dry, --job short, ...)
         AddDiagnoser(MemoryDiagnoser.Default);
-        AddColumn(StatisticColumn.Median, new GFlopsColumn(), new TokensPerSecondColumn(), new MfuColumn());
+        AddColumn(StatisticColumn.Median, new GFlopsColumn(), new TokensPerSecondColumn(), new MfuColumn(), new MegabytesPerSecondColumn());
     }
 }

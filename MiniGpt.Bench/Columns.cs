@@ -80,3 +80,14 @@ public sealed class MfuColumn : ThroughputColumn
             ? TrainStepBench.FlopsPerStep(w)
             : null;
 }
+
+/// <summary>Text encoded per second, for the tokenizer benchmarks: corpus bytes / mean time.</summary>
+public sealed class MegabytesPerSecondColumn : ThroughputColumn
+{
+    public override string Id => "MiniGpt.MBps";
+    public override string ColumnName => "MB/s";
+    public override string Legend => "Encoding throughput: UTF-8 bytes of the corpus / mean time, in 10⁶ bytes per second";
+    protected override double PerNanosecondToUnit => 1e3; // bytes/ns = 10⁹ B/s = 10³ MB/s
+    protected override double? WorkPerOp(BenchmarkCase benchmarkCase) =>
+        benchmarkCase.Descriptor.Type == typeof(TokenizerBench) ? TokenizerBench.CorpusBytes : null;
+}

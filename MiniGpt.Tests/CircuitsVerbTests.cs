@@ -176,6 +176,33 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
         Directory.Delete(dir, true);
     }
 
+    /// <summary>A BPE checkpoint samples and reports with no tokenizer flag: its tokens appear as their text.</summary>
+    [Fact]
+    public void BpeCheckpointSamplesAndShowsWordPieces()
+    {
+        string dir = TestPaths.TempDir("circuits-bpe");
+        string text = Path.Combine(dir, "t.txt");
+        File.WriteAllText(text, string.Concat(Enumerable.Repeat("the cat sat on the mat.\nthe dog sat on the log.\n", 30)));
+        string ckpt = Path.Combine(dir, "m.safetensors");
+        var t = TestPaths.Cli("train", "--data", text, "--tokenizer", "bpe:280", "--n-layers", "1", "--d-model", "16", "--n-heads", "2",
+            "--n-ctx", "16", "--batch-size", "4", "--steps", "2", "--eval-batches", "1", "--out", ckpt);
+        Assert.True(t.Code == 0, t.Err);
+        Assert.Contains("bits/byte", t.Out);
+        var s = TestPaths.Cli("sample", "--checkpoint", ckpt, "--prompt", "the cat", "--tokens", "10");
+        Assert.True(s.Code == 0, s.Err);
+        Assert.StartsWith("the cat", s.Out);
+        var r = TestPaths.Cli("circuits", "--checkpoint", ckpt, "--data", text, "--json", "--batches", "1");
+        Assert.True(r.Code == 0, r.Err);
+        var json = JsonDocument.Parse(r.Out).RootElement;
+        Assert.Equal("bpe:280", json.GetProperty("tokenizer").GetString());
+        var shown = json.GetProperty("attention_example").GetProperty("text").EnumerateArray().Select(x => x.GetString()!).ToList();
+        // pieces of the text ("␣the", "at", …) drawn from the data's tokens, whitespace made visible
+        string visible = TokenText.Visible(File.ReadAllText(text));
+        Assert.Contains(shown, x => x.Length > 1);
+        Assert.All(shown, x => Assert.Contains(x, visible));
+        Directory.Delete(dir, true);
+    }
+
     [Fact]
     public void ZeroLayerModelReportsTheBigramKl()
     {

@@ -50,7 +50,7 @@ public static class CircuitsVerb
                 if (l >= c.NLayers || h >= c.NHeads)
                     throw new UserError($"--heads: L{l}H{h} does not exist: the model has layers 0–{c.NLayers - 1} and heads 0–{c.NHeads - 1}");
         }
-        var text = new TokenText(loaded.TokenizerJson != null ? CharTokenizer.FromJson(loaded.TokenizerJson) : null);
+        var text = new TokenText(loaded.TokenizerJson != null ? Tokenizers.FromJson(loaded.TokenizerJson) : null);
         int batch = batchOption ?? Math.Clamp(1024 / c.NCtx, 1, 32);
         var data = LoadData(o.Str("data"), loaded, ckpt, batch, batches);
 
@@ -109,7 +109,7 @@ public static class CircuitsVerb
         if (data == null)
         {
             if (loaded.TokenizerJson != null)
-                throw new UsageError($"'{ckpt}' was trained on text: pass --data with a text file of its characters (or --data induction)");
+                throw new UsageError($"'{ckpt}' was trained on text: pass --data with text like its training text (or --data induction)");
             data = "induction";
         }
         if (data == "induction")

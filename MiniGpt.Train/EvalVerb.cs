@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using MiniGpt.Checkpoints;
 using MiniGpt.Data;
 using MiniGpt.Model;
+using MiniGpt.Training;
 
 namespace MiniGpt.Train;
 
@@ -37,6 +38,10 @@ public static class EvalVerb
         if (windows < 1)
             throw new UserError($"'{data}' has {tokens.Length} tokens, fewer than one window of n_ctx+1 = {T + 1}: give more data");
         var (loss, count) = Evaluate(model, tokens, batch, gradsPath != null);
+        // bits per byte of the text the targets stand for, comparable across tokenizers
+        string? tokJson = loaded.TokenizerJson ?? (TokenFile.IsTokenFile(data) ? PreparedMeta.Beside(data)?.TokenizerJson : null);
+        double? bpb = tokJson != null && Trainer.TokensPerByte(Tokenizers.FromJson(tokJson), Windows.Consecutive(tokens, batch, T)) is double tpb
+            ? loss * tpb / Math.Log(2) : null;
         if (gradsPath != null)
             SafeTensorsFile.Write(gradsPath, Checkpoint.Tensors(model.Grads, ""),
                 new Dictionary<string, string> { ["loss"] = loss.ToString("R", CultureInfo.InvariantCulture), ["checkpoint"] = Path.GetFileName(ckpt) });
@@ -44,11 +49,11 @@ public static class EvalVerb
         if (o.Bool("json") == true)
             stdout.WriteLine(new JsonObject
             {
-                ["loss"] = loss, ["windows"] = windows, ["tokens"] = count, ["bits_per_token"] = loss / Math.Log(2),
+                ["loss"] = loss, ["windows"] = windows, ["tokens"] = count, ["bits_per_token"] = loss / Math.Log(2), ["bits_per_byte"] = bpb,
                 ["grads"] = gradsPath,
             }.ToJsonString());
         else
-            stdout.WriteLine($"loss {loss:F6} ({loss / Math.Log(2):F4} bits/token) over {windows} windows, {count} tokens" +
+            stdout.WriteLine($"loss {loss:F6} ({loss / Math.Log(2):F4} bits/token{(bpb is double b ? $", {b:F4} bits/byte" : "")}) over {windows} windows, {count} tokens" +
                 (gradsPath != null ? $"; gradients written to {gradsPath}" : ""));
         return 0;
     }
@@ -73,11 +78,23 @@ public static class EvalVerb
     internal static int[] ReadTokens(string data, Checkpoint.Loaded loaded)
     {
         int vocab = loaded.Model.Config.DVocab;
+        // a folder written by prepare: its validation split
+        if (Directory.Exists(data) && File.Exists(Path.Combine(data, PreparedMeta.FileName))) data = Path.Combine(data, "val.bin");
+        if (TokenFile.IsTokenFile(data) && File.Exists(data) && PreparedMeta.Beside(data) is { } meta)
+        {
+            // a prepared file says which tokenizer made it: it must be the one the model was trained with
+            if (loaded.TokenizerJson != null && loaded.TokenizerJson != meta.TokenizerJson)
+                throw new UserError($"'{data}' was prepared with the {meta.TokenizerName} tokenizer ({meta.VocabSize:N0} tokens) but the checkpoint was trained with {(Tokenizers.FromJson(loaded.TokenizerJson) is var t ? $"{t.Name} ({t.VocabSize:N0} tokens)" : "")}: prepare the data with the checkpoint's tokenizer or give text");
+            if (meta.VocabSize > vocab)
+                throw new UserError($"'{data}' has a vocabulary of {meta.VocabSize:N0} but the checkpoint's d_vocab is {vocab}: prepare the data with the checkpoint's tokenizer");
+            using var mapped = new MappedTokens(data, meta);
+            return mapped.ReadAll();
+        }
         if (TokenFile.IsTokenFile(data)) return TokenFile.ReadBin(data, vocab);
         if (loaded.TokenizerJson == null)
             throw new UserError($"the checkpoint has no tokenizer, so '{data}' cannot be tokenized: give a .bin token file");
-        var tok = CharTokenizer.FromJson(loaded.TokenizerJson);
-        if (tok.VocabSize > vocab) throw new UserError($"the checkpoint's tokenizer has {tok.VocabSize} characters but d_vocab is {vocab}: the checkpoint is inconsistent");
+        var tok = Tokenizers.FromJson(loaded.TokenizerJson);
+        if (tok.VocabSize > vocab) throw new UserError($"the checkpoint's {tok.Name} tokenizer has {tok.VocabSize} tokens but d_vocab is {vocab}: the checkpoint is inconsistent");
         return tok.Encode(TokenFile.ReadText(data), data);
     }
 }

@@ -14,6 +14,7 @@ namespace MiniGpt.Train
             usage: minigpt <verb> [options]      (dotnet run --project MiniGpt.Train -c Release -- <verb> ...)
 
             verbs:
+              prepare  tokenize a text corpus once into train.bin/val.bin token files for train to stream
               train    train a model (with no options: a 2-layer attention-only model on the induction task)
               eval     mean next-token loss of a checkpoint on a file, optionally its gradients
               sample   generate text from a checkpoint
@@ -36,11 +37,12 @@ namespace MiniGpt.Train
                 return args[0] switch
                 {
                     "train" => TrainVerb.Run(rest, stdout),
+                    "prepare" => PrepareVerb.Run(rest, stdout),
                     "eval" => EvalVerb.Run(rest, stdout),
                     "sample" => SampleVerb.Run(rest, stdout),
                     "bench" => BenchVerb.Run(rest, stdout),
                     "circuits" => CircuitsVerb.Run(rest, stdout),
-                    _ => throw new UsageError($"unknown verb '{args[0]}': use train, eval, sample, circuits or bench (see --help)"),
+                    _ => throw new UsageError($"unknown verb '{args[0]}': use prepare, train, eval, sample, circuits or bench (see --help)"),
                 };
             }
             catch (UsageError e) { stderr.WriteLine($"error: {e.Message}"); return 2; }

@@ -33,12 +33,14 @@ public static class SampleVerb
         var loaded = Checkpoint.Load(ckpt);
         if (loaded.TokenizerJson == null)
             throw new UserError($"'{ckpt}' has no tokenizer, so its tokens cannot be shown as text: sample from a checkpoint trained on text");
-        var tok = CharTokenizer.FromJson(loaded.TokenizerJson);
+        var tok = Tokenizers.FromJson(loaded.TokenizerJson);
         var model = loaded.Model;
         int V = model.Config.DVocab, ctx = model.Config.NCtx;
         string prompt = o.Str("prompt") ?? "\n";
         var ids = new List<int>(tok.Encode(prompt, "--prompt"));
         if (ids.Count == 0) throw new UsageError("--prompt is empty: give at least one character");
+        int promptTokens = ids.Count;
+        var shown = new System.Text.StringBuilder(); // the generated text printed so far
 
         stdout.Write(prompt);
         var probs = new float[V];
@@ -51,11 +53,38 @@ public static class SampleVerb
             var logits = model.Logits.Slice((T - 1) * V, V);
             int next = Pick(logits, temperature, topK, ref rng, probs, order);
             ids.Add(next);
-            stdout.Write(next < tok.VocabSize ? tok.Decode(next) : "\uFFFD");
-            stdout.Flush();
+            // a byte-level token may end inside a character: print only what decodes whole so far
+            string text = Generated(tok, ids, promptTokens, final: i == n - 1);
+            if (text.Length > shown.Length && text.StartsWith(shown.ToString(), StringComparison.Ordinal))
+            {
+                stdout.Write(text[shown.Length..]);
+                shown.Clear().Append(text);
+                stdout.Flush();
+            }
         }
         stdout.WriteLine();
         return 0;
+    }
+
+    /// <summary>
+    /// The text of the generated ids (after the prompt's): ids past the tokenizer (padding rows of
+    /// d_vocab) as U+FFFD; unless final, without a trailing U+FFFD that may be a character still arriving.
+    /// </summary>
+    private static string Generated(ITokenizer tok, List<int> ids, int from, bool final)
+    {
+        var gen = new int[ids.Count - from];
+        var sb = new System.Text.StringBuilder();
+        int run = 0;
+        for (int i = 0; i < gen.Length; i++)
+        {
+            int id = ids[from + i];
+            if (id < tok.VocabSize) { gen[run++] = id; continue; }
+            sb.Append(tok.Decode(gen.AsSpan(0, run))).Append('\uFFFD');
+            run = 0;
+        }
+        sb.Append(tok.Decode(gen.AsSpan(0, run)));
+        if (!final) while (sb.Length > 0 && sb[^1] == '\uFFFD') sb.Length--;
+        return sb.ToString();
     }
 
     /// <summary>Greedy at temperature 0; otherwise softmax(logits / T) restricted to the top k, sampled by inverse CDF.</summary>

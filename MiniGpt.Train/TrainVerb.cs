@@ -11,6 +11,7 @@ public static class TrainVerb
         return new Options("train", "train: trains a GPT and writes checkpoints (safetensors, loadable by TransformerLens).")
             .Add("data", d.Data, "'induction' (generated task), a UTF-8 text file (char tokens) or a .bin of uint16 tokens")
             .Add("val", "", "separate validation file (otherwise the last 10 % of --data)")
+            .Add("tokenizer", d.Tokenizer, "for text data: char, bpe:N (byte-level BPE of N tokens learned from the text), cl100k_base or o200k_base (GPT-4/4o, compacted to the corpus's tokens)")
             .Add("out", d.Out, "checkpoint path; training state goes beside it as *.train.safetensors")
             .Add("resume", "", "continue the run of this checkpoint exactly where it stopped (other options come from it)")
             .Flag("track-circuits", "score every head (previous-token, induction, …) at each evaluation: shown on the progress line, logged to <out stem>.circuits.jsonl")
@@ -122,7 +123,7 @@ public static class TrainVerb
     {
         var parts = new List<string> { $"step {l.Step.ToString().PadLeft(steps.ToString().Length)}/{steps}" };
         if (float.IsFinite(l.Loss)) parts.Add($"loss {l.Loss:F4}");
-        if (l.ValLoss is float v) parts.Add($"val {v:F4}");
+        if (l.ValLoss is float v) parts.Add(l.ValBitsPerByte is float bpb ? $"val {v:F4} ({bpb:F3} bits/byte)" : $"val {v:F4}");
         if (l.RepeatLoss is float r) parts.Add($"repeat {r:F4}");
         if (l.Step > 0)
         {
@@ -140,7 +141,7 @@ public static class TrainVerb
         if (norm.Equals("none", StringComparison.OrdinalIgnoreCase)) norm = "none";
         return new TrainOptions
         {
-            Data = o.Str("data", d.Data), Val = o.Str("val"), Out = o.Str("out", d.Out),
+            Data = o.Str("data", d.Data), Val = o.Str("val"), Out = o.Str("out", d.Out), Tokenizer = o.Str("tokenizer", d.Tokenizer),
             NLayers = o.Int("n-layers") ?? d.NLayers, DModel = o.Int("d-model") ?? d.DModel, NHeads = o.Int("n-heads") ?? d.NHeads,
             DHead = o.Int("d-head"), DMlp = o.Int("d-mlp"), NCtx = o.Int("n-ctx") is int nctx ? (nctx > 0 ? nctx : throw new UsageError($"--n-ctx must be > 0, got {nctx}")) : d.NCtx, DVocab = o.Int("d-vocab"),
             AttnOnly = o.Bool("attn-only"), Normalization = norm, PositionalEmbedding = o.Str("positional-embedding", d.PositionalEmbedding),

@@ -188,7 +188,7 @@ public static class CircuitsAnalysis
         if (c.NLayers > 0)
         {
             var show = chosenHeads is { Count: > 0 } ? chosenHeads.ToList() : DefaultHeads(heads);
-            attention = Patterns(model, text, show);
+            attention = Patterns(model, text, show, data.Corpus);
         }
 
         return new CircuitsResult
@@ -216,12 +216,19 @@ public static class CircuitsAnalysis
         return list;
     }
 
-    /// <summary>The patterns of the chosen heads on one repeated random sequence of tokens that have text.</summary>
-    public static AttentionExample Patterns(GptModel model, TokenText text, IReadOnlyList<(int Layer, int Head)> show)
+    /// <summary>
+    /// The patterns of the chosen heads on one repeated random sequence of tokens that have text: drawn
+    /// from the tokens that occur in the data when it has enough of them (a byte-level vocabulary has
+    /// stray bytes and control characters a reader would only stumble on), else from the whole vocabulary.
+    /// </summary>
+    public static AttentionExample Patterns(GptModel model, TokenText text, IReadOnlyList<(int Layer, int Head)> show, int[]? corpus = null)
     {
         var c = model.Config;
         int half = Math.Min(c.NCtx / 2, ShownHalf), T = 2 * half, H = c.NHeads;
-        var tokens = HeadScores.RepeatedRandomTokens(text.Decodable(c.DVocab), 1, half, seed: 3);
+        int decodable = text.Decodable(c.DVocab);
+        int[] seen = text.HasTokenizer && corpus != null ? corpus.Where(t => t < decodable).Distinct().Order().ToArray() : [];
+        var tokens = HeadScores.RepeatedRandomTokens(seen.Length >= half ? seen.Length : decodable, 1, half, seed: 3);
+        if (seen.Length >= half) for (int i = 0; i < tokens.Length; i++) tokens[i] = seen[tokens[i]];
         var layers = show.Select(s => s.Layer).ToHashSet();
         var cache = model.RunWithCache(tokens, 1, T, n => layers.Any(l => n == $"blocks.{l}.attn.hook_pattern"));
         var result = new List<(int, int, float[])>();

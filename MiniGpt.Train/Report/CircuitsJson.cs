@@ -21,7 +21,7 @@ public static class CircuitsJson
             ["checkpoint"] = r.Checkpoint,
             ["config"] = JsonNode.Parse(c.ToJson()),
             ["parameters"] = r.Parameters,
-            ["tokenizer"] = r.Text.HasTokenizer ? "char" : null,
+            ["tokenizer"] = r.Text.TokenizerName,
             ["layer_norm_folded"] = r.LayerNormFolded,
             ["notes"] = Arr(r.Notes.Select(n => (JsonNode?)n)),
             ["data"] = new JsonObject { ["description"] = r.Data.Description, ["batches"] = r.Data.Batches.Count, ["tokens"] = r.Data.Tokens },

@@ -48,7 +48,7 @@ public static class HtmlReport
         Row("layers", c.NLayers.ToString()); Row("d_model", c.DModel.ToString()); Row("heads × d_head", $"{c.NHeads} × {c.DHead}");
         Row("MLP", c.AttnOnly ? "none (attention-only)" : $"d_mlp {c.DMlp}"); Row("n_ctx", c.NCtx.ToString()); Row("d_vocab", c.DVocab.ToString());
         Row("normalization", c.NormalizationType ?? "none"); Row("positional embedding", c.PositionalEmbeddingType);
-        Row("parameters", r.Parameters.ToString("N0")); Row("tokenizer", r.Text.HasTokenizer ? "characters" : "none (token ids)");
+        Row("parameters", r.Parameters.ToString("N0")); Row("tokenizer", r.Text.TokenizerName ?? "none (token ids)");
         Row("weight circuits read from", r.LayerNormFolded ? "the LayerNorm-folded model" : "the weights as stored");
         sb.Append("</table>\n");
         if (r.Notes.Count > 0) sb.Append("<ul class=\"notes\">").Append(string.Concat(r.Notes.Select(n => $"<li>{E(n)}</li>"))).Append("</ul>\n");

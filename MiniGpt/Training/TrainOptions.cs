@@ -1,4 +1,5 @@
 using System.Text.Json;
+using MiniGpt.Data;
 
 namespace MiniGpt.Training;
 
@@ -43,6 +44,8 @@ public sealed record TrainOptions
     /// <summary>"induction" (the generated task), a UTF-8 text file, or a .bin token file.</summary>
     public string Data { get; init; } = "induction";
     public string? Val { get; init; }
+    /// <summary>For text data: char, bpe:N, cl100k_base or o200k_base (see Data/Tokenizers).</summary>
+    public string Tokenizer { get; init; } = "char";
     public string Out { get; init; } = "out/model.safetensors";
 
     /// <summary>Fills the data-dependent defaults (lr, min_lr) so the saved options say what was used.</summary>
@@ -65,6 +68,7 @@ public sealed record TrainOptions
         if (!(Beta1 >= 0 && Beta1 < 1)) throw new UserError($"--beta1 must be in [0, 1), got {Beta1}");
         if (!(Beta2 >= 0 && Beta2 < 1)) throw new UserError($"--beta2 must be in [0, 1), got {Beta2}");
         if (!(GradClip >= 0)) throw new UserError($"--grad-clip must be ≥ 0 (0 turns clipping off), got {GradClip}");
+        Tokenizers.CheckName(Tokenizer);
         if (Normalization is not ("LN" or "none")) throw new UserError($"--normalization must be LN or none, got '{Normalization}'");
         if (PositionalEmbedding is not ("standard" or "shortformer")) throw new UserError($"--positional-embedding must be standard or shortformer, got '{PositionalEmbedding}'");
     }

@@ -7,7 +7,11 @@ using MiniGpt.Model;
 namespace MiniGpt.Training;
 
 /// <summary>One line of training progress, for the console and for tests.</summary>
-public sealed record TrainLog(long Step, float Loss, float? ValLoss, float? RepeatLoss, float Lr, float GradNorm, double TokensPerSecond, TimeSpan Elapsed, TimeSpan Eta);
+public sealed record TrainLog(long Step, float Loss, float? ValLoss, float? RepeatLoss, float Lr, float GradNorm, double TokensPerSecond, TimeSpan Elapsed, TimeSpan Eta)
+{
+    /// <summary>Validation bits per UTF-8 byte of the predicted text, when the data has a tokenizer (comparable across tokenizers).</summary>
+    public float? ValBitsPerByte { get; init; }
+}
 
 /// <summary>
 /// The training loop: sample a batch, forward, backward, clip, step, with periodic validation and
@@ -20,6 +24,7 @@ public sealed class Trainer
     public GptModel Model { get; }
     public Optimizer Optimizer { get; }
     public IBatchSource Data { get; }
+    public ITokenizer? Tokenizer { get; }
     public string? TokenizerJson { get; }
     public List<TrainLog> History { get; } = new();
 
@@ -28,9 +33,12 @@ public sealed class Trainer
     private readonly IReadOnlyList<(int[] Inputs, int[] Targets)> _val;
     private readonly List<(int[] Inputs, int[] Targets, bool[] Predictable)>? _inductionVal;
 
-    private Trainer(TrainOptions o, GptModel model, IBatchSource data, string? tokenizerJson, Rng dataRng)
+    /// <summary>Validation tokens per byte of text they stand for: loss·this/ln 2 is bits per byte.</summary>
+    private readonly double? _valTokensPerByte;
+
+    private Trainer(TrainOptions o, GptModel model, IBatchSource data, ITokenizer? tokenizer, Rng dataRng)
     {
-        Options = o; Model = model; Data = data; TokenizerJson = tokenizerJson; _dataRng = dataRng;
+        Options = o; Model = model; Data = data; Tokenizer = tokenizer; TokenizerJson = tokenizer?.ToJson(); _dataRng = dataRng;
         Optimizer = new Optimizer(model, o.Optimizer, o.Beta1, o.Beta2, 1e-8f, o.WeightDecay);
         int T = model.Config.NCtx;
         _x = new int[o.BatchSize * T];
@@ -42,18 +50,35 @@ public sealed class Trainer
             _val = _inductionVal.Select(v => (v.Inputs, v.Targets)).ToList();
         }
         else _val = data.ValidationBatches(o.BatchSize, T, o.EvalBatches);
+        if (tokenizer != null) _valTokensPerByte = TokensPerByte(tokenizer, _val);
     }
+
+    /// <summary>Targets over their bytes: each target token is a prediction of TokenBytes(target) bytes of text.</summary>
+    public static double? TokensPerByte(ITokenizer tok, IEnumerable<(int[] Inputs, int[] Targets)> batches)
+    {
+        long tokens = 0, bytes = 0;
+        foreach (var (_, y) in batches)
+            foreach (int id in y)
+            {
+                tokens++;
+                if (id < tok.VocabSize) bytes += tok.TokenBytes(id).Length;
+            }
+        return bytes > 0 ? (double)tokens / bytes : null;
+    }
+
+    /// <summary>Bits per byte for a mean loss in nats per token over the validation set.</summary>
+    public float? BitsPerByte(float loss) => _valTokensPerByte is double r ? (float)(loss * r / Math.Log(2)) : null;
 
     /// <summary>Builds the data and a freshly initialised model from options.</summary>
     public static Trainer Start(TrainOptions o)
     {
         o = o.Resolved();
         o.Validate();
-        var (data, tokJson, vocab) = LoadData(o);
+        var (data, tok, vocab) = LoadData(o);
         var cfg = ModelConfigFor(o, vocab);
         EnsureMemory(cfg, o);
         var model = GptModel.Create(cfg, o.Seed);
-        var t = new Trainer(o, model, data, tokJson, new Rng(o.Seed ^ 0xDA7A_5EEDUL));
+        var t = new Trainer(o, model, data, tok, new Rng(o.Seed ^ 0xDA7A_5EEDUL));
         if (o.TieEmbeddings) t.TieUnembed();
         return t;
     }
@@ -83,13 +108,32 @@ public sealed class Trainer
             throw new UserError($"this config needs about {bytes / (1 << 20):N0} MiB (parameters, gradients, Adam moments, activations) but {avail / (1 << 20):N0} MiB are available: reduce --batch-size, --n-ctx or the model size");
     }
 
-    private static (IBatchSource Data, string? TokenizerJson, int Vocab) LoadData(TrainOptions o)
+    private static (IBatchSource Data, ITokenizer? Tokenizer, int Vocab) LoadData(TrainOptions o)
     {
         int T = o.NCtx;
+        if (o.Tokenizer != "char" && (o.Data == "induction" || (TokenFile.IsTokenFile(o.Data) && PreparedFiles(o.Data) == null)))
+            throw new UserError($"--tokenizer {o.Tokenizer} applies to text: '{o.Data}' is {(o.Data == "induction" ? "the generated induction task" : "a bare token file")}; give a text file or a folder written by prepare");
         if (o.Data == "induction")
         {
             int vocab = o.DVocab ?? Math.Max(64, 2 * T); // ≥ n_ctx+1: windows of distinct tokens (see InductionTask)
             return (new InductionTask(vocab, T, o.Seed), null, vocab);
+        }
+        if (PreparedFiles(o.Data) is (string trainBin, PreparedMeta meta))
+        {
+            // prepared by the prepare verb: the tokenizer comes from meta.json, the tokens stream from a memory map
+            var ptok = Tokenizers.FromJson(meta.TokenizerJson);
+            if (o.Tokenizer != "char" && o.Tokenizer != ptok.Name)
+                throw new UserError($"'{trainBin}' was prepared with the {ptok.Name} tokenizer, not {o.Tokenizer}: drop --tokenizer or prepare the text again");
+            int pv = FitVocab(ptok, o.DVocab, trainBin);
+            string valBin = o.Val ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(trainBin))!, "val.bin");
+            var valMeta = PreparedMeta.Beside(valBin);
+            if (valMeta == null || valMeta.TokenizerJson != meta.TokenizerJson)
+                throw new UserError($"'{valBin}' was not prepared with the same tokenizer as '{trainBin}' (its meta.json differs or is missing): prepare both from one corpus");
+            var trainMap = new MappedTokens(trainBin, meta);
+            var valMap = new MappedTokens(valBin, valMeta);
+            if (trainMap.Length < T + 1 || valMap.Length < T + 1)
+                throw new UserError($"'{trainBin}' or '{valBin}' holds fewer than one window of n_ctx+1 = {T + 1} tokens: prepare more text or use a smaller --n-ctx");
+            return (new MappedWindows(trainMap, valMap, $"{trainBin} ({Describe(ptok)})"), ptok, pv);
         }
         if (TokenFile.IsTokenFile(o.Data))
         {
@@ -99,16 +143,32 @@ public sealed class Trainer
             return (new TokenWindows(tr, va, o.Data, T), null, vocab);
         }
         string text = TokenFile.ReadText(o.Data);
-        var tok = CharTokenizer.FromText(text);
-        int v = tok.VocabSize;
-        if (o.DVocab is int dv)
-        {
-            if (dv < v) throw new UserError($"'{o.Data}' has {v} distinct characters but --d-vocab is {dv}: raise --d-vocab or leave it out");
-            v = dv;
-        }
+        var tok = Tokenizers.Create(o.Tokenizer, text);
+        int v = FitVocab(tok, o.DVocab, o.Data);
         var ids = tok.Encode(text, o.Data);
         var (train, val) = o.Val != null ? (ids, tok.Encode(TokenFile.ReadText(o.Val), o.Val)) : Split(ids);
-        return (new TokenWindows(train, val, o.Data, T), tok.ToJson(), v);
+        return (new TokenWindows(train, val, $"{o.Data} ({Describe(tok)})", T), tok, v);
+    }
+
+    private static string Describe(ITokenizer tok) => tok is TiktokenTokens tt ? tt.Describe() : $"{tok.Name}, {tok.VocabSize:N0} tokens";
+
+    /// <summary>A prepared train.bin (given itself or as its folder) and its meta.json, or null for other data.</summary>
+    public static (string TrainBin, PreparedMeta Meta)? PreparedFiles(string data)
+    {
+        string bin = Directory.Exists(data) ? Path.Combine(data, "train.bin") : data;
+        if (Directory.Exists(data) && !File.Exists(Path.Combine(data, PreparedMeta.FileName)))
+            throw new UserError($"'{data}' is a folder without {PreparedMeta.FileName}: give a text file, or a folder written by prepare");
+        if (!TokenFile.IsTokenFile(bin) || !File.Exists(bin)) return null;
+        return PreparedMeta.Beside(bin) is { } meta ? (bin, meta) : null;
+    }
+
+    /// <summary>d_vocab: the tokenizer's size, or --d-vocab when that is at least as large (padding rows never seen).</summary>
+    public static int FitVocab(ITokenizer tok, int? dVocab, string data)
+    {
+        if (dVocab is not int dv) return tok.VocabSize;
+        if (dv < tok.VocabSize)
+            throw new UserError($"'{data}' needs {tok.VocabSize:N0} token ids with the {tok.Name} tokenizer but --d-vocab is {dv}: raise --d-vocab to at least {tok.VocabSize} or leave it out");
+        return dv;
     }
 
     /// <summary>First 90 % for training, last 10 % for validation (nanoGPT's split).</summary>
@@ -188,7 +248,7 @@ public sealed class Trainer
         if (startStep == 0)
         {
             var (v0, r0) = Evaluate();
-            log(new TrainLog(0, float.NaN, v0, r0, 0, 0, 0, TimeSpan.Zero, TimeSpan.Zero));
+            log(new TrainLog(0, float.NaN, v0, r0, 0, 0, 0, TimeSpan.Zero, TimeSpan.Zero) { ValBitsPerByte = BitsPerByte(v0) });
         }
         while (Optimizer.Step < o.Steps)
         {
@@ -205,7 +265,8 @@ public sealed class Trainer
                 var eta = TimeSpan.FromSeconds(secs / (s - startStep) * (o.Steps - s));
                 float? val = null, rep = null;
                 if (evalNow) (val, rep) = Evaluate();
-                var entry = new TrainLog(s, (float)(lossSum / lossCount), val, rep, LastLr, LastGradNorm, tps, clock.Elapsed, eta);
+                var entry = new TrainLog(s, (float)(lossSum / lossCount), val, rep, LastLr, LastGradNorm, tps, clock.Elapsed, eta)
+                    { ValBitsPerByte = val is float vl ? BitsPerByte(vl) : null };
                 History.Add(entry);
                 log(entry);
                 lossSum = 0; lossCount = 0;
@@ -268,12 +329,12 @@ public sealed class Trainer
         var o = TrainOptions.FromJson(optJson);
         if (adjust != null) o = adjust(o);
         o.Validate();
-        var (data, tokJson, vocab) = LoadData(o);
+        var (data, tok, vocab) = LoadData(o);
         if (vocab != loaded.Model.Config.DVocab)
             throw new UserError($"cannot resume: the data now gives d_vocab {vocab} but the checkpoint has {loaded.Model.Config.DVocab}");
-        if (tokJson != null && loaded.TokenizerJson != null && tokJson != loaded.TokenizerJson)
-            throw new UserError($"cannot resume: '{o.Data}' now gives a different character vocabulary than the checkpoint's tokenizer (the file changed?); resume with the original data");
-        var t = new Trainer(o, loaded.Model, data, tokJson ?? loaded.TokenizerJson, Rng.Load(rngText));
+        if (tok != null && loaded.TokenizerJson != null && tok.ToJson() != loaded.TokenizerJson)
+            throw new UserError($"cannot resume: '{o.Data}' now gives a different {tok.Name} vocabulary than the checkpoint's tokenizer (the file changed?); resume with the original data");
+        var t = new Trainer(o, loaded.Model, data, tok ?? (loaded.TokenizerJson != null ? Tokenizers.FromJson(loaded.TokenizerJson) : null), Rng.Load(rngText));
         Checkpoint.ReadInto(st, t.Optimizer.M, "adam.m.", statePath, rejectExtras: false);
         Checkpoint.ReadInto(st, t.Optimizer.V, "adam.v.", statePath, rejectExtras: false);
         t.Optimizer.Step = long.Parse(stepText, CultureInfo.InvariantCulture);

@@ -9,9 +9,10 @@ namespace MiniGpt.Data;
 /// of the training text, id = rank in that order (as nanoGPT's shakespeare_char). Stored with the
 /// checkpoint as JSON {"type":"char","chars":"…"} so eval and sample rebuild the same one.
 /// </summary>
-public sealed class CharTokenizer
+public sealed class CharTokenizer : ITokenizer
 {
     private readonly Rune[] _chars;
+    private readonly byte[][] _bytes;
     private readonly Dictionary<Rune, int> _ids;
 
     public CharTokenizer(IEnumerable<Rune> chars)
@@ -19,7 +20,12 @@ public sealed class CharTokenizer
         _chars = chars.Distinct().OrderBy(r => r.Value).ToArray();
         _ids = new Dictionary<Rune, int>(_chars.Length);
         for (int i = 0; i < _chars.Length; i++) _ids[_chars[i]] = i;
+        _bytes = _chars.Select(r => Encoding.UTF8.GetBytes(r.ToString())).ToArray();
     }
+
+    public string Name => "char";
+
+    public ReadOnlySpan<byte> TokenBytes(int id) => _bytes[id];
 
     public static CharTokenizer FromText(string text) => new(text.EnumerateRunes());
 

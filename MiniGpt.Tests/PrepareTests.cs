@@ -1,0 +1,88 @@
+using MiniGpt.Data;
+using MiniGpt.Training;
+using Xunit;
+
+namespace MiniGpt.Tests;
+
+/// <summary>prepare writes the tokens train would make from the text, and a prepared folder trains exactly as the text does.</summary>
+public class PrepareTests
+{
+    [Fact]
+    public void PreparedBpeMatchesTheTextAndTrainsIdentically()
+    {
+        string dir = TestPaths.TempDir("prepare");
+        string text = File.ReadAllText(TestPaths.Shakespeare);
+        // small chunks, so the corpus is cut in ~17 places: the cuts must not change a token
+        var r = Preparer.Run(TestPaths.Shakespeare, "bpe:300", dir, chunkChars: 1 << 16);
+        var whole = r.Tokenizer.Encode(text, "corpus");
+        var (train, val) = Trainer.Split(whole);
+        var meta = PreparedMeta.Read(Path.Combine(dir, "meta.json"));
+        Assert.Equal("uint16", meta.Dtype);
+        Assert.Equal(train.Length, meta.TrainTokens);
+        using (var t = new MappedTokens(Path.Combine(dir, "train.bin"), meta)) Assert.Equal(train, t.ReadAll());
+        using (var v = new MappedTokens(Path.Combine(dir, "val.bin"), meta)) Assert.Equal(val, v.ReadAll());
+        Assert.True(File.Exists(Path.Combine(dir, "vocab.json")) && File.Exists(Path.Combine(dir, "merges.txt")));
+
+        TrainOptions Opts(string data) => new()
+        {
+            Data = data, Tokenizer = "bpe:300", NLayers = 1, DModel = 32, NHeads = 2, NCtx = 32, BatchSize = 4, Steps = 12,
+            EvalInterval = 6, LogInterval = 6, EvalBatches = 2, CheckpointInterval = 1000, Out = Path.Combine(dir, $"m{data.Length}.safetensors"),
+        };
+        var a = Trainer.Start(Opts(TestPaths.Shakespeare));
+        var b = Trainer.Start(Opts(dir));
+        Assert.IsType<MappedWindows>(b.Data);
+        Assert.Equal(a.TokenizerJson, b.TokenizerJson);
+        a.Run(_ => { }); b.Run(_ => { });
+        Assert.Equal(a.History.Select(h => (h.Loss, h.ValLoss, h.ValBitsPerByte)), b.History.Select(h => (h.Loss, h.ValLoss, h.ValBitsPerByte)));
+        Assert.NotNull(a.History[^1].ValBitsPerByte);
+
+        // streaming windows out of the map allocates nothing either
+        var c = Trainer.Start(Opts(dir) with { Out = Path.Combine(dir, "alloc.safetensors") });
+        for (int i = 0; i < 5; i++) c.Step();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 10; i++) c.Step();
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void ChunksCutOnlyBeforeALetterAfterANewline()
+    {
+        string dir = TestPaths.TempDir("chunks");
+        string p = Path.Combine(dir, "t.txt");
+        string text = string.Concat(Enumerable.Range(0, 300).Select(i => $"line {i}:  \n\n  x{i}\nWord {i}!\n"));
+        File.WriteAllText(p, text);
+        var chunks = Preparer.Chunks(p, 64, null).ToList();
+        Assert.Equal(text, string.Concat(chunks));
+        Assert.True(chunks.Count > 10);
+        foreach (var c in chunks.SkipLast(1)) Assert.EndsWith("\n", c);
+        foreach (var c in chunks.Skip(1)) Assert.True(char.IsLetter(c[0]), c);
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void MismatchesAreOneLineErrors()
+    {
+        string dir = TestPaths.TempDir("prep-err");
+        string txt = Path.Combine(dir, "t.txt");
+        File.WriteAllText(txt, string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog\n", 200)));
+        Assert.Equal(0, TestPaths.Cli("prepare", "--data", txt, "--tokenizer", "bpe:270", "--out", Path.Combine(dir, "p")).Code);
+
+        var unknown = TestPaths.Cli("prepare", "--data", txt, "--tokenizer", "gpt5", "--out", Path.Combine(dir, "q"));
+        Assert.Equal(1, unknown.Code);
+        Assert.StartsWith("error: unknown tokenizer 'gpt5': use char, bpe:N", unknown.Err);
+
+        var small = TestPaths.Cli("train", "--data", txt, "--tokenizer", "bpe:270", "--d-vocab", "100", "--steps", "1", "--out", Path.Combine(dir, "s.safetensors"));
+        Assert.Equal(1, small.Code);
+        Assert.Contains("needs 270 token ids with the bpe:270 tokenizer but --d-vocab is 100", small.Err);
+
+        string ckpt = Path.Combine(dir, "c.safetensors");
+        Assert.Equal(0, TestPaths.Cli("train", "--data", txt, "--n-layers", "1", "--d-model", "16", "--n-heads", "2", "--n-ctx", "16",
+            "--batch-size", "2", "--steps", "2", "--eval-batches", "1", "--out", ckpt).Code);
+        var mismatch = TestPaths.Cli("eval", "--checkpoint", ckpt, "--data", Path.Combine(dir, "p", "val.bin"));
+        Assert.Equal(1, mismatch.Code);
+        Assert.Contains("was prepared with the bpe:270 tokenizer", mismatch.Err);
+        foreach (var r in new[] { unknown, small, mismatch }) Assert.DoesNotContain('\n', r.Err.TrimEnd());
+        Directory.Delete(dir, true);
+    }
+}

@@ -1,0 +1,44 @@
+using System.Diagnostics;
+using MiniGpt.Data;
+
+namespace MiniGpt.Train;
+
+public static class PrepareVerb
+{
+    private static Options Declare() =>
+        new Options("prepare", "prepare: tokenizes a UTF-8 text corpus once into OUT/train.bin and OUT/val.bin (headerless little-endian\n" +
+                               "uint16, or uint32 for vocabularies over 65,536, as nanoGPT's) with OUT/meta.json naming the tokenizer;\n" +
+                               "'train --data OUT' then streams them through a memory map.")
+            .Add("data", "", "the UTF-8 text corpus (read in chunks: it may be larger than memory)")
+            .Add("tokenizer", "char", $"char, bpe:N (learned from the first {Preparer.LearnChars >> 20} Mi characters), cl100k_base or o200k_base")
+            .Add("out", "", "output folder")
+            .Flag("overwrite", "replace token files already in --out");
+
+    public static int Run(string[] args, TextWriter stdout)
+    {
+        var o = Declare().Parse(args);
+        if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
+        string data = o.Str("data") ?? throw new UsageError("prepare needs --data TEXT");
+        string outDir = o.Str("out") ?? throw new UsageError("prepare needs --out FOLDER");
+        string name = o.Str("tokenizer", "char");
+        Tokenizers.CheckName(name);
+        if (File.Exists(outDir)) throw new UsageError($"--out '{outDir}' is a file: give a folder");
+        if (File.Exists(Path.Combine(outDir, "train.bin")) && o.Bool("overwrite") != true)
+            throw new UsageError($"'{outDir}' already holds prepared tokens: pass --overwrite to replace them, or another --out");
+
+        var clock = Stopwatch.StartNew();
+        double lastShown = -1;
+        var r = Preparer.Run(data, name, outDir, (read, total) =>
+        {
+            // a line every 10 % (and at the end) keeps logs readable
+            double f = (double)read / total;
+            if (f - lastShown < 0.1 && read < total) return;
+            lastShown = f;
+            double secs = clock.Elapsed.TotalSeconds;
+            stdout.WriteLine($"prepare: {f:P0} ({read / 1e6:F1} of {total / 1e6:F1} MB), {read / 1e6 / Math.Max(secs, 1e-9):F1} MB/s, {clock.Elapsed:m\\:ss} elapsed");
+        });
+        var m = r.Meta;
+        stdout.WriteLine($"done: {m.TrainTokens:N0} train + {m.ValTokens:N0} val tokens ({m.TokenizerName}, vocabulary {m.VocabSize:N0}, {m.Dtype}) in {outDir} ({clock.Elapsed.TotalSeconds:F1} s)");
+        return 0;
+    }
+}
