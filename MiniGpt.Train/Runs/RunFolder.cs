@@ -76,6 +76,7 @@ public sealed class RunFolder
     public static RunFolder Reopen(string dir, long step)
     {
         var run = new RunFolder(dir.TrimEnd('/', Path.DirectorySeparatorChar));
+        run.RemoveStaleTemporaries();
         if (File.Exists(run.MetricsPath))
         {
             var lines = File.ReadAllLines(run.MetricsPath);
@@ -97,6 +98,16 @@ public sealed class RunFolder
     }
 
     public IReadOnlyList<MetricsLine> Lines => _lines;
+
+    /// <summary>
+    /// Deletes the ".NAME.PID.tmp" files that a killed run left half-written (the files they were to replace
+    /// are whole: see WriteAtomically). Only the run's own writer makes them, and it is not running.
+    /// </summary>
+    private void RemoveStaleTemporaries()
+    {
+        foreach (string tmp in Directory.EnumerateFiles(Dir, ".*.tmp"))
+            try { File.Delete(tmp); } catch (IOException) { }
+    }
 
     /// <summary>Appends a logged step; at an evaluation also redraws loss.png.</summary>
     public void Record(TrainLog log)
