@@ -175,8 +175,8 @@ public sealed class Trainer
             where = grad != null ? $"the gradient of {grad} holds NaN or Inf (first in backward order)"
                 : $"the gradient norm overflows ({LastGradNorm})";
         }
-        string kept = LastSavedStep >= 0 ? $"the last good checkpoint (step {LastSavedStep}) is kept at {Options.Out}" : "no checkpoint was written";
-        return new UserError($"training diverged at step {step}: {where}; lower --lr or raise --warmup-steps ({kept})");
+        string kept = LastSavedStep >= 0 ? $"the last good checkpoint, step {LastSavedStep}, is kept at {Options.Out}" : "no checkpoint was written";
+        return new UserError($"training diverged at step {step}: {where}; lower --lr or raise --warmup-steps; {kept}");
     }
 
     private static bool IsFinite(ReadOnlySpan<float> s)
