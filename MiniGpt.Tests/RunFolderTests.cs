@@ -63,6 +63,31 @@ public class RunFolderTests
         Directory.Delete(root, true);
     }
 
+    [Fact]
+    public void ReopeningARunCutsItsLogsBackToTheCheckpointStep()
+    {
+        string dir = TestPaths.TempDir("runs-reopen");
+        static string M(long step, float? loss, double elapsed) => new MiniGpt.Train.Runs.MetricsLine(step, loss, null, null, 1e-3f, 0.5f, 100, elapsed).ToJson();
+        // a run killed after logging step 30 and while writing step 40's line; its checkpoint is at step 20
+        File.WriteAllText(Path.Combine(dir, "metrics.jsonl"), $"{M(0, null, 0)}\n{M(10, 4.1f, 1.5)}\n{M(20, 3.9f, 3.25)}\n{M(30, 3.7f, 4)}\n{{\"step\":40,\"lo");
+        File.WriteAllText(Path.Combine(dir, "model.circuits.jsonl"), "{\"step\":0}\n{\"step\":20}\n{\"step\":30}\n{\"st");
+        File.WriteAllText(Path.Combine(dir, ".loss.png.123.tmp"), "half a png");
+        var run = MiniGpt.Train.Runs.RunFolder.Reopen(dir, 20);
+        Assert.Equal(new long[] { 0, 10, 20 }, run.Lines.Select(l => l.Step));
+        Assert.Equal(3.9f, run.Lines[^1].Loss);
+        Assert.Equal(3, File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Length);
+        Assert.Equal(["{\"step\":0}", "{\"step\":20}"], File.ReadAllLines(Path.Combine(dir, "model.circuits.jsonl")));
+        Assert.Empty(Directory.GetFiles(dir, ".*.tmp"));
+        // the resumed run's clock continues from the last kept line
+        run.Record(new MiniGpt.Training.TrainLog(30, 3.6f, null, null, 1e-3f, 0.4f, 100, TimeSpan.FromSeconds(1), TimeSpan.Zero));
+        Assert.Equal(4.25, run.Lines[^1].ElapsedSeconds, 6);
+        // a damaged line that is not the last is an error naming it, not silently dropped
+        File.WriteAllText(Path.Combine(dir, "metrics.jsonl"), $"{M(0, null, 0)}\ngarbage\n{M(20, 3.9f, 3.25)}\n");
+        var e = Assert.Throws<UserError>(() => MiniGpt.Train.Runs.RunFolder.Reopen(dir, 20));
+        Assert.Contains("line 2", e.Message);
+        Directory.Delete(dir, true);
+    }
+
     /// <summary>The run's loss-related numbers of metrics.jsonl, as written (shortest round-trip text: equal text is equal bits).</summary>
     private static List<string> Curve(string dir) =>
         File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Select(l =>

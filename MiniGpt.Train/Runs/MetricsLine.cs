@@ -27,8 +27,8 @@ public sealed record MetricsLine(long Step, float? Loss, float? ValLoss, float? 
             Write(w, "loss", Loss);
             Write(w, "val_loss", ValLoss);
             Write(w, "repeat_loss", RepeatLoss);
-            w.WriteNumber("lr", Lr);
-            w.WriteNumber("grad_norm", GradNorm);
+            Write(w, "lr", Lr);
+            Write(w, "grad_norm", GradNorm);
             w.WriteNumber("tokens_per_s", Math.Round(TokensPerSecond, 1));
             w.WriteNumber("elapsed_s", Math.Round(ElapsedSeconds, 3));
             w.WriteEndObject();
@@ -38,7 +38,8 @@ public sealed record MetricsLine(long Step, float? Loss, float? ValLoss, float? 
 
     private static void Write(Utf8JsonWriter w, string name, float? v)
     {
-        if (v is float f) w.WriteNumber(name, f); else w.WriteNull(name);
+        // JSON has no NaN or Infinity: such a value (none is logged today) is written as null, not as a broken line
+        if (v is float f && float.IsFinite(f)) w.WriteNumber(name, f); else w.WriteNull(name);
     }
 
     /// <summary>Parses one line; null when it is not a whole metrics object (e.g. the torn tail of a killed run).</summary>

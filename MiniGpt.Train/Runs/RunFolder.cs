@@ -94,10 +94,31 @@ public sealed class RunFolder
             run._elapsedOffset = run._lines.Count > 0 ? run._lines[^1].ElapsedSeconds : 0;
             WriteAtomically(run.MetricsPath, Encoding.UTF8.GetBytes(string.Concat(run._lines.Select(l => l.ToJson() + "\n"))));
         }
+        run.CutCircuitsLog(step);
         return run;
     }
 
     public IReadOnlyList<MetricsLine> Lines => _lines;
+
+    public string CircuitsLogPath => Path.Combine(Dir, "model.circuits.jsonl");
+
+    /// <summary>
+    /// The --track-circuits log gets the same cut as metrics.jsonl: lines after the checkpoint's step would
+    /// be logged again by the resumed run, and a line torn by a kill is dropped.
+    /// </summary>
+    private void CutCircuitsLog(long step)
+    {
+        if (!File.Exists(CircuitsLogPath)) return;
+        var keep = new StringBuilder();
+        foreach (string line in File.ReadAllLines(CircuitsLogPath))
+        {
+            long? s = null;
+            try { s = System.Text.Json.Nodes.JsonNode.Parse(line)?["step"]?.GetValue<long>(); }
+            catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException) { }
+            if (s is long v && v <= step) keep.Append(line).Append('\n');
+        }
+        WriteAtomically(CircuitsLogPath, Encoding.UTF8.GetBytes(keep.ToString()));
+    }
 
     /// <summary>
     /// Deletes the ".NAME.PID.tmp" files that a killed run left half-written (the files they were to replace
