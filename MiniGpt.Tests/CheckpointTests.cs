@@ -94,6 +94,20 @@ public class CheckpointTests
         SafeTensorsFile.Write(mismatch, Checkpoint.Tensors(m.Params, ""), new Dictionary<string, string> { ["config"] = wrongCfg.ToJson() });
         Assert.Contains("but the config needs", Assert.Throws<UserError>(() => Checkpoint.Load(mismatch)).Message);
 
+        // a config claiming far more layers than the file holds is refused before its layout is built (found by the fuzz test)
+        string deep = Path.Combine(dir, "deep.safetensors");
+        SafeTensorsFile.Write(deep, Checkpoint.Tensors(m.Params, ""), new Dictionary<string, string> { ["config"] = (m.Config with { NLayers = 100_000 }).ToJson() });
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Assert.Contains("claims 100000 layers", Assert.Throws<UserError>(() => Checkpoint.Load(deep)).Message);
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 8 << 20, "the deep config was laid out before it was refused");
+
+        // a value quoted from the file stays on one line (found by the fuzz test: act_fn "gelu\nnew")
+        string odd = Path.Combine(dir, "odd.safetensors");
+        SafeTensorsFile.Write(odd, Checkpoint.Tensors(m.Params, ""), new Dictionary<string, string> { ["config"] = (m.Config with { ActFn = "gelu\nnew\u001b[2J" }).ToJson() });
+        var oneLine = Assert.Throws<UserError>(() => Checkpoint.Load(odd)).Message;
+        Assert.Contains("act_fn 'gelu\\nnew\\u001b[2J'", oneLine);
+        Assert.DoesNotContain('\n', oneLine);
+
         string noCfg = Path.Combine(dir, "nocfg.safetensors");
         SafeTensorsFile.Write(noCfg, Checkpoint.Tensors(m.Params, ""), null);
         Assert.Contains("no 'config'", Assert.Throws<UserError>(() => Checkpoint.Load(noCfg)).Message);

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using MiniGpt.Checkpoints;
 using MiniGpt.Data;
+using MiniGpt.Train.Progress;
 using MiniGpt.Train.Report;
 using MiniGpt.Training;
 
@@ -13,10 +14,10 @@ namespace MiniGpt.Train;
 /// </summary>
 public static class CircuitsVerb
 {
-    private static Options Declare() =>
+    internal static Options Declare() =>
         new Options("circuits", "circuits: detects previous-token, duplicate-token and induction heads, reads the OV/QK circuits, composition, in-context\n" +
                                 "loss and head ablations of a checkpoint; prints a summary and writes circuits.json, PNG plots and report.html.")
-            .Add("checkpoint", "", "model checkpoint (.safetensors with 'config' metadata)")
+            .Required("checkpoint", "model checkpoint (.safetensors with 'config' metadata)")
             .Add("data", "induction without a tokenizer, else required",
                 "'induction' (the generated task), UTF-8 text in the checkpoint's characters, or a .bin of uint16 tokens: the loss curve and ablations use it")
             .Add("out", "<checkpoint stem>.circuits/", "folder for circuits.json, the PNGs and report.html")
@@ -58,8 +59,15 @@ public static class CircuitsVerb
         if (File.Exists(dir)) throw new UserError($"--out '{dir}' is a file: give a folder for the report");
         Directory.CreateDirectory(dir);
 
-        var result = CircuitsAnalysis.Run(ckpt, loaded, data, text, heads);
-        var plots = ReportPlots.Draw(result);
+        // the analyses' stages, then the plots: a live bar in a terminal, nothing extra in a pipe
+        var (result, plots) = ProgressView.Run(stdout, "circuits", sink =>
+        {
+            const int stages = 7;
+            int done = 0;
+            var r = CircuitsAnalysis.Run(ckpt, loaded, data, text, heads, name => sink.Report(done++, stages, name));
+            sink.Report(done, stages, "plots");
+            return (r, ReportPlots.Draw(r));
+        });
         result.Seconds = clock.Elapsed.TotalSeconds;
         var json = CircuitsJson.ToJson(CircuitsJson.Build(result, plots));
         // plots of an earlier run (other heads drawn) would sit beside the new ones as if they belonged to them

@@ -3,18 +3,19 @@ using System.Text.Json.Nodes;
 using MiniGpt.Checkpoints;
 using MiniGpt.Data;
 using MiniGpt.Model;
+using MiniGpt.Train.Progress;
 using MiniGpt.Training;
 
 namespace MiniGpt.Train;
 
 public static class EvalVerb
 {
-    private static Options Declare() =>
+    internal static Options Declare() =>
         new Options("eval", "eval: mean next-token cross-entropy of a checkpoint over consecutive non-overlapping windows of a file\n" +
                             "(inputs t[i : i+n_ctx], targets t[i+1 : i+n_ctx+1] for i = 0, n_ctx, 2·n_ctx, …).")
-            .Add("checkpoint", "", "model checkpoint (.safetensors with 'config' metadata)")
-            .Add("data", "", "UTF-8 text (needs the checkpoint's tokenizer) or a .bin of uint16 tokens")
-            .Add("grads", "", "also write d(mean loss)/d(parameter) here, as safetensors with the parameters' names")
+            .Required("checkpoint", "model checkpoint (.safetensors with 'config' metadata)")
+            .Required("data", "UTF-8 text (needs the checkpoint's tokenizer) or a .bin of uint16 tokens")
+            .Add("grads", "none", "also write d(mean loss)/d(parameter) here, as safetensors with the parameters' names")
             .Add("batch-size", "8", "windows per forward pass (does not change the result)")
             .Flag("json", "print one JSON object (loss, windows, tokens, bits_per_token) instead of text")
             .Add("threads", "all cores", "worker threads");
@@ -37,7 +38,8 @@ public static class EvalVerb
         int windows = (tokens.Length - 1) / T;
         if (windows < 1)
             throw new UserError($"'{data}' has {tokens.Length} tokens, fewer than one window of n_ctx+1 = {T + 1}: give more data");
-        var (loss, count) = Evaluate(model, tokens, batch, gradsPath != null);
+        var (loss, count) = ProgressView.Run(stdout, "eval", sink => Evaluate(model, tokens, batch, gradsPath != null,
+            (done, total) => { if (sink.WantsStatus) sink.Report(done, total, $"batch {done}/{total}"); }));
         // bits per byte of the text the targets stand for, comparable across tokenizers
         string? tokJson = loaded.TokenizerJson ?? (TokenFile.IsTokenFile(data) ? PreparedMeta.Beside(data)?.TokenizerJson : null);
         double? bpb = tokJson != null && Trainer.TokensPerByte(Tokenizers.FromJson(tokJson), Windows.Consecutive(tokens, batch, T)) is double tpb
@@ -59,18 +61,20 @@ public static class EvalVerb
     }
 
     /// <summary>Mean loss over all windows; with grads, leaves d(mean loss)/dθ in model.Grads.</summary>
-    public static (double Loss, long Tokens) Evaluate(GptModel model, int[] tokens, int batch, bool grads)
+    public static (double Loss, long Tokens) Evaluate(GptModel model, int[] tokens, int batch, bool grads, Action<int, int>? progress = null)
     {
         int T = model.Config.NCtx;
         var batches = Windows.Consecutive(tokens, batch, T);
         long total = batches.Sum(b => (long)b.Inputs.Length);
         if (grads) model.ZeroGrad();
         double sum = 0;
+        int done = 0;
         foreach (var (x, y) in batches)
         {
             model.Forward(x, y, x.Length / T, T);
             foreach (float l in model.Losses) sum += l;
             if (grads) model.Backward((float)(1.0 / total));
+            progress?.Invoke(++done, batches.Count);
         }
         return (sum / total, total);
     }

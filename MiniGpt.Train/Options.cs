@@ -15,14 +15,20 @@ public sealed class Options
     private readonly string _verb;
     private readonly string _summary;
     private readonly List<(string Name, string Default, string Help, bool Flag)> _decl = new();
+    private const string RequiredMark = "\0required";
     private readonly Dictionary<string, string> _values = new(StringComparer.Ordinal);
 
     public Options(string verb, string summary) { _verb = verb; _summary = summary; }
 
     public Options Add(string name, string @default, string help) { _decl.Add((name, @default, help, false)); return this; }
+    /// <summary>An option the verb cannot run without: --help marks it [required] instead of a default.</summary>
+    public Options Required(string name, string help) { _decl.Add((name, RequiredMark, help, false)); return this; }
     public Options Flag(string name, string help) { _decl.Add((name, "off", help, true)); return this; }
 
     public bool HelpRequested { get; private set; }
+
+    /// <summary>The declared option names, in --help order.</summary>
+    public IEnumerable<string> DeclaredNames => _decl.Select(d => d.Name);
 
     public Options Parse(string[] args)
     {
@@ -107,7 +113,8 @@ public sealed class Options
         {
             string left = flag ? $"--{name}" : $"--{name} VALUE";
             sb.Append("  ").Append(left.PadRight(w)).Append(help);
-            if (def.Length > 0 && !flag) sb.Append(" [default: ").Append(def).Append(']');
+            if (def == RequiredMark) sb.Append(" [required]");
+            else if (!flag) sb.Append(" [default: ").Append(def.Length > 0 ? def : "none").Append(']');
             sb.AppendLine();
         }
         sb.Append("  ").Append("--help".PadRight(w)).AppendLine("show this help");

@@ -3,7 +3,8 @@ using MiniGpt.Tensors;
 using MiniGpt.Train;
 
 // minigpt: train, evaluate and sample small GPTs on the CPU, and read their circuits.
-// Exit codes: 0 success, 1 a problem with the data, files or training (message on stderr), 2 a malformed command line.
+// Exit codes: 0 success, 1 a problem with the data, files or training (message on stderr), 2 a malformed command line,
+// 130 train stopped by Ctrl-C after writing its checkpoint.
 return Cli.Run(args, Console.Out, Console.Error);
 
 namespace MiniGpt.Train
@@ -23,6 +24,13 @@ namespace MiniGpt.Train
 
             '<verb> --help' lists a verb's options and their defaults.
             """;
+
+        /// <summary>Every verb with its option declarations (for --help and the test that every option shows its default).</summary>
+        internal static readonly IReadOnlyList<(string Verb, Func<Options> Declare)> Verbs =
+        [
+            ("train", TrainVerb.Declare), ("eval", EvalVerb.Declare), ("sample", SampleVerb.Declare),
+            ("circuits", CircuitsVerb.Declare), ("bench", BenchVerb.Declare),
+        ];
 
         public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
         {

@@ -6,9 +6,9 @@ namespace MiniGpt.Train;
 
 public static class SampleVerb
 {
-    private static Options Declare() =>
+    internal static Options Declare() =>
         new Options("sample", "sample: generates tokens from a checkpoint, one at a time, from a prompt.")
-            .Add("checkpoint", "", "model checkpoint with a tokenizer")
+            .Required("checkpoint", "model checkpoint with a tokenizer")
             .Add("prompt", "a newline", "text to continue")
             .Add("tokens", "200", "tokens to generate")
             .Add("temperature", "1.0", "divide logits by this before sampling (0 = greedy)")

@@ -1,4 +1,6 @@
 using System.Globalization;
+using MiniGpt.Train.Progress;
+using MiniGpt.Train.Runs;
 using MiniGpt.Training;
 
 namespace MiniGpt.Train;
@@ -10,12 +12,14 @@ public static class TrainVerb
         var d = new TrainOptions();
         return new Options("train", "train: trains a GPT and writes checkpoints (safetensors, loadable by TransformerLens).")
             .Add("data", d.Data, "'induction' (generated task), a UTF-8 text file (char tokens) or a .bin of uint16 tokens")
-            .Add("val", "", "separate validation file (otherwise the last 10 % of --data)")
+            .Add("val", "none: the last 10 % of --data", "separate validation file (otherwise the last 10 % of --data)")
             .Add("tokenizer", d.Tokenizer, "for text data: char, bpe:N (byte-level BPE of N tokens learned from the text), cl100k_base or o200k_base (GPT-4/4o, compacted to the corpus's tokens)")
-            .Add("out", d.Out, "checkpoint path; training state goes beside it as *.train.safetensors")
-            .Add("resume", "", "continue the run of this checkpoint exactly where it stopped (other options come from it)")
-            .Flag("track-circuits", "score every head (previous-token, induction, …) at each evaluation: shown on the progress line, logged to <out stem>.circuits.jsonl")
-            .Flag("overwrite", "replace an existing checkpoint at --out (otherwise train refuses, so no run is lost)")
+            .Add("name", "date-time and data, e.g. 20261125-143512-induction", "run folder runs/NAME/: config.json, metrics.jsonl, model.safetensors, loss.png")
+            .Add("runs-dir", RunFolder.Root, "folder that holds the run folders")
+            .Add("out", "none: runs/NAME/model.safetensors", "write only a checkpoint at this path instead of a run folder; training state goes beside it as *.train.safetensors")
+            .Add("resume", "none", "continue a run exactly where it stopped: a run folder (runs/NAME) or a checkpoint path (other options come from it)")
+            .Flag("track-circuits", "score every head (previous-token, induction, …) at each evaluation: shown on the progress line, logged to <checkpoint stem>.circuits.jsonl; a run folder also gets the circuits report at the end")
+            .Flag("overwrite", "replace an existing run folder or checkpoint (otherwise train refuses, so no run is lost)")
             .Add("n-layers", d.NLayers.ToString(), "transformer blocks (0 = bigram model)")
             .Add("d-model", d.DModel.ToString(), "residual stream width")
             .Add("n-heads", d.NHeads.ToString(), "attention heads per block")
@@ -46,28 +50,53 @@ public static class TrainVerb
             .Add("threads", "all cores", "worker threads (results are identical for any count)");
     }
 
+    /// <summary>Exit code of a run stopped by Ctrl-C after writing its checkpoint (128 + SIGINT, as shells report it).</summary>
+    public const int Interrupted = 130;
+
     public static int Run(string[] args, TextWriter stdout)
     {
         var o = Declare().Parse(args);
         if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
         Cli.ApplyThreads(o);
+        bool overwrite = o.Bool("overwrite") == true;
         Trainer trainer;
+        RunFolder? run = null;
         if (o.Str("resume") is { } resume)
         {
             // a resumed run is the same run: its settings come from the checkpoint, so other options would be ignored
             string[] allowed = ["resume", "out", "threads", "overwrite", "track-circuits"];
             if (o.GivenNames.FirstOrDefault(n => !allowed.Contains(n)) is { } extra)
                 throw new UsageError($"--{extra} cannot be changed when resuming (the run continues with its saved settings): drop it, or start a new run");
-            string outPath = o.Str("out") ?? resume;
-            if (outPath != resume) CheckOut(outPath, o.Bool("overwrite") == true);
-            trainer = Trainer.Resume(resume, saved => saved with { Out = outPath });
+            if (Directory.Exists(resume))
+            {
+                if (o.Has("out")) throw new UsageError($"--out cannot be combined with --resume of a run folder: the run continues in '{resume}'");
+                string ckpt = RunFolder.CheckpointIn(resume);
+                trainer = Trainer.Resume(ckpt, saved => saved with { Out = ckpt });
+                run = RunFolder.Reopen(resume, trainer.Optimizer.Step);
+            }
+            else
+            {
+                string outPath = o.Str("out") ?? resume;
+                if (outPath != resume) CheckOut(outPath, overwrite);
+                trainer = Trainer.Resume(resume, saved => saved with { Out = outPath });
+            }
             stdout.WriteLine($"resuming {resume} at step {trainer.Optimizer.Step} of {trainer.Options.Steps}");
         }
         else
         {
             var opts = FromOptions(o);
-            CheckOut(opts.Out, o.Bool("overwrite") == true);
+            if (o.Has("out"))
+            {
+                if (o.Has("name") || o.Has("runs-dir")) throw new UsageError("--name/--runs-dir and --out cannot be combined: --name writes a run folder runs/NAME/, --out a single checkpoint");
+                CheckOut(opts.Out, overwrite);
+            }
+            else
+            {
+                run = RunFolder.Plan(o.Str("name"), opts.Data, overwrite, o.Str("runs-dir", RunFolder.Root));
+                opts = opts with { Out = run.Checkpoint };
+            }
             trainer = Trainer.Start(opts);
+            run?.Begin(trainer);
         }
 
         var t = trainer.Options;
@@ -78,6 +107,7 @@ public static class TrainVerb
             $"{(c.HasLayerNorm ? "LayerNorm" : "no LayerNorm")}, {c.PositionalEmbeddingType} positions, {trainer.Model.ParameterCount:N0} parameters");
         stdout.WriteLine($"training: {t.Optimizer} lr {t.Lr:G3}→{t.MinLr:G3} (warm-up {t.WarmupSteps}), batch {t.BatchSize}, {t.Steps} steps, " +
             $"seed {t.Seed}, {Tensors.WorkerPool.Shared.Threads} threads → {t.Out}");
+        if (run != null) stdout.WriteLine($"run folder: {run.Dir}{Path.DirectorySeparatorChar} (config.json, metrics.jsonl, loss.png)");
 
         // resuming appends to the run's log, a new run starts it afresh
         var tracker = o.Bool("track-circuits") == true ? new CircuitTracker(trainer.Model, t.Out, append: o.Has("resume")) : null;
@@ -88,14 +118,35 @@ public static class TrainVerb
         Console.CancelKeyPress += onCancel;
         try
         {
-            trainer.Run(log => stdout.WriteLine(Format(log, t.Steps) + (tracker != null && log.ValLoss != null ? tracker.Record(log) : "")),
-                () => stop.IsCancellationRequested);
+            ProgressView.Run(stdout, "train", sink =>
+            {
+                var live = new LiveStatus(trainer);
+                trainer.Run(log =>
+                    {
+                        sink.Line(Format(log, t.Steps) + (tracker != null && log.ValLoss != null ? tracker.Record(log) : ""));
+                        run?.Record(log);
+                        live.Logged(log);
+                    },
+                    () => stop.IsCancellationRequested,
+                    (step, loss) =>
+                    {
+                        live.Stepped(loss);
+                        if (sink.WantsStatus) sink.Report(step, t.Steps, live.Status(step));
+                    });
+                return 0;
+            });
         }
         finally { Console.CancelKeyPress -= onCancel; }
+        run?.DrawPlot(wait: true);
         if (stop.IsCancellationRequested)
-            stdout.WriteLine($"interrupted at step {trainer.Optimizer.Step}: checkpoint written to {t.Out}; continue with --resume {t.Out}");
-        else
-            stdout.WriteLine($"done: {t.Out}");
+        {
+            string again = run?.Dir ?? t.Out;
+            stdout.WriteLine($"interrupted at step {trainer.Optimizer.Step}: checkpoint written to {t.Out}; continue with --resume {again}");
+            return Interrupted;
+        }
+        if (run != null && tracker != null)
+            CircuitsVerb.Run(["--checkpoint", t.Out, "--out", run.CircuitsDir, "--data", t.Data], stdout);
+        stdout.WriteLine($"done: {t.Out}");
         return 0;
     }
 

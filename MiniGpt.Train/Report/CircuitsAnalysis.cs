@@ -91,7 +91,7 @@ public static class CircuitsAnalysis
     public const int ShownHalf = 20;
 
     public static CircuitsResult Run(string checkpoint, Checkpoint.Loaded loaded, CircuitsData data, TokenText text,
-        IReadOnlyList<(int Layer, int Head)>? chosenHeads)
+        IReadOnlyList<(int Layer, int Head)>? chosenHeads, Action<string>? stage = null)
     {
         var clock = Stopwatch.StartNew();
         var model = loaded.Model;
@@ -99,6 +99,7 @@ public static class CircuitsAnalysis
         var notes = new List<string>();
 
         // the model the weight circuits are read from
+        stage?.Invoke("folding LayerNorm");
         GptModel circuitsModel = model;
         bool folded = false;
         if (c.HasLayerNorm)
@@ -116,7 +117,9 @@ public static class CircuitsAnalysis
 
         // about 512 tokens of repeated sequences (16 at n_ctx 32, HeadScores' default; 8 at n_ctx ≥ 64): the copying score's
         // per-position unembedding makes this the costliest score for wide vocabularies
+        stage?.Invoke("head scores");
         HeadScores? scores = c.NLayers > 0 ? HeadScores.Compute(model, batch: Math.Clamp(512 / c.NCtx, 8, 16)) : null;
+        stage?.Invoke("head ablations");
         var (clean, ablations) = c.NLayers > 0 ? HeadAblation.Run(model, data) : (null, new List<HeadAblationResult>());
         var heads = new List<HeadReport>();
         WeightCircuits? wc = c.NLayers > 0 ? new WeightCircuits(circuitsModel) : null;
@@ -135,11 +138,13 @@ public static class CircuitsAnalysis
             if (members.Count >= 2)
                 groups.Add((role, members.Select(h => h.Name).ToArray(), HeadAblation.Measure(model, data, members.Select(h => (h.Layer, h.Head)).ToList())));
         }
+        stage?.Invoke("composition");
         var composition = c.NLayers >= 2 ? MiniGpt.Circuits.Composition.Compute(wc!) : null;
 
         // the in-context learning curve over the data; Olsson et al. use tokens 50 and 500 of 512, i.e. about
         // a tenth of the way in and the end: scaled to this context
         int T = c.NCtx;
+        stage?.Invoke("in-context loss");
         var curve = InContext.LossByPosition(model, data.Batches);
         int early = Math.Max(1, T / 10), late = T - 1;
         double icl = InContext.IclScore(curve, early, late);
@@ -159,6 +164,7 @@ public static class CircuitsAnalysis
         double? kl = null;
         if (c.NLayers == 0) kl = BigramKl.KlToBigrams(model, data.Corpus);
 
+        stage?.Invoke("path expansion and geometry");
         // path expansion on the first data batch (up to 8 rows: it keeps 2 + 2H + H² logit tensors)
         var (x0, y0) = data.Batches[0];
         int rows = Math.Min(8, x0.Length / T);

@@ -46,6 +46,10 @@ public static class Checkpoint
         ModelConfig cfg;
         try { cfg = ModelConfig.FromJson(cfgJson); }
         catch (UserError e) { throw new UserError($"'{path}': {e.Message}"); }
+        // every layer has at least its 8 attention tensors: a config claiming more layers than the file can hold
+        // is refused before its layout (a name per tensor per layer) is built, which for n_layers = 10⁵ is 200 MB
+        if ((long)cfg.NLayers * 8 > f.Entries.Count)
+            throw new UserError($"'{path}': its config claims {cfg.NLayers} layers but the file holds only {f.Entries.Count} tensors: the file and its config disagree");
         // check the tensors against the config before allocating what the config claims
         CheckEntries(f, ParameterLayout.Declare(cfg).Declarations, "", path, rejectExtras: true);
         var model = new GptModel(cfg);

@@ -189,6 +189,10 @@ public sealed class Trainer
         Model.Backward(1f / (B * T));
         if (o.TieEmbeddings) FoldTiedGradient();
         LastGradNorm = GradClip.ClipGlobalNorm(Model.Grads.Buffer, o.GradClip);
+        // the norm is a sum over every gradient, so it is finite exactly when all of them are (clipping
+        // leaves a NaN/Inf gradient non-finite: Inf·0 = NaN): one check costs nothing per step, and the
+        // update is skipped so the weights in memory stay the last good ones
+        if (!float.IsFinite(loss) || !float.IsFinite(LastGradNorm)) throw Diverged(loss);
         LastLr = LrSchedule.At(Optimizer.Step, o.Lr, o.MinLr, o.WarmupSteps, o.Steps);
         Optimizer.Update(LastLr);
         if (o.TieEmbeddings) TieUnembed();
@@ -196,6 +200,56 @@ public sealed class Trainer
     }
 
     public float LastGradNorm { get; private set; }
+
+    // the training losses since the last log line, whose mean the next line shows: saved with the state so
+    // that a run resumed between two log lines logs the same mean, bit for bit, as one never stopped
+    private double _lossSum;
+    private int _lossCount;
+
+    /// <summary>The step of the checkpoint last written by <see cref="Save"/> (or resumed from); -1 before any.</summary>
+    public long LastSavedStep { get; private set; } = -1;
+
+    /// <summary>
+    /// The error for a step whose loss or gradients are NaN/Inf, naming where it appeared first: the loss
+    /// (then the first non-finite activation of the forward pass, in hook order), or the first gradient in
+    /// backward order (unembed first, embed last). Only runs on failure, so it may scan and allocate.
+    /// </summary>
+    private UserError Diverged(float loss)
+    {
+        long step = Optimizer.Step + 1;
+        string where;
+        if (!float.IsFinite(loss))
+        {
+            string? act = null;
+            // the causal mask leaves −∞ in the attention scores on purpose: only NaN or +∞ is a fault there
+            foreach (var t in Model.Cache?.Acts.Tensors ?? [])
+                if (t.Name.EndsWith("attn_scores", StringComparison.Ordinal) ? HasNaNOrPosInf(t.Span) : !IsFinite(t.Span)) { act = t.Name; break; }
+            where = $"the loss is {loss}" + (act != null ? $" (first non-finite activation: {act})" : "");
+        }
+        else
+        {
+            string? grad = null;
+            var ts = Model.Grads.Tensors;
+            for (int i = ts.Count - 1; i >= 0 && grad == null; i--)
+                if (!IsFinite(ts[i].Span)) grad = ts[i].Name;
+            where = grad != null ? $"the gradient of {grad} holds NaN or Inf (first in backward order)"
+                : $"the gradient norm overflows ({LastGradNorm})";
+        }
+        string kept = LastSavedStep >= 0 ? $"the last good checkpoint, step {LastSavedStep}, is kept at {Options.Out}" : "no checkpoint was written";
+        return new UserError($"training diverged at step {step}: {where}; lower --lr or raise --warmup-steps; {kept}");
+    }
+
+    private static bool IsFinite(ReadOnlySpan<float> s)
+    {
+        foreach (float x in s) if (!float.IsFinite(x)) return false;
+        return true;
+    }
+
+    private static bool HasNaNOrPosInf(ReadOnlySpan<float> s)
+    {
+        foreach (float x in s) if (float.IsNaN(x) || float.IsPositiveInfinity(x)) return true;
+        return false;
+    }
     public float LastLr { get; private set; }
 
     // Tied embeddings (nanoGPT's W_U = W_Eᵀ): one parameter, W_E, gets both gradients; W_U is its copy.
@@ -237,14 +291,16 @@ public sealed class Trainer
         return ((float)(sum / n), nrep > 0 ? (float)(rep / nrep) : null);
     }
 
-    /// <summary>Runs to the last step, logging and checkpointing as configured. stop() is polled between steps.</summary>
-    public void Run(Action<TrainLog> log, Func<bool>? stop = null)
+    /// <summary>
+    /// Runs to the last step, logging and checkpointing as configured. stop() is polled between steps;
+    /// onStep(step, loss) is called after every step (for a live progress view; it must be cheap).
+    /// </summary>
+    public void Run(Action<TrainLog> log, Func<bool>? stop = null, Action<long, float>? onStep = null)
     {
         var o = Options;
         long tokensPerStep = (long)o.BatchSize * Model.Config.NCtx;
         var clock = Stopwatch.StartNew();
         long startStep = Optimizer.Step;
-        double lossSum = 0; int lossCount = 0;
         if (startStep == 0)
         {
             var (v0, r0) = Evaluate();
@@ -252,11 +308,10 @@ public sealed class Trainer
         }
         while (Optimizer.Step < o.Steps)
         {
-            float loss = Step();
-            if (!float.IsFinite(loss) || !float.IsFinite(LastGradNorm))
-                throw new UserError($"training diverged at step {Optimizer.Step}: loss {loss}, gradient norm {LastGradNorm}; lower --lr or raise --warmup-steps (the last checkpoint is kept)");
-            lossSum += loss; lossCount++;
+            float loss = Step(); // throws, before any checkpoint of this step, if the loss or a gradient is not finite
+            _lossSum += loss; _lossCount++;
             long s = Optimizer.Step;
+            onStep?.Invoke(s, loss);
             bool evalNow = s % o.EvalInterval == 0 || s == o.Steps;
             if (evalNow || s % o.LogInterval == 0)
             {
@@ -265,11 +320,11 @@ public sealed class Trainer
                 var eta = TimeSpan.FromSeconds(secs / (s - startStep) * (o.Steps - s));
                 float? val = null, rep = null;
                 if (evalNow) (val, rep) = Evaluate();
-                var entry = new TrainLog(s, (float)(lossSum / lossCount), val, rep, LastLr, LastGradNorm, tps, clock.Elapsed, eta)
+                var entry = new TrainLog(s, (float)(_lossSum / _lossCount), val, rep, LastLr, LastGradNorm, tps, clock.Elapsed, eta)
                     { ValBitsPerByte = val is float vl ? BitsPerByte(vl) : null };
                 History.Add(entry);
                 log(entry);
-                lossSum = 0; lossCount = 0;
+                _lossSum = 0; _lossCount = 0;
             }
             bool saved = s % o.CheckpointInterval == 0 || s == o.Steps;
             if (saved) Save(o.Out);
@@ -293,11 +348,14 @@ public sealed class Trainer
             ["data_rng"] = _dataRng.Save(),
             ["options"] = Options.ToJson(),
             ["optimizer"] = Optimizer.Kind,
+            ["loss_sum"] = _lossSum.ToString("R", CultureInfo.InvariantCulture),
+            ["loss_count"] = _lossCount.ToString(CultureInfo.InvariantCulture),
         };
         var tensors = Checkpoint.Tensors(Optimizer.M, "adam.m.");
         tensors.AddRange(Checkpoint.Tensors(Optimizer.V, "adam.v."));
         SafeTensorsFile.Write(statePath, tensors, stateMeta);
         Checkpoint.Save(path, Model, TokenizerJson, new Dictionary<string, string> { ["step"] = step });
+        LastSavedStep = Optimizer.Step;
     }
 
     private static string PrevStatePath(string checkpoint) => Checkpoint.TrainStatePath(checkpoint)[..^".safetensors".Length] + ".prev.safetensors";
@@ -338,6 +396,12 @@ public sealed class Trainer
         Checkpoint.ReadInto(st, t.Optimizer.M, "adam.m.", statePath, rejectExtras: false);
         Checkpoint.ReadInto(st, t.Optimizer.V, "adam.v.", statePath, rejectExtras: false);
         t.Optimizer.Step = long.Parse(stepText, CultureInfo.InvariantCulture);
+        t.LastSavedStep = t.Optimizer.Step;
+        // states written before the loss accumulator was saved lack it: the next mean then covers fewer steps
+        if (st.Metadata.TryGetValue("loss_sum", out var ls) && st.Metadata.TryGetValue("loss_count", out var lc)
+            && double.TryParse(ls, NumberStyles.Float, CultureInfo.InvariantCulture, out double sum)
+            && int.TryParse(lc, NumberStyles.Integer, CultureInfo.InvariantCulture, out int count) && count >= 0)
+            (t._lossSum, t._lossCount) = (sum, count);
         return t;
     }
 }

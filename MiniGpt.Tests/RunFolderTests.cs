@@ -1,0 +1,128 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using MiniGpt.Checkpoints;
+using Xunit;
+
+namespace MiniGpt.Tests;
+
+/// <summary>train's run folders (runs/NAME/): what they hold, how they are named, and exact resume through them.</summary>
+public class RunFolderTests
+{
+    private static readonly string[] Small =
+        ["--n-layers", "2", "--d-model", "32", "--n-heads", "2", "--n-ctx", "16", "--batch-size", "8", "--warmup-steps", "5", "--eval-batches", "2", "--seed", "7"];
+
+    private static string[] Args(params string[] more) => ["train", .. Small, .. more];
+
+    [Fact]
+    public void ARunFolderHoldsConfigMetricsCheckpointAndPlot()
+    {
+        string root = TestPaths.TempDir("runs");
+        var r = TestPaths.Cli(Args("--runs-dir", root, "--name", "a", "--steps", "20", "--eval-interval", "10", "--log-interval", "5"));
+        Assert.True(r.Code == 0, r.Err);
+        string dir = Path.Combine(root, "a");
+        foreach (var f in new[] { "config.json", "metrics.jsonl", "model.safetensors", "model.train.safetensors", "loss.png" })
+            Assert.True(File.Exists(Path.Combine(dir, f)), $"{f} is missing from the run folder");
+
+        // config.json: every setting resolved, defaults included
+        var cfg = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "config.json"))).RootElement;
+        var train = cfg.GetProperty("train");
+        Assert.Equal(7UL, train.GetProperty("seed").GetUInt64());
+        Assert.Equal(16, train.GetProperty("d_head").GetInt32());           // d_model / n_heads, not given
+        Assert.Equal(0.003, train.GetProperty("lr").GetDouble(), 6);        // the induction task's default
+        Assert.Equal(0.9, train.GetProperty("beta1").GetDouble(), 6);
+        Assert.True(train.GetProperty("attn_only").GetBoolean());
+        Assert.Equal(2, cfg.GetProperty("model").GetProperty("n_layers").GetInt32());
+
+        // metrics.jsonl: one line per logged step, evaluations where due
+        var lines = File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(new long[] { 0, 5, 10, 15, 20 }, lines.Select(l => l.GetProperty("step").GetInt64()));
+        Assert.Equal(JsonValueKind.Null, lines[0].GetProperty("loss").ValueKind);
+        Assert.Equal(JsonValueKind.Number, lines[2].GetProperty("val_loss").ValueKind);
+        Assert.Equal(JsonValueKind.Null, lines[1].GetProperty("val_loss").ValueKind);
+        Assert.True(lines[4].GetProperty("tokens_per_s").GetDouble() > 0);
+        Assert.True(File.ReadAllBytes(Path.Combine(dir, "loss.png")).AsSpan().StartsWith(MiniGpt.Train.Report.PlotImage.Signature));
+        Assert.Contains($"run folder: {dir}", r.Out);
+
+        // the same name again is refused (no run is lost); --overwrite starts it afresh
+        var again = TestPaths.Cli(Args("--runs-dir", root, "--name", "a", "--steps", "5"));
+        Assert.Equal(2, again.Code);
+        Assert.Contains("already exists", again.Err);
+        var over = TestPaths.Cli(Args("--runs-dir", root, "--name", "a", "--steps", "5", "--overwrite"));
+        Assert.True(over.Code == 0, over.Err);
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Length); // steps 0 and 5
+
+        // without --name: a sortable generated name, date-time then the data
+        var gen = TestPaths.Cli(Args("--runs-dir", root, "--steps", "2"));
+        Assert.True(gen.Code == 0, gen.Err);
+        var names = Directory.GetDirectories(root).Select(Path.GetFileName).Where(n => n != "a").ToList();
+        Assert.Single(names);
+        Assert.Matches(new Regex(@"^\d{8}-\d{6}-induction$"), names[0]);
+
+        Assert.Equal(2, TestPaths.Cli(Args("--runs-dir", root, "--name", "../x")).Code);
+        Assert.Equal(2, TestPaths.Cli(Args("--name", "b", "--out", Path.Combine(root, "m.safetensors"))).Code);
+        Directory.Delete(root, true);
+    }
+
+    [Fact]
+    public void ReopeningARunCutsItsLogsBackToTheCheckpointStep()
+    {
+        string dir = TestPaths.TempDir("runs-reopen");
+        static string M(long step, float? loss, double elapsed) => new MiniGpt.Train.Runs.MetricsLine(step, loss, null, null, 1e-3f, 0.5f, 100, elapsed).ToJson();
+        // a run killed after logging step 30 and while writing step 40's line; its checkpoint is at step 20
+        File.WriteAllText(Path.Combine(dir, "metrics.jsonl"), $"{M(0, null, 0)}\n{M(10, 4.1f, 1.5)}\n{M(20, 3.9f, 3.25)}\n{M(30, 3.7f, 4)}\n{{\"step\":40,\"lo");
+        File.WriteAllText(Path.Combine(dir, "model.circuits.jsonl"), "{\"step\":0}\n{\"step\":20}\n{\"step\":30}\n{\"st");
+        File.WriteAllText(Path.Combine(dir, ".loss.png.123.tmp"), "half a png");
+        var run = MiniGpt.Train.Runs.RunFolder.Reopen(dir, 20);
+        Assert.Equal(new long[] { 0, 10, 20 }, run.Lines.Select(l => l.Step));
+        Assert.Equal(3.9f, run.Lines[^1].Loss);
+        Assert.Equal(3, File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Length);
+        Assert.Equal(["{\"step\":0}", "{\"step\":20}"], File.ReadAllLines(Path.Combine(dir, "model.circuits.jsonl")));
+        Assert.Empty(Directory.GetFiles(dir, ".*.tmp"));
+        // the resumed run's clock continues from the last kept line
+        run.Record(new MiniGpt.Training.TrainLog(30, 3.6f, null, null, 1e-3f, 0.4f, 100, TimeSpan.FromSeconds(1), TimeSpan.Zero));
+        Assert.Equal(4.25, run.Lines[^1].ElapsedSeconds, 6);
+        // a damaged line that is not the last is an error naming it, not silently dropped
+        File.WriteAllText(Path.Combine(dir, "metrics.jsonl"), $"{M(0, null, 0)}\ngarbage\n{M(20, 3.9f, 3.25)}\n");
+        var e = Assert.Throws<UserError>(() => MiniGpt.Train.Runs.RunFolder.Reopen(dir, 20));
+        Assert.Contains("line 2", e.Message);
+        Directory.Delete(dir, true);
+    }
+
+    /// <summary>The run's loss-related numbers of metrics.jsonl, as written (shortest round-trip text: equal text is equal bits).</summary>
+    private static List<string> Curve(string dir) =>
+        File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Select(l =>
+        {
+            var e = JsonDocument.Parse(l).RootElement;
+            return string.Join(" ", new[] { "step", "loss", "val_loss", "repeat_loss", "lr", "grad_norm" }.Select(k => e.GetProperty(k).GetRawText()));
+        }).ToList();
+
+    [Fact]
+    public void CtrlCThenResumeOfTheRunFolderEqualsTheUninterruptedRunBitForBit()
+    {
+        string root = TestPaths.TempDir("runs-resume");
+        string[] run = Args("--runs-dir", root, "--steps", "1500", "--log-interval", "50", "--eval-interval", "250", "--checkpoint-interval", "1000", "--threads", "2");
+        var full = TestPaths.Cli([.. run, "--name", "full"]);
+        Assert.True(full.Code == 0, full.Err);
+
+        // the same run in a child process, stopped by SIGINT (Ctrl-C) part-way: between two log lines and
+        // two checkpoints, so the resumed run must restore the mean-loss accumulator too
+        string part = Path.Combine(root, "part");
+        var p = ChildTrain.Start([.. run, "--name", "part"]);
+        string metrics = Path.Combine(part, "metrics.jsonl");
+        bool started = ChildTrain.WaitFor(p, () => File.Exists(metrics) && File.ReadAllLines(metrics).Length >= 3, TimeSpan.FromSeconds(60));
+        Assert.True(started && !p.HasExited, "the child run finished before it could be interrupted:\n" + ChildTrain.Out);
+        ChildTrain.Interrupt(p);
+        Assert.True(p.WaitForExit(60_000), "the interrupted run did not stop");
+        p.WaitForExit();
+        Assert.True(p.ExitCode == 130, $"exit code {p.ExitCode}:\n{ChildTrain.Out}");
+        var stopped = SafeTensorsFile.Open(Path.Combine(part, "model.safetensors")).Metadata["step"];
+        Assert.True(long.Parse(stopped) is > 100 and < 1500, $"stopped at step {stopped}");
+
+        var resumed = TestPaths.Cli("train", "--resume", part, "--threads", "1"); // the thread count does not change the numbers
+        Assert.True(resumed.Code == 0, resumed.Err);
+        Assert.Contains($"resuming {part} at step {stopped}", resumed.Out);
+        Assert.Equal(Curve(Path.Combine(root, "full")), Curve(part));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(root, "full", "model.safetensors")), File.ReadAllBytes(Path.Combine(part, "model.safetensors")));
+        Directory.Delete(root, true);
+    }
+}
