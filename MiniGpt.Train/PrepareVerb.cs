@@ -1,17 +1,18 @@
 using System.Diagnostics;
 using MiniGpt.Data;
+using MiniGpt.Train.Progress;
 
 namespace MiniGpt.Train;
 
 public static class PrepareVerb
 {
-    private static Options Declare() =>
+    internal static Options Declare() =>
         new Options("prepare", "prepare: tokenizes a UTF-8 text corpus once into OUT/train.bin and OUT/val.bin (headerless little-endian\n" +
                                "uint16, or uint32 for vocabularies over 65,536, as nanoGPT's) with OUT/meta.json naming the tokenizer;\n" +
                                "'train --data OUT' then streams them through a memory map.")
-            .Add("data", "", "the UTF-8 text corpus (read in chunks: it may be larger than memory)")
+            .Required("data", "the UTF-8 text corpus (read in chunks: it may be larger than memory)")
             .Add("tokenizer", "char", $"char, bpe:N (learned from the first {Preparer.LearnChars >> 20} Mi characters), cl100k_base or o200k_base")
-            .Add("out", "", "output folder")
+            .Required("out", "output folder")
             .Flag("overwrite", "replace token files already in --out");
 
     public static int Run(string[] args, TextWriter stdout)
@@ -28,15 +29,16 @@ public static class PrepareVerb
 
         var clock = Stopwatch.StartNew();
         double lastShown = -1;
-        var r = Preparer.Run(data, name, outDir, (read, total) =>
+        var r = ProgressView.Run(stdout, "prepare", sink => Preparer.Run(data, name, outDir, (read, total) =>
         {
-            // a line every 10 % (and at the end) keeps logs readable
-            double f = (double)read / total;
+            double f = (double)read / total, secs = clock.Elapsed.TotalSeconds;
+            string status = $"{read / 1e6:F1} of {total / 1e6:F1} MB, {read / 1e6 / Math.Max(secs, 1e-9):F1} MB/s, {clock.Elapsed:m\\:ss} elapsed";
+            if (sink.WantsStatus) sink.Report(read, total, status);
+            // a log line every 10 % (and at the end) keeps logs readable
             if (f - lastShown < 0.1 && read < total) return;
             lastShown = f;
-            double secs = clock.Elapsed.TotalSeconds;
-            stdout.WriteLine($"prepare: {f:P0} ({read / 1e6:F1} of {total / 1e6:F1} MB), {read / 1e6 / Math.Max(secs, 1e-9):F1} MB/s, {clock.Elapsed:m\\:ss} elapsed");
-        });
+            sink.Line($"prepare: {f:P0} ({status})");
+        }));
         var m = r.Meta;
         stdout.WriteLine($"done: {m.TrainTokens:N0} train + {m.ValTokens:N0} val tokens ({m.TokenizerName}, vocabulary {m.VocabSize:N0}, {m.Dtype}) in {outDir} ({clock.Elapsed.TotalSeconds:F1} s)");
         return 0;

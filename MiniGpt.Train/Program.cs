@@ -28,7 +28,7 @@ namespace MiniGpt.Train
         /// <summary>Every verb with its option declarations (for --help and the test that every option shows its default).</summary>
         internal static readonly IReadOnlyList<(string Verb, Func<Options> Declare)> Verbs =
         [
-            ("train", TrainVerb.Declare), ("eval", EvalVerb.Declare), ("sample", SampleVerb.Declare),
+            ("prepare", PrepareVerb.Declare), ("train", TrainVerb.Declare), ("eval", EvalVerb.Declare), ("sample", SampleVerb.Declare),
             ("circuits", CircuitsVerb.Declare), ("bench", BenchVerb.Declare),
         ];
 
