@@ -118,7 +118,8 @@ public sealed unsafe class WorkerPool : IDisposable
 
     private void WorkerLoop(int id)
     {
-        int seen = Volatile.Read(ref _generation);
+        // 0, not the current value: the constructor starts this thread, and a region may begin before it runs
+        int seen = 0;
         while (true)
         {
             if (!SpinFor(seen))
