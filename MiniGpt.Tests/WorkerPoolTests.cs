@@ -9,8 +9,8 @@ public class WorkerPoolTests
 
     // A region started right after the constructor (before its threads first run), regions back to back, regions
     // after the workers have gone to sleep, and Dispose at any of those moments: every task runs exactly once and
-    // nothing hangs. (A worker that took the current region number as "already seen" when it started once slept
-    // through the first region and left Run spinning forever.)
+    // nothing hangs. (A hand-rolled region counter once let a worker that started late sleep through the first
+    // region and leave Run spinning forever; this test hung on it.)
     [Fact]
     public async Task EveryRegionRunsEveryTaskOnceWithoutHanging()
     {
