@@ -82,7 +82,22 @@ public class PrepareTests
         var mismatch = TestPaths.Cli("eval", "--checkpoint", ckpt, "--data", Path.Combine(dir, "p", "val.bin"));
         Assert.Equal(1, mismatch.Code);
         Assert.Contains("was prepared with the bpe:270 tokenizer", mismatch.Err);
-        foreach (var r in new[] { unknown, small, mismatch }) Assert.DoesNotContain('\n', r.Err.TrimEnd());
+        // not UTF-8: bpe learns from a prefix of the text first, which must fail as cleanly as the chunked read
+        string bin = Path.Combine(dir, "b.txt");
+        File.WriteAllBytes(bin, [0x41, 0xC3, 0x28, 0xFF, 0x0A, 0x42]);
+        var notText = TestPaths.Cli("prepare", "--data", bin, "--tokenizer", "bpe:270", "--out", Path.Combine(dir, "r"));
+        Assert.Equal(1, notText.Code);
+        Assert.Contains("is not UTF-8 text", notText.Err);
+
+        // a model trained on a prepared folder: circuits reads that folder's validation split
+        string pc = Path.Combine(dir, "pc.safetensors");
+        Assert.Equal(0, TestPaths.Cli("train", "--data", Path.Combine(dir, "p"), "--n-layers", "1", "--d-model", "16", "--n-heads", "2", "--n-ctx", "16",
+            "--batch-size", "2", "--steps", "2", "--eval-batches", "1", "--out", pc).Code);
+        var circuits = TestPaths.Cli("circuits", "--checkpoint", pc, "--data", Path.Combine(dir, "p"));
+        Assert.True(circuits.Code == 0, circuits.Err);
+        Assert.Contains("val.bin", circuits.Out);
+
+        foreach (var r in new[] { unknown, small, mismatch, notText }) Assert.DoesNotContain('\n', r.Err.TrimEnd());
         Directory.Delete(dir, true);
     }
 }

@@ -11,7 +11,7 @@ public static class TrainVerb
     {
         var d = new TrainOptions();
         return new Options("train", "train: trains a GPT and writes checkpoints (safetensors, loadable by TransformerLens).")
-            .Add("data", d.Data, "'induction' (generated task), a UTF-8 text file (char tokens) or a .bin of uint16 tokens")
+            .Add("data", d.Data, "'induction' (generated task), a UTF-8 text file (tokenized with --tokenizer), a folder written by prepare, or a .bin of uint16 tokens")
             .Add("val", "none: the last 10 % of --data", "separate validation file (otherwise the last 10 % of --data)")
             .Add("tokenizer", d.Tokenizer, "for text data: char, bpe:N (byte-level BPE of N tokens learned from the text), cl100k_base or o200k_base (GPT-4/4o, compacted to the corpus's tokens)")
             .Add("name", "date-time and data, e.g. 20261125-143512-induction", "run folder runs/NAME/: config.json, metrics.jsonl, model.safetensors, loss.png")

@@ -67,8 +67,12 @@ public sealed class RunFolder
     public void Begin(Trainer t)
     {
         Directory.CreateDirectory(Dir);
-        foreach (string stale in new[] { MetricsPath, PlotPath, Path.Combine(Dir, "model.train.prev.safetensors"), Path.Combine(Dir, "model.circuits.jsonl") })
+        // everything of the earlier run goes, checkpoints too: its weights and training state left beside the new
+        // config would let --resume continue the old run in the new run's folder
+        foreach (string stale in new[] { MetricsPath, PlotPath, Path.Combine(Dir, "model.train.prev.safetensors"), Path.Combine(Dir, "model.circuits.jsonl"),
+                     Path.Combine(Dir, CheckpointName), Path.Combine(Dir, "model.train.safetensors") })
             if (File.Exists(stale)) File.Delete(stale);
+        if (Directory.Exists(Path.Combine(Dir, "circuits"))) Directory.Delete(Path.Combine(Dir, "circuits"), recursive: true);
         WriteAtomically(ConfigPath, Encoding.UTF8.GetBytes(ConfigJson(t) + "\n"));
     }
 

@@ -118,7 +118,9 @@ public static class Preparer
     {
         using var r = new StreamReader(path, new UTF8Encoding(false, throwOnInvalidBytes: true));
         var buf = new char[(int)Math.Min(maxChars, new FileInfo(path).Length)];
-        int n = r.ReadBlock(buf, 0, buf.Length);
+        int n;
+        try { n = r.ReadBlock(buf, 0, buf.Length); }
+        catch (DecoderFallbackException) { throw new UserError($"'{path}' is not UTF-8 text: give a UTF-8 text file"); }
         return new string(buf, 0, n);
     }
 

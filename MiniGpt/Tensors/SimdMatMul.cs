@@ -21,7 +21,7 @@ namespace MiniGpt.Tensors;
 /// Parallelism: one region per product; its tasks pack block p, multiply block p into C's tiles, pack block
 /// p + 1 (into the other of two buffers), … and wait (spinning) only for earlier tasks. Each C element is
 /// summed by one task at a time, block after block in k order, so the result does not depend on the thread
-/// count or on the tile shape.
+/// count. (Long-k products with few tiles split k into shape-determined groups instead: see MultiplySplitK.)
 /// </summary>
 public sealed unsafe class SimdMatMul : IMatMul
 {
@@ -284,8 +284,9 @@ public sealed unsafe class SimdMatMul : IMatMul
     private static void KernelTransposedC(float* a, long rs, long ks, float* b, int kc, float* c, int ldcT, bool acc, int rows, int cols)
     {
         float* tile = stackalloc float[MR * 32];
-        if (Use512) Kernel512(a, rs, ks, b, NR, kc, tile, 32, false, MR, 32);
-        else Kernel256(a, rs, ks, b, NR, kc, tile, 32, false, MR, 16);
+        // the real row count: the kernel then re-reads the last valid row of A instead of reading past it
+        if (Use512) Kernel512(a, rs, ks, b, NR, kc, tile, 32, false, rows, 32);
+        else Kernel256(a, rs, ks, b, NR, kc, tile, 32, false, rows, 16);
         for (int r = 0; r < rows; r++)
             for (int q = 0; q < cols; q++)
             {

@@ -122,6 +122,6 @@ public sealed class TiktokenTokens : ITokenizer
         string enc = o["encoding"]?.GetValue<string>() ?? throw new UserError("the tiktoken tokenizer metadata lacks its encoding: the file is damaged");
         if (!Encodings.Contains(enc)) throw new UserError($"the checkpoint's tokenizer is tiktoken '{enc}', which this version does not have (it has {string.Join(", ", Encodings)})");
         var arr = o["ids"] as JsonArray ?? throw new UserError("the tiktoken tokenizer metadata lacks its ids: the file is damaged");
-        return new TiktokenTokens(enc, Load(enc), [.. arr.Select(n => n!.GetValue<int>())]);
+        return new TiktokenTokens(enc, Load(enc), [.. arr.Select(n => n?.GetValue<int>() ?? throw new UserError("the tiktoken tokenizer metadata has a missing id: the file is damaged"))]);
     }
 }
