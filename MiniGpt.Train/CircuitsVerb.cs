@@ -129,8 +129,8 @@ public static class CircuitsVerb
                 windows.Select(w => (w.Inputs, w.Targets)).ToList(), windows.Select(w => w.Predictable).ToList(), corpus);
         }
         // a folder written by prepare, or its train.bin: analyse its validation split (the training split may not fit in memory)
-        if (Directory.Exists(data) && File.Exists(Path.Combine(data, PreparedMeta.FileName))) data = Path.Combine(data, "val.bin");
-        else if (Path.GetFileName(data) == "train.bin" && PreparedMeta.Beside(data) != null) data = Path.Combine(Path.GetDirectoryName(data) ?? ".", "val.bin");
+        if (Path.GetFileName(data) == "train.bin" && PreparedMeta.Beside(data) != null) data = Path.GetDirectoryName(Path.GetFullPath(data))!;
+        data = PreparedMeta.ValidationSplit(data);
         TokenFile.CheckExists(data); // a missing file is the first thing to say, before whether it could be tokenized
         int[] all = EvalVerb.ReadTokens(data, loaded);
         var (_, val) = Trainer.Split(all);

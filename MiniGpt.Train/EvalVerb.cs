@@ -33,6 +33,7 @@ public static class EvalVerb
 
         var loaded = Checkpoint.Load(ckpt);
         var model = loaded.Model;
+        data = PreparedMeta.ValidationSplit(data); // resolved once: the tokens and their bits per byte come from the same file
         int[] tokens = ReadTokens(data, loaded);
         int T = model.Config.NCtx;
         int windows = (tokens.Length - 1) / T;
@@ -82,8 +83,6 @@ public static class EvalVerb
     internal static int[] ReadTokens(string data, Checkpoint.Loaded loaded)
     {
         int vocab = loaded.Model.Config.DVocab;
-        // a folder written by prepare: its validation split
-        if (Directory.Exists(data) && File.Exists(Path.Combine(data, PreparedMeta.FileName))) data = Path.Combine(data, "val.bin");
         if (TokenFile.IsTokenFile(data) && File.Exists(data) && PreparedMeta.Beside(data) is { } meta)
         {
             // a prepared file says which tokenizer made it: it must be the one the model was trained with

@@ -24,6 +24,10 @@ public sealed record PreparedMeta(string TokenizerJson, string TokenizerName, in
         return File.Exists(p) ? Read(p) : null;
     }
 
+    /// <summary>The val.bin of a folder written by prepare (what eval and circuits measure on); any other path as given.</summary>
+    public static string ValidationSplit(string data) =>
+        Directory.Exists(data) && File.Exists(Path.Combine(data, FileName)) ? Path.Combine(data, "val.bin") : data;
+
     public void Write(string dir) => AtomicFile.WriteAllText(Path.Combine(dir, FileName), new JsonObject
     {
         ["tokenizer"] = TokenizerName, ["vocab_size"] = VocabSize, ["dtype"] = Dtype,
