@@ -127,7 +127,6 @@ public sealed unsafe class SimdMatMul : IMatMul
         job.Strips = (n + NR - 1) / NR;
         int kc = Math.Min(KC, k);
         job.BufFloats = (long)job.Strips * NR * kc + 64;
-        job.PackBuf = Pack(2 * job.BufFloats);
         job.PackTasks = (job.Strips + StripsPerPackTask - 1) / StripsPerPackTask;
         // C tiles: whole micro-panels, at least ~8 tasks per block when the shape allows, each tall enough to reuse a B strip
         job.TileRows = MB;
@@ -142,14 +141,21 @@ public sealed unsafe class SimdMatMul : IMatMul
             MultiplySplitK(ref job);
             return;
         }
-        int* done = stackalloc int[2 * job.Blocks];
-        for (int i = 0; i < 2 * job.Blocks; i++) done[i] = 0;
-        job.Done = done;
-        int tasks = job.Blocks * job.PhaseTasks;
-        if ((long)m * n * k < SerialFlops)
-            for (int t = 0; t < tasks; t++) Task(&job, t);
+        job.PackBuf = Pack(2 * job.BufFloats);
+        RunPhases(&job, (long)m * n * k < SerialFlops ? null : _pool ?? WorkerPool.Current);
+    }
+
+    // all phases of a job: on pool, or in task order on this thread (null)
+    private static void RunPhases(Job* job, WorkerPool? pool)
+    {
+        int* done = stackalloc int[2 * job->Blocks];
+        for (int i = 0; i < 2 * job->Blocks; i++) done[i] = 0;
+        job->Done = done;
+        int tasks = job->Blocks * job->PhaseTasks;
+        if (pool == null)
+            for (int t = 0; t < tasks; t++) Task(job, t);
         else
-            (_pool ?? WorkerPool.Current).Run(&Task, &job, tasks);
+            pool.Run(&Task, job, tasks);
     }
 
     // ---- split k: long-k products with few C tiles (dW_U = xᵀ·dlogits at WB: k = 4096 tokens, C = [256, 65]) ----
@@ -213,11 +219,7 @@ public sealed unsafe class SimdMatMul : IMatMul
         job.Cj = 1;
         job.Accumulate = false;
         job.PackBuf = Pack(2 * job.BufFloats); // this thread's own
-        int* done = stackalloc int[2 * job.Blocks];
-        for (int i = 0; i < 2 * job.Blocks; i++) done[i] = 0;
-        job.Done = done;
-        int tasks = job.Blocks * job.PhaseTasks;
-        for (int t = 0; t < tasks; t++) Task(&job, t);
+        RunPhases(&job, null);
     }
 
     private static void Task(void* ctx, int t)
