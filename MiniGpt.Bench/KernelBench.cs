@@ -6,8 +6,8 @@ using MiniGpt.Training;
 namespace MiniGpt.Bench;
 
 /// <summary>
-/// Every non-matmul kernel of a training step at the shapes of workloads WA, WB and WC, fast (Kernels.Fast)
-/// against the readable reference (Impl = Reference; the Ratio column is the speed-up):
+/// Every non-matmul kernel of a training step at the shapes of workloads WA, WB and WC, through the kernel
+/// interface the model runs (IKernels): Kernels.Fast against the readable Kernels.Reference (Impl = Reference):
 /// attention forward (projections, scores, pattern, mix, W_O) and backward, LayerNorm, softmax (one
 /// attention row of length n_ctx per row, N rows), GELU (over [N, d_mlp]; d_mlp 1024 for WA),
 /// cross-entropy over [N, 65] and AdamW over the workload's parameters.
@@ -47,43 +47,41 @@ public class KernelBench
         _pre = Fill(_n * _m, 3); _post = new float[_n * _m]; _dpre = new float[_n * _m];
         _logits = Fill(_n * _v, 3); _dlogits = new float[_n * _v]; _losses = new float[_n];
         _targets = new int[_n]; for (int i = 0; i < _n; i++) _targets[i] = rng.Next(_v);
-        if (Kernel == "AdamW") { _trainer = Trainer.Start(o); _trainer.Step(); }
+        if (Kernel == "AdamW") { _trainer = Trainer.Start(o, K); _trainer.Step(); }
         AttnFwd(); // patterns for the backward
         Run();
     }
 
     private Attention.Weights W => new(_w, _w, _w, _w, _bias.AsSpan(0, _d), _bias.AsSpan(0, _d), _bias.AsSpan(0, _d), _bias.AsSpan(0, _d));
 
-    private void AttnFwd() => Attention.Forward(_x, _x, W, _q, _k, _vv, _s, _p, _z, _out, _b, _t, _d, _h, _dh);
+    private IKernels K => Impl == "Fast" ? Kernels.Fast : Kernels.Reference;
+
+    private void AttnFwd() => Attention.Forward(K, _x, _x, W, _q, _k, _vv, _s, _p, _z, _out, _b, _t, _d, _h, _dh);
 
     [Benchmark]
     public void Run()
     {
-        Kernels.UseFastOnThisThread(Impl == "Fast");
-        try
+        var k = K;
+        switch (Kernel)
         {
-            switch (Kernel)
-            {
-                case "AttnForward": AttnFwd(); break;
-                case "AttnBackward":
-                    Attention.Backward(_x, _x, W, new Attention.Grads(_gw, _gw, _gw, _gw, _gb.AsSpan(0, _d), _gb.AsSpan(0, _d), _gb.AsSpan(0, _d), _gb.AsSpan(0, _d)),
-                        _q, _k, _vv, _p, _z, _out, _dq, _dk, _dv, _dz, _dx, _dx, _b, _t, _d, _h, _dh);
-                    break;
-                case "LayerNormForward": LayerNorm.Forward(_x, _bias.AsSpan(0, _d), _bias.AsSpan(_d, _d), _out, _mean, _rstd, _n, _d); break;
-                case "LayerNormBackward":
-                    LayerNorm.Backward(_x, _bias.AsSpan(0, _d), _mean, _rstd, _out, _dx, _gb.AsSpan(0, _d), _gb.AsSpan(_d, _d), _xhat, _g, _n, _d);
-                    break;
-                case "Softmax":
-                    for (int r = 0; r < _n; r++) Softmax.Forward(_s.AsSpan(r * _t, _t), _p.AsSpan(r * _t, _t));
-                    break;
-                case "GeluForward": Gelu.Forward(_pre, _post); break;
-                case "GeluBackward": Gelu.Backward(_pre, _post, _dpre, _dpre, accumulate: false); break;
-                case "CrossEntropyForward": CrossEntropy.Forward(_logits, _targets, _losses, _n, _v); break;
-                case "CrossEntropyBackward": CrossEntropy.Backward(_logits, _targets, _dlogits, 1f / _n, _n, _v); break;
-                case "AdamW": _trainer!.Optimizer.Update(1e-6f); break;
-                default: throw new ArgumentException($"unknown kernel '{Kernel}'");
-            }
+            case "AttnForward": AttnFwd(); break;
+            case "AttnBackward":
+                Attention.Backward(k, _x, _x, W, new Attention.Grads(_gw, _gw, _gw, _gw, _gb.AsSpan(0, _d), _gb.AsSpan(0, _d), _gb.AsSpan(0, _d), _gb.AsSpan(0, _d)),
+                    _q, _k, _vv, _p, _z, _out, _dq, _dk, _dv, _dz, _dx, _dx, _b, _t, _d, _h, _dh);
+                break;
+            case "LayerNormForward": k.LayerNormForward(_x, _bias.AsSpan(0, _d), _bias.AsSpan(_d, _d), _out, _mean, _rstd, _n, _d); break;
+            case "LayerNormBackward":
+                k.LayerNormBackward(_x, _bias.AsSpan(0, _d), _mean, _rstd, _out, _dx, _gb.AsSpan(0, _d), _gb.AsSpan(_d, _d), _xhat, _g, _n, _d);
+                break;
+            case "Softmax":
+                for (int r = 0; r < _n; r++) Softmax.Forward(_s.AsSpan(r * _t, _t), _p.AsSpan(r * _t, _t));
+                break;
+            case "GeluForward": k.GeluForward(_pre, _post); break;
+            case "GeluBackward": k.GeluBackward(_pre, _post, _dpre, _dpre, accumulate: false); break;
+            case "CrossEntropyForward": k.CrossEntropyForward(_logits, _targets, _losses, _n, _v); break;
+            case "CrossEntropyBackward": k.CrossEntropyBackward(_logits, _targets, _dlogits, 1f / _n, _n, _v); break;
+            case "AdamW": _trainer!.Optimizer.Update(1e-6f); break;
+            default: throw new ArgumentException($"unknown kernel '{Kernel}'");
         }
-        finally { Kernels.UseFastOnThisThread(null); }
     }
 }

@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Attributes;
+using MiniGpt.Layers;
 using MiniGpt.Tensors;
 using static MiniGpt.Tensors.Views;
 
@@ -64,7 +65,7 @@ public class MatMulBench
 
     private float[] _x = [], _w = [], _y = [], _dx = [], _dw = [];
     private int _in, _out, _width, _col;
-    private readonly IMatMul _kernel = Kernels.Simd;
+    private readonly IMatMul _kernel = Kernels.Fast.MatMul;
 
     [GlobalSetup]
     public void Setup()
@@ -129,10 +130,10 @@ public class MatMulVsScalarBench
     }
 
     [Benchmark(Baseline = true)]
-    public void Scalar() => Run(Kernels.Scalar);
+    public void Scalar() => Run(Kernels.Reference.MatMul);
 
     [Benchmark]
-    public void Simd() => Run(Kernels.Simd);
+    public void Simd() => Run(Kernels.Fast.MatMul);
 
     private void Run(IMatMul kernel)
     {

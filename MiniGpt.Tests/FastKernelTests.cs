@@ -7,7 +7,7 @@ using Xunit;
 namespace MiniGpt.Tests;
 
 /// <summary>
-/// Each fast kernel (Kernels.Fast) against the readable reference beside it, at shapes that exercise the
+/// Each fast kernel (Kernels.Fast) against the readable reference beside it (Kernels.Reference), at shapes that exercise the
 /// edges: d_head not a multiple of the vector width, n_ctx not a multiple of the 6-row blocks, one token.
 /// </summary>
 public class FastKernelTests
@@ -36,7 +36,9 @@ public class FastKernelTests
         public float[] Q = [], K = [], V = [], S = [], P = [], Z = [], Out = [], DQ = [], DK = [], DV = [], DZ = [], DX = [], DXv = [], GW = [], GB = [], DP = [], DS = [];
     }
 
-    private static AttnCase RunAttention(bool fast, int B, int T, int D, int H, int dh, bool hooks)
+    // staged: each stage of the heads over every head in turn, with d_pattern and d_scores materialised between them,
+    // as the model runs attention when hooks sit on hook_attn_scores or hook_pattern
+    private static AttnCase RunAttention(IKernels kn, int B, int T, int D, int H, int dh, bool staged)
     {
         int N = B * T, HD = H * dh;
         var x = Random(N * D, 1); var xv = Random(N * D, 2);
@@ -47,29 +49,29 @@ public class FastKernelTests
             Q = new float[N * HD], K = new float[N * HD], V = new float[N * HD], S = new float[B * H * T * T], P = new float[B * H * T * T],
             Z = new float[N * HD], Out = new float[N * D], DQ = new float[N * HD], DK = new float[N * HD], DV = new float[N * HD], DZ = new float[N * HD],
             DX = new float[N * D], DXv = new float[N * D], GW = new float[4 * H * D * dh], GB = new float[3 * HD + D],
-            DP = hooks ? new float[B * H * T * T] : [], DS = hooks ? new float[B * H * T * T] : [],
+            DP = staged ? new float[B * H * T * T] : [], DS = staged ? new float[B * H * T * T] : [],
         };
         int w = H * D * dh;
         var weights = new Attention.Weights(wq, wk, wv, wo, bq, bk, bv, bo);
         var grads = new Attention.Grads(c.GW.AsSpan(0, w), c.GW.AsSpan(w, w), c.GW.AsSpan(2 * w, w), c.GW.AsSpan(3 * w, w),
             c.GB.AsSpan(0, HD), c.GB.AsSpan(HD, HD), c.GB.AsSpan(2 * HD, HD), c.GB.AsSpan(3 * HD, D));
-        Kernels.UseFastOnThisThread(fast);
-        try
+        var dOut = Random(N * D, 11);
+        if (staged)
         {
-            if (hooks) // the staged path the hooked model runs
-            {
-                Attention.ProjectQkv(x, xv, weights, c.Q, c.K, c.V, B, T, D, H, dh);
-                Attention.Scores(c.Q, c.K, c.S, B, T, H, dh);
-                Attention.Pattern(c.S, c.P, B, T, H);
-                Attention.Mix(c.P, c.V, c.Z, B, T, H, dh);
-                Linear.Forward(c.Z, wo, bo, c.Out, N, HD, D);
-            }
-            else Attention.Forward(x, xv, weights, c.Q, c.K, c.V, c.S, c.P, c.Z, c.Out, B, T, D, H, dh);
-            var dOut = Random(N * D, 11);
-            Attention.Backward(x, xv, weights, grads, c.Q, c.K, c.V, c.P, c.Z, dOut, c.DQ, c.DK, c.DV, c.DZ, c.DX, c.DXv, B, T, D, H, dh,
-                hooks ? c.DP : default, hooks ? c.DS : default);
+            kn.ProjectQkv(x, xv, weights, c.Q, c.K, c.V, B, T, D, H, dh);
+            foreach (var stage in new[] { HeadStages.Scores, HeadStages.Pattern, HeadStages.Mix })
+                kn.Heads(c.Q, c.K, c.V, c.S, c.P, c.Z, B, T, H, dh, stage);
+            Linear.Forward(kn, c.Z, wo, bo, c.Out, N, HD, D);
+            Linear.Backward(kn, c.Z, wo, dOut, c.DZ, grads.WO, grads.BO, N, HD, D, accumulateDx: false);
+            foreach (var stage in new[] { HeadStages.Mix, HeadStages.Pattern, HeadStages.Scores })
+                kn.HeadsBackward(c.Q, c.K, c.V, c.P, c.DZ, c.DQ, c.DK, c.DV, c.DP, c.DS, B, T, H, dh, stage);
+            kn.ProjectQkvBackward(x, xv, weights, grads, c.DQ, c.DK, c.DV, c.DX, c.DXv, N, D, H, dh);
         }
-        finally { Kernels.UseFastOnThisThread(null); }
+        else
+        {
+            Attention.Forward(kn, x, xv, weights, c.Q, c.K, c.V, c.S, c.P, c.Z, c.Out, B, T, D, H, dh);
+            Attention.Backward(kn, x, xv, weights, grads, c.Q, c.K, c.V, c.P, c.Z, dOut, c.DQ, c.DK, c.DV, c.DZ, c.DX, c.DXv, B, T, D, H, dh);
+        }
         return c;
     }
 
@@ -79,16 +81,35 @@ public class FastKernelTests
     [InlineData(1, 13, 48, 2, 24, true)]
     [InlineData(3, 1, 32, 2, 16, false)]
     [InlineData(1, 70, 64, 1, 64, true)]
-    public void AttentionMatchesReference(int B, int T, int D, int H, int dh, bool hooks)
+    public void AttentionMatchesReference(int B, int T, int D, int H, int dh, bool staged)
     {
-        var r = RunAttention(false, B, T, D, H, dh, hooks);
-        var f = RunAttention(true, B, T, D, H, dh, hooks);
+        var r = RunAttention(Kernels.Reference, B, T, D, H, dh, staged);
+        var f = RunAttention(Kernels.Fast, B, T, D, H, dh, staged);
         const float tol = 2e-5f;
         Close(r.Q, f.Q, tol, "q"); Close(r.K, f.K, tol, "k"); Close(r.V, f.V, tol, "v");
         Close(r.S, f.S, tol, "scores"); Close(r.P, f.P, tol, "pattern"); Close(r.Z, f.Z, tol, "z"); Close(r.Out, f.Out, tol, "out");
         Close(r.DZ, f.DZ, tol, "dz"); Close(r.DQ, f.DQ, tol, "dq"); Close(r.DK, f.DK, tol, "dk"); Close(r.DV, f.DV, tol, "dv");
         Close(r.DX, f.DX, 1e-4f, "dx_qk"); Close(r.DXv, f.DXv, 1e-4f, "dx_v"); Close(r.GW, f.GW, 1e-4f, "dW"); Close(r.GB, f.GB, 1e-4f, "db");
-        if (hooks) { Close(r.DP, f.DP, tol, "dpattern"); Close(r.DS, f.DS, tol, "dscores"); }
+        if (staged) { Close(r.DP, f.DP, tol, "dpattern"); Close(r.DS, f.DS, tol, "dscores"); }
+    }
+
+    /// <summary>
+    /// Stage by stage (as when hooks sit between the stages) each kernel set gives the same bits as in one fused pass,
+    /// so a hook that only reads changes nothing. (AttentionMatchesReference compares the d_pattern and d_scores the
+    /// staged pass materialises between the two sets.)
+    /// </summary>
+    [Theory]
+    [InlineData(2, 37, 64, 4, 16)]
+    [InlineData(1, 13, 48, 2, 24)]
+    public void StagedAttentionIsBitwiseTheFusedPass(int B, int T, int D, int H, int dh)
+    {
+        foreach (var kn in new[] { Kernels.Fast, Kernels.Reference })
+        {
+            var fused = RunAttention(kn, B, T, D, H, dh, staged: false);
+            var staged = RunAttention(kn, B, T, D, H, dh, staged: true);
+            float[] All(AttnCase c) => [.. c.Q, .. c.K, .. c.V, .. c.S, .. c.P, .. c.Z, .. c.Out, .. c.DZ, .. c.DQ, .. c.DK, .. c.DV, .. c.DX, .. c.DXv, .. c.GW, .. c.GB];
+            Assert.True(All(fused).AsSpan().SequenceEqual(All(staged)), $"{kn.Name}: the staged pass differs from the fused one");
+        }
     }
 
     [Fact]
@@ -101,13 +122,47 @@ public class FastKernelTests
             WorkerPool.UseOnThisThread(pool);
             try
             {
-                var c = RunAttention(true, 3, 29, 64, 4, 16, hooks: false);
+                var c = RunAttention(Kernels.Fast, 3, 29, 64, 4, 16, staged: false);
                 var all = c.Z.Concat(c.DQ).Concat(c.DK).Concat(c.DV).Concat(c.DX).Concat(c.GW).ToArray();
                 if (first == null) first = all;
                 else Assert.Equal(first, all);
             }
             finally { WorkerPool.UseOnThisThread(null); }
         }
+    }
+
+    /// <summary>
+    /// Kernels are a property of a model, not of the process: two models over the same weights, one on each set, side by
+    /// side in one process, give the same loss and gradients (to rounding), and each keeps its own set.
+    /// </summary>
+    [Theory]
+    [InlineData(false, "LN", "standard")]
+    [InlineData(true, null, "shortformer")]
+    public void AModelRunsTheKernelsItWasMadeWith(bool attnOnly, string? norm, string pos)
+    {
+        var cfg = new ModelConfig { NLayers = 2, DModel = 32, NHeads = 2, DHead = 16, DMlp = 48, NCtx = 19, DVocab = 23, AttnOnly = attnOnly,
+            NormalizationType = norm, PositionalEmbeddingType = pos };
+        var fast = GptModel.Create(cfg, 5, Kernels.Fast);
+        var reference = GptModel.Create(cfg, 5, Kernels.Reference);
+        Assert.Same(Kernels.Fast, fast.Kernels);
+        Assert.Same(Kernels.Reference, reference.Kernels);
+        var r = new Random(3);
+        int B = 3, T = 19;
+        var x = Enumerable.Range(0, B * T).Select(_ => r.Next(23)).ToArray();
+        var y = Enumerable.Range(0, B * T).Select(_ => r.Next(23)).ToArray();
+        float[] Run(GptModel m)
+        {
+            float loss = m.Forward(x, y, B, T);
+            m.ZeroGrad();
+            m.Backward(1f / (B * T));
+            return [loss, .. m.Grads.Buffer];
+        }
+        var f = Run(fast);
+        var g = Run(reference);
+        Close(g, f, 1e-4f, "loss, then gradients");
+        Assert.Throws<UserError>(() => Kernels.Named("turbo"));
+        Assert.Same(Kernels.Reference, Kernels.Named("scalar"));
+        Assert.Same(Kernels.Fast, Kernels.Named(null));
     }
 
     [Theory]
@@ -120,15 +175,10 @@ public class FastKernelTests
         var dy = Random(n, 6);
         var yr = new float[n]; var yf = new float[n];
         var dxr = Random(n, 7); var dxf = (float[])dxr.Clone(); var t = new float[n];
-        Gelu.ForwardReference(x, yr);
-        Gelu.BackwardReference(x, dy, dxr, t, accumulate: true);
-        Kernels.UseFastOnThisThread(true);
-        try
-        {
-            Gelu.Forward(x, yf);
-            Gelu.Backward(x, dy, dxf, t, accumulate: true);
-        }
-        finally { Kernels.UseFastOnThisThread(null); }
+        Kernels.Reference.GeluForward(x, yr);
+        Kernels.Reference.GeluBackward(x, dy, dxr, t, accumulate: true);
+        Kernels.Fast.GeluForward(x, yf);
+        Kernels.Fast.GeluBackward(x, dy, dxf, t, accumulate: true);
         Close(yr, yf, 2e-6f, "gelu");
         Close(dxr, dxf, 1e-5f, "gelu'"); // both lose ~1 ulp of the O(1) terms to cancellation (1 − t², 1 − s) at large |x|
     }
@@ -137,19 +187,14 @@ public class FastKernelTests
     public void AdamWIsBitwiseTheReference()
     {
         var cfg = new ModelConfig { NLayers = 1, DModel = 32, NHeads = 2, DHead = 16, DMlp = 64, NCtx = 8, DVocab = 11 };
-        float[] Train(bool fast)
+        float[] Train(IKernels kernels)
         {
-            var model = GptModel.Create(cfg, 7);
+            var model = GptModel.Create(cfg, 7, kernels);
             var opt = new Optimizer(model, "adamw", 0.9f, 0.99f, 1e-8f, 0.1f);
             var g = Random(model.Grads.Buffer.Length, 9);
-            Kernels.UseFastOnThisThread(fast);
-            try
-            {
-                for (int s = 0; s < 3; s++) { g.CopyTo(model.Grads.Buffer, 0); opt.Update(1e-2f); }
-            }
-            finally { Kernels.UseFastOnThisThread(null); }
+            for (int s = 0; s < 3; s++) { g.CopyTo(model.Grads.Buffer, 0); opt.Update(1e-2f); }
             return model.Params.Buffer.Concat(opt.M.Buffer).Concat(opt.V.Buffer).ToArray();
         }
-        Assert.Equal(Train(false), Train(true));
+        Assert.Equal(Train(Kernels.Reference), Train(Kernels.Fast));
     }
 }

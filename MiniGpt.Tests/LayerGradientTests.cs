@@ -18,6 +18,9 @@ public class LayerGradientTests
 {
     private const double Eps = 1e-3;
 
+    /// <summary>Every layer is checked with both kernel sets: the readable reference and the fast kernels the model runs by default.</summary>
+    private static readonly IKernels[] BothSets = [Kernels.Reference, Kernels.Fast];
+
     // ---------------------------------------------------------------- helpers
 
     private static float[] Normal(ref Rng rng, int n, double std = 1, double mean = 0)
@@ -134,29 +137,28 @@ public class LayerGradientTests
         var wE = Normal(ref rng, V * D);
         var wPos = Normal(ref rng, NCtx * D);
         var r = Upstream(ref rng, B * T * D);
+        var rPos = Upstream(ref rng, B * T * D);
         var embed = new float[B * T * D];
         var pos = new float[B * T * D];
-        var resid = new float[B * T * D];
 
+        // the model adds embed and pos (or, with shortformer positions, uses pos elsewhere): each has its own upstream gradient
         double Loss()
         {
-            Embedding.Forward(tokens, wE, wPos, embed, pos, resid, B, T, D, addPos);
-            return Dot(r, resid);
+            Embedding.Forward(tokens, wE, wPos, embed, pos, B, T, D);
+            return Dot(r, embed) + (addPos ? Dot(rPos, pos) : 0);
         }
 
         Loss();
         for (int n = 0; n < B * T; n++)
             for (int c = 0; c < D; c++)
             {
-                float e = wE[tokens[n] * D + c], p = wPos[n % T * D + c];
-                Assert.Equal(e, embed[n * D + c]);
-                Assert.Equal(p, pos[n * D + c]);
-                Assert.Equal(addPos ? e + p : e, resid[n * D + c]);
+                Assert.Equal(wE[tokens[n] * D + c], embed[n * D + c]);
+                Assert.Equal(wPos[n % T * D + c], pos[n * D + c]);
             }
 
         var g = RunBackward(ref rng, [("dW_E", V * D, true), ("dW_pos", NCtx * D, true)],
-            gs => Embedding.Backward(tokens, r, gs[0], gs[1], B, T, D, addPos));
-        for (int i = addPos ? T * D : 0; i < NCtx * D; i++) Assert.Equal(0f, g[1][i]); // unused positions, or no addPos
+            gs => Embedding.Backward(tokens, r, addPos ? rPos : default, gs[0], gs[1], B, T, D));
+        for (int i = addPos ? T * D : 0; i < NCtx * D; i++) Assert.Equal(0f, g[1][i]); // unused positions, or no positional gradient
         CheckGradient("dW_E", wE, g[0], Loss, ref rng);
         CheckGradient("dW_pos", wPos, g[1], Loss, ref rng);
     }
@@ -179,7 +181,9 @@ public class LayerGradientTests
         var y = new float[N * C];
         var mean = new float[N];
         var rstd = new float[N];
-        LayerNorm.Forward(x, w, b, y, mean, rstd, N, C);
+        foreach (var k in BothSets)
+        {
+        k.LayerNormForward(x, w, b, y, mean, rstd, N, C);
         for (int n = 0; n < N; n++)
         {
             double mu = 0;
@@ -195,8 +199,9 @@ public class LayerGradientTests
             {
                 double expected = (x[n * C + c] - mu) * rs * w[c] + b[c];
                 if (!(Math.Abs(y[n * C + c] - expected) <= 1e-5))
-                    Assert.Fail($"C={C} y[{n},{c}] = {y[n * C + c]} vs {expected}");
+                    Assert.Fail($"{k.Name}: C={C} y[{n},{c}] = {y[n * C + c]} vs {expected}");
             }
+        }
         }
     }
 
@@ -213,19 +218,21 @@ public class LayerGradientTests
         var y = new float[N * C];
         var mean = new float[N];
         var rstd = new float[N];
-
-        double Loss()
+        foreach (var k in BothSets)
         {
-            LayerNorm.Forward(x, w, b, y, mean, rstd, N, C);
-            return Dot(r, y);
-        }
+            double Loss()
+            {
+                k.LayerNormForward(x, w, b, y, mean, rstd, N, C);
+                return Dot(r, y);
+            }
 
-        Loss(); // mean and rstd at the unperturbed point
-        var g = RunBackward(ref rng, [("dx", N * C, true), ("dw", C, true), ("db", C, true)],
-            gs => LayerNorm.Backward(x, w, mean, rstd, r, gs[0], gs[1], gs[2], NaNs(C), NaNs(C), N, C));
-        CheckGradient("LayerNorm dx", x, g[0], Loss, ref rng);
-        CheckGradient("LayerNorm dw", w, g[1], Loss, ref rng);
-        CheckGradient("LayerNorm db", b, g[2], Loss, ref rng);
+            Loss(); // mean and rstd at the unperturbed point
+            var g = RunBackward(ref rng, [("dx", N * C, true), ("dw", C, true), ("db", C, true)],
+                gs => k.LayerNormBackward(x, w, mean, rstd, r, gs[0], gs[1], gs[2], NaNs(C), NaNs(C), N, C));
+            CheckGradient($"{k.Name} LayerNorm dx", x, g[0], Loss, ref rng);
+            CheckGradient($"{k.Name} LayerNorm dw", w, g[1], Loss, ref rng);
+            CheckGradient($"{k.Name} LayerNorm db", b, g[2], Loss, ref rng);
+        }
     }
 
     // ---------------------------------------------------------------- Gelu
@@ -239,14 +246,17 @@ public class LayerGradientTests
         xs.AddRange(Normal(ref rng, 41, std: 3));
         var x = xs.ToArray();
         var y = new float[x.Length];
-        Gelu.Forward(x, y);
         double c = Math.Sqrt(2 / Math.PI);
-        for (int i = 0; i < x.Length; i++)
+        foreach (var k in BothSets)
         {
-            double xi = x[i];
-            double expected = 0.5 * xi * (1 + Math.Tanh(c * (xi + 0.044715 * xi * xi * xi)));
-            if (!(Math.Abs(y[i] - expected) <= 1e-5))
-                Assert.Fail($"gelu({xi}) = {y[i]} vs {expected}");
+            k.GeluForward(x, y);
+            for (int i = 0; i < x.Length; i++)
+            {
+                double xi = x[i];
+                double expected = 0.5 * xi * (1 + Math.Tanh(c * (xi + 0.044715 * xi * xi * xi)));
+                if (!(Math.Abs(y[i] - expected) <= 1e-5))
+                    Assert.Fail($"{k.Name}: gelu({xi}) = {y[i]} vs {expected}");
+            }
         }
     }
 
@@ -260,15 +270,17 @@ public class LayerGradientTests
         var x = Normal(ref rng, n, std: 2);
         var r = Upstream(ref rng, n);
         var y = new float[n];
-
-        double Loss()
+        foreach (var k in BothSets)
         {
-            Gelu.Forward(x, y);
-            return Dot(r, y);
-        }
+            double Loss()
+            {
+                k.GeluForward(x, y);
+                return Dot(r, y);
+            }
 
-        var g = RunBackward(ref rng, [("dx", n, accumulate)], gs => Gelu.Backward(x, r, gs[0], NaNs(n), accumulate));
-        CheckGradient("Gelu dx", x, g[0], Loss, ref rng);
+            var g = RunBackward(ref rng, [("dx", n, accumulate)], gs => k.GeluBackward(x, r, gs[0], NaNs(n), accumulate));
+            CheckGradient($"{k.Name} Gelu dx", x, g[0], Loss, ref rng);
+        }
     }
 
     // ---------------------------------------------------------------- Linear
@@ -286,10 +298,11 @@ public class LayerGradientTests
         var b = hasBias ? Normal(ref rng, O, std: 0.5) : Array.Empty<float>();
         var r = Upstream(ref rng, N * O);
         var y = new float[N * O];
-
+        foreach (var k in BothSets)
+        {
         double Loss()
         {
-            Linear.Forward(x, w, b, y, N, I, O);
+            Linear.Forward(k, x, w, b, y, N, I, O);
             return Dot(r, y);
         }
 
@@ -304,10 +317,11 @@ public class LayerGradientTests
             }
 
         var g = RunBackward(ref rng, [("dx", N * I, accumulateDx), ("dW", I * O, true), ("db", b.Length, true)],
-            gs => Linear.Backward(x, w, r, gs[0], gs[1], gs[2], N, I, O, accumulateDx));
-        CheckGradient("Linear dx", x, g[0], Loss, ref rng);
-        CheckGradient("Linear dW", w, g[1], Loss, ref rng);
-        if (hasBias) CheckGradient("Linear db", b, g[2], Loss, ref rng);
+            gs => Linear.Backward(k, x, w, r, gs[0], gs[1], gs[2], N, I, O, accumulateDx));
+        CheckGradient($"{k.Name} Linear dx", x, g[0], Loss, ref rng);
+        CheckGradient($"{k.Name} Linear dW", w, g[1], Loss, ref rng);
+        if (hasBias) CheckGradient($"{k.Name} Linear db", b, g[2], Loss, ref rng);
+        }
     }
 
     // ---------------------------------------------------------------- Attention
@@ -333,8 +347,8 @@ public class LayerGradientTests
             Output = new float[n * D];
         }
 
-        public void Forward() =>
-            Attention.Forward(Xqk, Xv, new Attention.Weights(WQ, WK, WV, WO, BQ, BK, BV, BO),
+        public void Forward(IKernels k) =>
+            Attention.Forward(k, Xqk, Xv, new Attention.Weights(WQ, WK, WV, WO, BQ, BK, BV, BO),
                 Q, K, V, Scores, Pattern, Z, Output, B, T, D, H, Dh);
     }
 
@@ -348,10 +362,11 @@ public class LayerGradientTests
         var rng = new Rng((ulong)(60 + B * 1000 + T * 100 + D * 10 + H) + (sameSpan ? 7UL : 0UL));
         var a = new AttentionCase(ref rng, B, T, D, H, dh, sameSpan);
         var r = Upstream(ref rng, B * T * D);
-
+        foreach (var k in BothSets)
+        {
         double Loss()
         {
-            a.Forward();
+            a.Forward(k);
             return Dot(r, a.Output);
         }
 
@@ -367,23 +382,25 @@ public class LayerGradientTests
         {
             var w = new Attention.Weights(a.WQ, a.WK, a.WV, a.WO, a.BQ, a.BK, a.BV, a.BO);
             var grads = new Attention.Grads(gs[2], gs[3], gs[4], gs[5], gs[6], gs[7], gs[8], gs[9]);
-            Attention.Backward(a.Xqk, a.Xv, w, grads, a.Q, a.K, a.V, a.Pattern, a.Z, r,
+            Attention.Backward(k, a.Xqk, a.Xv, w, grads, a.Q, a.K, a.V, a.Pattern, a.Z, r,
                 NaNs(nh), NaNs(nh), NaNs(nh), NaNs(nh), gs[0], sameSpan ? gs[0] : gs[1], B, T, D, H, dh);
         });
-        if (sameSpan) CheckGradient("dx (x_qk = x_v)", a.Xqk, g[0], Loss, ref rng);
+        string n = k.Name + " ";
+        if (sameSpan) CheckGradient(n + "dx (x_qk = x_v)", a.Xqk, g[0], Loss, ref rng);
         else
         {
-            CheckGradient("dx_qk", a.Xqk, g[0], Loss, ref rng);
-            CheckGradient("dx_v", a.Xv, g[1], Loss, ref rng);
+            CheckGradient(n + "dx_qk", a.Xqk, g[0], Loss, ref rng);
+            CheckGradient(n + "dx_v", a.Xv, g[1], Loss, ref rng);
         }
-        CheckGradient("dW_Q", a.WQ, g[2], Loss, ref rng);
-        CheckGradient("dW_K", a.WK, g[3], Loss, ref rng);
-        CheckGradient("dW_V", a.WV, g[4], Loss, ref rng);
-        CheckGradient("dW_O", a.WO, g[5], Loss, ref rng);
-        CheckGradient("db_Q", a.BQ, g[6], Loss, ref rng);
-        CheckGradient("db_K", a.BK, g[7], Loss, ref rng);
-        CheckGradient("db_V", a.BV, g[8], Loss, ref rng);
-        CheckGradient("db_O", a.BO, g[9], Loss, ref rng);
+        CheckGradient(n + "dW_Q", a.WQ, g[2], Loss, ref rng);
+        CheckGradient(n + "dW_K", a.WK, g[3], Loss, ref rng);
+        CheckGradient(n + "dW_V", a.WV, g[4], Loss, ref rng);
+        CheckGradient(n + "dW_O", a.WO, g[5], Loss, ref rng);
+        CheckGradient(n + "db_Q", a.BQ, g[6], Loss, ref rng);
+        CheckGradient(n + "db_K", a.BK, g[7], Loss, ref rng);
+        CheckGradient(n + "db_V", a.BV, g[8], Loss, ref rng);
+        CheckGradient(n + "db_O", a.BO, g[9], Loss, ref rng);
+        }
     }
 
     /// <summary>The gradient checks only prove Backward matches Forward; this pins Forward itself (causal mask included).</summary>
@@ -394,7 +411,9 @@ public class LayerGradientTests
     {
         var rng = new Rng(70);
         var a = new AttentionCase(ref rng, B, T, D, H, dh, sharedInput: false);
-        a.Forward();
+        foreach (var kernels in BothSets)
+        {
+        a.Forward(kernels);
         int hd = H * dh;
         double[] Proj(float[] x, float[] w, float[] bias, int b, int t, int h)
         {
@@ -436,8 +455,9 @@ public class LayerGradientTests
                     double o = a.BO[c];
                     for (int e = 0; e < hd; e++) o += z[t, e] * a.WO[e * D + c];
                     float got = a.Output[(b * T + t) * D + c];
-                    Assert.True(Math.Abs(got - o) <= 2e-5 * (1 + Math.Abs(o)), $"out[{b},{t},{c}] = {got} vs {o}");
+                    Assert.True(Math.Abs(got - o) <= 2e-5 * (1 + Math.Abs(o)), $"{kernels.Name}: out[{b},{t},{c}] = {got} vs {o}");
                 }
+        }
         }
     }
 
@@ -454,8 +474,9 @@ public class LayerGradientTests
         var targets = new int[N];
         for (int n = 0; n < N; n++) targets[n] = rng.NextInt(V);
         var losses = new float[N];
-
-        double total = CrossEntropy.Forward(logits, targets, losses, N, V);
+        foreach (var k in BothSets)
+        {
+        double total = k.CrossEntropyForward(logits, targets, losses, N, V);
         double sum = 0;
         for (int n = 0; n < N; n++)
         {
@@ -468,10 +489,11 @@ public class LayerGradientTests
         }
         Assert.Equal(sum, total, 12); // Forward returns the sum of the per-row losses
 
-        double Loss() => scale * CrossEntropy.Forward(logits, targets, losses, N, V);
+        double Loss() => scale * k.CrossEntropyForward(logits, targets, losses, N, V);
 
         var g = RunBackward(ref rng, [("dlogits", N * V, false)],
-            gs => CrossEntropy.Backward(logits, targets, gs[0], scale, N, V));
-        CheckGradient("dlogits", logits, g[0], Loss, ref rng);
+            gs => k.CrossEntropyBackward(logits, targets, gs[0], scale, N, V));
+        CheckGradient($"{k.Name} dlogits", logits, g[0], Loss, ref rng);
+        }
     }
 }

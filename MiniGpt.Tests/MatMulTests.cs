@@ -1,4 +1,5 @@
 using CommunityToolkit.HighPerformance;
+using MiniGpt.Layers;
 using MiniGpt.Tensors;
 using Xunit;
 
@@ -85,9 +86,9 @@ public class MatMulTests
         var scalar = c0.Copy();
         var simd = c0.Copy();
         var bound = new float[m * n]; // Σ_k |a_ik|·|b_kj|, the scale of each element's rounding error
-        Multiply(Kernels.Scalar, form, a.Abs().Read, b.Abs().Read, RW(bound, m, n), false);
-        Multiply(Kernels.Scalar, form, a.Read, b.Read, scalar.Write, accumulate);
-        Multiply(Kernels.Simd, form, a.Read, b.Read, simd.Write, accumulate);
+        Multiply(Kernels.Reference.MatMul, form, a.Abs().Read, b.Abs().Read, RW(bound, m, n), false);
+        Multiply(Kernels.Reference.MatMul, form, a.Read, b.Read, scalar.Write, accumulate);
+        Multiply(Kernels.Fast.MatMul, form, a.Read, b.Read, simd.Write, accumulate);
 
         string what = $"{form} m={m} n={n} k={k} accumulate={accumulate} left={left} right={right}";
         if (!a.Data.SequenceEqual(aSaved) || !b.Data.SequenceEqual(bSaved)) Assert.Fail($"{what}: an input was modified");
@@ -180,7 +181,7 @@ public class MatMulTests
                                 $"{form} [{m},{n},{k}] accumulate={accumulate}: {pools[t].Threads} threads differ from 1 thread");
                         // and the result is right, not merely repeatable
                         var reference = c0.Copy();
-                        Multiply(Kernels.Scalar, form, a.Read, b.Read, reference.Write, accumulate);
+                        Multiply(Kernels.Reference.MatMul, form, a.Read, b.Read, reference.Write, accumulate);
                         for (int i = 0; i < m * n; i++)
                             if (!(Math.Abs(results[0][i] - reference.Data[i]) <= 1e-4 * Math.Max(1, Math.Abs(reference.Data[i]))))
                                 Assert.Fail($"{form} [{m},{n},{k}] accumulate={accumulate}: C[{i / n},{i % n}] {results[0][i]} vs scalar {reference.Data[i]}");
@@ -197,7 +198,7 @@ public class MatMulTests
     [InlineData("scalar")]
     public void ShapeMismatchesThrow(string which)
     {
-        IMatMul mm = which == "simd" ? Kernels.Simd : Kernels.Scalar;
+        IMatMul mm = which == "simd" ? Kernels.Fast.MatMul : Kernels.Reference.MatMul;
         var x = new float[64];
         var c = new float[64];
         foreach (bool acc in new[] { false, true })

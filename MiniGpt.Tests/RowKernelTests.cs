@@ -19,13 +19,13 @@ public class RowKernelTests
         return a;
     }
 
-    private static T WithFast<T>(bool fast, int threads, Func<T> f)
+    // runs f with the fast or the reference kernel set on a pool of the given size
+    private static T WithFast<T>(bool fast, int threads, Func<IKernels, T> f)
     {
         using var pool = new WorkerPool(threads);
         WorkerPool.UseOnThisThread(pool);
-        Kernels.UseFastOnThisThread(fast);
-        try { return f(); }
-        finally { Kernels.UseFastOnThisThread(null); WorkerPool.UseOnThisThread(null); }
+        try { return f(fast ? Kernels.Fast : Kernels.Reference); }
+        finally { WorkerPool.UseOnThisThread(null); }
     }
 
     public static TheoryData<int, int> Shapes() => new() { { 1, 7 }, { 5, 33 }, { 300, 65 }, { 1000, 256 }, { 2048, 129 } };
@@ -37,10 +37,10 @@ public class RowKernelTests
         var y = new float[N * C]; var mean = new float[N]; var rstd = new float[N];
         var dx = Random(N * C, 5); var dw = affine ? Random(C, 6) : []; var db = affine ? Random(C, 7) : [];
         var xhat = new float[C]; var g = new float[C];
-        return WithFast(fast, threads, () =>
+        return WithFast(fast, threads, k =>
         {
-            LayerNorm.Forward(x, w, b, y, mean, rstd, N, C);
-            LayerNorm.Backward(x, w, mean, rstd, dy, dx, dw, db, xhat, g, N, C);
+            k.LayerNormForward(x, w, b, y, mean, rstd, N, C);
+            k.LayerNormBackward(x, w, mean, rstd, dy, dx, dw, db, xhat, g, N, C);
             return y.Concat(mean).Concat(rstd).Concat(dx).Concat(dw).Concat(db).ToArray();
         });
     }
@@ -75,12 +75,12 @@ public class RowKernelTests
         var logits = Random(N * V, 1, 4);
         var r = new System.Random(2);
         var targets = Enumerable.Range(0, N).Select(_ => r.Next(V)).ToArray();
-        (double, float[]) Run(bool fast, int threads) => WithFast(fast, threads, () =>
+        (double, float[]) Run(bool fast, int threads) => WithFast(fast, threads, k =>
         {
             var losses = new float[N];
             var d = new float[N * V];
-            double total = CrossEntropy.Forward(logits, targets, losses, N, V);
-            CrossEntropy.Backward(logits, targets, d, 1f / N, N, V);
+            double total = k.CrossEntropyForward(logits, targets, losses, N, V);
+            k.CrossEntropyBackward(logits, targets, d, 1f / N, N, V);
             return (total, losses.Concat(d).ToArray());
         });
         var reference = Run(false, 1);
@@ -97,14 +97,14 @@ public class RowKernelTests
     public void BiasAddRowSumsAndResidualAddAreBitwiseTheReference(int N, int C)
     {
         var m = Random(N * C, 1); var bias = Random(C, 2); var acc0 = Random(C, 3); var other = Random(N * C, 4);
-        float[] Run(bool fast, int threads) => WithFast(fast, threads, () =>
+        float[] Run(bool fast, int threads) => WithFast(fast, threads, k =>
         {
             var acc = (float[])acc0.Clone();
             var y = (float[])m.Clone();
             var sum = new float[N * C];
-            Linear.SumRows(m, acc, N, C);
-            if (fast) { Linear.AddBias(y, bias, N, C); RowParallel.Add(m, other, sum); }
-            else { Linear.AddBiasReference(y, bias, N, C); System.Numerics.Tensors.TensorPrimitives.Add(m, other, sum); }
+            k.SumRows(m, acc, N, C);
+            k.AddBias(y, bias, N, C);
+            k.Add(m, other, sum);
             return acc.Concat(y).Concat(sum).ToArray();
         });
         var reference = Run(false, 1);

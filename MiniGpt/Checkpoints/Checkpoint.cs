@@ -38,7 +38,8 @@ public static class Checkpoint
 
     public sealed record Loaded(GptModel Model, string? TokenizerJson, SafeTensorsFile File);
 
-    public static Loaded Load(string path)
+    /// <summary>Loads a checkpoint into a new model running the given kernels (null: <see cref="Layers.Kernels.Default"/>).</summary>
+    public static Loaded Load(string path, Layers.IKernels? kernels = null)
     {
         var f = SafeTensorsFile.Open(path);
         if (!f.Metadata.TryGetValue(ConfigKey, out var cfgJson))
@@ -52,7 +53,7 @@ public static class Checkpoint
             throw new UserError($"'{path}': its config claims {cfg.NLayers} layers but the file holds only {f.Entries.Count} tensors: the file and its config disagree");
         // check the tensors against the config before allocating what the config claims
         CheckEntries(f, ParameterLayout.Declare(cfg).Declarations, "", path, rejectExtras: true);
-        var model = new GptModel(cfg);
+        var model = new GptModel(cfg, kernels);
         ReadInto(f, model.Params, "", path);
         f.Metadata.TryGetValue(TokenizerKey, out var tok);
         return new Loaded(model, tok, f);

@@ -39,7 +39,7 @@ public static class LayerNormFolding
         bool hasLn = c.HasLayerNorm;
         if (hasLn && c.Shortformer)
             throw new NotSupportedException("LayerNorm folding with shortformer positions is not supported: W_pos is added after ln1, so ln1's gain cannot be folded into W_Q and W_K");
-        var folded = new GptModel(hasLn ? c with { NormalizationType = "LNPre" } : c);
+        var folded = new GptModel(hasLn ? c with { NormalizationType = "LNPre" } : c, m.Kernels);
         var src = m.Params;
         var dst = folded.Params;
         foreach (var t in dst.Tensors) src[t.Name].Span.CopyTo(t.Span);

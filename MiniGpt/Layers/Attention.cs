@@ -11,6 +11,12 @@ namespace MiniGpt.Layers;
 ///   pattern = softmax_j(scores);  z[b,i,h] = Σ_j pattern[b,h,i,j]·v[b,j,h]
 ///   out[b,p] = Σ_h z[b,p,h]·W_O[h] + b_O   (W_O [H,d_head,D] is a dense [H·d_head, D] matrix)
 /// x_qk and x_v are the same tensor except with shortformer positions (x_qk = ln1(x) + W_pos).
+///
+/// <see cref="Forward"/> and <see cref="Backward"/> are the whole layer, for whichever kernel set the model
+/// runs; the per-head work is <see cref="HeadForward"/>/<see cref="HeadBackward"/> here (the readable
+/// reference, one head at a time) or the fused kernels of AttentionFast.cs. Both run the three stages of a
+/// head (scores, pattern, mix) in one pass, unless a hook sits between two of them: then each stage runs
+/// over every head, the hook fires on the whole tensor, and the next stage reads what the hook left.
 /// </summary>
 public static unsafe partial class Attention
 {
@@ -30,91 +36,165 @@ public static unsafe partial class Attention
         { WQ = wq; WK = wk; WV = wv; WO = wo; BQ = bq; BK = bk; BV = bv; BO = bo; }
     }
 
-    // x_qk, x_v [B,T,D] → q,k,v,z [B,T,H,dh], scores, pattern [B,H,T,T], out [B,T,D]
-    // The stages are public so the model can run hooks between them; this is all of them in order.
-    public static void Forward(ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w,
+    // x_qk, x_v [B,T,D] → q,k,v,z [B,T,H,dh], scores, pattern [B,H,T,T], out [B,T,D]; hooks: the model's hook points of this layer
+    public static void Forward(IKernels kn, ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w,
         Span<float> q, Span<float> k, Span<float> v, Span<float> scores, Span<float> pattern, Span<float> z, Span<float> output,
-        int B, int T, int D, int H, int dh)
+        int B, int T, int D, int H, int dh, IAttentionHooks? hooks = null)
     {
-        ProjectQkv(xqk, xv, w, q, k, v, B, T, D, H, dh);
-        if (Kernels.Fast) FusedHeads(q, k, v, scores, pattern, z, B, T, H, dh); // Scores, Pattern, Mix in one pass per head
-        else
+        int N = B * T, HD = H * dh;
+        kn.ProjectQkv(xqk, xv, w, q, k, v, B, T, D, H, dh);
+        if (hooks != null)
         {
-            Scores(q, k, scores, B, T, H, dh);
-            Pattern(scores, pattern, B, T, H);
-            Mix(pattern, v, z, B, T, H, dh);
+            hooks.Forward(AttentionPoint.Q);
+            hooks.Forward(AttentionPoint.K);
+            hooks.Forward(AttentionPoint.V);
         }
-        Linear.Forward(z[..(B * T * H * dh)], w.WO, w.BO, output, B * T, H * dh, D);
+        var todo = HeadStages.All;
+        if (hooks != null && hooks.HasForward(AttentionPoint.Scores))
+        {
+            kn.Heads(q, k, v, scores, pattern, z, B, T, H, dh, HeadStages.Scores);
+            todo = HeadStages.Pattern | HeadStages.Mix;
+            hooks.Forward(AttentionPoint.Scores); // softmax reads only the causal part j ≤ i of what the hook leaves
+        }
+        if (hooks != null && hooks.HasForward(AttentionPoint.Pattern))
+        {
+            kn.Heads(q, k, v, scores, pattern, z, B, T, H, dh, todo & ~HeadStages.Mix);
+            todo = HeadStages.Mix;
+            hooks.Forward(AttentionPoint.Pattern);
+            ClearAboveDiagonal(pattern, B * H, T); // a replacement keeps the causal mask
+        }
+        kn.Heads(q, k, v, scores, pattern, z, B, T, H, dh, todo);
+        hooks?.Forward(AttentionPoint.Z);
+        Linear.Forward(kn, z[..(N * HD)], w.WO, w.BO, output, N, HD, D);
+        if (hooks != null && hooks.HasForward(AttentionPoint.Result)) ResultForward(kn.MatMul, hooks, z, w.WO, output, N, D, H, dh);
     }
+
+    // differentiates the whole forward above. dxqk and dxv are accumulated into (they may be the same span).
+    // dq, dk, dv, dz [B,T,H,dh] are scratch that end holding those gradients.
+    public static void Backward(IKernels kn, ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w, in Grads g,
+        ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> pattern, ReadOnlySpan<float> z,
+        ReadOnlySpan<float> dOut, Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dz,
+        Span<float> dxqk, Span<float> dxv, int B, int T, int D, int H, int dh, IAttentionHooks? hooks = null)
+    {
+        int N = B * T, HD = H * dh;
+        // out = z·W_O + b_O
+        Linear.Backward(kn, z[..(N * HD)], w.WO, dOut, dz, g.WO, g.BO, N, HD, D, accumulateDx: false);
+        if (hooks != null && hooks.HasBackward(AttentionPoint.Result)) ResultBackward(kn.MatMul, hooks, z, w.WO, dOut, dz, g.WO, N, D, H, dh);
+        hooks?.Backward(AttentionPoint.Z);
+        if (hooks != null && (hooks.HasBackward(AttentionPoint.Pattern) || hooks.HasBackward(AttentionPoint.Scores)))
+        {
+            // stage by stage, so that what a hook leaves in d_pattern or d_scores is what the next stage differentiates
+            var dP = hooks.StageGradient(AttentionPoint.Pattern);
+            var dS = hooks.StageGradient(AttentionPoint.Scores);
+            kn.HeadsBackward(q, k, v, pattern, dz, dq, dk, dv, dP, dS, B, T, H, dh, HeadStages.Mix);     // d pattern, dv
+            hooks.Backward(AttentionPoint.Pattern);
+            ClearAboveDiagonal(dP, B * H, T);
+            kn.HeadsBackward(q, k, v, pattern, dz, dq, dk, dv, dP, dS, B, T, H, dh, HeadStages.Pattern); // d scores
+            hooks.Backward(AttentionPoint.Scores); // the next stage reads only the causal part j ≤ i
+            kn.HeadsBackward(q, k, v, pattern, dz, dq, dk, dv, dP, dS, B, T, H, dh, HeadStages.Scores);  // dq, dk
+        }
+        else kn.HeadsBackward(q, k, v, pattern, dz, dq, dk, dv, default, default, B, T, H, dh, HeadStages.All);
+        if (hooks != null)
+        {
+            hooks.Backward(AttentionPoint.Q);
+            hooks.Backward(AttentionPoint.K);
+            hooks.Backward(AttentionPoint.V);
+        }
+        kn.ProjectQkvBackward(xqk, xv, w, g, dq, dk, dv, dxqk, dxv, N, D, H, dh);
+    }
+
+    // ---- hook_result: each head's write into the residual stream, [B, T, H, D] ----
+    // attn_out is z·W_O + b_O, one product over all heads; the per-head results are formed only when a hook sits there.
+
+    // result[n, h, :] = z[n, h]·W_O[h]
+    public static void Results(IMatMul mm, ReadOnlySpan<float> z, ReadOnlySpan<float> wo, Span<float> result, int N, int D, int H, int dh)
+    {
+        int HD = H * dh;
+        for (int h = 0; h < H; h++)
+            mm.NN(Cols(z, N, HD, h * dh, dh), Mat(wo.Slice(h * dh * D, dh * D), dh, D), Cols(result, N, H * D, h * D, D), accumulate: false);
+    }
+
+    // attn_out = Σ_h result[n, h] + b_O, so what a forward hook changes in a head's result reaches attn_out as that change:
+    //   out[n] += Σ_h (result'[n, h] − z[n, h]·W_O[h])
+    // with z[n, h]·W_O[h] formed again by the same product, so the change is exactly 0 (out keeps its bits) where the hook only read.
+    private static void ResultForward(IMatMul mm, IAttentionHooks hooks, ReadOnlySpan<float> z, ReadOnlySpan<float> wo, Span<float> output,
+        int N, int D, int H, int dh)
+    {
+        var result = hooks.ResultBuffer(gradient: false);
+        Results(mm, z, wo, result, N, D, H, dh);
+        hooks.Forward(AttentionPoint.Result);
+        var own = hooks.ResultScratch();
+        int HD = H * dh;
+        for (int h = 0; h < H; h++)
+        {
+            mm.NN(Cols(z, N, HD, h * dh, dh), Mat(wo.Slice(h * dh * D, dh * D), dh, D), Mat(own, N, D), accumulate: false);
+            for (int n = 0; n < N; n++)
+            {
+                var r = result.Slice((n * H + h) * D, D);
+                var o = own.Slice(n * D, D);
+                var y = output.Slice(n * D, D);
+                for (int d = 0; d < D; d++)
+                {
+                    float change = r[d] - o[d];
+                    if (change != 0) y[d] += change;
+                }
+            }
+        }
+    }
+
+    // d result[n, h] = d attn_out[n] for every head. What a backward hook changes there reaches z and W_O as that change
+    // c[n, h] = dresult'[n, h] − dOut[n]:  dz[n, h] += c[n, h]·W_O[h]ᵀ,  dW_O[h] += z[:, h]ᵀ·c[:, h]  (b_O's gradient is dOut's own)
+    private static void ResultBackward(IMatMul mm, IAttentionHooks hooks, ReadOnlySpan<float> z, ReadOnlySpan<float> wo, ReadOnlySpan<float> dOut,
+        Span<float> dz, Span<float> dwo, int N, int D, int H, int dh)
+    {
+        var dr = hooks.ResultBuffer(gradient: true);
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < H; h++) dOut.Slice(n * D, D).CopyTo(dr.Slice((n * H + h) * D, D));
+        hooks.Backward(AttentionPoint.Result);
+        var change = hooks.ResultScratch();
+        int HD = H * dh;
+        for (int h = 0; h < H; h++)
+        {
+            bool any = false;
+            for (int n = 0; n < N; n++)
+            {
+                var c = change.Slice(n * D, D);
+                TensorPrimitives.Subtract(dr.Slice((n * H + h) * D, D), dOut.Slice(n * D, D), c);
+                any |= c.IndexOfAnyExcept(0f) >= 0;
+            }
+            if (!any) continue;
+            mm.NT(Mat(change, N, D), Mat(wo.Slice(h * dh * D, dh * D), dh, D), Cols(dz, N, HD, h * dh, dh), accumulate: true);
+            mm.TN(Cols(z, N, HD, h * dh, dh), Mat(change, N, D), Mat(dwo.Slice(h * dh * D, dh * D), dh, D), accumulate: true);
+        }
+    }
+
+    /// <summary>Zeroes every [T, T] matrix of m [count, T, T] above its diagonal (j &gt; i): the causal mask of a pattern or its gradient.</summary>
+    public static void ClearAboveDiagonal(Span<float> m, int count, int T)
+    {
+        for (int c = 0; c < count; c++)
+            for (int i = 0; i < T - 1; i++) m.Slice((c * T + i) * T + i + 1, T - i - 1).Clear();
+    }
+
+    // ---- the reference projections: one head at a time ----
 
     // q[b,p,h] = x_qk[b,p]·W_Q[h] + b_Q[h];  k likewise;  v[b,p,h] = x_v[b,p]·W_V[h] + b_V[h]
-    public static void ProjectQkv(ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w,
+    public static void ProjectQkvReference(IMatMul mm, ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w,
         Span<float> q, Span<float> k, Span<float> v, int B, int T, int D, int H, int dh)
     {
-        if (Kernels.Fast) { ProjectQkvFast(xqk, xv, w, q, k, v, B, T, D, H, dh); return; }
         int N = B * T, HD = H * dh;
         for (int h = 0; h < H; h++)
         {
-            Project(xqk, w.WQ.Slice(h * D * dh, D * dh), w.BQ.Slice(h * dh, dh), q, h, N, D, HD, dh);
-            Project(xqk, w.WK.Slice(h * D * dh, D * dh), w.BK.Slice(h * dh, dh), k, h, N, D, HD, dh);
-            Project(xv, w.WV.Slice(h * D * dh, D * dh), w.BV.Slice(h * dh, dh), v, h, N, D, HD, dh);
-        }
-    }
-
-    // scores[b,h,i,j] = q[b,i,h]·k[b,j,h] / √dh for j ≤ i, −∞ above the diagonal
-    public static void Scores(ReadOnlySpan<float> q, ReadOnlySpan<float> k, Span<float> scores, int B, int T, int H, int dh)
-    {
-        fixed (float* pq = q, pk = k, ps = scores)
-        {
-            var job = new Job { Q = pq, K = pk, S = ps, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh) };
-            WorkerPool.Current.Run(Kernels.Fast ? &HeadScoresFast : &HeadScores, &job, B * H);
-        }
-    }
-
-    // pattern[b,h,i,:] = softmax over j ≤ i of scores[b,h,i,j]; exactly 0 for j > i
-    public static void Pattern(ReadOnlySpan<float> scores, Span<float> pattern, int B, int T, int H)
-    {
-        fixed (float* ps = scores, pp = pattern)
-        {
-            var job = new Job { S = ps, P = pp, T = T, H = H };
-            WorkerPool.Current.Run(&HeadPattern, &job, B * H);
-        }
-    }
-
-    // z[b,i,h] = Σ_{j ≤ i} pattern[b,h,i,j]·v[b,j,h]
-    public static void Mix(ReadOnlySpan<float> pattern, ReadOnlySpan<float> v, Span<float> z, int B, int T, int H, int dh)
-    {
-        fixed (float* pp = pattern, pv = v, pz = z)
-        {
-            var job = new Job { P = pp, V = pv, Z = pz, T = T, H = H, Dh = dh };
-            WorkerPool.Current.Run(Kernels.Fast ? &HeadMixFast : &HeadMix, &job, B * H);
-        }
-    }
-
-    // result[b,p,h,:] = z[b,p,h]·W_O[h]  (hook_result: each head's write into the residual stream) [B,T,H,D]
-    public static void Results(ReadOnlySpan<float> z, ReadOnlySpan<float> wo, Span<float> result, int B, int T, int D, int H, int dh)
-    {
-        int N = B * T, HD = H * dh;
-        for (int h = 0; h < H; h++)
-            Kernels.MatMul.NN(Cols(z, N, HD, h * dh, dh), Mat(wo.Slice(h * dh * D, dh * D), dh, D), Cols(result, N, H * D, h * D, D), accumulate: false);
-    }
-
-    // out[b,p] = Σ_h result[b,p,h] + b_O  (the same as z·W_O + b_O, summed head by head)
-    public static void OutputFromResults(ReadOnlySpan<float> result, ReadOnlySpan<float> bo, Span<float> output, int N, int D, int H)
-    {
-        for (int n = 0; n < N; n++)
-        {
-            var o = output.Slice(n * D, D);
-            bo.CopyTo(o);
-            for (int h = 0; h < H; h++) TensorPrimitives.Add(o, result.Slice((n * H + h) * D, D), o);
+            Project(mm, xqk, w.WQ.Slice(h * D * dh, D * dh), w.BQ.Slice(h * dh, dh), q, h, N, D, HD, dh);
+            Project(mm, xqk, w.WK.Slice(h * D * dh, D * dh), w.BK.Slice(h * dh, dh), k, h, N, D, HD, dh);
+            Project(mm, xv, w.WV.Slice(h * D * dh, D * dh), w.BV.Slice(h * dh, dh), v, h, N, D, HD, dh);
         }
     }
 
     // q[:, h] = x·W_Q[h] + b_Q[h], written into the head's columns of [N, H·dh]
-    private static void Project(ReadOnlySpan<float> x, ReadOnlySpan<float> wh, ReadOnlySpan<float> bh, Span<float> outp,
+    private static void Project(IMatMul mm, ReadOnlySpan<float> x, ReadOnlySpan<float> wh, ReadOnlySpan<float> bh, Span<float> outp,
         int h, int N, int D, int HD, int dh)
     {
-        Kernels.MatMul.NN(Mat(x, N, D), Mat(wh, D, dh), Cols(outp, N, HD, h * dh, dh), accumulate: false);
+        mm.NN(Mat(x, N, D), Mat(wh, D, dh), Cols(outp, N, HD, h * dh, dh), accumulate: false);
         for (int n = 0; n < N; n++)
         {
             var r = outp.Slice(n * HD + h * dh, dh);
@@ -122,157 +202,210 @@ public static unsafe partial class Attention
         }
     }
 
-    private struct Job
+    // differentiates ProjectQkvReference head by head (see ProjectBackward)
+    public static void ProjectQkvBackwardReference(IMatMul mm, ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w, in Grads g,
+        ReadOnlySpan<float> dq, ReadOnlySpan<float> dk, ReadOnlySpan<float> dv, Span<float> dxqk, Span<float> dxv, int N, int D, int H, int dh)
     {
-        public float* Q, K, V, S, P, Z, DQ, DK, DV, DZ, DP, DS;
-        public int T, H, Dh;
-        public float Scale;
-    }
-
-    // one (batch, head) of Scores
-    private static void HeadScores(void* ctx, int task)
-    {
-        var j = (Job*)ctx;
-        int T = j->T, H = j->H, dh = j->Dh, HD = H * dh;
-        int b = task / H, h = task % H;
-        float* s0 = j->S + (long)task * T * T;
-        long baseRow = (long)b * T * HD + h * dh;
-        for (int i = 0; i < T; i++)
-        {
-            var qi = new ReadOnlySpan<float>(j->Q + baseRow + (long)i * HD, dh);
-            var srow = new Span<float>(s0 + (long)i * T, T);
-            for (int jj = 0; jj <= i; jj++)
-                srow[jj] = TensorPrimitives.Dot(qi, new ReadOnlySpan<float>(j->K + baseRow + (long)jj * HD, dh)) * j->Scale;
-            srow[(i + 1)..].Fill(float.NegativeInfinity);
-        }
-    }
-
-    // one (batch, head) of Pattern: softmax over the causal prefix j ≤ i; the masked tail is exactly 0
-    private static void HeadPattern(void* ctx, int task)
-    {
-        var j = (Job*)ctx;
-        int T = j->T;
-        float* s0 = j->S + (long)task * T * T, p0 = j->P + (long)task * T * T;
-        for (int i = 0; i < T; i++)
-        {
-            var srow = new ReadOnlySpan<float>(s0 + (long)i * T, i + 1);
-            var prow = new Span<float>(p0 + (long)i * T, T);
-            Softmax.Forward(srow, prow[..(i + 1)]);
-            prow[(i + 1)..].Clear();
-        }
-    }
-
-    // one (batch, head) of Mix
-    private static void HeadMix(void* ctx, int task)
-    {
-        var j = (Job*)ctx;
-        int T = j->T, H = j->H, dh = j->Dh, HD = H * dh;
-        int b = task / H, h = task % H;
-        float* p0 = j->P + (long)task * T * T;
-        long baseRow = (long)b * T * HD + h * dh;
-        for (int i = 0; i < T; i++)
-        {
-            float* prow = p0 + (long)i * T;
-            var zi = new Span<float>(j->Z + baseRow + (long)i * HD, dh);
-            zi.Clear();
-            for (int jj = 0; jj <= i; jj++)
-                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(j->V + baseRow + (long)jj * HD, dh), prow[jj], zi, zi);
-        }
-    }
-
-    // differentiates the whole forward above. dxqk and dxv are accumulated into (they may be the same span).
-    // dq, dk, dv, dz [B,T,H,dh] are scratch that end holding those gradients.
-    public static void Backward(ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w, in Grads g,
-        ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> pattern, ReadOnlySpan<float> z,
-        ReadOnlySpan<float> dOut, Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dz,
-        Span<float> dxqk, Span<float> dxv, int B, int T, int D, int H, int dh,
-        Span<float> dPatternOut = default, Span<float> dScoresOut = default, Action? afterDz = null, Action? afterDqkv = null)
-    {
-        int N = B * T, HD = H * dh;
-        // out = z·W_O + b_O
-        Linear.Backward(z[..(N * HD)], w.WO, dOut, dz, g.WO, g.BO, N, HD, D, accumulateDx: false);
-        afterDz?.Invoke(); // a backward hook on hook_z may read or change dz here
-        fixed (float* pq = q, pk = k, pv = v, pp = pattern, pdq = dq, pdk = dk, pdv = dv, pdz = dz, pdp = dPatternOut, pds = dScoresOut)
-        {
-            var job = new Job { Q = pq, K = pk, V = pv, P = pp, DQ = pdq, DK = pdk, DV = pdv, DZ = pdz, DP = pdp, DS = pds,
-                T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh) };
-            WorkerPool.Current.Run(Kernels.Fast ? &HeadBackwardFast : &HeadBackward, &job, B * H);
-        }
-        afterDqkv?.Invoke(); // backward hooks on hook_q/k/v may read or change dq, dk, dv here
-        if (Kernels.Fast) { ProjectQkvBackwardFast(xqk, xv, w, g, dq, dk, dv, dxqk, dxv, N, D, H, dh); return; }
+        int HD = H * dh;
         for (int h = 0; h < H; h++)
         {
-            ProjectBackward(xqk, w.WQ.Slice(h * D * dh, D * dh), dq, g.WQ.Slice(h * D * dh, D * dh), g.BQ.Slice(h * dh, dh), dxqk, h, N, D, HD, dh);
-            ProjectBackward(xqk, w.WK.Slice(h * D * dh, D * dh), dk, g.WK.Slice(h * D * dh, D * dh), g.BK.Slice(h * dh, dh), dxqk, h, N, D, HD, dh);
-            ProjectBackward(xv, w.WV.Slice(h * D * dh, D * dh), dv, g.WV.Slice(h * D * dh, D * dh), g.BV.Slice(h * dh, dh), dxv, h, N, D, HD, dh);
+            ProjectBackward(mm, xqk, w.WQ.Slice(h * D * dh, D * dh), dq, g.WQ.Slice(h * D * dh, D * dh), g.BQ.Slice(h * dh, dh), dxqk, h, N, D, HD, dh);
+            ProjectBackward(mm, xqk, w.WK.Slice(h * D * dh, D * dh), dk, g.WK.Slice(h * D * dh, D * dh), g.BK.Slice(h * dh, dh), dxqk, h, N, D, HD, dh);
+            ProjectBackward(mm, xv, w.WV.Slice(h * D * dh, D * dh), dv, g.WV.Slice(h * D * dh, D * dh), g.BV.Slice(h * dh, dh), dxv, h, N, D, HD, dh);
         }
     }
 
     // differentiates: q[:, h] = x·W_Q[h] + b_Q[h]
     //   dW_Q[h] += xᵀ·dq[:, h],  db_Q[h] += Σ_n dq[n, h],  dx += dq[:, h]·W_Q[h]ᵀ
-    private static void ProjectBackward(ReadOnlySpan<float> x, ReadOnlySpan<float> wh, ReadOnlySpan<float> dOutp,
+    private static void ProjectBackward(IMatMul mm, ReadOnlySpan<float> x, ReadOnlySpan<float> wh, ReadOnlySpan<float> dOutp,
         Span<float> dwh, Span<float> dbh, Span<float> dx, int h, int N, int D, int HD, int dh)
     {
         var dyh = Cols(dOutp, N, HD, h * dh, dh);
-        Kernels.MatMul.TN(Mat(x, N, D), dyh, Mat(dwh, D, dh), accumulate: true);
+        mm.TN(Mat(x, N, D), dyh, Mat(dwh, D, dh), accumulate: true);
         for (int n = 0; n < N; n++) TensorPrimitives.Add(dbh, dOutp.Slice(n * HD + h * dh, dh), dbh);
-        Kernels.MatMul.NT(dyh, Mat(wh, D, dh), Mat(dx, N, D), accumulate: true);
+        mm.NT(dyh, Mat(wh, D, dh), Mat(dx, N, D), accumulate: true);
     }
 
-    // Row i of (batch·head) task's [T, T] gradient for a backward hook: the causal prefix, then zeros. dst null: nobody asked.
-    private static void CopyHookRow(float* dst, int task, int i, int T, ReadOnlySpan<float> prefix)
+    // ---- the reference heads: every (batch, head) a task on the worker pool, each running HeadForward/HeadBackward ----
+
+    private struct Job
     {
-        if (dst == null) return;
-        var row = new Span<float>(dst + (long)task * T * T + (long)i * T, T);
-        prefix.CopyTo(row);
-        row[prefix.Length..].Clear();
+        public float* Q, K, V, S, P, Z, DQ, DK, DV, DZ, DP, DS;
+        public int T, H, Dh;
+        public float Scale;
+        public HeadStages Stages;
     }
 
-    // one (batch, head), differentiating
-    //   z_i = Σ_j p_ij·v_j            → dp_ij = dz_i·v_j,  dv_j += Σ_i p_ij·dz_i
-    //   p_i = softmax(s_i)            → ds_ij = p_ij·(dp_ij − Σ_j' p_ij'·dp_ij')
-    //   s_ij = q_i·k_j·scale          → dq_i += Σ_j ds_ij·scale·k_j,  dk_j += Σ_i ds_ij·scale·q_i
-    private static void HeadBackward(void* ctx, int task)
+    // (batch, head) task → the offset of its [T, dh] rows in a [B, T, H, dh] tensor, and of its [T, T] matrix in [B, H, T, T]
+    private static long RowBase(Job* j, int task) => (long)(task / j->H) * j->T * j->H * j->Dh + (long)(task % j->H) * j->Dh;
+    private static long MatrixBase(Job* j, int task) => (long)task * j->T * j->T;
+    // a head's rows as a span: row i at i·H·dh, d_head wide
+    private static int HeadSpan(Job* j) => (j->T - 1) * j->H * j->Dh + j->Dh;
+
+    // q, k, v, z [B,T,H,dh], scores, pattern [B,H,T,T]: the given stages of every head, one HeadForward per (batch, head)
+    public static void HeadsReference(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> scores, Span<float> pattern, Span<float> z,
+        int B, int T, int H, int dh, HeadStages stages)
+    {
+        fixed (float* pq = q, pk = k, pv = v, ps = scores, pp = pattern, pz = z)
+        {
+            var job = new Job { Q = pq, K = pk, V = pv, S = ps, P = pp, Z = pz, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh), Stages = stages };
+            WorkerPool.Current.Run(&HeadForwardTask, &job, B * H);
+        }
+    }
+
+    private static void HeadForwardTask(void* ctx, int task)
     {
         var j = (Job*)ctx;
-        int T = j->T, H = j->H, dh = j->Dh, HD = H * dh;
-        int b = task / H, h = task % H;
-        float* p0 = j->P + (long)task * T * T;
-        long baseRow = (long)b * T * HD + h * dh;
-        for (int i = 0; i < T; i++)
-        {
-            new Span<float>(j->DQ + baseRow + (long)i * HD, dh).Clear();
-            new Span<float>(j->DK + baseRow + (long)i * HD, dh).Clear();
-            new Span<float>(j->DV + baseRow + (long)i * HD, dh).Clear();
-        }
-        Span<float> ds = T <= 2048 ? stackalloc float[T] : new float[T];
-        for (int i = 0; i < T; i++)
-        {
-            var prow = new ReadOnlySpan<float>(p0 + (long)i * T, i + 1);
-            var dzi = new ReadOnlySpan<float>(j->DZ + baseRow + (long)i * HD, dh);
-            var dpi = ds[..(i + 1)];
-            for (int jj = 0; jj <= i; jj++)
+        long r = RowBase(j, task), m = MatrixBase(j, task);
+        int len = HeadSpan(j), TT = j->T * j->T;
+        HeadForward(new ReadOnlySpan<float>(j->Q + r, len), new ReadOnlySpan<float>(j->K + r, len), new ReadOnlySpan<float>(j->V + r, len),
+            new Span<float>(j->S + m, TT), new Span<float>(j->P + m, TT), new Span<float>(j->Z + r, len), j->T, j->H * j->Dh, j->Dh, j->Scale, j->Stages);
+    }
+
+    /// <summary>
+    /// One head, the readable way. q, k, v, z: the head's T rows of d_head floats, row i at i·stride (its columns
+    /// of [T, H·d_head]); scores, pattern [T, T]. Runs the given stages:
+    ///   Scores:  s[i, j] = q_i·k_j·scale for j ≤ i, −∞ beyond
+    ///   Pattern: p[i, :j≤i] = softmax(s[i, :j≤i]), 0 beyond
+    ///   Mix:     z_i = Σ_{j ≤ i} p[i, j]·v_j
+    /// </summary>
+    public static void HeadForward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> scores, Span<float> pattern, Span<float> z,
+        int T, int stride, int dh, float scale, HeadStages stages)
+    {
+        if ((stages & HeadStages.Scores) != 0)
+            for (int i = 0; i < T; i++)
             {
-                var vj = new ReadOnlySpan<float>(j->V + baseRow + (long)jj * HD, dh);
-                dpi[jj] = TensorPrimitives.Dot(dzi, vj);
-                var dvj = new Span<float>(j->DV + baseRow + (long)jj * HD, dh);
-                TensorPrimitives.MultiplyAdd(dzi, prow[jj], dvj, dvj);
+                var qi = q.Slice(i * stride, dh);
+                var srow = scores.Slice(i * T, T);
+                for (int j = 0; j <= i; j++) srow[j] = TensorPrimitives.Dot(qi, k.Slice(j * stride, dh)) * scale;
+                srow[(i + 1)..].Fill(float.NegativeInfinity);
             }
-            CopyHookRow(j->DP, task, i, T, dpi); // d loss / d pattern, for backward hooks on hook_pattern
-            float dot = TensorPrimitives.Dot(prow, dpi);
-            TensorPrimitives.Subtract(dpi, dot, dpi);
-            TensorPrimitives.Multiply(dpi, prow, dpi);
-            CopyHookRow(j->DS, task, i, T, dpi); // d loss / d scores (scaled scores, as hook_attn_scores holds them)
-            TensorPrimitives.Multiply(dpi, j->Scale, dpi);
-            var qi = new ReadOnlySpan<float>(j->Q + baseRow + (long)i * HD, dh);
-            var dqi = new Span<float>(j->DQ + baseRow + (long)i * HD, dh);
-            for (int jj = 0; jj <= i; jj++)
+        if ((stages & HeadStages.Pattern) != 0)
+            for (int i = 0; i < T; i++)
             {
-                var kj = new ReadOnlySpan<float>(j->K + baseRow + (long)jj * HD, dh);
-                TensorPrimitives.MultiplyAdd(kj, dpi[jj], dqi, dqi);
-                var dkj = new Span<float>(j->DK + baseRow + (long)jj * HD, dh);
-                TensorPrimitives.MultiplyAdd(qi, dpi[jj], dkj, dkj);
+                var prow = pattern.Slice(i * T, T);
+                Softmax.Forward(scores.Slice(i * T, i + 1), prow[..(i + 1)]);
+                prow[(i + 1)..].Clear();
+            }
+        if ((stages & HeadStages.Mix) != 0)
+            for (int i = 0; i < T; i++)
+            {
+                var prow = pattern.Slice(i * T, T);
+                var zi = z.Slice(i * stride, dh);
+                zi.Clear();
+                for (int j = 0; j <= i; j++) TensorPrimitives.MultiplyAdd(v.Slice(j * stride, dh), prow[j], zi, zi);
+            }
+    }
+
+    // differentiates HeadsReference's stages, one HeadBackward per (batch, head). dPattern and dScores [B,H,T,T] hold the
+    // gradients between stages; when empty (stages All), each task uses [T, T] scratch of its own thread.
+    public static void HeadsBackwardReference(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> pattern,
+        ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores, int B, int T, int H, int dh, HeadStages stages)
+    {
+        fixed (float* pq = q, pk = k, pv = v, pp = pattern, pdz = dz, pdq = dq, pdk = dk, pdv = dv, pdp = dPattern, pds = dScores)
+        {
+            var job = new Job { Q = pq, K = pk, V = pv, P = pp, DZ = pdz, DQ = pdq, DK = pdk, DV = pdv, DP = pdp, DS = pds,
+                T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh), Stages = stages };
+            WorkerPool.Current.Run(&HeadBackwardTask, &job, B * H);
+        }
+    }
+
+    private static void HeadBackwardTask(void* ctx, int task)
+    {
+        var j = (Job*)ctx;
+        long r = RowBase(j, task), m = MatrixBase(j, task);
+        int len = HeadSpan(j), TT = j->T * j->T;
+        float* dp = j->DP != null ? j->DP + m : Tensors.Scratch.Get(2L * TT);
+        float* ds = j->DS != null ? j->DS + m : dp + TT;
+        HeadBackward(new ReadOnlySpan<float>(j->Q + r, len), new ReadOnlySpan<float>(j->K + r, len), new ReadOnlySpan<float>(j->V + r, len),
+            new ReadOnlySpan<float>(j->P + m, TT), new ReadOnlySpan<float>(j->DZ + r, len),
+            new Span<float>(j->DQ + r, len), new Span<float>(j->DK + r, len), new Span<float>(j->DV + r, len),
+            new Span<float>(dp, TT), new Span<float>(ds, TT), j->T, j->H * j->Dh, j->Dh, j->Scale, j->Stages);
+    }
+
+    /// <summary>
+    /// Differentiates <see cref="HeadForward"/>'s stages for one head (rows as there; dp, ds [T, T]), Mix first:
+    ///   Mix:     z_i = Σ_j p_ij·v_j           → dp_ij = dz_i·v_j,  dv_j = Σ_i p_ij·dz_i
+    ///   Pattern: p_i = softmax(s_i)           → ds_ij = p_ij·(dp_ij − Σ_j' p_ij'·dp_ij')
+    ///   Scores:  s_ij = q_i·k_j·scale         → dq_i = Σ_j ds_ij·scale·k_j,  dk_j = Σ_i ds_ij·scale·q_i
+    /// Each stage overwrites its outputs (dp and dv; ds; dq and dk), with 0 above the diagonal of dp and ds.
+    /// </summary>
+    public static void HeadBackward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> pattern, ReadOnlySpan<float> dz,
+        Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dp, Span<float> ds, int T, int stride, int dh, float scale, HeadStages stages)
+    {
+        if ((stages & HeadStages.Mix) != 0)
+        {
+            for (int i = 0; i < T; i++) dv.Slice(i * stride, dh).Clear();
+            for (int i = 0; i < T; i++)
+            {
+                var prow = pattern.Slice(i * T, i + 1);
+                var dzi = dz.Slice(i * stride, dh);
+                var dpi = dp.Slice(i * T, T);
+                for (int j = 0; j <= i; j++)
+                {
+                    dpi[j] = TensorPrimitives.Dot(dzi, v.Slice(j * stride, dh));
+                    var dvj = dv.Slice(j * stride, dh);
+                    TensorPrimitives.MultiplyAdd(dzi, prow[j], dvj, dvj);
+                }
+                dpi[(i + 1)..].Clear();
+            }
+        }
+        if ((stages & HeadStages.Pattern) != 0)
+            for (int i = 0; i < T; i++)
+            {
+                var prow = pattern.Slice(i * T, i + 1);
+                var dpi = dp.Slice(i * T, i + 1);
+                var dsi = ds.Slice(i * T, T);
+                float dot = TensorPrimitives.Dot(prow, dpi);
+                TensorPrimitives.Subtract(dpi, dot, dsi[..(i + 1)]);
+                TensorPrimitives.Multiply(dsi[..(i + 1)], prow, dsi[..(i + 1)]);
+                dsi[(i + 1)..].Clear();
+            }
+        if ((stages & HeadStages.Scores) != 0)
+        {
+            for (int i = 0; i < T; i++)
+            {
+                dq.Slice(i * stride, dh).Clear();
+                dk.Slice(i * stride, dh).Clear();
+            }
+            for (int i = 0; i < T; i++)
+            {
+                var qi = q.Slice(i * stride, dh);
+                var dqi = dq.Slice(i * stride, dh);
+                var dsi = ds.Slice(i * T, i + 1);
+                for (int j = 0; j <= i; j++)
+                {
+                    float c = dsi[j] * scale;
+                    TensorPrimitives.MultiplyAdd(k.Slice(j * stride, dh), c, dqi, dqi);
+                    var dkj = dk.Slice(j * stride, dh);
+                    TensorPrimitives.MultiplyAdd(qi, c, dkj, dkj);
+                }
             }
         }
     }
+}
+
+/// <summary>The hook points inside one attention layer (blocks.{l}.attn.hook_*).</summary>
+public enum AttentionPoint { Q, K, V, Scores, Pattern, Z, Result }
+
+/// <summary>
+/// What the attention layer asks of the model's hook points of one layer: whether a hook sits at a point,
+/// to fire it (on the layer's activation there, or on its gradient in backward), and the buffers of the
+/// tensors that exist only when a hook asks for them (hook_result, and the d_pattern/d_scores of a
+/// backward that stops between stages).
+/// </summary>
+public interface IAttentionHooks
+{
+    bool HasForward(AttentionPoint point);
+    bool HasBackward(AttentionPoint point);
+    /// <summary>Runs the forward hooks at point, if any, on the activation there.</summary>
+    void Forward(AttentionPoint point);
+    /// <summary>Runs the backward hooks at point, if any, on the gradient there.</summary>
+    void Backward(AttentionPoint point);
+    /// <summary>hook_result [B·T, H, D] of this layer, or (gradient) the buffer its gradient is formed in.</summary>
+    Span<float> ResultBuffer(bool gradient);
+    /// <summary>[B·T, D] scratch for the result's change.</summary>
+    Span<float> ResultScratch();
+    /// <summary>d loss / d pattern (point Pattern) or d loss / d scores (point Scores), [B, H, T, T].</summary>
+    Span<float> StageGradient(AttentionPoint point);
 }

@@ -5,7 +5,7 @@ using static MiniGpt.Tensors.Views;
 namespace MiniGpt.Layers;
 
 /// <summary>
-/// The fast attention kernels (Kernels.Fast); Attention.cs holds the readable reference each one matches.
+/// The fast attention kernels (FastKernels); Attention.cs holds the readable reference each one matches.
 ///
 /// Projections: W_Q [H, D, dh] is H blocks of [D, dh]; copied once per call into a [D, H·dh] matrix
 /// (D·H·dh floats, 1/N of the product's work) it projects every head with one matmul, instead of
@@ -50,41 +50,41 @@ public static unsafe partial class Attention
     }
 
     // q = x_qk·Wcat_Q + b_Q (b_Q [H, dh] is already laid out as q's columns); k, v likewise
-    private static void ProjectQkvFast(ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w,
+    public static void ProjectQkv(IKernels kn, ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w,
         Span<float> q, Span<float> k, Span<float> v, int B, int T, int D, int H, int dh)
     {
         int N = B * T, HD = H * dh;
         var wcat = WeightScratch(D * HD).AsSpan(0, D * HD);
         PackHeads(w.WQ, wcat, H, D, dh);
-        Linear.Forward(xqk, wcat, w.BQ, q, N, D, HD);
+        Linear.Forward(kn, xqk, wcat, w.BQ, q, N, D, HD);
         PackHeads(w.WK, wcat, H, D, dh);
-        Linear.Forward(xqk, wcat, w.BK, k, N, D, HD);
+        Linear.Forward(kn, xqk, wcat, w.BK, k, N, D, HD);
         PackHeads(w.WV, wcat, H, D, dh);
-        Linear.Forward(xv, wcat, w.BV, v, N, D, HD);
+        Linear.Forward(kn, xv, wcat, w.BV, v, N, D, HD);
     }
 
     // differentiates the above per projection: dWcat = xᵀ·dq, db += Σ_n dq[n], dx += dq·Wcatᵀ
-    private static void ProjectQkvBackwardFast(ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w, in Grads g,
+    public static void ProjectQkvBackward(IKernels kn, ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w, in Grads g,
         ReadOnlySpan<float> dq, ReadOnlySpan<float> dk, ReadOnlySpan<float> dv, Span<float> dxqk, Span<float> dxv, int N, int D, int H, int dh)
     {
         int HD = H * dh;
         var buf = WeightScratch(2 * D * HD);
         var wcat = buf.AsSpan(0, D * HD);
         var gcat = buf.AsSpan(D * HD, D * HD);
-        ProjectBackwardFast(xqk, w.WQ, dq, g.WQ, g.BQ, dxqk, wcat, gcat, N, D, H, dh);
-        ProjectBackwardFast(xqk, w.WK, dk, g.WK, g.BK, dxqk, wcat, gcat, N, D, H, dh);
-        ProjectBackwardFast(xv, w.WV, dv, g.WV, g.BV, dxv, wcat, gcat, N, D, H, dh);
+        ProjectBackwardFast(kn, xqk, w.WQ, dq, g.WQ, g.BQ, dxqk, wcat, gcat, N, D, H, dh);
+        ProjectBackwardFast(kn, xqk, w.WK, dk, g.WK, g.BK, dxqk, wcat, gcat, N, D, H, dh);
+        ProjectBackwardFast(kn, xv, w.WV, dv, g.WV, g.BV, dxv, wcat, gcat, N, D, H, dh);
     }
 
-    private static void ProjectBackwardFast(ReadOnlySpan<float> x, ReadOnlySpan<float> wh, ReadOnlySpan<float> dy,
+    private static void ProjectBackwardFast(IKernels kn, ReadOnlySpan<float> x, ReadOnlySpan<float> wh, ReadOnlySpan<float> dy,
         Span<float> dw, Span<float> db, Span<float> dx, Span<float> wcat, Span<float> gcat, int N, int D, int H, int dh)
     {
         int HD = H * dh;
-        Kernels.MatMul.TN(Mat(x, N, D), Mat(dy, N, HD), Mat(gcat, D, HD), accumulate: false);
+        kn.MatMul.TN(Mat(x, N, D), Mat(dy, N, HD), Mat(gcat, D, HD), accumulate: false);
         AddHeads(gcat, dw, H, D, dh);
-        Linear.SumRows(dy, db, N, HD);
+        kn.SumRows(dy, db, N, HD);
         PackHeads(wh, wcat, H, D, dh);
-        Kernels.MatMul.NT(Mat(dy, N, HD), Mat(wcat, D, HD), Mat(dx, N, D), accumulate: true);
+        kn.MatMul.NT(Mat(dy, N, HD), Mat(wcat, D, HD), Mat(dx, N, D), accumulate: true);
     }
 
     // scratch copies of one head: rows [T, dh] of src (row stride HD) into dst [T, ldd], zero-padded to ldd
@@ -122,18 +122,6 @@ public static unsafe partial class Attention
         }
     }
 
-    private static void HeadScoresFast(void* ctx, int task)
-    {
-        var j = (Job*)ctx;
-        int T = j->T, H = j->H, dh = j->Dh, HD = H * dh, b = task / H, h = task % H, tp = RoundUp(T, Pad);
-        long baseRow = (long)b * T * HD + h * dh;
-        float* kt = Scratch.Get((long)dh * tp);
-        TransposeHead(j->K + baseRow, HD, kt, tp, T, dh);
-        float* s0 = j->S + (long)task * T * T;
-        for (int i0 = 0; i0 < T; i0 += SimdMatMul.SmallRows)
-            ScoreRows(j, baseRow, kt, tp, s0, i0, Math.Min(SimdMatMul.SmallRows, T - i0));
-    }
-
     // z[i] = Σ_{j ≤ i} p_ij·v_j for rows [i0, i0+rows): p_ij is exactly 0 for j > i, so the block reads keys j < i0+rows
     private static void MixRows(Job* j, long baseRow, float* vp, int dhp, float* p0, int i0, int rows)
     {
@@ -141,95 +129,127 @@ public static unsafe partial class Attention
         SimdMatMul.Small(p0 + (long)i0 * T, T, 1, vp, dhp, j->Z + baseRow + (long)i0 * HD, HD, rows, j->Dh, Math.Min(T, i0 + rows), acc: false);
     }
 
-    private static void HeadMixFast(void* ctx, int task)
-    {
-        var j = (Job*)ctx;
-        int T = j->T, H = j->H, dh = j->Dh, HD = H * dh, b = task / H, h = task % H, dhp = RoundUp(dh, Pad);
-        long baseRow = (long)b * T * HD + h * dh;
-        float* vp = Scratch.Get((long)T * dhp);
-        CopyHead(j->V + baseRow, HD, vp, dhp, T, dh);
-        float* p0 = j->P + (long)task * T * T;
-        for (int i0 = 0; i0 < T; i0 += SimdMatMul.SmallRows)
-            MixRows(j, baseRow, vp, dhp, p0, i0, Math.Min(SimdMatMul.SmallRows, T - i0));
-    }
-
-    // Scores, Pattern and Mix of every (batch, head), one task each, block of query rows by block
-    private static void FusedHeads(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
-        Span<float> scores, Span<float> pattern, Span<float> z, int B, int T, int H, int dh)
+    // q, k, v, z [B,T,H,dh], scores, pattern [B,H,T,T]: the given stages of every (batch, head), one task each
+    public static void Heads(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
+        Span<float> scores, Span<float> pattern, Span<float> z, int B, int T, int H, int dh, HeadStages stages)
     {
         fixed (float* pq = q, pk = k, pv = v, ps = scores, pp = pattern, pz = z)
         {
-            var job = new Job { Q = pq, K = pk, V = pv, S = ps, P = pp, Z = pz, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh) };
-            WorkerPool.Current.Run(&HeadFused, &job, B * H);
+            var job = new Job { Q = pq, K = pk, V = pv, S = ps, P = pp, Z = pz, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh), Stages = stages };
+            WorkerPool.Current.Run(&HeadForwardFast, &job, B * H);
         }
     }
 
-    private static void HeadFused(void* ctx, int task)
+    // one (batch, head), block of query rows by block: scores, then softmax, then z of the block while its rows are in L1
+    private static void HeadForwardFast(void* ctx, int task)
     {
         var j = (Job*)ctx;
-        int T = j->T, H = j->H, dh = j->Dh, HD = H * dh, b = task / H, h = task % H, tp = RoundUp(T, Pad), dhp = RoundUp(dh, Pad);
-        long baseRow = (long)b * T * HD + h * dh;
+        int T = j->T, dh = j->Dh, HD = j->H * dh, tp = RoundUp(T, Pad), dhp = RoundUp(dh, Pad);
+        bool scores = (j->Stages & HeadStages.Scores) != 0, softmax = (j->Stages & HeadStages.Pattern) != 0, mix = (j->Stages & HeadStages.Mix) != 0;
+        long baseRow = RowBase(j, task);
         float* kt = Scratch.Get((long)dh * tp + (long)T * dhp), vp = kt + (long)dh * tp;
-        TransposeHead(j->K + baseRow, HD, kt, tp, T, dh);
-        CopyHead(j->V + baseRow, HD, vp, dhp, T, dh);
+        if (scores) TransposeHead(j->K + baseRow, HD, kt, tp, T, dh);
+        if (mix) CopyHead(j->V + baseRow, HD, vp, dhp, T, dh);
         float* s0 = j->S + (long)task * T * T, p0 = j->P + (long)task * T * T;
         for (int i0 = 0; i0 < T; i0 += SimdMatMul.SmallRows)
         {
             int rows = Math.Min(SimdMatMul.SmallRows, T - i0);
-            ScoreRows(j, baseRow, kt, tp, s0, i0, rows);
-            for (int i = i0; i < i0 + rows; i++)
-            {
-                var prow = new Span<float>(p0 + (long)i * T, T);
-                Softmax.Forward(new ReadOnlySpan<float>(s0 + (long)i * T, i + 1), prow[..(i + 1)]);
-                prow[(i + 1)..].Clear();
-            }
-            MixRows(j, baseRow, vp, dhp, p0, i0, rows);
+            if (scores) ScoreRows(j, baseRow, kt, tp, s0, i0, rows);
+            if (softmax)
+                for (int i = i0; i < i0 + rows; i++)
+                {
+                    var prow = new Span<float>(p0 + (long)i * T, T);
+                    Softmax.Forward(new ReadOnlySpan<float>(s0 + (long)i * T, i + 1), prow[..(i + 1)]);
+                    prow[(i + 1)..].Clear();
+                }
+            if (mix) MixRows(j, baseRow, vp, dhp, p0, i0, rows);
         }
     }
 
-    // one (batch, head), differentiating the same three lines as HeadBackward, as matrix products:
-    //   dP = dZ·Vᵀ (causal rows),  dV = Pᵀ·dZ,  dS = P ⊙ (dP − rowsum(P ⊙ dP))·scale,  dQ = dS·K,  dK = dSᵀ·Q
+    // differentiates the given stages of Heads; dPattern, dScores [B,H,T,T] as IKernels.HeadsBackward says
+    public static void HeadsBackward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> pattern,
+        ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores, int B, int T, int H, int dh, HeadStages stages)
+    {
+        fixed (float* pq = q, pk = k, pv = v, pp = pattern, pdz = dz, pdq = dq, pdk = dk, pdv = dv, pdp = dPattern, pds = dScores)
+        {
+            var job = new Job { Q = pq, K = pk, V = pv, P = pp, DZ = pdz, DQ = pdq, DK = pdk, DV = pdv, DP = pdp, DS = pds,
+                T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh), Stages = stages };
+            WorkerPool.Current.Run(&HeadBackwardFast, &job, B * H);
+        }
+    }
+
+    // one (batch, head), differentiating the same lines as HeadBackward, as matrix products:
+    //   Mix:     dP = dZ·Vᵀ (causal rows),  dV = Pᵀ·dZ
+    //   Pattern: dS = P ⊙ (dP − rowsum(P ⊙ dP))
+    //   Scores:  dQ = dS·K·scale,  dK = dSᵀ·Q·scale
+    // Block of query rows by block, as forward. dp and ds rows live in one [T, tp] scratch (in place) while consecutive
+    // stages run here, or in the [T, T] matrices of dPattern/dScores where the call stops after or starts at a stage.
     private static void HeadBackwardFast(void* ctx, int task)
     {
         var j = (Job*)ctx;
-        int T = j->T, H = j->H, dh = j->Dh, HD = H * dh, b = task / H, h = task % H, tp = RoundUp(T, Pad), dhp = RoundUp(dh, Pad);
+        int T = j->T, dh = j->Dh, HD = j->H * dh, tp = RoundUp(T, Pad), dhp = RoundUp(dh, Pad);
         const int R = SimdMatMul.SmallRows;
-        long baseRow = (long)b * T * HD + h * dh;
+        bool mix = (j->Stages & HeadStages.Mix) != 0, softmax = (j->Stages & HeadStages.Pattern) != 0, scores = (j->Stages & HeadStages.Scores) != 0;
+        long baseRow = RowBase(j, task);
         long headSize = (long)T * dhp;
         float* vt = Scratch.Get((long)dh * tp + 3 * headSize + (long)T * tp);
-        float* kp = vt + (long)dh * tp, qp = kp + headSize, dzp = qp + headSize, ds = dzp + headSize;
-        TransposeHead(j->V + baseRow, HD, vt, tp, T, dh);
-        CopyHead(j->K + baseRow, HD, kp, dhp, T, dh);
-        CopyHead(j->Q + baseRow, HD, qp, dhp, T, dh);
-        CopyHead(j->DZ + baseRow, HD, dzp, dhp, T, dh);
+        float* kp = vt + (long)dh * tp, qp = kp + headSize, dzp = qp + headSize, buf = dzp + headSize;
+        if (mix)
+        {
+            TransposeHead(j->V + baseRow, HD, vt, tp, T, dh);
+            CopyHead(j->DZ + baseRow, HD, dzp, dhp, T, dh);
+        }
+        if (scores)
+        {
+            CopyHead(j->K + baseRow, HD, kp, dhp, T, dh);
+            CopyHead(j->Q + baseRow, HD, qp, dhp, T, dh);
+        }
+        // where dp and ds rows are: the scratch between two stages that both run here, else the [T, T] matrices
+        bool dpHere = mix && softmax, dsHere = softmax && scores;
+        float* dp = dpHere ? buf : j->DP + (long)task * T * T, ds = dsHere ? buf : j->DS + (long)task * T * T;
+        int ldp = dpHere ? tp : T, lds = dsHere ? tp : T;
         float* p0 = j->P + (long)task * T * T;
         for (int i0 = 0; i0 < T; i0 += R)
         {
             int rows = Math.Min(R, T - i0), n = Math.Min(T, i0 + rows);
-            // dp_ij = dz_i·v_j for j < n
-            SimdMatMul.Small(dzp + (long)i0 * dhp, dhp, 1, vt, tp, ds + (long)i0 * tp, tp, rows, n, dh, acc: false);
-            for (int i = i0; i < i0 + rows; i++)
+            if (mix)
             {
-                var prow = new ReadOnlySpan<float>(p0 + (long)i * T, i + 1);
-                var dpi = new Span<float>(ds + (long)i * tp, i + 1);
-                CopyHookRow(j->DP, task, i, T, dpi);
-                float dot = TensorPrimitives.Dot(prow, dpi);
-                TensorPrimitives.Subtract(dpi, dot, dpi);
-                TensorPrimitives.Multiply(dpi, prow, dpi);
-                CopyHookRow(j->DS, task, i, T, dpi);
-                TensorPrimitives.Multiply(dpi, j->Scale, dpi);
-                new Span<float>(ds + (long)i * tp + i + 1, n - i - 1).Clear(); // the masked keys of this block
+                // dp_ij = dz_i·v_j for j < n
+                SimdMatMul.Small(dzp + (long)i0 * dhp, dhp, 1, vt, tp, dp + (long)i0 * ldp, ldp, rows, n, dh, acc: false);
+                if (!dpHere)
+                    for (int i = i0; i < i0 + rows; i++) new Span<float>(dp + (long)i * T + i + 1, T - i - 1).Clear();
             }
-            // dq_i = Σ_{j < n} ds_ij·k_j
-            SimdMatMul.Small(ds + (long)i0 * tp, tp, 1, kp, dhp, j->DQ + baseRow + (long)i0 * HD, HD, rows, dh, n, acc: false);
+            if (softmax)
+                for (int i = i0; i < i0 + rows; i++)
+                {
+                    var prow = new ReadOnlySpan<float>(p0 + (long)i * T, i + 1);
+                    var dpi = new Span<float>(dp + (long)i * ldp, i + 1);
+                    var dsi = new Span<float>(ds + (long)i * lds, i + 1);
+                    float dot = TensorPrimitives.Dot(prow, dpi);
+                    TensorPrimitives.Subtract(dpi, dot, dsi);
+                    TensorPrimitives.Multiply(dsi, prow, dsi);
+                    if (!dsHere) new Span<float>(ds + (long)i * T + i + 1, T - i - 1).Clear();
+                }
+            if (scores)
+            {
+                for (int i = i0; i < i0 + rows; i++)
+                {
+                    // ds·scale in the scratch; the masked keys of this block exactly 0, as the products below read them
+                    var row = new Span<float>(buf + (long)i * tp, i + 1);
+                    TensorPrimitives.Multiply(new ReadOnlySpan<float>(ds + (long)i * lds, i + 1), j->Scale, row);
+                    new Span<float>(buf + (long)i * tp + i + 1, n - i - 1).Clear();
+                }
+                // dq_i = Σ_{j < n} ds_ij·k_j
+                SimdMatMul.Small(buf + (long)i0 * tp, tp, 1, kp, dhp, j->DQ + baseRow + (long)i0 * HD, HD, rows, dh, n, acc: false);
+            }
         }
         // rows [j0, j0+R) of dV and dK reduce over queries i ≥ j0 (p_ij = ds_ij = 0 for i < j, written as 0 above
         // because query blocks and key blocks share the same boundaries)
         for (int j0 = 0; j0 < T; j0 += R)
         {
             int rows = Math.Min(R, T - j0), kk = T - j0;
-            SimdMatMul.Small(p0 + (long)j0 * T + j0, 1, T, dzp + (long)j0 * dhp, dhp, j->DV + baseRow + (long)j0 * HD, HD, rows, dh, kk, acc: false);
-            SimdMatMul.Small(ds + (long)j0 * tp + j0, 1, tp, qp + (long)j0 * dhp, dhp, j->DK + baseRow + (long)j0 * HD, HD, rows, dh, kk, acc: false);
+            if (mix) SimdMatMul.Small(p0 + (long)j0 * T + j0, 1, T, dzp + (long)j0 * dhp, dhp, j->DV + baseRow + (long)j0 * HD, HD, rows, dh, kk, acc: false);
+            if (scores) SimdMatMul.Small(buf + (long)j0 * tp + j0, 1, tp, qp + (long)j0 * dhp, dhp, j->DK + baseRow + (long)j0 * HD, HD, rows, dh, kk, acc: false);
         }
     }
 }

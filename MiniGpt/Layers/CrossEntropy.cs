@@ -6,10 +6,10 @@ namespace MiniGpt.Layers;
 /// <summary>Softmax and next-token cross-entropy fused, so the [N, V] probabilities are never stored.</summary>
 public static unsafe class CrossEntropy
 {
-    // logits [N,V], targets [N] → losses [N] = logsumexp(logits[n]) − logits[n, target[n]]; returns Σ_n losses
+    /// <summary><see cref="ForwardReference"/> on fixed chunks of rows across the worker pool when the logits are large (bitwise the reference).</summary>
     public static double Forward(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> losses, int N, int V)
     {
-        if (Kernels.Fast && (long)N * V >= RowParallel.SerialElements)
+        if ((long)N * V >= RowParallel.SerialElements)
         {
             // the reference rows in parallel chunks, then the same in-order sum of the same float losses
             Run(logits, targets, losses, 0, N, V, forward: true);
@@ -20,7 +20,8 @@ public static unsafe class CrossEntropy
         return ForwardReference(logits, targets, losses, N, V);
     }
 
-    /// <summary>The readable form of <see cref="Forward"/>: one row after another.</summary>
+    // logits [N,V], targets [N] → losses [N] = logsumexp(logits[n]) − logits[n, target[n]]; returns Σ_n losses
+    // The readable form: one row after another.
     public static double ForwardReference(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> losses, int N, int V)
     {
         double total = 0;
@@ -37,15 +38,16 @@ public static unsafe class CrossEntropy
         return total;
     }
 
-    // differentiates: loss = scale·Σ_n (logsumexp(logits[n]) − logits[n, y_n])
-    //   dlogits[n] = scale·(softmax(logits[n]) − onehot(y_n))
+    /// <summary><see cref="BackwardReference"/> on fixed chunks of rows across the worker pool when the logits are large (bitwise the reference).</summary>
     public static void Backward(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> dLogits, float scale, int N, int V)
     {
-        if (Kernels.Fast && (long)N * V >= RowParallel.SerialElements) { Run(logits, targets, dLogits, scale, N, V, forward: false); return; }
+        if ((long)N * V >= RowParallel.SerialElements) { Run(logits, targets, dLogits, scale, N, V, forward: false); return; }
         BackwardReference(logits, targets, dLogits, scale, N, V);
     }
 
-    /// <summary>The readable form of <see cref="Backward"/>.</summary>
+    // differentiates: loss = scale·Σ_n (logsumexp(logits[n]) − logits[n, y_n])
+    //   dlogits[n] = scale·(softmax(logits[n]) − onehot(y_n))
+    // The readable form: one row after another.
     public static void BackwardReference(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> dLogits, float scale, int N, int V)
     {
         for (int n = 0; n < N; n++)

@@ -10,14 +10,7 @@ public static unsafe class Gelu
     private const float C = 0.7978845608028654f; // √(2/π)
     private const float A = 0.044715f;
 
-    // y = ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
-    public static void Forward(ReadOnlySpan<float> x, Span<float> y)
-    {
-        if (Kernels.Fast) { Run(x, default, y, forward: true, accumulate: false); return; }
-        ForwardReference(x, y);
-    }
-
-    /// <summary>The readable form of <see cref="Forward"/>, one vector operation at a time.</summary>
+    // y = ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))   x, y [len]; the readable form, one vector operation at a time
     public static void ForwardReference(ReadOnlySpan<float> x, Span<float> y)
     {
         TensorPrimitives.Multiply(x, x, y);
@@ -32,14 +25,7 @@ public static unsafe class Gelu
 
     // differentiates: y = ½·x·(1 + t),  t = tanh(u),  u = √(2/π)·(x + 0.044715·x³)
     //   dy/dx = ½·(1 + t) + ½·x·(1 - t²)·√(2/π)·(1 + 3·0.044715·x²)
-    // dx (+)= dy · dy/dx; tScratch [len] receives t.
-    public static void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx, Span<float> tScratch, bool accumulate)
-    {
-        if (Kernels.Fast) { Run(x, dy, dx, forward: false, accumulate); return; }
-        BackwardReference(x, dy, dx, tScratch, accumulate);
-    }
-
-    /// <summary>The readable form of <see cref="Backward"/>.</summary>
+    // dx (+)= dy · dy/dx; tScratch [len] receives t. The readable form of Backward.
     public static void BackwardReference(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx, Span<float> tScratch, bool accumulate)
     {
         var t = tScratch[..x.Length];
@@ -63,6 +49,12 @@ public static unsafe class Gelu
     private const int Chunk = 1 << 14;
 
     private struct Job { public float* X, Dy, Out; public int Length; public bool Accumulate; }
+
+    /// <summary>y = x·σ(2u): <see cref="ForwardReference"/> in one pass per element, chunks across the worker pool.</summary>
+    public static void Forward(ReadOnlySpan<float> x, Span<float> y) => Run(x, default, y, forward: true, accumulate: false);
+
+    /// <summary>dx (+)= dy·dy/dx: <see cref="BackwardReference"/> in one pass per element (no scratch: t is not stored).</summary>
+    public static void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx, bool accumulate) => Run(x, dy, dx, forward: false, accumulate);
 
     private static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> output, bool forward, bool accumulate)
     {

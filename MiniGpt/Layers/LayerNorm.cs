@@ -13,14 +13,7 @@ public static unsafe class LayerNorm
     public const float Eps = 1e-5f;
 
     // x [N,C] → y [N,C] = (x - μ)·rstd·w + b, with μ = mean(x), rstd = 1/√(mean((x-μ)²) + eps) saved per row [N]
-    public static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b,
-        Span<float> y, Span<float> mean, Span<float> rstd, int N, int C)
-    {
-        if (Kernels.Fast) { Run(x, w, b, default, y, mean, rstd, default, default, N, C, forward: true); return; }
-        ForwardReference(x, w, b, y, mean, rstd, N, C);
-    }
-
-    /// <summary>The readable form of <see cref="Forward"/>: one row after another.</summary>
+    // The readable form: one row after another (Forward runs it on chunks of rows in parallel).
     public static void ForwardReference(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b,
         Span<float> y, Span<float> mean, Span<float> rstd, int N, int C)
     {
@@ -42,15 +35,7 @@ public static unsafe class LayerNorm
     // differentiates: y = (x - μ)·rstd·w + b
     //   dw += Σ_n dy·x̂,  db += Σ_n dy
     //   dx += rstd·(g - mean(g) - x̂·mean(g·x̂)),  g = dy·w
-    // scratch [C] holds x̂ then g for one row.
-    public static void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd,
-        ReadOnlySpan<float> dy, Span<float> dx, Span<float> dw, Span<float> db, Span<float> xhat, Span<float> g, int N, int C)
-    {
-        if (Kernels.Fast) { Run(x, w, default, dy, dx, mean, rstd, dw, db, N, C, forward: false); return; }
-        BackwardReference(x, w, mean, rstd, dy, dx, dw, db, xhat, g, N, C);
-    }
-
-    /// <summary>The readable form of <see cref="Backward"/>: one row after another, dw and db summed in row order.</summary>
+    // scratch xhat, g [C] hold x̂ and g for one row. The readable form: one row after another, dw and db summed in row order.
     public static void BackwardReference(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd,
         ReadOnlySpan<float> dy, Span<float> dx, Span<float> dw, Span<float> db, Span<float> xhat, Span<float> g, int N, int C)
     {
@@ -89,6 +74,16 @@ public static unsafe class LayerNorm
         public float* X, W, B, Dy, Y, Mean, Rstd, Partial;
         public int N, C, Rows, WLen;
     }
+
+    /// <summary><see cref="ForwardReference"/> on fixed chunks of rows across the worker pool (bitwise the reference).</summary>
+    public static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b,
+        Span<float> y, Span<float> mean, Span<float> rstd, int N, int C) =>
+        Run(x, w, b, default, y, mean, rstd, default, default, N, C, forward: true);
+
+    /// <summary><see cref="BackwardReference"/> on fixed chunks of rows, each with its own dw/db partials added in chunk order.</summary>
+    public static void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd,
+        ReadOnlySpan<float> dy, Span<float> dx, Span<float> dw, Span<float> db, int N, int C) =>
+        Run(x, w, default, dy, dx, mean, rstd, dw, db, N, C, forward: false);
 
     private static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, ReadOnlySpan<float> dy, Span<float> y,
         ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd, Span<float> dw, Span<float> db, int N, int C, bool forward)

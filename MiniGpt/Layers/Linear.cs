@@ -9,12 +9,10 @@ namespace MiniGpt.Layers;
 public static unsafe class Linear
 {
     // x [N,I], W [I,O], b [O] or empty → y [N,O]
-    public static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int N, int I, int O)
+    public static void Forward(IKernels k, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int N, int I, int O)
     {
-        Kernels.MatMul.NN(Mat(x, N, I), Mat(w, I, O), Mat(y, N, O), accumulate: false);
-        if (b.IsEmpty) return;
-        if (Kernels.Fast) AddBias(y, b, N, O);
-        else AddBiasReference(y, b, N, O);
+        k.MatMul.NN(Mat(x, N, I), Mat(w, I, O), Mat(y, N, O), accumulate: false);
+        if (!b.IsEmpty) k.AddBias(y, b, N, O);
     }
 
     /// <summary>y[n] += b for every row n (the readable form).</summary>
@@ -25,20 +23,16 @@ public static unsafe class Linear
 
     // differentiates: y = x·W + b
     //   dW += xᵀ·dy,  db += Σ_n dy[n],  dx (+)= dy·Wᵀ
-    public static void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> dy,
+    public static void Backward(IKernels k, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> dy,
         Span<float> dx, Span<float> dw, Span<float> db, int N, int I, int O, bool accumulateDx)
     {
-        Kernels.MatMul.TN(Mat(x, N, I), Mat(dy, N, O), Mat(dw, I, O), accumulate: true);
-        if (!db.IsEmpty) SumRows(dy, db, N, O);
-        if (!dx.IsEmpty) Kernels.MatMul.NT(Mat(dy, N, O), Mat(w, I, O), Mat(dx, N, I), accumulateDx);
+        k.MatMul.TN(Mat(x, N, I), Mat(dy, N, O), Mat(dw, I, O), accumulate: true);
+        if (!db.IsEmpty) k.SumRows(dy, db, N, O);
+        if (!dx.IsEmpty) k.MatMul.NT(Mat(dy, N, O), Mat(w, I, O), Mat(dx, N, I), accumulateDx);
     }
 
-    /// <summary>acc[c] += Σ_n m[n,c], rows in order (deterministic).</summary>
-    public static void SumRows(ReadOnlySpan<float> m, Span<float> acc, int N, int C)
-    {
-        if (Kernels.Fast) { Run(m, acc, N, C, sum: true); return; }
-        SumRowsReference(m, acc, N, C);
-    }
+    /// <summary>acc[c] += Σ_n m[n,c], rows in order (deterministic), in column bands across the worker pool.</summary>
+    public static void SumRows(ReadOnlySpan<float> m, Span<float> acc, int N, int C) => Run(m, acc, N, C, sum: true);
 
     /// <summary>The readable form of <see cref="SumRows"/>: one row after another.</summary>
     public static void SumRowsReference(ReadOnlySpan<float> m, Span<float> acc, int N, int C)

@@ -28,8 +28,10 @@ public sealed class Activations
     public Tensor Losses { get; }
     public Tensor DResid { get; }
     public Tensor DLn { get; }
-    /// <summary>d(attn_out) or d(mlp_out) on its own, when a backward hook there may change it.</summary>
+    /// <summary>d(attn_out), d(mlp_out) or d(embed) on its own, when a backward hook there may change it.</summary>
     public Tensor DBranch { get; }
+    /// <summary>d(hook_pos_embed): with shortformer positions the sum over blocks of d(x_qk); else a copy for a backward hook.</summary>
+    public Tensor DPosEmbed { get; }
     public Tensor DLogits { get; }
     public Tensor? DQkInput { get; }
     public Tensor? DQ { get; }
@@ -84,6 +86,7 @@ public sealed class Activations
         s.Add("d_resid", B, T, D);
         s.Add("d_ln", B, T, D);
         s.Add("d_branch", B, T, D);
+        s.Add("d_pos_embed", B, T, D);
         if (c.Shortformer) s.Add("d_qk_input", B, T, D);
         if (c.NLayers > 0)
         {
@@ -104,7 +107,7 @@ public sealed class Activations
         LnFinalMean = Acts.TryGet("ln_final.mean", out var lm) ? lm : null;
         LnFinalRstd = Acts.TryGet("ln_final.rstd", out var lr) ? lr : null;
         Logits = Acts["logits"]; Losses = Acts["losses"];
-        DResid = Scratch["d_resid"]; DLn = Scratch["d_ln"]; DBranch = Scratch["d_branch"]; DLogits = Scratch["d_logits"];
+        DResid = Scratch["d_resid"]; DLn = Scratch["d_ln"]; DBranch = Scratch["d_branch"]; DPosEmbed = Scratch["d_pos_embed"]; DLogits = Scratch["d_logits"];
         DQkInput = Scratch.TryGet("d_qk_input", out var dqk) ? dqk : null;
         if (c.NLayers > 0) { DQ = Scratch["d_q"]; DK = Scratch["d_k"]; DV = Scratch["d_v"]; DZ = Scratch["d_z"]; }
         DMlpPre = Scratch.TryGet("d_mlp_pre", out var dpre) ? dpre : null;
@@ -121,7 +124,7 @@ public sealed class Activations
         long perLayer = (c.HasLayerNorm ? N * D + 2 * N : 0) + (c.Shortformer ? N * D : 0) + 4 * N * HD + 2 * TT + 2 * N * D
             + (c.HasMlp ? N * D + (c.HasLayerNorm ? N * D + 2 * N : 0) + 2 * N * c.DMlp + N * D : 0);
         long acts = 3 * N * D + c.NLayers * perLayer + (c.HasLayerNorm ? N * D + 2 * N : 0) + N * c.DVocab + N;
-        long scratch = 3 * N * D + (c.Shortformer ? N * D : 0) + 4 * N * HD + (c.HasMlp ? 2 * N * c.DMlp : 0) + N * c.DVocab + 2 * D;
+        long scratch = 4 * N * D + (c.Shortformer ? N * D : 0) + 4 * N * HD + (c.HasMlp ? 2 * N * c.DMlp : 0) + N * c.DVocab + 2 * D;
         return acts + scratch;
     }
 }

@@ -1,50 +1,76 @@
+using MiniGpt.Tensors;
+
 namespace MiniGpt.Model;
 
 /// <summary>Where a hook fired: the hook name (TransformerLens's), the block (−1 outside blocks) and the pass's shape.</summary>
 public readonly record struct HookPoint(string Name, int Layer, int Batch, int SeqLen);
 
 /// <summary>
-/// A hook sees the activation (forward) or its gradient (backward) as a tensor view with the shape of
-/// this pass, e.g. [batch, pos, head, d_head] for attn.hook_q. Writing into it replaces the value for
-/// everything downstream (ablation, patching); reading it is free, since nothing is copied.
+/// A hook sees the activation (forward) or its gradient (backward) at its point as a tensor view with the
+/// shape of this pass, e.g. [batch, pos, head, d_head] for attn.hook_q. Writing into it replaces the value
+/// for everything that follows: in forward, every later stage reads the replacement (ablation, patching);
+/// in backward, the replaced gradient is what flows on to the parameters and points upstream, as a
+/// TransformerLens backward hook that returns a new gradient. Reading changes nothing, not even a bit.
 /// </summary>
 public delegate void HookFn(Tensor value, HookPoint point);
 
 /// <summary>
-/// Forward and backward hooks by hook name. With none registered, the model does not build a single
-/// view or name, and runs at full speed with no allocation.
+/// Forward and backward hooks by hook name. A pass asks it, at each point, whether anything is
+/// registered there (an array lookup); with nothing registered the model runs its fused kernels at full
+/// speed and allocates nothing.
 /// </summary>
 public sealed class HookRegistry
 {
-    private readonly Dictionary<string, List<HookFn>> _forward = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, List<HookFn>> _backward = new(StringComparer.Ordinal);
-    private readonly Func<string, bool> _isValid;
+    private readonly HookPoints _points;
+    // per point, the hooks in the order they were added; replaced (not changed) when one is added or removed,
+    // so a pass iterates over its own snapshot without copying
+    private readonly HookFn[]?[] _forward, _backward;
+    private int _count;
 
-    internal HookRegistry(Func<string, bool> isValid) => _isValid = isValid;
+    internal HookRegistry(HookPoints points)
+    {
+        _points = points;
+        _forward = new HookFn[]?[points.Count];
+        _backward = new HookFn[]?[points.Count];
+    }
 
-    public bool IsEmpty => _forward.Count == 0 && _backward.Count == 0;
-    public bool HasForward(string name) => _forward.ContainsKey(name);
-    public bool HasBackward(string name) => _backward.ContainsKey(name);
-    public bool AnyBackward => _backward.Count > 0;
+    public bool IsEmpty => _count == 0;
+    public bool HasForward(string name) => _points.IndexOf(name) is int i and >= 0 && _forward[i] != null;
+    public bool HasBackward(string name) => _points.IndexOf(name) is int i and >= 0 && _backward[i] != null;
+    internal bool HasForward(int point) => point >= 0 && _forward[point] != null;
+    internal bool HasBackward(int point) => point >= 0 && _backward[point] != null;
 
     /// <summary>Adds a forward hook; dispose the result to remove it.</summary>
     public IDisposable AddForward(string name, HookFn fn) => Add(_forward, name, fn);
 
-    /// <summary>Adds a backward hook (sees d loss / d activation during Backward); dispose the result to remove it.</summary>
+    /// <summary>Adds a backward hook (sees d loss / d activation during Backward and may replace it); dispose the result to remove it.</summary>
     public IDisposable AddBackward(string name, HookFn fn) => Add(_backward, name, fn);
 
-    public void Clear() { _forward.Clear(); _backward.Clear(); }
-
-    private IDisposable Add(Dictionary<string, List<HookFn>> d, string name, HookFn fn)
+    public void Clear()
     {
-        if (!_isValid(name)) throw new ArgumentException($"'{name}' is not a hook point of this model (see GptModel.HookNames)");
-        if (!d.TryGetValue(name, out var list)) d[name] = list = new List<HookFn>();
-        list.Add(fn);
-        return new Removal(() => { list.Remove(fn); if (list.Count == 0) d.Remove(name); });
+        Array.Clear(_forward);
+        Array.Clear(_backward);
+        _count = 0;
     }
 
-    internal void RunForward(string name, Tensor t, HookPoint p) { if (_forward.TryGetValue(name, out var l)) foreach (var f in l.ToArray()) f(t, p); }
-    internal void RunBackward(string name, Tensor t, HookPoint p) { if (_backward.TryGetValue(name, out var l)) foreach (var f in l.ToArray()) f(t, p); }
+    private IDisposable Add(HookFn[]?[] table, string name, HookFn fn)
+    {
+        int point = _points.IndexOf(name);
+        if (point < 0) throw new ArgumentException($"'{name}' is not a hook point of this model (see GptModel.HookNames)");
+        table[point] = [.. table[point] ?? [], fn];
+        _count++;
+        return new Removal(() =>
+        {
+            var hooks = table[point];
+            int i = hooks == null ? -1 : Array.IndexOf(hooks, fn);
+            if (i < 0) return; // removed already (Clear)
+            table[point] = hooks!.Length == 1 ? null : [.. hooks[..i], .. hooks[(i + 1)..]];
+            _count--;
+        });
+    }
+
+    internal void RunForward(int point, Tensor t, HookPoint p) { foreach (var f in _forward[point] ?? []) f(t, p); }
+    internal void RunBackward(int point, Tensor t, HookPoint p) { foreach (var f in _backward[point] ?? []) f(t, p); }
 
     private sealed class Removal(Action remove) : IDisposable
     {

@@ -13,7 +13,7 @@ public sealed class ScalarMatMul : IMatMul
         // c[i,j] = Σ_k a[i,k]·b[k,j]
         int m = a.Height, k = a.Width, n = b.Width;
         if (b.Height != k) throw new ArgumentException($"matmul NN: A is [{m}, {k}] but B is [{b.Height}, {n}]");
-        Kernels.CheckShapes("NN", m, n, k, c.Height, c.Width);
+        MatMulShapes.Check("NN", m, n, k, c.Height, c.Width);
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)
             {
@@ -28,7 +28,7 @@ public sealed class ScalarMatMul : IMatMul
         // c[i,j] = Σ_k a[i,k]·b[j,k]
         int m = a.Height, k = a.Width, n = b.Height;
         if (b.Width != k) throw new ArgumentException($"matmul NT: A is [{m}, {k}] but B is [{n}, {b.Width}]");
-        Kernels.CheckShapes("NT", m, n, k, c.Height, c.Width);
+        MatMulShapes.Check("NT", m, n, k, c.Height, c.Width);
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)
             {
@@ -43,7 +43,7 @@ public sealed class ScalarMatMul : IMatMul
         // c[i,j] = Σ_k a[k,i]·b[k,j]
         int k = a.Height, m = a.Width, n = b.Width;
         if (b.Height != k) throw new ArgumentException($"matmul TN: A is [{k}, {m}] but B is [{b.Height}, {n}]");
-        Kernels.CheckShapes("TN", m, n, k, c.Height, c.Width);
+        MatMulShapes.Check("TN", m, n, k, c.Height, c.Width);
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++)
             {

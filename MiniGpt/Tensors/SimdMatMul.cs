@@ -46,7 +46,7 @@ public sealed unsafe class SimdMatMul : IMatMul
     {
         int m = a.Height, k = a.Width, n = b.Width;
         if (b.Height != k) throw new ArgumentException($"matmul NN: A is [{m}, {k}] but B is [{b.Height}, {n}]");
-        Kernels.CheckShapes("NN", m, n, k, c.Height, c.Width);
+        MatMulShapes.Check("NN", m, n, k, c.Height, c.Width);
         if (m == 0 || n == 0) return;
         if (k == 0) { if (!accumulate) c.Clear(); return; }
         fixed (float* pa = &a.DangerousGetReference())
@@ -60,7 +60,7 @@ public sealed unsafe class SimdMatMul : IMatMul
     {
         int m = a.Height, k = a.Width, n = b.Height;
         if (b.Width != k) throw new ArgumentException($"matmul NT: A is [{m}, {k}] but B is [{n}, {b.Width}]");
-        Kernels.CheckShapes("NT", m, n, k, c.Height, c.Width);
+        MatMulShapes.Check("NT", m, n, k, c.Height, c.Width);
         if (m == 0 || n == 0) return;
         if (k == 0) { if (!accumulate) c.Clear(); return; }
         fixed (float* pa = &a.DangerousGetReference())
@@ -74,7 +74,7 @@ public sealed unsafe class SimdMatMul : IMatMul
     {
         int k = a.Height, m = a.Width, n = b.Width;
         if (b.Height != k) throw new ArgumentException($"matmul TN: A is [{k}, {m}] but B is [{b.Height}, {n}]");
-        Kernels.CheckShapes("TN", m, n, k, c.Height, c.Width);
+        MatMulShapes.Check("TN", m, n, k, c.Height, c.Width);
         if (m == 0 || n == 0) return;
         if (k == 0) { if (!accumulate) c.Clear(); return; }
         fixed (float* pa = &a.DangerousGetReference())

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using MiniGpt.Checkpoints;
 using MiniGpt.Data;
+using MiniGpt.Layers;
 using MiniGpt.Model;
 
 namespace MiniGpt.Training;
@@ -69,15 +70,15 @@ public sealed class Trainer
     /// <summary>Bits per byte for a mean loss in nats per token over the validation set.</summary>
     public float? BitsPerByte(float loss) => _valTokensPerByte is double r ? (float)(loss * r / Math.Log(2)) : null;
 
-    /// <summary>Builds the data and a freshly initialised model from options.</summary>
-    public static Trainer Start(TrainOptions o)
+    /// <summary>Builds the data and a freshly initialised model from options (running the given kernels; null: Kernels.Default).</summary>
+    public static Trainer Start(TrainOptions o, IKernels? kernels = null)
     {
         o = o.Resolved();
         o.Validate();
         var (data, tok, vocab) = LoadData(o);
         var cfg = ModelConfigFor(o, vocab);
         EnsureMemory(cfg, o);
-        var model = GptModel.Create(cfg, o.Seed);
+        var model = GptModel.Create(cfg, o.Seed, kernels);
         var t = new Trainer(o, model, data, tok, new Rng(o.Seed ^ 0xDA7A_5EEDUL));
         if (o.TieEmbeddings) t.TieUnembed();
         return t;
