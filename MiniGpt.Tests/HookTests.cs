@@ -189,6 +189,92 @@ public class HookTests
         Assert.True(Math.Abs(analytic) > 1e-5, $"{name}: the gradient is ~0, so the check proves nothing");
     }
 
+    private static readonly (string Name, bool AttnOnly, string? Norm, string Pos)[] Variants =
+        [("ln-mlp", false, "LN", "standard"), ("shortformer", false, "LN", "shortformer"), ("attn-only-no-ln", true, null, "standard")];
+
+    /// <summary>Every hook point of every model variant, each with a backward hook scaling its gradient by 0 and by 2.</summary>
+    public static TheoryData<string, string, float> ReplacementPoints()
+    {
+        var d = new TheoryData<string, string, float>();
+        foreach (var v in Variants)
+            foreach (var name in Model(v.AttnOnly, v.Norm, v.Pos).HookNames)
+                foreach (float scale in new[] { 0f, 2f })
+                    d.Add(v.Name, name, scale);
+        return d;
+    }
+
+    /// <summary>
+    /// A backward hook that replaces the gradient at a point by s times it makes every parameter's gradient
+    /// what the chain rule gives when the activation's effect there is scaled by s: the gradient of
+    /// L_s(θ) = L with a(θ) replaced by a(θ) + (s − 1)·(a(θ) − a(θ₀)) in forward, a(θ₀) held fixed, which at θ₀ is the
+    /// same pass but sends s times the gradient through a. Checked against central differences of L_s along a random
+    /// direction of all the parameters and along the change the replacement made to their gradient, where the
+    /// unhooked gradient must be far outside the tolerance (so a hook whose replacement were ignored fails, at
+    /// hook_pattern and hook_attn_scores too).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(ReplacementPoints))]
+    public void AReplacedGradientFlowsOnAsTheChainRuleSays(string variant, string name, float scale)
+    {
+        var v = Variants.Single(x => x.Name == variant);
+        var m = Model(v.AttnOnly, v.Norm, v.Pos);
+        const int B = 2, T = 6;
+        var (x, y) = Tokens(B, T, 21);
+        var a0 = m.RunWithCache(x, B, T, n => n == name)[name].Span.ToArray();
+
+        double[] Gradient(float? s)
+        {
+            using var h = s is float f ? m.Hooks.AddBackward(name, (g, _) => System.Numerics.Tensors.TensorPrimitives.Multiply(g.Span, f, g.Span)) : null;
+            m.Forward(x, y, B, T);
+            m.ZeroGrad();
+            m.Backward(1f / (B * T));
+            return m.Grads.Buffer.Select(g => (double)g).ToArray();
+        }
+        var replaced = Gradient(scale);
+        var plain = Gradient(null);
+
+        // two directions: a random one, and the change the replacement made (along which an ignored or wrong replacement shows most)
+        var rng = new Rng(31);
+        var random = new double[replaced.Length];
+        for (int i = 0; i < random.Length; i++) random[i] = rng.NextNormal();
+        var change = replaced.Zip(plain, (r, p) => r - p).ToArray();
+        double changeNorm = Math.Sqrt(change.Sum(c => c * c)), plainNorm = Math.Sqrt(plain.Sum(c => c * c));
+        Assert.True(changeNorm > 1e-3 * plainNorm,
+            $"{variant} {name} ×{scale}: the replaced gradient changed nothing upstream (|change| {changeNorm:G3}, |gradient| {plainNorm:G3})");
+
+        var theta = m.Params.Buffer.ToArray();
+        foreach (var dir in new[] { random, change })
+        {
+            double norm = Math.Sqrt(dir.Sum(c => c * c));
+            var u = dir.Select(c => c / norm).ToArray();
+            double LossAt(double eps)
+            {
+                for (int i = 0; i < theta.Length; i++) m.Params.Buffer[i] = (float)(theta[i] + eps * u[i]);
+                using var h = m.Hooks.AddForward(name, (t, _) =>
+                {
+                    var s = t.Span;
+                    for (int i = 0; i < s.Length; i++)
+                        if (float.IsFinite(s[i])) s[i] += (scale - 1) * (s[i] - a0[i]); // the masked scores (−∞) stay masked
+                });
+                m.Forward(x, y, B, T);
+                double sum = 0;
+                foreach (float l in m.Losses) sum += l;
+                return sum / (B * T);
+            }
+            const double e = 1e-3;
+            double numeric = (LossAt(e) - LossAt(-e)) / (2 * e);
+            theta.CopyTo(m.Params.Buffer, 0);
+            double analytic = 0, unhooked = 0;
+            for (int i = 0; i < u.Length; i++) { analytic += replaced[i] * u[i]; unhooked += plain[i] * u[i]; }
+            double tol = 2e-3 * Math.Max(1, Math.Abs(numeric)) + 5e-4;
+            Assert.True(Math.Abs(numeric - analytic) <= tol,
+                $"{variant} {name} ×{scale}: finite difference {numeric:G6} vs gradient with the replaced gradient {analytic:G6} (unhooked {unhooked:G6})");
+            if (dir == change)
+                Assert.True(Math.Abs(numeric - unhooked) > 4 * tol,
+                    $"{variant} {name} ×{scale}: along the change, the unhooked gradient ({unhooked:G6}) would pass too (finite difference {numeric:G6})");
+        }
+    }
+
     [Fact]
     public void ABackwardHookCanCutTheGradientThroughOneBranch()
     {
