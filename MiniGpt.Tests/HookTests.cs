@@ -21,6 +21,16 @@ public class HookTests
         return m;
     }
 
+    /// <summary>The mean loss of one forward pass with a forward hook at name, summed in double.</summary>
+    private static double MeanLossWith(GptModel m, string name, HookFn hook, int[] x, int[] y, int B, int T)
+    {
+        using var h = m.Hooks.AddForward(name, hook);
+        m.Forward(x, y, B, T);
+        double sum = 0;
+        foreach (float l in m.Losses) sum += l;
+        return sum / (B * T);
+    }
+
     private static (int[] X, int[] Y) Tokens(int B, int T, int seed)
     {
         var rng = new Rng((ulong)seed);
@@ -174,14 +184,7 @@ public class HookTests
             for (int i = 0; i < u.Length; i++) if (i % T > i / T % T) u[i] = 0; // keep the causal mask
         double analytic = 0;
         for (int i = 0; i < u.Length; i++) analytic += grad[i] * (double)u[i];
-        double Loss(float eps)
-        {
-            using var h = m.Hooks.AddForward(name, (t, _) => { var s = t.Span; for (int i = 0; i < s.Length; i++) s[i] += eps * u[i]; });
-            m.Forward(x, y, B, T);
-            double s = 0;
-            foreach (float l in m.Losses) s += l;
-            return s / (B * T);
-        }
+        double Loss(float eps) => MeanLossWith(m, name, (t, _) => { var s = t.Span; for (int i = 0; i < s.Length; i++) s[i] += eps * u[i]; }, x, y, B, T);
         const float e = 1e-3f;
         double numeric = (Loss(e) - Loss(-e)) / (2 * e);
         Assert.True(Math.Abs(numeric - analytic) <= 2e-3 * Math.Max(1, Math.Abs(numeric)) + 5e-4,
@@ -250,16 +253,12 @@ public class HookTests
             double LossAt(double eps)
             {
                 for (int i = 0; i < theta.Length; i++) m.Params.Buffer[i] = (float)(theta[i] + eps * u[i]);
-                using var h = m.Hooks.AddForward(name, (t, _) =>
+                return MeanLossWith(m, name, (t, _) =>
                 {
                     var s = t.Span;
                     for (int i = 0; i < s.Length; i++)
                         if (float.IsFinite(s[i])) s[i] += (scale - 1) * (s[i] - a0[i]); // the masked scores (−∞) stay masked
-                });
-                m.Forward(x, y, B, T);
-                double sum = 0;
-                foreach (float l in m.Losses) sum += l;
-                return sum / (B * T);
+                }, x, y, B, T);
             }
             const double e = 1e-3;
             double numeric = (LossAt(e) - LossAt(-e)) / (2 * e);

@@ -244,12 +244,17 @@ public static unsafe partial class Attention
 
     // q, k, v, z [B,T,H,dh], scores, pattern [B,H,T,T]: the given stages of every head, one HeadForward per (batch, head)
     public static void HeadsReference(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> scores, Span<float> pattern, Span<float> z,
-        int B, int T, int H, int dh, HeadStages stages)
+        int B, int T, int H, int dh, HeadStages stages) =>
+        RunHeads(&HeadForwardTask, q, k, v, scores, pattern, z, B, T, H, dh, stages);
+
+    // every (batch, head) of a forward stage run, one task each on the worker pool (reference and fast kernels alike)
+    private static void RunHeads(delegate*<void*, int, void> task, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
+        Span<float> scores, Span<float> pattern, Span<float> z, int B, int T, int H, int dh, HeadStages stages)
     {
         fixed (float* pq = q, pk = k, pv = v, ps = scores, pp = pattern, pz = z)
         {
             var job = new Job { Q = pq, K = pk, V = pv, S = ps, P = pp, Z = pz, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh), Stages = stages };
-            WorkerPool.Current.Run(&HeadForwardTask, &job, B * H);
+            WorkerPool.Current.Run(task, &job, B * H);
         }
     }
 
@@ -300,13 +305,19 @@ public static unsafe partial class Attention
     // differentiates HeadsReference's stages, one HeadBackward per (batch, head). dPattern and dScores [B,H,T,T] hold the
     // gradients between stages; when empty (stages All), each task uses [T, T] scratch of its own thread.
     public static void HeadsBackwardReference(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> pattern,
-        ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores, int B, int T, int H, int dh, HeadStages stages)
+        ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores, int B, int T, int H, int dh, HeadStages stages) =>
+        RunHeadsBackward(&HeadBackwardTask, q, k, v, pattern, dz, dq, dk, dv, dPattern, dScores, B, T, H, dh, stages);
+
+    // every (batch, head) of a backward stage run, one task each on the worker pool (reference and fast kernels alike)
+    private static void RunHeadsBackward(delegate*<void*, int, void> task, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
+        ReadOnlySpan<float> pattern, ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores,
+        int B, int T, int H, int dh, HeadStages stages)
     {
         fixed (float* pq = q, pk = k, pv = v, pp = pattern, pdz = dz, pdq = dq, pdk = dk, pdv = dv, pdp = dPattern, pds = dScores)
         {
             var job = new Job { Q = pq, K = pk, V = pv, P = pp, DZ = pdz, DQ = pdq, DK = pdk, DV = pdv, DP = pdp, DS = pds,
                 T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh), Stages = stages };
-            WorkerPool.Current.Run(&HeadBackwardTask, &job, B * H);
+            WorkerPool.Current.Run(task, &job, B * H);
         }
     }
 

@@ -131,14 +131,8 @@ public static unsafe partial class Attention
 
     // q, k, v, z [B,T,H,dh], scores, pattern [B,H,T,T]: the given stages of every (batch, head), one task each
     public static void Heads(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
-        Span<float> scores, Span<float> pattern, Span<float> z, int B, int T, int H, int dh, HeadStages stages)
-    {
-        fixed (float* pq = q, pk = k, pv = v, ps = scores, pp = pattern, pz = z)
-        {
-            var job = new Job { Q = pq, K = pk, V = pv, S = ps, P = pp, Z = pz, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh), Stages = stages };
-            WorkerPool.Current.Run(&HeadForwardFast, &job, B * H);
-        }
-    }
+        Span<float> scores, Span<float> pattern, Span<float> z, int B, int T, int H, int dh, HeadStages stages) =>
+        RunHeads(&HeadForwardFast, q, k, v, scores, pattern, z, B, T, H, dh, stages);
 
     // one (batch, head), block of query rows by block: scores, then softmax, then z of the block while its rows are in L1
     private static void HeadForwardFast(void* ctx, int task)
@@ -168,15 +162,8 @@ public static unsafe partial class Attention
 
     // differentiates the given stages of Heads; dPattern, dScores [B,H,T,T] as IKernels.HeadsBackward says
     public static void HeadsBackward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> pattern,
-        ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores, int B, int T, int H, int dh, HeadStages stages)
-    {
-        fixed (float* pq = q, pk = k, pv = v, pp = pattern, pdz = dz, pdq = dq, pdk = dk, pdv = dv, pdp = dPattern, pds = dScores)
-        {
-            var job = new Job { Q = pq, K = pk, V = pv, P = pp, DZ = pdz, DQ = pdq, DK = pdk, DV = pdv, DP = pdp, DS = pds,
-                T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh), Stages = stages };
-            WorkerPool.Current.Run(&HeadBackwardFast, &job, B * H);
-        }
-    }
+        ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores, int B, int T, int H, int dh, HeadStages stages) =>
+        RunHeadsBackward(&HeadBackwardFast, q, k, v, pattern, dz, dq, dk, dv, dPattern, dScores, B, T, H, dh, stages);
 
     // one (batch, head), differentiating the same lines as HeadBackward, as matrix products:
     //   Mix:     dP = dZ·Vᵀ (causal rows),  dV = Pᵀ·dZ

@@ -141,13 +141,7 @@ public sealed class GptModel
             FireForward(at.ResidPre, x.ResidPre);
 
             // x_ln = ln1(resid_pre)
-            ReadOnlySpan<float> xln = residPre;
-            if (c.HasLayerNorm)
-            {
-                k.LayerNormForward(residPre, Sp(w.Ln1W), Sp(w.Ln1B), x.Ln1Out!.Span, x.Ln1Mean!.Span, x.Ln1Rstd!.Span, N, D);
-                xln = x.Ln1Out.Span[..ND];
-                FireForward(at.Ln1, x.Ln1Out);
-            }
+            var xln = Normalize(residPre, w.Ln1W, w.Ln1B, x.Ln1Out, x.Ln1Mean, x.Ln1Rstd, at.Ln1, N);
             // shortformer: queries and keys see positions; values and the residual stream do not
             ReadOnlySpan<float> xqk = xln;
             if (c.Shortformer)
@@ -172,13 +166,7 @@ public sealed class GptModel
             FireForward(at.ResidMid, x.ResidMid);
 
             // resid_post = resid_mid + W_out·gelu(W_in·ln2(resid_mid))
-            ReadOnlySpan<float> x2 = residMid;
-            if (c.HasLayerNorm)
-            {
-                k.LayerNormForward(residMid, Sp(w.Ln2W), Sp(w.Ln2B), x.Ln2Out!.Span, x.Ln2Mean!.Span, x.Ln2Rstd!.Span, N, D);
-                x2 = x.Ln2Out.Span[..ND];
-                FireForward(at.Ln2, x.Ln2Out);
-            }
+            var x2 = Normalize(residMid, w.Ln2W, w.Ln2B, x.Ln2Out, x.Ln2Mean, x.Ln2Rstd, at.Ln2, N);
             var pre = x.Pre!.Span[..(N * M)];
             var post = x.Post!.Span[..(N * M)];
             var mlpOut = x.MlpOut!.Span[..ND];
@@ -192,13 +180,8 @@ public sealed class GptModel
             FireForward(at.ResidPost, x.ResidPost);
         }
 
-        ReadOnlySpan<float> xf = a.FinalResid.Span[..ND];
-        if (c.HasLayerNorm)
-        {
-            k.LayerNormForward(xf, Sp(_p.LnFinalW), Sp(_p.LnFinalB), a.LnFinalOut!.Span, a.LnFinalMean!.Span, a.LnFinalRstd!.Span, N, D);
-            xf = a.LnFinalOut.Span[..ND];
-            FireForward(_points.LnFinal, a.LnFinalOut);
-        }
+        // logits = ln_final(resid)·W_U + b_U
+        var xf = Normalize(a.FinalResid.Span[..ND], _p.LnFinalW, _p.LnFinalB, a.LnFinalOut, a.LnFinalMean, a.LnFinalRstd, _points.LnFinal, N);
         var logits = a.Logits.Span[..(N * V)];
         Linear.Forward(k, xf, _p.WU.Span, _p.BU.Span, logits, N, D, V);
         FireForward(_points.Logits, a.Logits);
@@ -305,6 +288,16 @@ public sealed class GptModel
         }
         else if (Hooks.HasBackward(_points.PosEmbed)) dPos = BranchGradient(_points.PosEmbed, a.DResid, a.DPosEmbed);
         Embedding.Backward(a.Tokens.AsSpan(0, N), dEmbed, dPos, _g.WE.Span, _g.WPos.Span, B, T, D);
+    }
+
+    /// <summary>x_ln = LayerNorm(x) into output (firing its hook point), or x itself for a model without LayerNorm.</summary>
+    private ReadOnlySpan<float> Normalize(ReadOnlySpan<float> x, Tensor? w, Tensor? b, Tensor? output, Tensor? mean, Tensor? rstd, int point, int N)
+    {
+        if (!Config.HasLayerNorm) return x;
+        int D = Config.DModel;
+        Kernels.LayerNormForward(x, Sp(w), Sp(b), output!.Span, mean!.Span, rstd!.Span, N, D);
+        FireForward(point, output);
+        return output.Span[..(N * D)];
     }
 
     // ---- hook points ----
