@@ -274,6 +274,37 @@ public class HookTests
         }
     }
 
+    /// <summary>Hook views are made once per point and shape: passes with hooks registered allocate nothing in steady state either.</summary>
+    [Fact]
+    public void HookedPassesAllocateNothingInSteadyState()
+    {
+        var m = Model();
+        var (x, y) = Tokens(2, 7, 17);
+        double seen = 0;
+        HookFn read = (t, _) => seen += t.Span[0];
+        HookFn halve = (t, _) => System.Numerics.Tensors.TensorPrimitives.Multiply(t.Span, 0.5f, t.Span);
+        var hooks = new List<IDisposable>
+        {
+            m.Hooks.AddForward("blocks.0.attn.hook_attn_scores", read), m.Hooks.AddForward("blocks.1.attn.hook_pattern", read),
+            m.Hooks.AddForward("blocks.1.attn.hook_result", read), m.Hooks.AddForward("hook_embed", read),
+            m.Hooks.AddBackward("blocks.0.attn.hook_pattern", halve), m.Hooks.AddBackward("blocks.1.attn.hook_result", halve),
+            m.Hooks.AddBackward("blocks.0.hook_mlp_out", halve), m.Hooks.AddBackward("hook_pos_embed", read),
+        };
+        void Pass()
+        {
+            m.Forward(x, y, 2, 7);
+            m.ZeroGrad();
+            m.Backward(1f / 14);
+        }
+        for (int i = 0; i < 3; i++) Pass();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 5; i++) Pass();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        foreach (var h in hooks) h.Dispose();
+        Assert.True(allocated == 0, $"5 hooked passes allocated {allocated} bytes");
+        Assert.True(double.IsFinite(seen));
+    }
+
     [Fact]
     public void ABackwardHookCanCutTheGradientThroughOneBranch()
     {
