@@ -11,40 +11,40 @@ namespace MiniGpt.Train;
 /// </summary>
 public static class BenchVerb
 {
+    private static readonly Option<int> NLayers = Option.Int("n-layers", "transformer blocks", 2);
+    private static readonly Option<int> DModel = Option.Int("d-model", "residual stream width", 256);
+    private static readonly Option<int> NHeads = Option.Int("n-heads", "attention heads per block", 8);
+    private static readonly Option<int?> DHead = Option.Of<int?>("d-head", "width of each head", null, "d_model / n_heads", (n, v) => Option.ParseInt(n, v));
+    private static readonly Option<int?> DMlp = Option.Of<int?>("d-mlp", "MLP hidden width", null, "4·d_model", (n, v) => Option.ParseInt(n, v));
+    private static readonly Option<bool> AttnOnly = Option.Flag("attn-only", "no MLPs");
+    private static readonly Option<int> NCtx = Option.Int("n-ctx", "context length", 256);
+    private static readonly Option<int> DVocab = Option.Int("d-vocab", "vocabulary size", 65);
+    private static readonly Option<int> BatchSize = Option.Int("batch-size", "windows per step", 16);
+    private static readonly Option<int> Steps = Option.Int("steps", "measured steps", 20).Check(n => n >= 1, "must be at least 1");
+    private static readonly Option<float> Warmup = Option.Float("warmup", "seconds of warm-up steps before measuring (at least 5 steps)", 2)
+        .Check(s => s >= 0, "must be a number of seconds ≥ 0");
+    private static readonly Option<bool> Json = Option.Flag("json", "print one JSON line instead of text");
+
     public static Options Declare() =>
-        new Options("bench", "bench: median time of a training step for a model shape, with tokens/s and model FLOP utilisation.")
-            .Add("n-layers", "2", "transformer blocks")
-            .Add("d-model", "256", "residual stream width")
-            .Add("n-heads", "8", "attention heads per block")
-            .Add("d-head", "d_model / n_heads", "width of each head")
-            .Add("d-mlp", "4·d_model", "MLP hidden width")
-            .Flag("attn-only", "no MLPs")
-            .Add("n-ctx", "256", "context length")
-            .Add("d-vocab", "65", "vocabulary size")
-            .Add("batch-size", "16", "windows per step")
-            .Add("steps", "20", "measured steps")
-            .Add("warmup", "2", "seconds of warm-up steps before measuring (at least 5 steps)")
-            .Add("threads", "all cores", "worker threads")
-            .Flag("json", "print one JSON line instead of text");
+        new Options("bench", "bench: median time of a training step for a model shape, with tokens/s and model FLOP utilisation.",
+            NLayers, DModel, NHeads, DHead, DMlp, AttnOnly, NCtx, DVocab, BatchSize, Steps, Warmup, SharedOptions.Threads, Json);
 
     public static int Run(string[] args, TextWriter stdout)
     {
         var o = Declare().Parse(args);
         if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
         Cli.ApplyThreads(o);
-        int steps = o.Int("steps") ?? 20;
-        if (steps < 1) throw new UsageError($"--steps must be at least 1, got {steps}");
-        bool attnOnly = o.Bool("attn-only") == true;
+        int steps = o.Get(Steps);
+        bool attnOnly = o.Get(AttnOnly);
         var opts = new TrainOptions
         {
             Data = "induction",
-            NLayers = o.Int("n-layers") ?? 2, DModel = o.Int("d-model") ?? 256, NHeads = o.Int("n-heads") ?? 8, DHead = o.Int("d-head"),
-            DMlp = attnOnly ? null : o.Int("d-mlp"), AttnOnly = attnOnly, NCtx = o.Int("n-ctx") ?? 256, DVocab = o.Int("d-vocab") ?? 65,
-            BatchSize = o.Int("batch-size") ?? 16, Steps = 1_000_000_000,
+            NLayers = o.Get(NLayers), DModel = o.Get(DModel), NHeads = o.Get(NHeads), DHead = o.Get(DHead),
+            DMlp = attnOnly ? null : o.Get(DMlp), AttnOnly = attnOnly, NCtx = o.Get(NCtx), DVocab = o.Get(DVocab),
+            BatchSize = o.Get(BatchSize), Steps = 1_000_000_000,
             Out = Path.Combine(Path.GetTempPath(), "minigpt-bench", "model.safetensors"),
         };
-        double warmup = o.Float("warmup") ?? 2;
-        if (!(warmup >= 0)) throw new UsageError($"--warmup must be a number of seconds ≥ 0, got {warmup}");
+        double warmup = o.Get(Warmup);
         var trainer = Trainer.Start(opts);
         // The JIT recompiles hot methods with profile data (tiered PGO) in the background, after ~30 calls and a
         // quiet spell: a fixed handful of steps left a WC step median at ~36 ms where steady state is ~25 ms.
@@ -70,7 +70,7 @@ public static class BenchVerb
         double peak256 = peak.FlopsPerSecond * 256 / peak.VectorBits;
         double mfu256 = flops / (median / 1e3) / peak256;
         var inv = CultureInfo.InvariantCulture;
-        if (o.Bool("json") == true)
+        if (o.Get(Json))
             stdout.WriteLine(string.Create(inv, $"{{\"engine\": \"minigpt\", \"threads\": {peak.Threads}, \"params\": {trainer.Model.ParameterCount}, \"B\": {opts.BatchSize}, \"T\": {c.NCtx}, " +
                 $"\"median_ms\": {median:F2}, \"min_ms\": {times[0]:F2}, \"max_ms\": {times[^1]:F2}, \"tokens_per_s\": {tokens / (median / 1e3):F1}, " +
                 $"\"model_gflop_per_step\": {flops / 1e9:F3}, \"peak_gflops\": {peak.FlopsPerSecond / 1e9:F1}, \"mfu\": {mfu:F4}, " +
