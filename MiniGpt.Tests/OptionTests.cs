@@ -90,7 +90,7 @@ public class OptionTests
                  {
                      (["train", "--n-layers", "two"], "error: option --n-layers expects an integer, got 'two'"),
                      (["bench", "--d-model", "1.5"], "error: option --d-model expects an integer, got '1.5'"),
-                     (["train", "--n-ctx", "0"], "error: --n-ctx must be > 0, got 0"),
+                     (["bench", "--n-ctx", "0"], "error: --n-ctx must be > 0, got 0"),
                      (["train", "--attn-only=maybe"], "error: option --attn-only expects true or false, got 'maybe'"),
                      (["sample", "--checkpoint", "m.safetensors", "--top-k", "-1"], "error: --top-k must be ≥ 0, got -1"),
                      (["eval", "--threads", "0"], "error: --threads must be in [1, 256], got 0"),

@@ -11,23 +11,17 @@ namespace MiniGpt.Train;
 /// </summary>
 public static class BenchVerb
 {
-    private static readonly Option<int> NLayers = Option.Int("n-layers", "transformer blocks", 2);
-    private static readonly Option<int> DModel = Option.Int("d-model", "residual stream width", 256);
-    private static readonly Option<int> NHeads = Option.Int("n-heads", "attention heads per block", 8);
-    private static readonly Option<int?> DHead = Option.Of<int?>("d-head", "width of each head", null, "d_model / n_heads", (n, v) => Option.ParseInt(n, v));
-    private static readonly Option<int?> DMlp = Option.Of<int?>("d-mlp", "MLP hidden width", null, "4·d_model", (n, v) => Option.ParseInt(n, v));
-    private static readonly Option<bool> AttnOnly = Option.Flag("attn-only", "no MLPs");
-    private static readonly Option<int> NCtx = Option.Int("n-ctx", "context length", 256);
-    private static readonly Option<int> DVocab = Option.Int("d-vocab", "vocabulary size", 65);
-    private static readonly Option<int> BatchSize = Option.Int("batch-size", "windows per step", 16);
     private static readonly Option<int> Steps = Option.Int("steps", "measured steps", 20).Check(n => n >= 1, "must be at least 1");
     private static readonly Option<float> Warmup = Option.Float("warmup", "seconds of warm-up steps before measuring (at least 5 steps)", 2)
         .Check(s => s >= 0, "must be a number of seconds ≥ 0");
     private static readonly Option<bool> Json = Option.Flag("json", "print one JSON line instead of text");
 
+    /// <summary>The shape and batch options are train's, with train's defaults: bench alone times the default run's step.</summary>
     public static Options Declare() =>
-        new Options("bench", "bench: median time of a training step for a model shape, with tokens/s and model FLOP utilisation.",
-            NLayers, DModel, NHeads, DHead, DMlp, AttnOnly, NCtx, DVocab, BatchSize, Steps, Warmup, SharedOptions.Threads, Json);
+        new Options("bench", "bench: median time of a training step for a model shape, with tokens/s and model FLOP utilisation.\n" +
+                             "It trains on the induction task; the model options and --batch-size are train's, with train's defaults.")
+            .Add(ModelOptions.All)
+            .Add(SharedOptions.BatchSize, Steps, Warmup, SharedOptions.Threads, Json);
 
     public static int Run(string[] args, TextWriter stdout)
     {
@@ -35,13 +29,9 @@ public static class BenchVerb
         if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
         Cli.ApplyThreads(o);
         int steps = o.Get(Steps);
-        bool attnOnly = o.Get(AttnOnly);
         var opts = new TrainOptions
         {
-            Data = "induction",
-            NLayers = o.Get(NLayers), DModel = o.Get(DModel), NHeads = o.Get(NHeads), DHead = o.Get(DHead),
-            DMlp = attnOnly ? null : o.Get(DMlp), AttnOnly = attnOnly, NCtx = o.Get(NCtx), DVocab = o.Get(DVocab),
-            BatchSize = o.Get(BatchSize), Steps = 1_000_000_000,
+            Data = "induction", Model = ModelOptions.Read(o), BatchSize = o.Get(SharedOptions.BatchSize), Steps = 1_000_000_000,
             Out = Path.Combine(Path.GetTempPath(), "minigpt-bench", "model.safetensors"),
         };
         double warmup = o.Get(Warmup);

@@ -13,6 +13,9 @@ internal static class SharedOptions
     /// <summary>The checkpoint eval, sample and circuits read.</summary>
     public static readonly Option<string> Checkpoint = Option.Required("checkpoint", "model checkpoint (.safetensors with 'config' metadata)", "F");
 
+    /// <summary>Windows per training step: train's, and bench's, which times that step.</summary>
+    public static readonly Option<int> BatchSize = Option.Int("batch-size", "windows per step", new TrainOptions().BatchSize);
+
     /// <summary>How train and prepare tokenize text; each verb says in its help where a BPE is learned from.</summary>
     public static readonly Option<string> Tokenizer = Option.Text("tokenizer", "char, bpe:N, cl100k_base or o200k_base", new TrainOptions().Tokenizer);
 }

@@ -24,26 +24,8 @@ public static class TrainVerb
     private static readonly Option<bool> TrackCircuits = Option.Flag("track-circuits",
         "score every head (previous-token, induction, …) at each evaluation: shown on the progress line, logged to <checkpoint stem>.circuits.jsonl; a run folder also gets the circuits report at the end");
     private static readonly Option<bool> Overwrite = Option.Flag("overwrite", "replace an existing run folder or checkpoint (otherwise train refuses, so no run is lost)");
-    private static readonly Option<int> NLayers = Option.Int("n-layers", "transformer blocks (0 = bigram model)", D.NLayers);
-    private static readonly Option<int> DModel = Option.Int("d-model", "residual stream width", D.DModel);
-    private static readonly Option<int> NHeads = Option.Int("n-heads", "attention heads per block", D.NHeads);
-    private static readonly Option<int?> DHead = Option.Of<int?>("d-head", "width of each head", null, "d_model / n_heads", (n, v) => Option.ParseInt(n, v));
-    private static readonly Option<int?> DMlp = Option.Of<int?>("d-mlp", "MLP hidden width", null, "4·d_model", (n, v) => Option.ParseInt(n, v));
-    // 0 is TrainOptions' "unset" for n_ctx: a given one must be a real one
-    private static readonly Option<int> NCtx = Option.Int("n-ctx", "context length (tokens per window)", D.NCtx, shown: "32 for induction, 128 for files")
-        .Check(n => n > 0, "must be > 0");
-    private static readonly Option<int?> DVocab = Option.Of<int?>("d-vocab", "vocabulary size; required for .bin data", null,
-        "from the data (max(64, 2·n_ctx) for induction)", (n, v) => Option.ParseInt(n, v));
-    private static readonly Option<bool?> AttnOnly = Option.OptionalFlag("attn-only", "no MLPs (default for the induction task; --attn-only=false to force MLPs)");
-    private static readonly Option<string> Normalization = Option.Of("normalization", "LN or none", D.Normalization, D.Normalization,
-        (_, v) => v.Equals("none", StringComparison.OrdinalIgnoreCase) ? "none" : v); // anything else is refused with the config (exit code 1)
-    private static readonly Option<string> PositionalEmbedding =
-        Option.Text("positional-embedding", "standard, or shortformer (positions only in queries and keys)", D.PositionalEmbedding);
-    private static readonly Option<float?> InitializerRange = Option.Of<float?>("initializer-range",
-        "std of the normal init of every W_* (TransformerLens initializer_range)", null, "0.8/√d_model", (n, v) => Option.ParseFloat(n, v));
     private static readonly Option<bool> TieEmbeddings = Option.Flag("tie-embeddings", "tie W_U to W_Eᵀ as nanoGPT does (written to the checkpoint as an explicit W_U)");
     private static readonly Option<string> Optimizer = Option.Text("optimizer", "adamw or sgd", D.Optimizer);
-    private static readonly Option<int> BatchSize = Option.Int("batch-size", "windows per step", D.BatchSize);
     private static readonly Option<int> Steps = Option.Int("steps", "optimizer steps", D.Steps);
     // 0 and -1 are TrainOptions' "unset" for lr and min_lr: a given lr must be a real one
     private static readonly Option<float> Lr = Option.Float("lr", "peak learning rate", D.Lr, shown: "3e-3 for induction, 1e-3 for files").Check(lr => lr > 0, "must be > 0");
@@ -62,8 +44,8 @@ public static class TrainVerb
     public static Options Declare() =>
         new Options("train", "train: trains a GPT and writes checkpoints (safetensors, loadable by TransformerLens).",
                 Data, Val, Tokenizer, Name, RunsDir, Out, Resume, TrackCircuits, Overwrite)
-            .Add(NLayers, DModel, NHeads, DHead, DMlp, NCtx, DVocab, AttnOnly, Normalization, PositionalEmbedding, InitializerRange)
-            .Add(TieEmbeddings, Optimizer, BatchSize, Steps, Lr, MinLr, WarmupSteps, WeightDecay, Beta1, Beta2, GradClip,
+            .Add(ModelOptions.All)
+            .Add(TieEmbeddings, Optimizer, SharedOptions.BatchSize, Steps, Lr, MinLr, WarmupSteps, WeightDecay, Beta1, Beta2, GradClip,
                 EvalInterval, EvalBatches, LogInterval, CheckpointInterval, Seed, SharedOptions.Threads);
 
     /// <summary>Exit code of a run stopped by Ctrl-C after writing its checkpoint (128 + SIGINT, as shells report it).</summary>
@@ -204,10 +186,8 @@ public static class TrainVerb
     private static TrainOptions FromOptions(Options o) => new()
     {
         Data = o.Get(Data), Val = o.Get(Val), Out = o.Get(Out) ?? D.Out, Tokenizer = o.Get(Tokenizer),
-        NLayers = o.Get(NLayers), DModel = o.Get(DModel), NHeads = o.Get(NHeads), DHead = o.Get(DHead), DMlp = o.Get(DMlp),
-        NCtx = o.Get(NCtx), DVocab = o.Get(DVocab), AttnOnly = o.Get(AttnOnly), Normalization = o.Get(Normalization),
-        PositionalEmbedding = o.Get(PositionalEmbedding), InitRange = o.Get(InitializerRange), TieEmbeddings = o.Get(TieEmbeddings),
-        Optimizer = o.Get(Optimizer), BatchSize = o.Get(BatchSize), Steps = o.Get(Steps),
+        Model = ModelOptions.Read(o), TieEmbeddings = o.Get(TieEmbeddings),
+        Optimizer = o.Get(Optimizer), BatchSize = o.Get(SharedOptions.BatchSize), Steps = o.Get(Steps),
         Lr = o.Get(Lr), MinLr = o.Get(MinLr), WarmupSteps = o.Get(WarmupSteps),
         WeightDecay = o.Get(WeightDecay), Beta1 = o.Get(Beta1), Beta2 = o.Get(Beta2), GradClip = o.Get(GradClip),
         EvalInterval = o.Get(EvalInterval), EvalBatches = o.Get(EvalBatches), LogInterval = o.Get(LogInterval),
