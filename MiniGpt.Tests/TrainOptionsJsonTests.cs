@@ -82,6 +82,9 @@ public class TrainOptionsJsonTests
         Assert.Contains("'model' that is not a JSON object", Assert.Throws<UserError>(() => TrainOptions.FromJson(damaged.ToJsonString())).Message);
         damaged["model"] = new JsonObject { ["d_model"] = "wide" };
         Assert.Contains("'d_model' must be an integer", Assert.Throws<UserError>(() => TrainOptions.FromJson(damaged.ToJsonString())).Message);
+        Assert.Contains("twice", Assert.Throws<UserError>(() => TrainOptions.FromJson("""{"steps":1,"steps":2}""")).Message);
+        Assert.Contains("twice", Assert.Throws<UserError>(() => TrainOptions.FromJson("""{"model":{"n_layers":1,"n_layers":2}}""")).Message);
+        Assert.Contains("twice", Assert.Throws<UserError>(() => ModelConfig.FromJson("""{"n_layers":1,"n_layers":2,"d_model":8,"n_ctx":4,"d_vocab":5}""")).Message);
     }
 
     [Fact]

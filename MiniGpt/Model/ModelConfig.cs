@@ -114,10 +114,14 @@ public sealed record ModelConfig
     /// <summary>Reads HookedTransformerConfig JSON (unknown keys are ignored, as TransformerLens adds many).</summary>
     public static ModelConfig FromJson(string json)
     {
-        JsonObject o;
-        try { o = JsonNode.Parse(json) as JsonObject ?? throw new UserError("the checkpoint's config is not a JSON object"); }
+        try
+        {
+            var o = JsonNode.Parse(json) as JsonObject ?? throw new UserError("the checkpoint's config is not a JSON object");
+            return Read(o, asBuilt: true, "the checkpoint's config").Validate();
+        }
         catch (JsonException e) { throw new UserError($"the checkpoint's config is not valid JSON ({e.Message.Split('\n')[0]})"); }
-        return Read(o, asBuilt: true, "the checkpoint's config").Validate();
+        // JsonObject refuses a key given twice when it is first read, with an ArgumentException
+        catch (ArgumentException) { throw new UserError("the checkpoint's config names a key twice: keep one of them"); }
     }
 
     /// <summary>

@@ -100,6 +100,8 @@ public sealed record TrainOptions
             return rest with { Model = model };
         }
         catch (JsonException e) { throw new UserError($"the training state's options are damaged ({e.Message.Split('\n')[0]}): resume from another checkpoint"); }
+        // JsonObject refuses a key given twice when it is first read, with an ArgumentException
+        catch (ArgumentException) { throw new UserError("the training state's options name a setting twice: resume from another checkpoint"); }
     }
 
     /// <summary>
