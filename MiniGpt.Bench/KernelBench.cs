@@ -36,7 +36,8 @@ public class KernelBench
     public void Setup()
     {
         var o = TrainStepBench.OptionsFor(Workload);
-        _b = o.BatchSize; _t = o.NCtx; _d = o.DModel; _h = o.NHeads; _dh = _d / _h; _m = o.DMlp ?? 1024; _v = o.DVocab ?? 65; _n = _b * _t;
+        var m = o.Model;
+        _b = o.BatchSize; _t = m.NCtx; _d = m.DModel; _h = m.NHeads; _dh = _d / _h; _m = m.DMlp > 0 ? m.DMlp : 1024; _v = m.DVocab > 0 ? m.DVocab : 65; _n = _b * _t;
         var rng = new Random(42);
         float[] Fill(int n, float scale = 1) { var a = new float[n]; for (int j = 0; j < n; j++) a[j] = (float)(rng.NextDouble() * 2 - 1) * scale; return a; }
         int nd = _n * _d, tt = _b * _h * _t * _t;

@@ -8,7 +8,7 @@ public class DivergenceTests
 {
     private static TrainOptions Tiny(string outPath) => new()
     {
-        NLayers = 2, DModel = 32, NHeads = 2, NCtx = 16, BatchSize = 8, Steps = 30, WarmupSteps = 5,
+        Model = new() { NLayers = 2, DModel = 32, NHeads = 2, NCtx = 16 }, BatchSize = 8, Steps = 30, WarmupSteps = 5,
         EvalInterval = 10, EvalBatches = 2, LogInterval = 10, CheckpointInterval = 5, Out = outPath, Seed = 42,
     };
 

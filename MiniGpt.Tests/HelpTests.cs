@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
 using MiniGpt.Train;
 using Xunit;
 
@@ -31,5 +33,32 @@ public class HelpTests
         Assert.Contains("[default: 1337]", TestPaths.Cli("train", "--help").Out);
         Assert.Contains("--checkpoint VALUE", TestPaths.Cli("eval", "--help").Out);
         Assert.Contains("[required]", TestPaths.Cli("eval", "--help").Out);
+    }
+
+    [Fact]
+    public void BenchWithNoOptionsTimesTheStepOfTheModelTrainTrainsWithNone()
+    {
+        // one declaration of the shape options and the batch size, with one set of defaults, in both verbs' help
+        var train = TestPaths.Cli("train", "--help").Out.Split('\n');
+        var bench = TestPaths.Cli("bench", "--help").Out.Split('\n');
+        foreach (string name in ModelOptions.All.Select(o => o.Name).Append("batch-size"))
+        {
+            string Line(string[] help) => Regex.Replace(help.Single(l => l.StartsWith($"  --{name} ", StringComparison.Ordinal)), " +", " ");
+            Assert.Equal(Line(train), Line(bench));
+        }
+
+        // and the same model: bench's step is that of train's default run
+        string dir = TestPaths.TempDir("bench-default");
+        var t = TestPaths.Cli("train", "--steps", "1", "--out", Path.Combine(dir, "m.safetensors"), "--threads", "1");
+        Assert.True(t.Code == 0, t.Err);
+        var b = TestPaths.Cli("bench", "--steps", "1", "--warmup", "0", "--json", "--threads", "1");
+        Assert.True(b.Code == 0, b.Err);
+        var json = JsonDocument.Parse(b.Out).RootElement;
+        var model = Regex.Match(t.Out, @"model: .*, n_ctx (\d+), .* ([\d,]+) parameters");
+        Assert.True(model.Success, t.Out);
+        Assert.Equal(long.Parse(model.Groups[2].Value.Replace(",", "")), json.GetProperty("params").GetInt64());
+        Assert.Equal(int.Parse(model.Groups[1].Value), json.GetProperty("T").GetInt32());
+        Assert.Contains($"batch {json.GetProperty("B").GetInt32()}, ", t.Out);
+        Directory.Delete(dir, true);
     }
 }

@@ -25,7 +25,7 @@ public class PrepareTests
 
         TrainOptions Opts(string data) => new()
         {
-            Data = data, Tokenizer = "bpe:300", NLayers = 1, DModel = 32, NHeads = 2, NCtx = 32, BatchSize = 4, Steps = 12,
+            Data = data, Tokenizer = "bpe:300", Model = new() { NLayers = 1, DModel = 32, NHeads = 2, NCtx = 32 }, BatchSize = 4, Steps = 12,
             EvalInterval = 6, LogInterval = 6, EvalBatches = 2, CheckpointInterval = 1000, Out = Path.Combine(dir, $"m{data.Length}.safetensors"),
         };
         var a = Trainer.Start(Opts(TestPaths.Shakespeare));

@@ -23,15 +23,19 @@ public class RunFolderTests
         foreach (var f in new[] { "config.json", "metrics.jsonl", "model.safetensors", "model.train.safetensors", "loss.png" })
             Assert.True(File.Exists(Path.Combine(dir, f)), $"{f} is missing from the run folder");
 
-        // config.json: every setting resolved, defaults included
+        // config.json: every setting resolved, defaults included: the training settings, then the model as built
         var cfg = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "config.json"))).RootElement;
         var train = cfg.GetProperty("train");
+        var model = cfg.GetProperty("model");
         Assert.Equal(7UL, train.GetProperty("seed").GetUInt64());
-        Assert.Equal(16, train.GetProperty("d_head").GetInt32());           // d_model / n_heads, not given
         Assert.Equal(0.003, train.GetProperty("lr").GetDouble(), 6);        // the induction task's default
         Assert.Equal(0.9, train.GetProperty("beta1").GetDouble(), 6);
-        Assert.True(train.GetProperty("attn_only").GetBoolean());
-        Assert.Equal(2, cfg.GetProperty("model").GetProperty("n_layers").GetInt32());
+        Assert.Equal(16, model.GetProperty("d_head").GetInt32());           // d_model / n_heads, not given
+        Assert.True(model.GetProperty("attn_only").GetBoolean());           // the induction task's default
+        Assert.Equal(64, model.GetProperty("d_vocab").GetInt32());          // from the data
+        Assert.Equal(16, model.GetProperty("n_ctx").GetInt32());
+        Assert.Equal(0.8 / Math.Sqrt(32), model.GetProperty("initializer_range").GetDouble(), 12);
+        Assert.Equal(2, model.GetProperty("n_layers").GetInt32());
 
         // metrics.jsonl: one line per logged step, evaluations where due
         var lines = File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
@@ -89,7 +93,7 @@ public class RunFolderTests
     }
 
     /// <summary>The run's loss-related numbers of metrics.jsonl, as written (shortest round-trip text: equal text is equal bits).</summary>
-    private static List<string> Curve(string dir) =>
+    internal static List<string> Curve(string dir) =>
         File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Select(l =>
         {
             var e = JsonDocument.Parse(l).RootElement;

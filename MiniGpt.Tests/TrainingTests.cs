@@ -9,9 +9,12 @@ public class TrainingTests
 {
     private static TrainOptions Tiny(string outPath, string data = "induction") => new()
     {
-        Data = data, NLayers = 2, DModel = 32, NHeads = 2, NCtx = 16, BatchSize = 8, Steps = 30, WarmupSteps = 5,
+        Data = data, Model = new() { NLayers = 2, DModel = 32, NHeads = 2, NCtx = 16 }, BatchSize = 8, Steps = 30, WarmupSteps = 5,
         EvalInterval = 10, EvalBatches = 2, LogInterval = 10, CheckpointInterval = 1000, Out = outPath, Seed = 42,
     };
+
+    /// <summary>The induction task trains attention-only models unless told otherwise.</summary>
+    private static TrainOptions WithMlps(TrainOptions o) => o with { Model = o.Model with { AttnOnly = false } };
 
     private static (float[] Losses, float[] Params) Train(TrainOptions o, int threads)
     {
@@ -31,7 +34,8 @@ public class TrainingTests
     public void SameSeedGivesTheSameLossCurveWithOneAndTwoThreads()
     {
         string dir = TestPaths.TempDir("det");
-        var o = Tiny(Path.Combine(dir, "m.safetensors")) with { AttnOnly = false, DModel = 64, NCtx = 32, BatchSize = 16 };
+        var tiny = WithMlps(Tiny(Path.Combine(dir, "m.safetensors")));
+        var o = tiny with { Model = tiny.Model with { DModel = 64, NCtx = 32 }, BatchSize = 16 };
         var a = Train(o, 1);
         var b = Train(o, 2);
         var c = Train(o, 3);
@@ -48,7 +52,7 @@ public class TrainingTests
     public void ResumedRunEqualsUninterruptedRunBitForBit()
     {
         string dir = TestPaths.TempDir("resume");
-        var o = Tiny(Path.Combine(dir, "full.safetensors")) with { AttnOnly = false, Steps = 24, CheckpointInterval = 10 };
+        var o = WithMlps(Tiny(Path.Combine(dir, "full.safetensors"))) with { Steps = 24, CheckpointInterval = 10 };
         var full = Trainer.Start(o);
         full.Run(_ => { });
 
@@ -72,7 +76,7 @@ public class TrainingTests
     public void ASaveInterruptedBetweenStateAndWeightsStillResumesExactly()
     {
         string dir = TestPaths.TempDir("resume-crash");
-        var o = Tiny(Path.Combine(dir, "full.safetensors")) with { AttnOnly = false, Steps = 24, CheckpointInterval = 10 };
+        var o = WithMlps(Tiny(Path.Combine(dir, "full.safetensors"))) with { Steps = 24, CheckpointInterval = 10 };
         var full = Trainer.Start(o);
         full.Run(_ => { });
 
@@ -97,7 +101,7 @@ public class TrainingTests
         string dir = TestPaths.TempDir("shakespeare");
         var o = new TrainOptions
         {
-            Data = TestPaths.Shakespeare, NLayers = 1, DModel = 64, NHeads = 4, NCtx = 32, BatchSize = 16, Steps = 300,
+            Data = TestPaths.Shakespeare, Model = new() { NLayers = 1, DModel = 64, NHeads = 4, NCtx = 32 }, BatchSize = 16, Steps = 300,
             WarmupSteps = 30, Lr = 3e-3f, EvalInterval = 300, EvalBatches = 20, CheckpointInterval = 1000,
             Out = Path.Combine(dir, "m.safetensors"),
         };
@@ -120,7 +124,9 @@ public class TrainingTests
     public void TrainingStepAllocatesNothingInSteadyState(bool attnOnly, string norm, string pos)
     {
         string dir = TestPaths.TempDir("alloc");
-        var t = Trainer.Start(Tiny(Path.Combine(dir, "m.safetensors")) with { AttnOnly = attnOnly, Normalization = norm, PositionalEmbedding = pos, DModel = 64, NCtx = 32 });
+        var tiny = Tiny(Path.Combine(dir, "m.safetensors"));
+        var model = tiny.Model with { AttnOnly = attnOnly, NormalizationType = norm == "none" ? null : norm, PositionalEmbeddingType = pos, DModel = 64, NCtx = 32 };
+        var t = Trainer.Start(tiny with { Model = model });
         for (int i = 0; i < 5; i++) t.Step(); // JIT, tiering, first-use buffers
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 10; i++) t.Step();

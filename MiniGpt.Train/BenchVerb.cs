@@ -11,40 +11,30 @@ namespace MiniGpt.Train;
 /// </summary>
 public static class BenchVerb
 {
+    private static readonly Option<int> Steps = Option.Int("steps", "measured steps", 20).Check(n => n >= 1, "must be at least 1");
+    private static readonly Option<float> Warmup = Option.Float("warmup", "seconds of warm-up steps before measuring (at least 5 steps)", 2)
+        .Check(s => s >= 0, "must be a number of seconds ≥ 0");
+    private static readonly Option<bool> Json = Option.Flag("json", "print one JSON line instead of text");
+
+    /// <summary>The shape and batch options are train's, with train's defaults: bench alone times the default run's step.</summary>
     public static Options Declare() =>
-        new Options("bench", "bench: median time of a training step for a model shape, with tokens/s and model FLOP utilisation.")
-            .Add("n-layers", "2", "transformer blocks")
-            .Add("d-model", "256", "residual stream width")
-            .Add("n-heads", "8", "attention heads per block")
-            .Add("d-head", "d_model / n_heads", "width of each head")
-            .Add("d-mlp", "4·d_model", "MLP hidden width")
-            .Flag("attn-only", "no MLPs")
-            .Add("n-ctx", "256", "context length")
-            .Add("d-vocab", "65", "vocabulary size")
-            .Add("batch-size", "16", "windows per step")
-            .Add("steps", "20", "measured steps")
-            .Add("warmup", "2", "seconds of warm-up steps before measuring (at least 5 steps)")
-            .Add("threads", "all cores", "worker threads")
-            .Flag("json", "print one JSON line instead of text");
+        new Options("bench", "bench: median time of a training step for a model shape, with tokens/s and model FLOP utilisation.\n" +
+                             "It trains on the induction task; the model options and --batch-size are train's, with train's defaults.")
+            .Add(ModelOptions.All)
+            .Add(SharedOptions.BatchSize, Steps, Warmup, SharedOptions.Threads, Json);
 
     public static int Run(string[] args, TextWriter stdout)
     {
         var o = Declare().Parse(args);
         if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
         Cli.ApplyThreads(o);
-        int steps = o.Int("steps") ?? 20;
-        if (steps < 1) throw new UsageError($"--steps must be at least 1, got {steps}");
-        bool attnOnly = o.Bool("attn-only") == true;
+        int steps = o.Get(Steps);
         var opts = new TrainOptions
         {
-            Data = "induction",
-            NLayers = o.Int("n-layers") ?? 2, DModel = o.Int("d-model") ?? 256, NHeads = o.Int("n-heads") ?? 8, DHead = o.Int("d-head"),
-            DMlp = attnOnly ? null : o.Int("d-mlp"), AttnOnly = attnOnly, NCtx = o.Int("n-ctx") ?? 256, DVocab = o.Int("d-vocab") ?? 65,
-            BatchSize = o.Int("batch-size") ?? 16, Steps = 1_000_000_000,
+            Data = "induction", Model = ModelOptions.Read(o), BatchSize = o.Get(SharedOptions.BatchSize), Steps = 1_000_000_000,
             Out = Path.Combine(Path.GetTempPath(), "minigpt-bench", "model.safetensors"),
         };
-        double warmup = o.Float("warmup") ?? 2;
-        if (!(warmup >= 0)) throw new UsageError($"--warmup must be a number of seconds ≥ 0, got {warmup}");
+        double warmup = o.Get(Warmup);
         var trainer = Trainer.Start(opts);
         // The JIT recompiles hot methods with profile data (tiered PGO) in the background, after ~30 calls and a
         // quiet spell: a fixed handful of steps left a WC step median at ~36 ms where steady state is ~25 ms.
@@ -70,7 +60,7 @@ public static class BenchVerb
         double peak256 = peak.FlopsPerSecond * 256 / peak.VectorBits;
         double mfu256 = flops / (median / 1e3) / peak256;
         var inv = CultureInfo.InvariantCulture;
-        if (o.Bool("json") == true)
+        if (o.Get(Json))
             stdout.WriteLine(string.Create(inv, $"{{\"engine\": \"minigpt\", \"threads\": {peak.Threads}, \"params\": {trainer.Model.ParameterCount}, \"B\": {opts.BatchSize}, \"T\": {c.NCtx}, " +
                 $"\"median_ms\": {median:F2}, \"min_ms\": {times[0]:F2}, \"max_ms\": {times[^1]:F2}, \"tokens_per_s\": {tokens / (median / 1e3):F1}, " +
                 $"\"model_gflop_per_step\": {flops / 1e9:F3}, \"peak_gflops\": {peak.FlopsPerSecond / 1e9:F1}, \"mfu\": {mfu:F4}, " +

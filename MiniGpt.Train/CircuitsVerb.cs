@@ -14,30 +14,32 @@ namespace MiniGpt.Train;
 /// </summary>
 public static class CircuitsVerb
 {
+    private static readonly Option<string?> Data = Option.OptionalText("data",
+        "'induction' (the generated task), UTF-8 text in the checkpoint's characters, or a .bin of uint16 tokens: the loss curve and ablations use it",
+        "induction without a tokenizer, else required");
+    private static readonly Option<string?> Out = Option.OptionalText("out", "folder for circuits.json, the PNGs and report.html", "<checkpoint stem>.circuits/");
+    private static readonly Option<bool> Json = Option.Flag("json", "print circuits.json to stdout instead of the summary table");
+    private static readonly Option<string?> Heads = Option.OptionalText("heads", "heads whose attention patterns to draw, as L.H pairs: 1.2,0.3",
+        "the top induction and previous-token heads");
+    private static readonly Option<int?> BatchSize = Option.Of<int?>("batch-size", "windows per evaluation batch (the default makes batches of about 1024 tokens)",
+        null, "1024/n_ctx, at most 32", (n, v) => Option.ParseInt(n, v)).Check(b => b is >= 1 and <= 4096, "must be in [1, 4096]");
+    private static readonly Option<int> Batches = Option.Int("batches", "evaluation batches of --data (for text and .bin: windows from the last 10 %, the validation split)", 4)
+        .Check(b => b is >= 1 and <= 10_000, "must be in [1, 10000]");
+
     internal static Options Declare() =>
         new Options("circuits", "circuits: detects previous-token, duplicate-token and induction heads, reads the OV/QK circuits, composition, in-context\n" +
-                                "loss and head ablations of a checkpoint; prints a summary and writes circuits.json, PNG plots and report.html.")
-            .Required("checkpoint", "model checkpoint (.safetensors with 'config' metadata)")
-            .Add("data", "induction without a tokenizer, else required",
-                "'induction' (the generated task), UTF-8 text in the checkpoint's characters, or a .bin of uint16 tokens: the loss curve and ablations use it")
-            .Add("out", "<checkpoint stem>.circuits/", "folder for circuits.json, the PNGs and report.html")
-            .Flag("json", "print circuits.json to stdout instead of the summary table")
-            .Add("heads", "the top induction and previous-token heads", "heads whose attention patterns to draw, as L.H pairs: 1.2,0.3")
-            .Add("batch-size", "1024/n_ctx, at most 32", "windows per evaluation batch (the default makes batches of about 1024 tokens)")
-            .Add("batches", "4", "evaluation batches of --data (for text and .bin: windows from the last 10 %, the validation split)")
-            .Add("threads", "all cores", "worker threads");
+                                "loss and head ablations of a checkpoint; prints a summary and writes circuits.json, PNG plots and report.html.",
+            SharedOptions.Checkpoint, Data, Out, Json, Heads, BatchSize, Batches, SharedOptions.Threads);
 
     public static int Run(string[] args, TextWriter stdout)
     {
         var o = Declare().Parse(args);
         if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
         Cli.ApplyThreads(o);
-        string ckpt = o.Str("checkpoint") ?? throw new UsageError("circuits needs --checkpoint F");
-        int? batchOption = o.Int("batch-size");
-        int batches = o.Int("batches") ?? 4;
-        if (batchOption is < 1 or > 4096) throw new UsageError($"--batch-size must be in [1, 4096], got {batchOption}");
-        if (batches is < 1 or > 10_000) throw new UsageError($"--batches must be in [1, 10000], got {batches}");
-        var heads = o.Str("heads") is { } hs ? ParseHeads(hs) : null;
+        string ckpt = o.Get(SharedOptions.Checkpoint);
+        int? batchOption = o.Get(BatchSize);
+        int batches = o.Get(Batches);
+        var heads = o.Get(Heads) is { } hs ? ParseHeads(hs) : null;
         var clock = Stopwatch.StartNew();
 
         var loaded = Checkpoint.Load(ckpt);
@@ -53,9 +55,9 @@ public static class CircuitsVerb
         }
         var text = new TokenText(loaded.TokenizerJson != null ? Tokenizers.FromJson(loaded.TokenizerJson) : null);
         int batch = batchOption ?? Math.Clamp(1024 / c.NCtx, 1, 32);
-        var data = LoadData(o.Str("data"), loaded, ckpt, batch, batches);
+        var data = LoadData(o.Get(Data), loaded, ckpt, batch, batches);
 
-        string dir = o.Str("out") ?? Checkpoint.Stem(ckpt) + ".circuits";
+        string dir = o.Get(Out) ?? Checkpoint.Stem(ckpt) + ".circuits";
         if (File.Exists(dir)) throw new UserError($"--out '{dir}' is a file: give a folder for the report");
         Directory.CreateDirectory(dir);
 
@@ -79,7 +81,7 @@ public static class CircuitsVerb
         string html = Path.Combine(dir, "report.html");
         File.WriteAllText(html, HtmlReport.Build(result, plots));
 
-        if (o.Bool("json") == true) stdout.WriteLine(json);
+        if (o.Get(Json)) stdout.WriteLine(json);
         else
         {
             stdout.Write(SummaryTable.Format(result));

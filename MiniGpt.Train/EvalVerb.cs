@@ -10,26 +10,25 @@ namespace MiniGpt.Train;
 
 public static class EvalVerb
 {
+    private static readonly Option<string> Data = Option.Required("data", "UTF-8 text (needs the checkpoint's tokenizer) or a .bin of uint16 tokens", "D");
+    private static readonly Option<string?> Grads = Option.OptionalText("grads", "also write d(mean loss)/d(parameter) here, as safetensors with the parameters' names", "none");
+    private static readonly Option<int> BatchSize = Option.Int("batch-size", "windows per forward pass (does not change the result)", 8).Check(b => b > 0, "must be > 0");
+    private static readonly Option<bool> Json = Option.Flag("json", "print one JSON object (loss, windows, tokens, bits_per_token) instead of text");
+
     internal static Options Declare() =>
         new Options("eval", "eval: mean next-token cross-entropy of a checkpoint over consecutive non-overlapping windows of a file\n" +
-                            "(inputs t[i : i+n_ctx], targets t[i+1 : i+n_ctx+1] for i = 0, n_ctx, 2·n_ctx, …).")
-            .Required("checkpoint", "model checkpoint (.safetensors with 'config' metadata)")
-            .Required("data", "UTF-8 text (needs the checkpoint's tokenizer) or a .bin of uint16 tokens")
-            .Add("grads", "none", "also write d(mean loss)/d(parameter) here, as safetensors with the parameters' names")
-            .Add("batch-size", "8", "windows per forward pass (does not change the result)")
-            .Flag("json", "print one JSON object (loss, windows, tokens, bits_per_token) instead of text")
-            .Add("threads", "all cores", "worker threads");
+                            "(inputs t[i : i+n_ctx], targets t[i+1 : i+n_ctx+1] for i = 0, n_ctx, 2·n_ctx, …).",
+            SharedOptions.Checkpoint, Data, Grads, BatchSize, Json, SharedOptions.Threads);
 
     public static int Run(string[] args, TextWriter stdout)
     {
         var o = Declare().Parse(args);
         if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
         Cli.ApplyThreads(o);
-        string ckpt = o.Str("checkpoint") ?? throw new UsageError("eval needs --checkpoint F");
-        string data = o.Str("data") ?? throw new UsageError("eval needs --data D");
-        int batch = o.Int("batch-size") ?? 8;
-        if (batch < 1) throw new UsageError($"--batch-size must be > 0, got {batch}");
-        string? gradsPath = o.Str("grads");
+        string ckpt = o.Get(SharedOptions.Checkpoint);
+        string data = o.Get(Data);
+        int batch = o.Get(BatchSize);
+        string? gradsPath = o.Get(Grads);
 
         var loaded = Checkpoint.Load(ckpt);
         var model = loaded.Model;
@@ -49,7 +48,7 @@ public static class EvalVerb
             SafeTensorsFile.Write(gradsPath, Checkpoint.Tensors(model.Grads, ""),
                 new Dictionary<string, string> { ["loss"] = loss.ToString("R", CultureInfo.InvariantCulture), ["checkpoint"] = Path.GetFileName(ckpt) });
 
-        if (o.Bool("json") == true)
+        if (o.Get(Json))
             stdout.WriteLine(new JsonObject
             {
                 ["loss"] = loss, ["windows"] = windows, ["tokens"] = count, ["bits_per_token"] = loss / Math.Log(2), ["bits_per_byte"] = bpb,

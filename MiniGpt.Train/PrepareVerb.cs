@@ -6,25 +6,28 @@ namespace MiniGpt.Train;
 
 public static class PrepareVerb
 {
+    private static readonly Option<string> Data = Option.Required("data", "the UTF-8 text corpus (read in chunks: it may be larger than memory)", "TEXT");
+    private static readonly Option<string> Tokenizer = SharedOptions.Tokenizer.WithHelpLine(
+        $"char, bpe:N (learned from the first {Preparer.LearnChars >> 20} Mi characters), cl100k_base or o200k_base");
+    private static readonly Option<string> Out = Option.Required("out", "output folder", "FOLDER");
+    private static readonly Option<bool> Overwrite = Option.Flag("overwrite", "replace token files already in --out");
+
     internal static Options Declare() =>
         new Options("prepare", "prepare: tokenizes a UTF-8 text corpus once into OUT/train.bin and OUT/val.bin (headerless little-endian\n" +
                                "uint16, or uint32 for vocabularies over 65,536, as nanoGPT's) with OUT/meta.json naming the tokenizer;\n" +
-                               "'train --data OUT' then streams them through a memory map.")
-            .Required("data", "the UTF-8 text corpus (read in chunks: it may be larger than memory)")
-            .Add("tokenizer", "char", $"char, bpe:N (learned from the first {Preparer.LearnChars >> 20} Mi characters), cl100k_base or o200k_base")
-            .Required("out", "output folder")
-            .Flag("overwrite", "replace token files already in --out");
+                               "'train --data OUT' then streams them through a memory map.",
+            Data, Tokenizer, Out, Overwrite);
 
     public static int Run(string[] args, TextWriter stdout)
     {
         var o = Declare().Parse(args);
         if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
-        string data = o.Str("data") ?? throw new UsageError("prepare needs --data TEXT");
-        string outDir = o.Str("out") ?? throw new UsageError("prepare needs --out FOLDER");
-        string name = o.Str("tokenizer", "char");
+        string data = o.Get(Data);
+        string outDir = o.Get(Out);
+        string name = o.Get(Tokenizer);
         Tokenizers.CheckName(name);
         if (File.Exists(outDir)) throw new UsageError($"--out '{outDir}' is a file: give a folder");
-        if (File.Exists(Path.Combine(outDir, "train.bin")) && o.Bool("overwrite") != true)
+        if (File.Exists(Path.Combine(outDir, "train.bin")) && !o.Get(Overwrite))
             throw new UsageError($"'{outDir}' already holds prepared tokens: pass --overwrite to replace them, or another --out");
 
         var clock = Stopwatch.StartNew();

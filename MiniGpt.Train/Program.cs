@@ -61,11 +61,6 @@ namespace MiniGpt.Train
         }
 
         /// <summary>--threads, shared by every verb: the kernels' worker count (results do not depend on it).</summary>
-        internal static void ApplyThreads(Options o)
-        {
-            int threads = o.Int("threads") ?? Environment.ProcessorCount;
-            if (threads < 1 || threads > 256) throw new UsageError($"--threads must be in [1, 256], got {threads}");
-            WorkerPool.SetSharedThreads(threads);
-        }
+        internal static void ApplyThreads(Options o) => WorkerPool.SetSharedThreads(o.Get(SharedOptions.Threads));
     }
 }

@@ -6,29 +6,28 @@ namespace MiniGpt.Train;
 
 public static class SampleVerb
 {
+    private static readonly Option<string> CheckpointPath = SharedOptions.Checkpoint.WithHelpLine("model checkpoint with a tokenizer");
+    private static readonly Option<string> Prompt = Option.Of("prompt", "text to continue", "\n", "a newline", (_, v) => v);
+    private static readonly Option<int> Tokens = Option.Int("tokens", "tokens to generate", 200).Check(n => n >= 0, "must be ≥ 0");
+    private static readonly Option<float> Temperature = Option.Float("temperature", "divide logits by this before sampling (0 = greedy)", 1f, shown: "1.0")
+        .Check(t => t >= 0, "must be ≥ 0");
+    private static readonly Option<int> TopK = Option.Int("top-k", "sample only among the k most likely tokens (0 = all)", 0).Check(k => k >= 0, "must be ≥ 0");
+    private static readonly Option<ulong> Seed = Option.ULong("seed", "sampling seed", 1337);
+
     internal static Options Declare() =>
-        new Options("sample", "sample: generates tokens from a checkpoint, one at a time, from a prompt.")
-            .Required("checkpoint", "model checkpoint with a tokenizer")
-            .Add("prompt", "a newline", "text to continue")
-            .Add("tokens", "200", "tokens to generate")
-            .Add("temperature", "1.0", "divide logits by this before sampling (0 = greedy)")
-            .Add("top-k", "0", "sample only among the k most likely tokens (0 = all)")
-            .Add("seed", "1337", "sampling seed")
-            .Add("threads", "all cores", "worker threads");
+        new Options("sample", "sample: generates tokens from a checkpoint, one at a time, from a prompt.",
+            CheckpointPath, Prompt, Tokens, Temperature, TopK, Seed, SharedOptions.Threads);
 
     public static int Run(string[] args, TextWriter stdout)
     {
         var o = Declare().Parse(args);
         if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
         Cli.ApplyThreads(o);
-        string ckpt = o.Str("checkpoint") ?? throw new UsageError("sample needs --checkpoint F");
-        int n = o.Int("tokens") ?? 200;
-        float temperature = o.Float("temperature") ?? 1f;
-        int topK = o.Int("top-k") ?? 0;
-        if (n < 0) throw new UsageError($"--tokens must be ≥ 0, got {n}");
-        if (temperature < 0) throw new UsageError($"--temperature must be ≥ 0, got {temperature}");
-        if (topK < 0) throw new UsageError($"--top-k must be ≥ 0, got {topK}");
-        var rng = new Rng(o.ULong("seed") ?? 1337);
+        string ckpt = o.Get(CheckpointPath);
+        int n = o.Get(Tokens);
+        float temperature = o.Get(Temperature);
+        int topK = o.Get(TopK);
+        var rng = new Rng(o.Get(Seed));
 
         var loaded = Checkpoint.Load(ckpt);
         if (loaded.TokenizerJson == null)
@@ -36,7 +35,7 @@ public static class SampleVerb
         var tok = Tokenizers.FromJson(loaded.TokenizerJson);
         var model = loaded.Model;
         int V = model.Config.DVocab, ctx = model.Config.NCtx;
-        string prompt = o.Str("prompt") ?? "\n";
+        string prompt = o.Get(Prompt);
         var ids = new List<int>(tok.Encode(prompt, "--prompt"));
         if (ids.Count == 0) throw new UsageError("--prompt is empty: give at least one character");
         int promptTokens = ids.Count;

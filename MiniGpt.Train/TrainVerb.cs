@@ -7,48 +7,46 @@ namespace MiniGpt.Train;
 
 public static class TrainVerb
 {
-    public static Options Declare()
-    {
-        var d = new TrainOptions();
-        return new Options("train", "train: trains a GPT and writes checkpoints (safetensors, loadable by TransformerLens).")
-            .Add("data", d.Data, "'induction' (generated task), a UTF-8 text file (tokenized with --tokenizer), a folder written by prepare, or a .bin of uint16 tokens")
-            .Add("val", "none: the last 10 % of --data", "separate validation file (otherwise the last 10 % of --data)")
-            .Add("tokenizer", d.Tokenizer, "for text data: char, bpe:N (byte-level BPE of N tokens learned from the text), cl100k_base or o200k_base (GPT-4/4o, compacted to the corpus's tokens)")
-            .Add("name", "date-time and data, e.g. 20261125-143512-induction", "run folder runs/NAME/: config.json, metrics.jsonl, model.safetensors, loss.png")
-            .Add("runs-dir", RunFolder.Root, "folder that holds the run folders")
-            .Add("out", "none: runs/NAME/model.safetensors", "write only a checkpoint at this path instead of a run folder; training state goes beside it as *.train.safetensors")
-            .Add("resume", "none", "continue a run exactly where it stopped: a run folder (runs/NAME) or a checkpoint path (other options come from it)")
-            .Flag("track-circuits", "score every head (previous-token, induction, …) at each evaluation: shown on the progress line, logged to <checkpoint stem>.circuits.jsonl; a run folder also gets the circuits report at the end")
-            .Flag("overwrite", "replace an existing run folder or checkpoint (otherwise train refuses, so no run is lost)")
-            .Add("n-layers", d.NLayers.ToString(), "transformer blocks (0 = bigram model)")
-            .Add("d-model", d.DModel.ToString(), "residual stream width")
-            .Add("n-heads", d.NHeads.ToString(), "attention heads per block")
-            .Add("d-head", "d_model / n_heads", "width of each head")
-            .Add("d-mlp", "4·d_model", "MLP hidden width")
-            .Add("n-ctx", "32 for induction, 128 for files", "context length (tokens per window)")
-            .Add("d-vocab", "from the data (max(64, 2·n_ctx) for induction)", "vocabulary size; required for .bin data")
-            .Flag("attn-only", "no MLPs (default for the induction task; --attn-only=false to force MLPs)")
-            .Add("normalization", d.Normalization, "LN or none")
-            .Add("positional-embedding", d.PositionalEmbedding, "standard, or shortformer (positions only in queries and keys)")
-            .Add("initializer-range", "0.8/√d_model", "std of the normal init of every W_* (TransformerLens initializer_range)")
-            .Flag("tie-embeddings", "tie W_U to W_Eᵀ as nanoGPT does (written to the checkpoint as an explicit W_U)")
-            .Add("optimizer", d.Optimizer, "adamw or sgd")
-            .Add("batch-size", d.BatchSize.ToString(), "windows per step")
-            .Add("steps", d.Steps.ToString(), "optimizer steps")
-            .Add("lr", "3e-3 for induction, 1e-3 for files", "peak learning rate")
-            .Add("min-lr", "lr / 10", "learning rate at the end of the cosine decay")
-            .Add("warmup-steps", d.WarmupSteps.ToString(), "linear warm-up steps")
-            .Add("weight-decay", d.WeightDecay.ToString(CultureInfo.InvariantCulture), "AdamW decoupled decay of the weight matrices")
-            .Add("beta1", d.Beta1.ToString(CultureInfo.InvariantCulture), "Adam β1")
-            .Add("beta2", d.Beta2.ToString(CultureInfo.InvariantCulture), "Adam β2")
-            .Add("grad-clip", d.GradClip.ToString(CultureInfo.InvariantCulture), "clip the global gradient norm to this (0 = off)")
-            .Add("eval-interval", d.EvalInterval.ToString(), "steps between validation losses")
-            .Add("eval-batches", d.EvalBatches.ToString(), "validation batches per evaluation (at most 8 for the induction task)")
-            .Add("log-interval", d.LogInterval.ToString(), "steps between progress lines")
-            .Add("checkpoint-interval", d.CheckpointInterval.ToString(), "steps between checkpoints (one is always written at the end)")
-            .Add("seed", d.Seed.ToString(), "seed for init and data order")
-            .Add("threads", "all cores", "worker threads (results are identical for any count)");
-    }
+    private static readonly TrainOptions D = new();
+
+    private static readonly Option<string> Data = Option.Text("data",
+        "'induction' (generated task), a UTF-8 text file (tokenized with --tokenizer), a folder written by prepare, or a .bin of uint16 tokens", D.Data);
+    private static readonly Option<string?> Val = Option.OptionalText("val", "separate validation file (otherwise the last 10 % of --data)", "none: the last 10 % of --data");
+    private static readonly Option<string> Tokenizer = SharedOptions.Tokenizer.WithHelpLine(
+        "for text data: char, bpe:N (byte-level BPE of N tokens learned from the text), cl100k_base or o200k_base (GPT-4/4o, compacted to the corpus's tokens)");
+    private static readonly Option<string?> Name = Option.OptionalText("name", "run folder runs/NAME/: config.json, metrics.jsonl, model.safetensors, loss.png",
+        "date-time and data, e.g. 20261125-143512-induction");
+    private static readonly Option<string> RunsDir = Option.Text("runs-dir", "folder that holds the run folders", RunFolder.Root);
+    private static readonly Option<string?> Out = Option.OptionalText("out",
+        "write only a checkpoint at this path instead of a run folder; training state goes beside it as *.train.safetensors", "none: runs/NAME/model.safetensors");
+    private static readonly Option<string?> Resume = Option.OptionalText("resume",
+        "continue a run exactly where it stopped: a run folder (runs/NAME) or a checkpoint path (other options come from it)", "none");
+    private static readonly Option<bool> TrackCircuits = Option.Flag("track-circuits",
+        "score every head (previous-token, induction, …) at each evaluation: shown on the progress line, logged to <checkpoint stem>.circuits.jsonl; a run folder also gets the circuits report at the end");
+    private static readonly Option<bool> Overwrite = Option.Flag("overwrite", "replace an existing run folder or checkpoint (otherwise train refuses, so no run is lost)");
+    private static readonly Option<bool> TieEmbeddings = Option.Flag("tie-embeddings", "tie W_U to W_Eᵀ as nanoGPT does (written to the checkpoint as an explicit W_U)");
+    private static readonly Option<string> Optimizer = Option.Text("optimizer", "adamw or sgd", D.Optimizer);
+    private static readonly Option<int> Steps = Option.Int("steps", "optimizer steps", D.Steps);
+    // 0 and -1 are TrainOptions' "unset" for lr and min_lr: a given lr must be a real one
+    private static readonly Option<float> Lr = Option.Float("lr", "peak learning rate", D.Lr, shown: "3e-3 for induction, 1e-3 for files").Check(lr => lr > 0, "must be > 0");
+    private static readonly Option<float> MinLr = Option.Float("min-lr", "learning rate at the end of the cosine decay", D.MinLr, shown: "lr / 10");
+    private static readonly Option<int> WarmupSteps = Option.Int("warmup-steps", "linear warm-up steps", D.WarmupSteps);
+    private static readonly Option<float> WeightDecay = Option.Float("weight-decay", "AdamW decoupled decay of the weight matrices", D.WeightDecay);
+    private static readonly Option<float> Beta1 = Option.Float("beta1", "Adam β1", D.Beta1);
+    private static readonly Option<float> Beta2 = Option.Float("beta2", "Adam β2", D.Beta2);
+    private static readonly Option<float> GradClip = Option.Float("grad-clip", "clip the global gradient norm to this (0 = off)", D.GradClip);
+    private static readonly Option<int> EvalInterval = Option.Int("eval-interval", "steps between validation losses", D.EvalInterval);
+    private static readonly Option<int> EvalBatches = Option.Int("eval-batches", "validation batches per evaluation (at most 8 for the induction task)", D.EvalBatches);
+    private static readonly Option<int> LogInterval = Option.Int("log-interval", "steps between progress lines", D.LogInterval);
+    private static readonly Option<int> CheckpointInterval = Option.Int("checkpoint-interval", "steps between checkpoints (one is always written at the end)", D.CheckpointInterval);
+    private static readonly Option<ulong> Seed = Option.ULong("seed", "seed for init and data order", D.Seed);
+
+    public static Options Declare() =>
+        new Options("train", "train: trains a GPT and writes checkpoints (safetensors, loadable by TransformerLens).",
+                Data, Val, Tokenizer, Name, RunsDir, Out, Resume, TrackCircuits, Overwrite)
+            .Add(ModelOptions.All)
+            .Add(TieEmbeddings, Optimizer, SharedOptions.BatchSize, Steps, Lr, MinLr, WarmupSteps, WeightDecay, Beta1, Beta2, GradClip,
+                EvalInterval, EvalBatches, LogInterval, CheckpointInterval, Seed, SharedOptions.Threads);
 
     /// <summary>Exit code of a run stopped by Ctrl-C after writing its checkpoint (128 + SIGINT, as shells report it).</summary>
     public const int Interrupted = 130;
@@ -58,25 +56,25 @@ public static class TrainVerb
         var o = Declare().Parse(args);
         if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
         Cli.ApplyThreads(o);
-        bool overwrite = o.Bool("overwrite") == true;
+        bool overwrite = o.Get(Overwrite);
         Trainer trainer;
         RunFolder? run = null;
-        if (o.Str("resume") is { } resume)
+        if (o.Get(Resume) is { } resume)
         {
             // a resumed run is the same run: its settings come from the checkpoint, so other options would be ignored
-            string[] allowed = ["resume", "out", "threads", "overwrite", "track-circuits"];
-            if (o.GivenNames.FirstOrDefault(n => !allowed.Contains(n)) is { } extra)
+            Option[] allowed = [Resume, Out, SharedOptions.Threads, Overwrite, TrackCircuits];
+            if (o.GivenNames.FirstOrDefault(n => !allowed.Any(a => a.Name == n)) is { } extra)
                 throw new UsageError($"--{extra} cannot be changed when resuming (the run continues with its saved settings): drop it, or start a new run");
             if (Directory.Exists(resume))
             {
-                if (o.Has("out")) throw new UsageError($"--out cannot be combined with --resume of a run folder: the run continues in '{resume}'");
+                if (o.Has(Out)) throw new UsageError($"--out cannot be combined with --resume of a run folder: the run continues in '{resume}'");
                 string ckpt = RunFolder.CheckpointIn(resume);
                 trainer = Trainer.Resume(ckpt, saved => saved with { Out = ckpt });
                 run = RunFolder.Reopen(resume, trainer.Optimizer.Step);
             }
             else
             {
-                string outPath = o.Str("out") ?? resume;
+                string outPath = o.Get(Out) ?? resume;
                 if (outPath != resume) CheckOut(outPath, overwrite);
                 trainer = Trainer.Resume(resume, saved => saved with { Out = outPath });
             }
@@ -85,14 +83,14 @@ public static class TrainVerb
         else
         {
             var opts = FromOptions(o);
-            if (o.Has("out"))
+            if (o.Has(Out))
             {
-                if (o.Has("name") || o.Has("runs-dir")) throw new UsageError("--name/--runs-dir and --out cannot be combined: --name writes a run folder runs/NAME/, --out a single checkpoint");
+                if (o.Has(Name) || o.Has(RunsDir)) throw new UsageError("--name/--runs-dir and --out cannot be combined: --name writes a run folder runs/NAME/, --out a single checkpoint");
                 CheckOut(opts.Out, overwrite);
             }
             else
             {
-                run = RunFolder.Plan(o.Str("name"), opts.Data, overwrite, o.Str("runs-dir", RunFolder.Root));
+                run = RunFolder.Plan(o.Get(Name), opts.Data, overwrite, o.Get(RunsDir));
                 opts = opts with { Out = run.Checkpoint };
             }
             trainer = Trainer.Start(opts);
@@ -110,7 +108,7 @@ public static class TrainVerb
         if (run != null) stdout.WriteLine($"run folder: {run.Dir}{Path.DirectorySeparatorChar} (config.json, metrics.jsonl, loss.png)");
 
         // resuming appends to the run's log, a new run starts it afresh
-        var tracker = o.Bool("track-circuits") == true ? new CircuitTracker(trainer.Model, t.Out, append: o.Has("resume")) : null;
+        var tracker = o.Get(TrackCircuits) ? new CircuitTracker(trainer.Model, t.Out, append: o.Has(Resume)) : null;
         if (tracker != null) stdout.WriteLine($"tracking circuits at every evaluation → {tracker.LogPath}");
 
         using var stop = new CancellationTokenSource();
@@ -185,24 +183,14 @@ public static class TrainVerb
         return string.Join(" | ", parts);
     }
 
-    private static TrainOptions FromOptions(Options o)
+    private static TrainOptions FromOptions(Options o) => new()
     {
-        var d = new TrainOptions();
-        string norm = o.Str("normalization", d.Normalization);
-        if (norm.Equals("none", StringComparison.OrdinalIgnoreCase)) norm = "none";
-        return new TrainOptions
-        {
-            Data = o.Str("data", d.Data), Val = o.Str("val"), Out = o.Str("out", d.Out), Tokenizer = o.Str("tokenizer", d.Tokenizer),
-            NLayers = o.Int("n-layers") ?? d.NLayers, DModel = o.Int("d-model") ?? d.DModel, NHeads = o.Int("n-heads") ?? d.NHeads,
-            DHead = o.Int("d-head"), DMlp = o.Int("d-mlp"), NCtx = o.Int("n-ctx") is int nctx ? (nctx > 0 ? nctx : throw new UsageError($"--n-ctx must be > 0, got {nctx}")) : d.NCtx, DVocab = o.Int("d-vocab"),
-            AttnOnly = o.Bool("attn-only"), Normalization = norm, PositionalEmbedding = o.Str("positional-embedding", d.PositionalEmbedding),
-            InitRange = o.Float("initializer-range"), TieEmbeddings = o.Bool("tie-embeddings") ?? false,
-            Optimizer = o.Str("optimizer", d.Optimizer), BatchSize = o.Int("batch-size") ?? d.BatchSize, Steps = o.Int("steps") ?? d.Steps,
-            Lr = o.Float("lr") is float lr ? (lr > 0 ? lr : throw new UsageError($"--lr must be > 0, got {lr}")) : d.Lr, MinLr = o.Float("min-lr") ?? d.MinLr, WarmupSteps = o.Int("warmup-steps") ?? d.WarmupSteps,
-            WeightDecay = o.Float("weight-decay") ?? d.WeightDecay, Beta1 = o.Float("beta1") ?? d.Beta1, Beta2 = o.Float("beta2") ?? d.Beta2,
-            GradClip = o.Float("grad-clip") ?? d.GradClip, EvalInterval = o.Int("eval-interval") ?? d.EvalInterval,
-            EvalBatches = o.Int("eval-batches") ?? d.EvalBatches, LogInterval = o.Int("log-interval") ?? d.LogInterval,
-            CheckpointInterval = o.Int("checkpoint-interval") ?? d.CheckpointInterval, Seed = o.ULong("seed") ?? d.Seed,
-        };
-    }
+        Data = o.Get(Data), Val = o.Get(Val), Out = o.Get(Out) ?? D.Out, Tokenizer = o.Get(Tokenizer),
+        Model = ModelOptions.Read(o), TieEmbeddings = o.Get(TieEmbeddings),
+        Optimizer = o.Get(Optimizer), BatchSize = o.Get(SharedOptions.BatchSize), Steps = o.Get(Steps),
+        Lr = o.Get(Lr), MinLr = o.Get(MinLr), WarmupSteps = o.Get(WarmupSteps),
+        WeightDecay = o.Get(WeightDecay), Beta1 = o.Get(Beta1), Beta2 = o.Get(Beta2), GradClip = o.Get(GradClip),
+        EvalInterval = o.Get(EvalInterval), EvalBatches = o.Get(EvalBatches), LogInterval = o.Get(LogInterval),
+        CheckpointInterval = o.Get(CheckpointInterval), Seed = o.Get(Seed),
+    };
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side measurement for docs/performance.md: MiniGpt's bench verb and TorchSharp (both variants) on
 # WA, WB, WC with 2 threads, alternating engines, 3 rounds; then a WB training run under /usr/bin/time -v;
-# then the scaling sweep. Run alone on the machine (no builds or tests in parallel).
+# then the scaling sweep. Run alone on the machine (no builds or tests in parallel). bench takes train's model
+# options and defaults (attention-only on its induction task, n_ctx 32, batch 32), so every shape is given in full.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dotnet build -c Release MiniGpt.Train >/dev/null
@@ -26,9 +27,9 @@ echo "== peak RSS, WB train 20 steps"
 echo "== scaling: n_ctx at d_model 256 (WB shape, batch 16)"
 for t in 64 128 256 512 1024; do
   steps=20; [ $t -ge 512 ] && steps=6
-  echo "n_ctx $t $($MG bench --n-layers 2 --d-model 256 --n-heads 8 --d-mlp 1024 --n-ctx $t --batch-size 16 --d-vocab 65 --threads 2 --steps $steps --json)"
+  echo "n_ctx $t $($MG bench --n-layers 2 --d-model 256 --n-heads 8 --attn-only=false --d-mlp 1024 --n-ctx $t --batch-size 16 --d-vocab 65 --threads 2 --steps $steps --json)"
 done
 echo "== scaling: d_model at n_ctx 256 (WB shape, d_head 32, d_mlp 4·d_model, batch 16)"
 for d in 64 128 256 512; do
-  echo "d_model $d $($MG bench --n-layers 2 --d-model $d --n-heads $((d / 32)) --n-ctx 256 --batch-size 16 --d-vocab 65 --threads 2 --json)"
+  echo "d_model $d $($MG bench --n-layers 2 --d-model $d --n-heads $((d / 32)) --attn-only=false --n-ctx 256 --batch-size 16 --d-vocab 65 --threads 2 --json)"
 done

@@ -161,14 +161,18 @@ public sealed class RunFolder
 
     private Task? _drawing;
 
-    /// <summary>config.json: the run's settings with every default filled in (as the model was built), the model config and the machine.</summary>
+    /// <summary>
+    /// config.json: the run's settings with every default filled in: "train" the training settings, "model" the
+    /// model as built (its HookedTransformerConfig, every value stated), then the machine.
+    /// </summary>
     public static string ConfigJson(Trainer t)
     {
         var c = t.Model.Config;
-        var resolved = t.Options with { DHead = c.DHead, DMlp = c.DMlp, DVocab = c.DVocab, AttnOnly = c.AttnOnly, InitRange = c.EffectiveInitRange };
+        var train = JsonNode.Parse(t.Options.ToJson())!.AsObject();
+        train.Remove("model"); // as asked for, with unset values; "model" below is what they became
         var o = new JsonObject
         {
-            ["train"] = JsonNode.Parse(resolved.ToJson()),
+            ["train"] = train,
             ["model"] = JsonNode.Parse(c.ToJson()),
             ["parameters"] = t.Model.ParameterCount,
             ["threads"] = Tensors.WorkerPool.Shared.Threads,

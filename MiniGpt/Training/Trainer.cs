@@ -84,19 +84,18 @@ public sealed class Trainer
         return t;
     }
 
+    /// <summary>
+    /// The model a run builds: its options' model (resolved, see TrainOptions.Resolved) with the values derived
+    /// from others filled in as TransformerLens derives them (d_head = d_model / n_heads, d_mlp = 4·d_model)
+    /// and d_vocab from the data.
+    /// </summary>
     public static ModelConfig ModelConfigFor(TrainOptions o, int vocab)
     {
-        bool attnOnly = o.AttnOnly ?? o.Data == "induction";
-        int heads = o.NHeads;
-        int dHead = o.DHead ?? (heads > 0 && o.DModel % heads == 0 ? o.DModel / heads
-            : throw new UserError($"d_model {o.DModel} is not divisible by n_heads {heads}: pass --d-head or change one of them"));
-        return new ModelConfig
-        {
-            NLayers = o.NLayers, DModel = o.DModel, NHeads = heads, DHead = dHead,
-            DMlp = attnOnly ? 0 : o.DMlp ?? 4 * o.DModel, NCtx = o.NCtx, DVocab = vocab, AttnOnly = attnOnly,
-            NormalizationType = o.Normalization == "LN" ? "LN" : null, PositionalEmbeddingType = o.PositionalEmbedding,
-            InitRange = o.InitRange,
-        }.Validate();
+        var m = o.Resolved().Model;
+        int dHead = m.DHead != ModelConfig.Unset ? m.DHead : m.NHeads > 0 && m.DModel % m.NHeads == 0 ? m.DModel / m.NHeads
+            : throw new UserError($"d_model {m.DModel} is not divisible by n_heads {m.NHeads}: pass --d-head or change one of them");
+        int dMlp = m.AttnOnly ? 0 : m.DMlp != ModelConfig.Unset ? m.DMlp : 4 * m.DModel;
+        return (m with { DHead = dHead, DMlp = dMlp, DVocab = vocab }).Validate();
     }
 
     /// <summary>Refuses, before allocating, a config whose parameters, gradients, moments and activations exceed free memory.</summary>
@@ -111,12 +110,12 @@ public sealed class Trainer
 
     private static (IBatchSource Data, ITokenizer? Tokenizer, int Vocab) LoadData(TrainOptions o)
     {
-        int T = o.NCtx;
+        int T = o.Model.NCtx;
         if (o.Tokenizer != "char" && (o.Data == "induction" || (TokenFile.IsTokenFile(o.Data) && PreparedFiles(o.Data) == null)))
             throw new UserError($"--tokenizer {o.Tokenizer} applies to text: '{o.Data}' is {(o.Data == "induction" ? "the generated induction task" : "a bare token file")}; give a text file or a folder written by prepare");
         if (o.Data == "induction")
         {
-            int vocab = o.DVocab ?? Math.Max(64, 2 * T); // ≥ n_ctx+1: windows of distinct tokens (see InductionTask)
+            int vocab = o.Model.DVocab != ModelConfig.Unset ? o.Model.DVocab : Math.Max(64, 2 * T); // ≥ n_ctx+1: windows of distinct tokens (see InductionTask)
             return (new InductionTask(vocab, T, o.Seed), null, vocab);
         }
         if (PreparedFiles(o.Data) is (string trainBin, PreparedMeta meta))
@@ -125,7 +124,7 @@ public sealed class Trainer
             var ptok = Tokenizers.FromJson(meta.TokenizerJson);
             if (o.Tokenizer != "char" && o.Tokenizer != ptok.Name)
                 throw new UserError($"'{trainBin}' was prepared with the {ptok.Name} tokenizer, not {o.Tokenizer}: drop --tokenizer or prepare the text again");
-            int pv = FitVocab(ptok, o.DVocab, trainBin);
+            int pv = FitVocab(ptok, o.Model.DVocab, trainBin);
             string valBin = o.Val ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(trainBin))!, "val.bin");
             var valMeta = PreparedMeta.Beside(valBin);
             if (valMeta == null || valMeta.TokenizerJson != meta.TokenizerJson)
@@ -138,14 +137,14 @@ public sealed class Trainer
         }
         if (TokenFile.IsTokenFile(o.Data))
         {
-            int vocab = o.DVocab ?? throw new UserError($"'{o.Data}' is a token file: pass its vocabulary size with --d-vocab");
+            int vocab = o.Model.DVocab != ModelConfig.Unset ? o.Model.DVocab : throw new UserError($"'{o.Data}' is a token file: pass its vocabulary size with --d-vocab");
             var all = TokenFile.ReadBin(o.Data, vocab);
             var (tr, va) = o.Val != null ? (all, TokenFile.ReadBin(o.Val, vocab)) : Split(all);
             return (new TokenWindows(tr, va, o.Data, T), null, vocab);
         }
         string text = TokenFile.ReadText(o.Data);
         var tok = Tokenizers.Create(o.Tokenizer, text);
-        int v = FitVocab(tok, o.DVocab, o.Data);
+        int v = FitVocab(tok, o.Model.DVocab, o.Data);
         var ids = tok.Encode(text, o.Data);
         var (train, val) = o.Val != null ? (ids, tok.Encode(TokenFile.ReadText(o.Val), o.Val)) : Split(ids);
         return (new TokenWindows(train, val, $"{o.Data} ({Describe(tok)})", T), tok, v);
@@ -164,12 +163,12 @@ public sealed class Trainer
     }
 
     /// <summary>d_vocab: the tokenizer's size, or --d-vocab when that is at least as large (padding rows never seen).</summary>
-    public static int FitVocab(ITokenizer tok, int? dVocab, string data)
+    public static int FitVocab(ITokenizer tok, int dVocab, string data)
     {
-        if (dVocab is not int dv) return tok.VocabSize;
-        if (dv < tok.VocabSize)
-            throw new UserError($"'{data}' needs {tok.VocabSize:N0} token ids with the {tok.Name} tokenizer but --d-vocab is {dv}: raise --d-vocab to at least {tok.VocabSize} or leave it out");
-        return dv;
+        if (dVocab == ModelConfig.Unset) return tok.VocabSize;
+        if (dVocab < tok.VocabSize)
+            throw new UserError($"'{data}' needs {tok.VocabSize:N0} token ids with the {tok.Name} tokenizer but --d-vocab is {dVocab}: raise --d-vocab to at least {tok.VocabSize} or leave it out");
+        return dVocab;
     }
 
     /// <summary>First 90 % for training, last 10 % for validation (nanoGPT's split).</summary>
