@@ -123,10 +123,9 @@ public static class CircuitsVerb
         if (data == "induction")
         {
             var task = new InductionTask(c.DVocab, T, new TrainOptions().Seed);
-            var windows = task.ValidationWithMask(B, T, maxBatches);
+            var windows = task.ValidationBatches(B, T, maxBatches);
             var corpus = windows.SelectMany(w => w.Inputs).ToArray();
-            return new CircuitsData($"the induction task's validation windows ({task.Describe()})",
-                windows.Select(w => (w.Inputs, w.Targets)).ToList(), windows.Select(w => w.Predictable).ToList(), corpus);
+            return new CircuitsData($"the induction task's validation windows ({task.Describe()})", windows, corpus);
         }
         // a folder written by prepare, or its train.bin: analyse its validation split (the training split may not fit in memory)
         if (Path.GetFileName(data) == "train.bin" && PreparedMeta.Beside(data) != null) data = Path.GetDirectoryName(Path.GetFullPath(data))!;
@@ -140,6 +139,6 @@ public static class CircuitsVerb
             throw new UserError($"'{data}' has {all.Length} tokens, fewer than one window of n_ctx+1 = {T + 1}: give more data");
         var batches = Windows.Consecutive(tokens, B, T, maxBatches);
         string desc = $"{Path.GetFileName(data)} ({(useVal ? "last 10 %" : "whole file")}, {batches.Sum(b => b.Inputs.Length / T)} windows of {T})";
-        return new CircuitsData(desc, batches, null, all);
+        return new CircuitsData(desc, batches, all);
     }
 }

@@ -64,20 +64,8 @@ public static class EvalVerb
     /// <summary>Mean loss over all windows; with grads, leaves d(mean loss)/dθ in model.Grads.</summary>
     public static (double Loss, long Tokens) Evaluate(GptModel model, int[] tokens, int batch, bool grads, Action<int, int>? progress = null)
     {
-        int T = model.Config.NCtx;
-        var batches = Windows.Consecutive(tokens, batch, T);
-        long total = batches.Sum(b => (long)b.Inputs.Length);
-        if (grads) model.ZeroGrad();
-        double sum = 0;
-        int done = 0;
-        foreach (var (x, y) in batches)
-        {
-            model.Forward(x, y, x.Length / T, T);
-            foreach (float l in model.Losses) sum += l;
-            if (grads) model.Backward((float)(1.0 / total));
-            progress?.Invoke(++done, batches.Count);
-        }
-        return (sum / total, total);
+        var e = Evaluator.Run(model, Windows.Consecutive(tokens, batch, model.Config.NCtx), gradients: grads, progress: progress);
+        return (e.Loss, e.Tokens);
     }
 
     internal static int[] ReadTokens(string data, Checkpoint.Loaded loaded)

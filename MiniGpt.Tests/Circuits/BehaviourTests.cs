@@ -1,4 +1,5 @@
 using MiniGpt.Circuits;
+using MiniGpt.Data;
 using MiniGpt.Model;
 using MiniGpt.Tensors;
 using Xunit;
@@ -175,20 +176,20 @@ public class BehaviourTests
     {
         var m = Model(1, norm: "LN", attnOnly: false);
         const int B = 3, T = 12, V = 13;
-        var batches = new List<(int[], int[])> { (Tokens(B * T, V, 1), Tokens(B * T, V, 2)), (Tokens(B * T, V, 3), Tokens(B * T, V, 4)) };
+        var batches = new List<EvalBatch> { new(Tokens(B * T, V, 1), Tokens(B * T, V, 2)), new(Tokens(B * T, V, 3), Tokens(B * T, V, 4)) };
         var curve = InContext.LossByPosition(m, batches);
         Assert.Equal(T, curve.Length);
         var direct = new double[T];
-        foreach (var (x, y) in batches)
+        foreach (var (x, y, _) in batches)
             for (int b = 0; b < B; b++)
             {
                 m.Forward(x.AsSpan(b * T, T), y.AsSpan(b * T, T), 1, T);
                 for (int t = 0; t < T; t++) direct[t] += m.Losses[t] / (2.0 * B);
             }
         for (int t = 0; t < T; t++) Near(direct[t], curve[t], 1e-6, $"position {t}");
-        var half = InContext.LossByPosition(m, [(batches[0].Item1[..(B * 6)], batches[0].Item2[..(B * 6)])], seqLen: 6);
+        var half = InContext.LossByPosition(m, [new(batches[0].Inputs[..(B * 6)], batches[0].Targets[..(B * 6)])], seqLen: 6);
         Assert.Equal(6, half.Length);
-        Assert.Throws<ArgumentException>(() => InContext.LossByPosition(m, [(new int[7], new int[7])]));
+        Assert.Throws<ArgumentException>(() => InContext.LossByPosition(m, [new(new int[7], new int[7])]));
 
         Assert.Equal(2.0 - 4.0, InContext.IclScore([5, 4, 3, 2], early: 1, late: 500)); // late clamps to the last position
         Assert.Equal(3.0 - 5.0, InContext.IclScore([5, 4, 3, 2], early: -3, late: 2));

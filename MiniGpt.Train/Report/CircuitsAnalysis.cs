@@ -166,7 +166,7 @@ public static class CircuitsAnalysis
 
         stage?.Invoke("path expansion and geometry");
         // path expansion on the first data batch (up to 8 rows: it keeps 2 + 2H + H² logit tensors)
-        var (x0, y0) = data.Batches[0];
+        var (x0, y0, _) = data.Batches[0];
         int rows = Math.Min(8, x0.Length / T);
         (string[], double[])? paths = null;
         if (c.HasLayerNorm)

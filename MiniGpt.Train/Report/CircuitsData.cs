@@ -6,8 +6,7 @@ namespace MiniGpt.Train.Report;
 /// positions whose target is a predictable copy, and the token stream (for the bigram statistics of a
 /// zero-layer model).
 /// </summary>
-public sealed record CircuitsData(string Description, IReadOnlyList<(int[] Inputs, int[] Targets)> Batches,
-    IReadOnlyList<bool[]>? Predictable, int[] Corpus)
+public sealed record CircuitsData(string Description, IReadOnlyList<MiniGpt.Data.EvalBatch> Batches, int[] Corpus)
 {
     public long Tokens => Batches.Sum(b => (long)b.Inputs.Length);
 }

@@ -1,5 +1,7 @@
 using MiniGpt.Circuits;
+using MiniGpt.Data;
 using MiniGpt.Model;
+using MiniGpt.Training;
 
 namespace MiniGpt.Train.Report;
 
@@ -55,21 +57,29 @@ public static class HeadAblation
         var hooks = ablated.Select(x => ZeroHead(model, x.Layer, x.Head)).ToList();
         try
         {
-            var c = model.Config;
-            int half = c.NCtx / 2, T = 2 * half, batch = ProbeBatchFor(c.NCtx);
-            var probe = HeadScores.RepeatedRandomTokens(c.DVocab, batch, half, ProbeSeed);
-            var targets = new int[probe.Length];
-            for (int b = 0; b < batch; b++)
-                for (int i = 0; i < T - 1; i++) targets[b * T + i] = probe[b * T + i + 1]; // the last position's target (0) is never scored
-            model.Forward(probe, targets, batch, T);
-            var losses = model.Losses;
-            double rep = 0; long n = 0;
-            for (int b = 0; b < batch; b++)
-                for (int i = half; i <= T - 2; i++) { rep += losses[b * T + i]; n++; }
+            var probe = Evaluator.Run(model, [Probe(model.Config)], 2 * (model.Config.NCtx / 2));
             var (all, predictable) = DataLoss(model, data);
-            return new AblationLosses(rep / n, all, predictable);
+            return new AblationLosses(probe.MaskedLoss!.Value, all, predictable);
         }
         finally { foreach (var h in hooks) h.Dispose(); }
+    }
+
+    /// <summary>
+    /// The probe as one batch of [batch, 2L] sequences (L = n_ctx/2), masked to the positions L … 2L−2 whose
+    /// targets are tokens L+1 … 2L−1. The last position's target (0) is never scored.
+    /// </summary>
+    public static EvalBatch Probe(ModelConfig c)
+    {
+        int half = c.NCtx / 2, T = 2 * half, batch = ProbeBatchFor(c.NCtx);
+        var probe = HeadScores.RepeatedRandomTokens(c.DVocab, batch, half, ProbeSeed);
+        var targets = new int[probe.Length];
+        var mask = new bool[probe.Length];
+        for (int b = 0; b < batch; b++)
+        {
+            for (int i = 0; i < T - 1; i++) targets[b * T + i] = probe[b * T + i + 1];
+            for (int i = half; i <= T - 2; i++) mask[b * T + i] = true;
+        }
+        return new EvalBatch(probe, targets, mask);
     }
 
     /// <summary>Registers the hook that zeroes head h of layer l's z; dispose it to restore the model.</summary>
@@ -87,21 +97,7 @@ public static class HeadAblation
     /// <summary>Mean loss over every position of the data, and over the predictable ones when there is a mask.</summary>
     public static (double All, double? Predictable) DataLoss(GptModel model, CircuitsData data)
     {
-        int T = model.Config.NCtx;
-        double sum = 0, rep = 0; long n = 0, nrep = 0;
-        for (int k = 0; k < data.Batches.Count; k++)
-        {
-            var (x, y) = data.Batches[k];
-            model.Forward(x, y, x.Length / T, T);
-            var losses = model.Losses;
-            var mask = data.Predictable?[k];
-            for (int i = 0; i < losses.Length; i++)
-            {
-                sum += losses[i];
-                if (mask != null && mask[i]) { rep += losses[i]; nrep++; }
-            }
-            n += losses.Length;
-        }
-        return (sum / n, nrep > 0 ? rep / nrep : null);
+        var e = Evaluator.Run(model, data.Batches);
+        return (e.Loss, e.MaskedLoss);
     }
 }
