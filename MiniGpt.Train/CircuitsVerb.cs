@@ -19,12 +19,12 @@ public static class CircuitsVerb
                                 "loss and head ablations of a checkpoint; prints a summary and writes circuits.json, PNG plots and report.html.")
             .Required("checkpoint", "model checkpoint (.safetensors with 'config' metadata)")
             .Add("data", "induction without a tokenizer, else required",
-                "'induction' (the generated task), UTF-8 text in the checkpoint's characters, or a .bin of uint16 tokens: the loss curve and ablations use it")
+                "'induction' (the generated task), UTF-8 text in the checkpoint's tokenizer, a .bin of uint16 tokens or a folder written by prepare (its val.bin), opened as eval opens it: the loss curve and ablations use it")
             .Add("out", "<checkpoint stem>.circuits/", "folder for circuits.json, the PNGs and report.html")
             .Flag("json", "print circuits.json to stdout instead of the summary table")
             .Add("heads", "the top induction and previous-token heads", "heads whose attention patterns to draw, as L.H pairs: 1.2,0.3")
             .Add("batch-size", "1024/n_ctx, at most 32", "windows per evaluation batch (the default makes batches of about 1024 tokens)")
-            .Add("batches", "4", "evaluation batches of --data (for text and .bin: windows from the last 10 %, the validation split)")
+            .Add("batches", "4", "evaluation batches: the first of --data's consecutive windows from its start (give the validation split, e.g. a prepared folder, for held-out text)")
             .Add("threads", "all cores", "worker threads");
 
     public static int Run(string[] args, TextWriter stdout)
@@ -106,39 +106,17 @@ public static class CircuitsVerb
     }
 
     /// <summary>
-    /// The evaluation batches: the induction task's validation windows (the same generator and seed as a
-    /// default train run's validation set), or consecutive windows of the last 10 % of a file (the
-    /// validation split train holds out; the whole file when that is shorter than one window).
+    /// The evaluation batches, opened as eval opens them (<see cref="EvalData.Open"/>): without --data, the
+    /// induction task for a checkpoint without a tokenizer (the task's models have none).
     /// </summary>
-    private static CircuitsData LoadData(string? data, Checkpoint.Loaded loaded, string ckpt, int B, int maxBatches)
+    private static EvalSet LoadData(string? data, Checkpoint.Loaded loaded, string ckpt, int B, int maxBatches)
     {
-        var c = loaded.Model.Config;
-        int T = c.NCtx;
         if (data == null)
         {
             if (loaded.TokenizerJson != null)
                 throw new UsageError($"'{ckpt}' was trained on text: pass --data with text like its training text (or --data induction)");
             data = "induction";
         }
-        if (data == "induction")
-        {
-            var task = new InductionTask(c.DVocab, T, new TrainOptions().Seed);
-            var windows = task.ValidationBatches(B, T, maxBatches);
-            var corpus = windows.SelectMany(w => w.Inputs).ToArray();
-            return new CircuitsData($"the induction task's validation windows ({task.Describe()})", windows, corpus);
-        }
-        // a folder written by prepare, or its train.bin: analyse its validation split (the training split may not fit in memory)
-        if (Path.GetFileName(data) == "train.bin" && PreparedMeta.Beside(data) != null) data = Path.GetDirectoryName(Path.GetFullPath(data))!;
-        data = PreparedMeta.ValidationSplit(data);
-        TokenFile.CheckExists(data); // a missing file is the first thing to say, before whether it could be tokenized
-        int[] all = EvalVerb.ReadTokens(data, loaded);
-        var (_, val) = Trainer.Split(all);
-        bool useVal = val.Length >= T + 1;
-        var tokens = useVal ? val : all;
-        if (tokens.Length < T + 1)
-            throw new UserError($"'{data}' has {all.Length} tokens, fewer than one window of n_ctx+1 = {T + 1}: give more data");
-        var batches = Windows.Consecutive(tokens, B, T, maxBatches);
-        string desc = $"{Path.GetFileName(data)} ({(useVal ? "last 10 %" : "whole file")}, {batches.Sum(b => b.Inputs.Length / T)} windows of {T})";
-        return new CircuitsData(desc, batches, all);
+        return EvalData.Open(data, loaded, B, maxBatches);
     }
 }

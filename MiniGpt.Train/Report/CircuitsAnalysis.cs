@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using MiniGpt.Checkpoints;
 using MiniGpt.Circuits;
+using MiniGpt.Data;
 using MiniGpt.Model;
 
 namespace MiniGpt.Train.Report;
@@ -29,7 +30,7 @@ public sealed class CircuitsResult
     public required TokenText Text { get; init; }
     public required bool LayerNormFolded { get; init; }
     public required List<string> Notes { get; init; }
-    public required CircuitsData Data { get; init; }
+    public required EvalSet Data { get; init; }
     public HeadScores? Scores { get; init; }
     public required List<HeadReport> Heads { get; init; }
     public CompositionScores? Composition { get; init; }
@@ -90,7 +91,7 @@ public static class CircuitsAnalysis
     /// <summary>Half-length of the repeated sequence drawn in the attention plots: long enough to see the stripes, short enough to read the tokens.</summary>
     public const int ShownHalf = 20;
 
-    public static CircuitsResult Run(string checkpoint, Checkpoint.Loaded loaded, CircuitsData data, TokenText text,
+    public static CircuitsResult Run(string checkpoint, Checkpoint.Loaded loaded, EvalSet data, TokenText text,
         IReadOnlyList<(int Layer, int Head)>? chosenHeads, Action<string>? stage = null)
     {
         var clock = Stopwatch.StartNew();

@@ -40,7 +40,7 @@ public static class HeadAblation
     /// <summary>The probe's seed, its own (not HeadScores' 1), so the ablation is not measured on the sequences the heads were picked on.</summary>
     public const ulong ProbeSeed = 7;
 
-    public static (AblationLosses Clean, List<HeadAblationResult> Heads) Run(GptModel model, CircuitsData data)
+    public static (AblationLosses Clean, List<HeadAblationResult> Heads) Run(GptModel model, EvalSet data)
     {
         var c = model.Config;
         var clean = Measure(model, data, []);
@@ -52,7 +52,7 @@ public static class HeadAblation
     }
 
     /// <summary>The losses with every listed head zero-ablated at once (none: the clean losses).</summary>
-    public static AblationLosses Measure(GptModel model, CircuitsData data, IReadOnlyList<(int Layer, int Head)> ablated)
+    public static AblationLosses Measure(GptModel model, EvalSet data, IReadOnlyList<(int Layer, int Head)> ablated)
     {
         var hooks = ablated.Select(x => ZeroHead(model, x.Layer, x.Head)).ToList();
         try
@@ -95,7 +95,7 @@ public static class HeadAblation
     }
 
     /// <summary>Mean loss over every position of the data, and over the predictable ones when there is a mask.</summary>
-    public static (double All, double? Predictable) DataLoss(GptModel model, CircuitsData data)
+    public static (double All, double? Predictable) DataLoss(GptModel model, EvalSet data)
     {
         var e = Evaluator.Run(model, data.Batches);
         return (e.Loss, e.MaskedLoss);
