@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MiniGpt.Checkpoints;
+using MiniGpt.Circuits;
 using MiniGpt.Data;
 using MiniGpt.Model;
 using MiniGpt.Train;

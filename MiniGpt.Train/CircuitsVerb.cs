@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using MiniGpt.Checkpoints;
+using MiniGpt.Circuits;
 using MiniGpt.Data;
 using MiniGpt.Train.Progress;
 using MiniGpt.Train.Report;

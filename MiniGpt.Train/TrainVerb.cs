@@ -1,4 +1,5 @@
 using System.Globalization;
+using MiniGpt.Circuits;
 using MiniGpt.Train.Progress;
 using MiniGpt.Train.Runs;
 using MiniGpt.Training;

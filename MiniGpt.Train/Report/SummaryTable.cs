@@ -1,4 +1,5 @@
 using System.Text;
+using MiniGpt.Circuits;
 
 namespace MiniGpt.Train.Report;
 

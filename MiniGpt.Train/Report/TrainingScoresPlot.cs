@@ -1,4 +1,5 @@
 using ScottPlot;
+using MiniGpt.Circuits;
 
 namespace MiniGpt.Train.Report;
 

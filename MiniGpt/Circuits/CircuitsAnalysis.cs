@@ -1,10 +1,9 @@
 using System.Diagnostics;
-using MiniGpt.Checkpoints;
-using MiniGpt.Circuits;
 using MiniGpt.Data;
+using MiniGpt.Checkpoints;
 using MiniGpt.Model;
 
-namespace MiniGpt.Train.Report;
+namespace MiniGpt.Circuits;
 
 /// <summary>One head's line of the report: its detected roles, behavioural scores, circuit spectra and ablation.</summary>
 public sealed record HeadReport(int Layer, int Head, string[] Roles, double PreviousToken, double DuplicateToken, double Induction,

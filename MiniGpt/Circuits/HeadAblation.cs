@@ -1,9 +1,8 @@
-using MiniGpt.Circuits;
 using MiniGpt.Data;
 using MiniGpt.Model;
 using MiniGpt.Training;
 
-namespace MiniGpt.Train.Report;
+namespace MiniGpt.Circuits;
 
 /// <summary>Losses of one run of the model: on the repeated half of repeated random sequences, on the data, and on the data's predictable positions (induction task only).</summary>
 public sealed record AblationLosses(double Repeat, double Data, double? DataRepeat);

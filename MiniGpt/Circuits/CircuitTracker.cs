@@ -1,8 +1,8 @@
-using MiniGpt.Circuits;
+using MiniGpt.Data;
 using MiniGpt.Model;
 using MiniGpt.Training;
 
-namespace MiniGpt.Train;
+namespace MiniGpt.Circuits;
 
 /// <summary>
 /// train --track-circuits: at every evaluation, scores every head on repeated random sequences

@@ -1,10 +1,10 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using MiniGpt.Data;
 using MiniGpt.Checkpoints;
-using MiniGpt.Circuits;
 using MiniGpt.Training;
 
-namespace MiniGpt.Train;
+namespace MiniGpt.Circuits;
 
 /// <summary>One evaluation of a run with --track-circuits: the losses and every head's behavioural scores.</summary>
 public sealed record CircuitsLogEntry(long Step, double? Loss, double? ValLoss, double? RepeatLoss, HeadScores Scores);
