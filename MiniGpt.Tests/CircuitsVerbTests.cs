@@ -55,7 +55,10 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
         Assert.True(run.Train.Code == 0, run.Train.Err);
         var progress = run.Train.Out.Split('\n').Where(l => l.StartsWith("step", StringComparison.Ordinal) && l.Contains("val ")).ToList();
         Assert.Equal(TrackedRun.Steps / TrackedRun.EvalInterval + 1, progress.Count); // step 0 and every interval
-        Assert.All(progress, l => Assert.Matches(@"\| prev L\dH\d \d\.\d\d \| ind L\dH\d \d\.\d\d$", l));
+        // the progress line names the top head of every role-giving score: " | prev L0H1 0.93 | dup L1H0 0.02 | ind L1H1 0.88"
+        string suffix = string.Concat(HeadScoreSet.Default.RoleScores.Select(s => $@" \| {s.Header} L\dH\d \d\.\d\d")) + "$";
+        Assert.Contains(@" \| prev L\dH\d \d\.\d\d \| dup L\dH\d \d\.\d\d \| ind L\dH\d \d\.\d\d$", suffix);
+        Assert.All(progress, l => Assert.Matches(suffix, l));
 
         var log = CircuitsLog.Read(CircuitsLog.PathFor(run.Checkpoint));
         Assert.Equal(new long[] { 0, 100, 200, 300 }, log.Select(e => e.Step).ToArray());
@@ -63,8 +66,8 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
         foreach (var e in log)
         {
             Assert.NotNull(e.ValLoss);
-            Assert.Equal(TrackedRun.Layers, e.Scores.Induction.Length);
-            foreach (var grid in new[] { e.Scores.PreviousToken, e.Scores.DuplicateToken, e.Scores.Induction, e.Scores.PrefixMatching, e.Scores.Copying })
+            Assert.Equal(TrackedRun.Layers, e.Scores["induction"].Length);
+            foreach (var grid in new[] { e.Scores["previous_token"], e.Scores["duplicate_token"], e.Scores["induction"], e.Scores["prefix_matching"], e.Scores["copying"] })
                 Assert.All(grid.SelectMany(r => r), v => Assert.InRange(v, 0, 1));
         }
     }
@@ -237,8 +240,11 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
         AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--batches", "0"), 2, "--batches");
         string log = Path.Combine(dir, "broken.safetensors");
         File.Copy(run.Checkpoint, log);
+        // a line without scores is an entry without them; a score that is not [layer][head], or a line that is not JSON, is damaged
+        File.WriteAllText(CircuitsLog.PathFor(log), "{\"step\": 0}\n{\"step\": 100, \"induction\": \"high\"}\n");
+        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", log, "--batches", "1"), 1, "line 2");
         File.WriteAllText(CircuitsLog.PathFor(log), "{\"step\": 0}\nnot json\n");
-        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", log, "--batches", "1"), 1, "line 1");
+        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", log, "--batches", "1"), 1, "line 2");
         AssertOneLineError(TestPaths.Cli("train", "--track-circuits", "--n-layers", "0", "--out", Path.Combine(dir, "z.safetensors")), 1, "--track-circuits");
         Directory.Delete(dir, true);
     }

@@ -52,41 +52,43 @@ public static class CircuitsVerb
                 if (l >= c.NLayers || h >= c.NHeads)
                     throw new UserError($"--heads: L{l}H{h} does not exist: the model has layers 0–{c.NLayers - 1} and heads 0–{c.NHeads - 1}");
         }
-        var text = new TokenText(loaded.TokenizerJson != null ? Tokenizers.FromJson(loaded.TokenizerJson) : null);
-        int batch = batchOption ?? Math.Clamp(1024 / c.NCtx, 1, 32);
+        int batch = batchOption ?? DefaultBatchSize(c.NCtx);
         var data = LoadData(o.Str("data"), loaded, ckpt, batch, batches);
-
         string dir = o.Str("out") ?? Checkpoint.Stem(ckpt) + ".circuits";
         if (File.Exists(dir)) throw new UserError($"--out '{dir}' is a file: give a folder for the report");
-        Directory.CreateDirectory(dir);
+        Report(stdout, ckpt, loaded, data, new CircuitsOptions { AttentionHeads = heads }, dir, o.Bool("json") == true, clock);
+        return 0;
+    }
 
-        // the analyses' stages, then the plots: a live bar in a terminal, nothing extra in a pipe
-        var (result, plots) = ProgressView.Run(stdout, "circuits", sink =>
+    /// <summary>Windows per evaluation batch unless --batch-size says otherwise: about 1024 tokens.</summary>
+    internal static int DefaultBatchSize(int nCtx) => Math.Clamp(1024 / nCtx, 1, 32);
+
+    /// <summary>Evaluation batches unless --batches says otherwise.</summary>
+    internal const int DefaultBatches = 4;
+
+    /// <summary>
+    /// Runs the analysis (<see cref="CircuitsAnalysis.Run"/>) with its stages on a live bar in a terminal, writes the
+    /// report (<see cref="CircuitsReport.Write"/>) to dir and prints the summary table, or circuits.json with json.
+    /// train --track-circuits calls this too, for the final model of a run folder.
+    /// </summary>
+    internal static CircuitsResult Report(TextWriter stdout, string ckpt, Checkpoint.Loaded loaded, EvalSet data, CircuitsOptions options,
+        string dir, bool json, Stopwatch clock)
+    {
+        var (result, written) = ProgressView.Run(stdout, "circuits", sink =>
         {
             const int stages = 7;
             int done = 0;
-            var r = CircuitsAnalysis.Run(ckpt, loaded, data, text, heads, name => sink.Report(done++, stages, name));
+            var r = CircuitsAnalysis.Run(ckpt, loaded, data, options with { Stage = name => sink.Report(done++, stages, name) });
             sink.Report(done, stages, "plots");
-            return (r, ReportPlots.Draw(r));
+            return (r, CircuitsReport.Write(r, dir, clock));
         });
-        result.Seconds = clock.Elapsed.TotalSeconds;
-        var json = CircuitsJson.ToJson(CircuitsJson.Build(result, plots));
-        // plots of an earlier run (other heads drawn) would sit beside the new ones as if they belonged to them
-        var current = plots.Select(p => p.FileName).ToHashSet();
-        foreach (string old in Directory.EnumerateFiles(dir, "*.png"))
-            if (ReportPlots.IsPlotName(Path.GetFileName(old)) && !current.Contains(Path.GetFileName(old))) File.Delete(old);
-        foreach (var p in plots) File.WriteAllBytes(Path.Combine(dir, p.FileName), p.Png);
-        File.WriteAllText(Path.Combine(dir, "circuits.json"), json + "\n");
-        string html = Path.Combine(dir, "report.html");
-        File.WriteAllText(html, HtmlReport.Build(result, plots));
-
-        if (o.Bool("json") == true) stdout.WriteLine(json);
+        if (json) stdout.WriteLine(written.Json);
         else
         {
             stdout.Write(SummaryTable.Format(result));
-            stdout.WriteLine($"wrote {Path.Combine(dir, "circuits.json")}, {plots.Count} plots and {html} in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
+            stdout.WriteLine($"wrote {written.JsonPath}, {written.Plots} plots and {written.HtmlPath} in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
         }
-        return 0;
+        return result;
     }
 
     /// <summary>"1.2,0.3" → [(1, 2), (0, 3)]; also accepts "L1H2".</summary>

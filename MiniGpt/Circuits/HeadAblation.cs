@@ -22,7 +22,7 @@ public sealed record HeadAblationResult(int Layer, int Head, AblationLosses Loss
 /// contributes nothing to attn_out (b_O, shared by all heads, stays), as TransformerLens's
 /// zero-ablation hooks on hook_z do. The effect is read as the loss ratio ablated / clean, on
 ///  - the repeated half of repeated random sequences (L random tokens, then the same L again; the probe of
-///    <see cref="HeadScores"/>): the mean loss of predicting tokens L+1 … 2L−1 of the sequence, each from the
+///    <see cref="HeadProbe"/>): the mean loss of predicting tokens L+1 … 2L−1 of the sequence, each from the
 ///    position before, which only an induction circuit can predict (the first token of the repeat,
 ///    predicted at position L−1, cannot be, and is left out);
 ///  - the data: the mean loss over every position, and for the induction task over the positions
@@ -36,7 +36,7 @@ public static class HeadAblation
     /// </summary>
     public static int ProbeBatchFor(int nCtx) => Math.Clamp(1024 / nCtx, 8, 32);
 
-    /// <summary>The probe's seed, its own (not HeadScores' 1), so the ablation is not measured on the sequences the heads were picked on.</summary>
+    /// <summary>The probe's seed, its own (not the head scores' 1), so the ablation is not measured on the sequences the heads were picked on.</summary>
     public const ulong ProbeSeed = 7;
 
     public static (AblationLosses Clean, List<HeadAblationResult> Heads) Run(GptModel model, EvalSet data)
@@ -70,7 +70,7 @@ public static class HeadAblation
     public static EvalBatch Probe(ModelConfig c)
     {
         int half = c.NCtx / 2, T = 2 * half, batch = ProbeBatchFor(c.NCtx);
-        var probe = HeadScores.RepeatedRandomTokens(c.DVocab, batch, half, ProbeSeed);
+        var probe = HeadProbe.RepeatedRandomTokens(c.DVocab, batch, half, ProbeSeed);
         var targets = new int[probe.Length];
         var mask = new bool[probe.Length];
         for (int b = 0; b < batch; b++)
