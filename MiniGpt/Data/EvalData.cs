@@ -37,9 +37,7 @@ public static class EvalData
         {
             var task = new InductionTask(c.DVocab, T, new TrainOptions().Seed);
             var windows = task.ValidationWindows((int)Math.Min((long)batchSize * maxBatches, InductionWindows), batchSize, T);
-            var corpus = new List<int>();
-            foreach (var w in windows) corpus.AddRange(w.Inputs);
-            return new EvalSet($"the induction task's validation windows ({task.Describe()})", windows, T, corpus.ToArray());
+            return new EvalSet($"the induction task's validation windows ({task.Describe()})", windows, T, Inputs(windows));
         }
         data = PreparedMeta.ValidationSplit(data);
         TokenFile.CheckExists(data); // a missing file is the first thing to say, before whether it could be tokenized
@@ -53,6 +51,24 @@ public static class EvalData
         // the tokenizer that says how many bytes of text a token stands for: the checkpoint's, else a prepared file's
         string? tokenizer = loaded.TokenizerJson ?? (TokenFile.IsTokenFile(data) ? PreparedMeta.Beside(data)?.TokenizerJson : null);
         return new EvalSet($"{Path.GetFileName(data)} ({n} consecutive windows of {T} from its start)", batches, T, tokens, tokenizer);
+    }
+
+    /// <summary>
+    /// The first maxBatches of a training source's own validation batches (the held-out split of a text or
+    /// token file, a prepared folder's val.bin, the induction task's validation windows with their mask).
+    /// </summary>
+    public static EvalSet Validation(IBatchSource source, int batchSize, int seqLen, int maxBatches)
+    {
+        var batches = source.ValidationBatches(batchSize, seqLen, maxBatches);
+        return new EvalSet($"the run's validation windows ({source.Describe()})", batches, seqLen, Inputs(batches), null);
+    }
+
+    /// <summary>The windows' inputs end to end: the token stream of generated windows.</summary>
+    private static int[] Inputs(IReadOnlyList<EvalBatch> batches)
+    {
+        var all = new List<int>();
+        foreach (var b in batches) all.AddRange(b.Inputs);
+        return all.ToArray();
     }
 
     /// <summary>The tokens of a file in the checkpoint's vocabulary (at most max of a .bin), refusing a file made with another tokenizer.</summary>
