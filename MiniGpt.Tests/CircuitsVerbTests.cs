@@ -131,6 +131,37 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
         Assert.True(File.Exists(Path.Combine(outDir, "attention_L1H0.png")) && File.Exists(Path.Combine(outDir, "attention_L0H1.png")));
     }
 
+    /// <summary>The README's program: MiniGpt alone scores, ablates and runs the whole analysis, and gets what the verb prints.</summary>
+    [Fact]
+    public void AProgramUsingOnlyTheLibraryReadsTheSameCircuitsAsTheVerb()
+    {
+        var loaded = Checkpoint.Load(run.Checkpoint);
+        var model = loaded.Model;
+        var scores = HeadScores.Compute(model);
+        var data = EvalData.Open("induction", loaded, batchSize: 32, maxBatches: 4);
+        var clean = HeadAblation.Measure(model, data, []);
+        var ablated = HeadAblation.Measure(model, data, [(1, 1)]);
+        var result = CircuitsAnalysis.Run(run.Checkpoint, loaded, data);
+
+        var r = TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--json", "--batch-size", "32", "--batches", "4", "--out", Path.Combine(run.Dir, "library"));
+        Assert.True(r.Code == 0, r.Err);
+        var json = JsonDocument.Parse(r.Out).RootElement;
+        var heads = json.GetProperty("heads").EnumerateArray().ToList();
+        foreach (var h in heads)
+        {
+            int l = h.GetProperty("layer").GetInt32(), k = h.GetProperty("head").GetInt32();
+            foreach (var s in HeadScoreSet.Default) Assert.Equal(scores[s.Name][l][k], h.GetProperty(s.Name).GetDouble());
+            var roles = h.GetProperty("roles").EnumerateArray().Select(x => x.GetString()!).ToArray();
+            Assert.Equal(roles.Length > 0 ? roles[0] : "", scores.Labels[l][k]);
+            Assert.Equal(roles, result.Heads[l * TrackedRun.Heads + k].Roles);
+        }
+        Assert.Equal(clean.Repeat, json.GetProperty("ablation").GetProperty("clean").GetProperty("repeat_half").GetDouble());
+        Assert.Equal(ablated.Repeat, heads[1 * TrackedRun.Heads + 1].GetProperty("ablation").GetProperty("losses").GetProperty("repeat_half").GetDouble());
+        Assert.NotEqual(clean.Repeat, ablated.Repeat);
+        Assert.Equal(json.GetProperty("headline").GetProperty("text").GetString(), result.Headline);
+        Assert.Equal(json.GetProperty("icl_score").GetProperty("score").GetDouble(), result.IclScore);
+    }
+
     [Fact]
     public void ZeroAblationThroughHookZEqualsZeroingTheHeadsOutputWeights()
     {
