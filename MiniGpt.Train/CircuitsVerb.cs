@@ -5,7 +5,6 @@ using MiniGpt.Circuits;
 using MiniGpt.Data;
 using MiniGpt.Train.Progress;
 using MiniGpt.Train.Report;
-using MiniGpt.Training;
 
 namespace MiniGpt.Train;
 

@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using MiniGpt.Checkpoints;
 using MiniGpt.Data;
-using MiniGpt.Model;
 using MiniGpt.Train.Progress;
 using MiniGpt.Training;
 
