@@ -24,7 +24,7 @@ public static class CircuitsVerb
             .Flag("json", "print circuits.json to stdout instead of the summary table")
             .Add("heads", "the top induction and previous-token heads", "heads whose attention patterns to draw, as L.H pairs: 1.2,0.3")
             .Add("batch-size", "1024/n_ctx, at most 32", "windows per evaluation batch (the default makes batches of about 1024 tokens)")
-            .Add("batches", "4", "evaluation batches: the first of --data's consecutive windows from its start (give the validation split, e.g. a prepared folder, for held-out text)")
+            .Add("batches", "4", "evaluation batches, taken from the start of --data's windows as eval reads them (give the validation split, e.g. a prepared folder, for held-out text)")
             .Add("threads", "all cores", "worker threads");
 
     public static int Run(string[] args, TextWriter stdout)
@@ -70,7 +70,7 @@ public static class CircuitsVerb
     /// report (<see cref="CircuitsReport.Write"/>) to dir and prints the summary table, or circuits.json with json.
     /// train --track-circuits calls this too, for the final model of a run folder.
     /// </summary>
-    internal static CircuitsResult Report(TextWriter stdout, string ckpt, Checkpoint.Loaded loaded, EvalSet data, CircuitsOptions options,
+    internal static void Report(TextWriter stdout, string ckpt, Checkpoint.Loaded loaded, EvalSet data, CircuitsOptions options,
         string dir, bool json, Stopwatch clock)
     {
         var (result, written) = ProgressView.Run(stdout, "circuits", sink =>
@@ -87,7 +87,6 @@ public static class CircuitsVerb
             stdout.Write(SummaryTable.Format(result));
             stdout.WriteLine($"wrote {written.JsonPath}, {written.Plots} plots and {written.HtmlPath} in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
         }
-        return result;
     }
 
     /// <summary>"1.2,0.3" → [(1, 2), (0, 3)]; also accepts "L1H2".</summary>

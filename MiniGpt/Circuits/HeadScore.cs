@@ -12,7 +12,8 @@ public sealed record HeadRole(string Name, double Threshold);
 /// grid is computed from the shared probe run (<see cref="HeadProbe"/>), and optionally the role it gives a
 /// head at or above a threshold. A score is added by deriving from this class in one file and registering an
 /// instance in a <see cref="HeadScoreSet"/> (<see cref="HeadScoreSet.Default"/> for the built-in ones);
-/// everything that computes, stores or shows scores iterates over the set.
+/// everything that computes, stores or shows scores iterates over the set (role-giving scores also name their
+/// top head on the progress line of train --track-circuits).
 /// </summary>
 public abstract partial class HeadScore
 {

@@ -3,7 +3,8 @@ namespace MiniGpt.Circuits;
 /// <summary>
 /// previous_token: the attention a head puts on the position just before the query, A[i, i−1], averaged
 /// over the queries i = 1 … 2L−1 of every probe sequence (TransformerLens's previous_token_head pattern).
-/// 1 for a head that always attends one back. Gives the role previous-token at ≥ 0.4, the threshold the
+/// 1 for a head that always attends one back (TL's 'mul' error measure divides by the sum of the whole
+/// pattern, query 0's row included, so the same head scores (T−1)/T there). Gives the role previous-token at ≥ 0.4, the threshold the
 /// detector exercises of the ARENA TransformerLens tutorials use.
 /// </summary>
 public sealed class PreviousTokenScore() : HeadScore(Id, "prev", "attention from each position to the one before it",
