@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MiniGpt.Checkpoints;
+using MiniGpt.Circuits;
 using MiniGpt.Data;
 using MiniGpt.Model;
 using MiniGpt.Train;
@@ -54,7 +55,10 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
         Assert.True(run.Train.Code == 0, run.Train.Err);
         var progress = run.Train.Out.Split('\n').Where(l => l.StartsWith("step", StringComparison.Ordinal) && l.Contains("val ")).ToList();
         Assert.Equal(TrackedRun.Steps / TrackedRun.EvalInterval + 1, progress.Count); // step 0 and every interval
-        Assert.All(progress, l => Assert.Matches(@"\| prev L\dH\d \d\.\d\d \| ind L\dH\d \d\.\d\d$", l));
+        // the progress line names the top head of every role-giving score: " | prev L0H1 0.93 | dup L1H0 0.02 | ind L1H1 0.88"
+        string suffix = string.Concat(HeadScoreSet.Default.RoleScores.Select(s => $@" \| {s.Header} L\dH\d \d\.\d\d")) + "$";
+        Assert.Contains(@" \| prev L\dH\d \d\.\d\d \| dup L\dH\d \d\.\d\d \| ind L\dH\d \d\.\d\d$", suffix);
+        Assert.All(progress, l => Assert.Matches(suffix, l));
 
         var log = CircuitsLog.Read(CircuitsLog.PathFor(run.Checkpoint));
         Assert.Equal(new long[] { 0, 100, 200, 300 }, log.Select(e => e.Step).ToArray());
@@ -62,8 +66,8 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
         foreach (var e in log)
         {
             Assert.NotNull(e.ValLoss);
-            Assert.Equal(TrackedRun.Layers, e.Scores.Induction.Length);
-            foreach (var grid in new[] { e.Scores.PreviousToken, e.Scores.DuplicateToken, e.Scores.Induction, e.Scores.PrefixMatching, e.Scores.Copying })
+            Assert.Equal(TrackedRun.Layers, e.Scores["induction"].Length);
+            foreach (var grid in new[] { e.Scores["previous_token"], e.Scores["duplicate_token"], e.Scores["induction"], e.Scores["prefix_matching"], e.Scores["copying"] })
                 Assert.All(grid.SelectMany(r => r), v => Assert.InRange(v, 0, 1));
         }
     }
@@ -125,6 +129,37 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
         Assert.Equal(File.ReadAllText(Path.Combine(outDir, "circuits.json")).Trim(), r.Out.Trim());
         Assert.Equal(new[] { "L1H0", "L0H1" }, printed.GetProperty("attention_example").GetProperty("heads").EnumerateArray().Select(x => x.GetString()).ToArray());
         Assert.True(File.Exists(Path.Combine(outDir, "attention_L1H0.png")) && File.Exists(Path.Combine(outDir, "attention_L0H1.png")));
+    }
+
+    /// <summary>The README's program: MiniGpt alone scores, ablates and runs the whole analysis, and gets what the verb prints.</summary>
+    [Fact]
+    public void AProgramUsingOnlyTheLibraryReadsTheSameCircuitsAsTheVerb()
+    {
+        var loaded = Checkpoint.Load(run.Checkpoint);
+        var model = loaded.Model;
+        var scores = HeadScores.Compute(model);
+        var data = EvalData.Open("induction", loaded, batchSize: 32, maxBatches: 4);
+        var clean = HeadAblation.Measure(model, data, []);
+        var ablated = HeadAblation.Measure(model, data, [(1, 1)]);
+        var result = CircuitsAnalysis.Run(run.Checkpoint, loaded, data);
+
+        var r = TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--json", "--batch-size", "32", "--batches", "4", "--out", Path.Combine(run.Dir, "library"));
+        Assert.True(r.Code == 0, r.Err);
+        var json = JsonDocument.Parse(r.Out).RootElement;
+        var heads = json.GetProperty("heads").EnumerateArray().ToList();
+        foreach (var h in heads)
+        {
+            int l = h.GetProperty("layer").GetInt32(), k = h.GetProperty("head").GetInt32();
+            foreach (var s in HeadScoreSet.Default) Assert.Equal(scores[s.Name][l][k], h.GetProperty(s.Name).GetDouble());
+            var roles = h.GetProperty("roles").EnumerateArray().Select(x => x.GetString()!).ToArray();
+            Assert.Equal(roles.Length > 0 ? roles[0] : "", scores.Labels[l][k]);
+            Assert.Equal(roles, result.Heads[l * TrackedRun.Heads + k].Roles);
+        }
+        Assert.Equal(clean.Repeat, json.GetProperty("ablation").GetProperty("clean").GetProperty("repeat_half").GetDouble());
+        Assert.Equal(ablated.Repeat, heads[1 * TrackedRun.Heads + 1].GetProperty("ablation").GetProperty("losses").GetProperty("repeat_half").GetDouble());
+        Assert.NotEqual(clean.Repeat, ablated.Repeat);
+        Assert.Equal(json.GetProperty("headline").GetProperty("text").GetString(), result.Headline);
+        Assert.Equal(json.GetProperty("icl_score").GetProperty("score").GetDouble(), result.IclScore);
     }
 
     [Fact]
@@ -236,8 +271,11 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
         AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--batches", "0"), 2, "--batches");
         string log = Path.Combine(dir, "broken.safetensors");
         File.Copy(run.Checkpoint, log);
+        // a line without scores is an entry without them; a score that is not [layer][head], or a line that is not JSON, is damaged
+        File.WriteAllText(CircuitsLog.PathFor(log), "{\"step\": 0}\n{\"step\": 100, \"induction\": \"high\"}\n");
+        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", log, "--batches", "1"), 1, "line 2");
         File.WriteAllText(CircuitsLog.PathFor(log), "{\"step\": 0}\nnot json\n");
-        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", log, "--batches", "1"), 1, "line 1");
+        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", log, "--batches", "1"), 1, "line 2");
         AssertOneLineError(TestPaths.Cli("train", "--track-circuits", "--n-layers", "0", "--out", Path.Combine(dir, "z.safetensors")), 1, "--track-circuits");
         Directory.Delete(dir, true);
     }

@@ -81,11 +81,11 @@ public class TokenizerTests
     public void SplitCharactersShowAsBytes()
     {
         // "é" is C3 A9: a byte-level token may hold only its first byte
-        Assert.Equal("a\\xC3", MiniGpt.Train.Report.TokenText.Visible([(byte)'a', 0xC3]));
-        Assert.Equal("␣é↵", MiniGpt.Train.Report.TokenText.Visible([(byte)' ', 0xC3, 0xA9, (byte)'\n']));
+        Assert.Equal("a\\xC3", TokenText.Visible([(byte)'a', 0xC3]));
+        Assert.Equal("␣é↵", TokenText.Visible([(byte)' ', 0xC3, 0xA9, (byte)'\n']));
         var tok = BpeTokens.Learn("aaa bbb aaa bbb", 258);
         // counts: aa 4, bb 4 (tie → smaller ids first), then bb; " bbb" is [␣, bb, b]
-        var text = new MiniGpt.Train.Report.TokenText(tok);
+        var text = new TokenText(tok);
         Assert.Equal("aa", text.Show(256));
         Assert.Equal("␣·bb·b", text.ShowAll(tok.Encode(" bbb", "t")));
     }

@@ -1,10 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
 using MiniGpt.Checkpoints;
+using MiniGpt.Circuits;
 using MiniGpt.Data;
 using MiniGpt.Train.Progress;
 using MiniGpt.Train.Report;
-using MiniGpt.Training;
 
 namespace MiniGpt.Train;
 
@@ -15,7 +15,7 @@ namespace MiniGpt.Train;
 public static class CircuitsVerb
 {
     private static readonly Option<string?> Data = Option.OptionalText("data",
-        "'induction' (the generated task), UTF-8 text in the checkpoint's characters, or a .bin of uint16 tokens: the loss curve and ablations use it",
+        "'induction' (the generated task), UTF-8 text in the checkpoint's tokenizer, a .bin of uint16 tokens or a folder written by prepare (its val.bin), opened as eval opens it: the loss curve and ablations use it",
         "induction without a tokenizer, else required");
     private static readonly Option<string?> Out = Option.OptionalText("out", "folder for circuits.json, the PNGs and report.html", "<checkpoint stem>.circuits/");
     private static readonly Option<bool> Json = Option.Flag("json", "print circuits.json to stdout instead of the summary table");
@@ -23,7 +23,8 @@ public static class CircuitsVerb
         "the top induction and previous-token heads");
     private static readonly Option<int?> BatchSize = Option.Of<int?>("batch-size", "windows per evaluation batch (the default makes batches of about 1024 tokens)",
         null, "1024/n_ctx, at most 32", (n, v) => Option.ParseInt(n, v)).Check(b => b is >= 1 and <= 4096, "must be in [1, 4096]");
-    private static readonly Option<int> Batches = Option.Int("batches", "evaluation batches of --data (for text and .bin: windows from the last 10 %, the validation split)", 4)
+    private static readonly Option<int> Batches = Option.Int("batches",
+        "evaluation batches, taken from the start of --data's windows as eval reads them (give the validation split, e.g. a prepared folder, for held-out text)", DefaultBatches)
         .Check(b => b is >= 1 and <= 10_000, "must be in [1, 10000]");
 
     internal static Options Declare() =>
@@ -53,41 +54,42 @@ public static class CircuitsVerb
                 if (l >= c.NLayers || h >= c.NHeads)
                     throw new UserError($"--heads: L{l}H{h} does not exist: the model has layers 0–{c.NLayers - 1} and heads 0–{c.NHeads - 1}");
         }
-        var text = new TokenText(loaded.TokenizerJson != null ? Tokenizers.FromJson(loaded.TokenizerJson) : null);
-        int batch = batchOption ?? Math.Clamp(1024 / c.NCtx, 1, 32);
+        int batch = batchOption ?? DefaultBatchSize(c.NCtx);
         var data = LoadData(o.Get(Data), loaded, ckpt, batch, batches);
-
         string dir = o.Get(Out) ?? Checkpoint.Stem(ckpt) + ".circuits";
         if (File.Exists(dir)) throw new UserError($"--out '{dir}' is a file: give a folder for the report");
-        Directory.CreateDirectory(dir);
+        Report(stdout, ckpt, loaded, data, new CircuitsOptions { AttentionHeads = heads }, dir, o.Get(Json), clock);
+        return 0;
+    }
 
-        // the analyses' stages, then the plots: a live bar in a terminal, nothing extra in a pipe
-        var (result, plots) = ProgressView.Run(stdout, "circuits", sink =>
+    /// <summary>Windows per evaluation batch unless --batch-size says otherwise: about 1024 tokens.</summary>
+    internal static int DefaultBatchSize(int nCtx) => Math.Clamp(1024 / nCtx, 1, 32);
+
+    /// <summary>Evaluation batches unless --batches says otherwise.</summary>
+    internal const int DefaultBatches = 4;
+
+    /// <summary>
+    /// Runs the analysis (<see cref="CircuitsAnalysis.Run"/>) with its stages on a live bar in a terminal, writes the
+    /// report (<see cref="CircuitsReport.Write"/>) to dir and prints the summary table, or circuits.json with json.
+    /// train --track-circuits calls this too, for the final model of a run folder.
+    /// </summary>
+    internal static void Report(TextWriter stdout, string ckpt, Checkpoint.Loaded loaded, EvalSet data, CircuitsOptions options,
+        string dir, bool json, Stopwatch clock)
+    {
+        var (result, written) = ProgressView.Run(stdout, "circuits", sink =>
         {
             const int stages = 7;
             int done = 0;
-            var r = CircuitsAnalysis.Run(ckpt, loaded, data, text, heads, name => sink.Report(done++, stages, name));
+            var r = CircuitsAnalysis.Run(ckpt, loaded, data, options with { Stage = name => sink.Report(done++, stages, name) });
             sink.Report(done, stages, "plots");
-            return (r, ReportPlots.Draw(r));
+            return (r, CircuitsReport.Write(r, dir, clock));
         });
-        result.Seconds = clock.Elapsed.TotalSeconds;
-        var json = CircuitsJson.ToJson(CircuitsJson.Build(result, plots));
-        // plots of an earlier run (other heads drawn) would sit beside the new ones as if they belonged to them
-        var current = plots.Select(p => p.FileName).ToHashSet();
-        foreach (string old in Directory.EnumerateFiles(dir, "*.png"))
-            if (ReportPlots.IsPlotName(Path.GetFileName(old)) && !current.Contains(Path.GetFileName(old))) File.Delete(old);
-        foreach (var p in plots) File.WriteAllBytes(Path.Combine(dir, p.FileName), p.Png);
-        File.WriteAllText(Path.Combine(dir, "circuits.json"), json + "\n");
-        string html = Path.Combine(dir, "report.html");
-        File.WriteAllText(html, HtmlReport.Build(result, plots));
-
-        if (o.Get(Json)) stdout.WriteLine(json);
+        if (json) stdout.WriteLine(written.Json);
         else
         {
             stdout.Write(SummaryTable.Format(result));
-            stdout.WriteLine($"wrote {Path.Combine(dir, "circuits.json")}, {plots.Count} plots and {html} in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
+            stdout.WriteLine($"wrote {written.JsonPath}, {written.Plots} plots and {written.HtmlPath} in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
         }
-        return 0;
     }
 
     /// <summary>"1.2,0.3" → [(1, 2), (0, 3)]; also accepts "L1H2".</summary>
@@ -108,40 +110,17 @@ public static class CircuitsVerb
     }
 
     /// <summary>
-    /// The evaluation batches: the induction task's validation windows (the same generator and seed as a
-    /// default train run's validation set), or consecutive windows of the last 10 % of a file (the
-    /// validation split train holds out; the whole file when that is shorter than one window).
+    /// The evaluation batches, opened as eval opens them (<see cref="EvalData.Open"/>): without --data, the
+    /// induction task for a checkpoint without a tokenizer (the task's models have none).
     /// </summary>
-    private static CircuitsData LoadData(string? data, Checkpoint.Loaded loaded, string ckpt, int B, int maxBatches)
+    private static EvalSet LoadData(string? data, Checkpoint.Loaded loaded, string ckpt, int B, int maxBatches)
     {
-        var c = loaded.Model.Config;
-        int T = c.NCtx;
         if (data == null)
         {
             if (loaded.TokenizerJson != null)
                 throw new UsageError($"'{ckpt}' was trained on text: pass --data with text like its training text (or --data induction)");
             data = "induction";
         }
-        if (data == "induction")
-        {
-            var task = new InductionTask(c.DVocab, T, new TrainOptions().Seed);
-            var windows = task.ValidationWithMask(B, T, maxBatches);
-            var corpus = windows.SelectMany(w => w.Inputs).ToArray();
-            return new CircuitsData($"the induction task's validation windows ({task.Describe()})",
-                windows.Select(w => (w.Inputs, w.Targets)).ToList(), windows.Select(w => w.Predictable).ToList(), corpus);
-        }
-        // a folder written by prepare, or its train.bin: analyse its validation split (the training split may not fit in memory)
-        if (Path.GetFileName(data) == "train.bin" && PreparedMeta.Beside(data) != null) data = Path.GetDirectoryName(Path.GetFullPath(data))!;
-        data = PreparedMeta.ValidationSplit(data);
-        TokenFile.CheckExists(data); // a missing file is the first thing to say, before whether it could be tokenized
-        int[] all = EvalVerb.ReadTokens(data, loaded);
-        var (_, val) = Trainer.Split(all);
-        bool useVal = val.Length >= T + 1;
-        var tokens = useVal ? val : all;
-        if (tokens.Length < T + 1)
-            throw new UserError($"'{data}' has {all.Length} tokens, fewer than one window of n_ctx+1 = {T + 1}: give more data");
-        var batches = Windows.Consecutive(tokens, B, T, maxBatches);
-        string desc = $"{Path.GetFileName(data)} ({(useVal ? "last 10 %" : "whole file")}, {batches.Sum(b => b.Inputs.Length / T)} windows of {T})";
-        return new CircuitsData(desc, batches, null, all);
+        return EvalData.Open(data, loaded, B, maxBatches);
     }
 }

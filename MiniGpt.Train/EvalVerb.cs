@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using MiniGpt.Checkpoints;
 using MiniGpt.Data;
-using MiniGpt.Model;
 using MiniGpt.Train.Progress;
 using MiniGpt.Training;
 
@@ -10,14 +9,15 @@ namespace MiniGpt.Train;
 
 public static class EvalVerb
 {
-    private static readonly Option<string> Data = Option.Required("data", "UTF-8 text (needs the checkpoint's tokenizer) or a .bin of uint16 tokens", "D");
+    private static readonly Option<string> Data = Option.Required("data",
+        "UTF-8 text (needs the checkpoint's tokenizer), a .bin of uint16 tokens, a folder written by prepare (its val.bin), or 'induction' (a default train run's validation windows; also prints the loss on the predictable positions)", "D");
     private static readonly Option<string?> Grads = Option.OptionalText("grads", "also write d(mean loss)/d(parameter) here, as safetensors with the parameters' names", "none");
     private static readonly Option<int> BatchSize = Option.Int("batch-size", "windows per forward pass (does not change the result)", 8).Check(b => b > 0, "must be > 0");
     private static readonly Option<bool> Json = Option.Flag("json", "print one JSON object (loss, windows, tokens, bits_per_token) instead of text");
 
     internal static Options Declare() =>
-        new Options("eval", "eval: mean next-token cross-entropy of a checkpoint over consecutive non-overlapping windows of a file\n" +
-                            "(inputs t[i : i+n_ctx], targets t[i+1 : i+n_ctx+1] for i = 0, n_ctx, 2·n_ctx, …).",
+        new Options("eval", "eval: mean next-token cross-entropy of a checkpoint over consecutive non-overlapping windows of a file, from its start\n" +
+                            "(inputs t[i : i+n_ctx], targets t[i+1 : i+n_ctx+1] for i = 0, n_ctx, 2·n_ctx, …), or over the induction task's validation windows.",
             SharedOptions.Checkpoint, Data, Grads, BatchSize, Json, SharedOptions.Threads);
 
     public static int Run(string[] args, TextWriter stdout)
@@ -32,71 +32,32 @@ public static class EvalVerb
 
         var loaded = Checkpoint.Load(ckpt);
         var model = loaded.Model;
-        data = PreparedMeta.ValidationSplit(data); // resolved once: the tokens and their bits per byte come from the same file
-        int[] tokens = ReadTokens(data, loaded);
-        int T = model.Config.NCtx;
-        int windows = (tokens.Length - 1) / T;
-        if (windows < 1)
-            throw new UserError($"'{data}' has {tokens.Length} tokens, fewer than one window of n_ctx+1 = {T + 1}: give more data");
-        var (loss, count) = ProgressView.Run(stdout, "eval", sink => Evaluate(model, tokens, batch, gradsPath != null,
-            (done, total) => { if (sink.WantsStatus) sink.Report(done, total, $"batch {done}/{total}"); }));
+        var set = EvalData.Open(data, loaded, batch);
+        var e = ProgressView.Run(stdout, "eval", sink => Evaluator.Run(model, set.Batches, gradients: gradsPath != null,
+            progress: (done, total) => { if (sink.WantsStatus) sink.Report(done, total, $"batch {done}/{total}"); }));
+        double loss = e.Loss;
         // bits per byte of the text the targets stand for, comparable across tokenizers
-        string? tokJson = loaded.TokenizerJson ?? (TokenFile.IsTokenFile(data) ? PreparedMeta.Beside(data)?.TokenizerJson : null);
-        double? bpb = tokJson != null && Trainer.TokensPerByte(Tokenizers.FromJson(tokJson), Windows.Consecutive(tokens, batch, T)) is double tpb
+        double? bpb = set.TokenizerJson != null && Trainer.TokensPerByte(Tokenizers.FromJson(set.TokenizerJson), set.Batches) is double tpb
             ? loss * tpb / Math.Log(2) : null;
         if (gradsPath != null)
             SafeTensorsFile.Write(gradsPath, Checkpoint.Tensors(model.Grads, ""),
                 new Dictionary<string, string> { ["loss"] = loss.ToString("R", CultureInfo.InvariantCulture), ["checkpoint"] = Path.GetFileName(ckpt) });
 
         if (o.Get(Json))
-            stdout.WriteLine(new JsonObject
+        {
+            var json = new JsonObject
             {
-                ["loss"] = loss, ["windows"] = windows, ["tokens"] = count, ["bits_per_token"] = loss / Math.Log(2), ["bits_per_byte"] = bpb,
+                ["loss"] = loss, ["windows"] = set.Windows, ["tokens"] = e.Tokens, ["bits_per_token"] = loss / Math.Log(2), ["bits_per_byte"] = bpb,
                 ["grads"] = gradsPath,
-            }.ToJsonString());
+            };
+            // the induction task: the loss train prints as "repeat", on the positions only an induction head can predict
+            if (set.HasMask) { json["predictable_loss"] = e.MaskedLoss; json["predictable_tokens"] = e.MaskedTokens; }
+            stdout.WriteLine(json.ToJsonString());
+        }
         else
-            stdout.WriteLine($"loss {loss:F6} ({loss / Math.Log(2):F4} bits/token{(bpb is double b ? $", {b:F4} bits/byte" : "")}) over {windows} windows, {count} tokens" +
+            stdout.WriteLine($"loss {loss:F6} ({loss / Math.Log(2):F4} bits/token{(bpb is double b ? $", {b:F4} bits/byte" : "")}) over {set.Windows} windows, {e.Tokens} tokens" +
+                (e.MaskedLoss is double m ? $"; {m:F6} on its {e.MaskedTokens} predictable positions" : "") +
                 (gradsPath != null ? $"; gradients written to {gradsPath}" : ""));
         return 0;
-    }
-
-    /// <summary>Mean loss over all windows; with grads, leaves d(mean loss)/dθ in model.Grads.</summary>
-    public static (double Loss, long Tokens) Evaluate(GptModel model, int[] tokens, int batch, bool grads, Action<int, int>? progress = null)
-    {
-        int T = model.Config.NCtx;
-        var batches = Windows.Consecutive(tokens, batch, T);
-        long total = batches.Sum(b => (long)b.Inputs.Length);
-        if (grads) model.ZeroGrad();
-        double sum = 0;
-        int done = 0;
-        foreach (var (x, y) in batches)
-        {
-            model.Forward(x, y, x.Length / T, T);
-            foreach (float l in model.Losses) sum += l;
-            if (grads) model.Backward((float)(1.0 / total));
-            progress?.Invoke(++done, batches.Count);
-        }
-        return (sum / total, total);
-    }
-
-    internal static int[] ReadTokens(string data, Checkpoint.Loaded loaded)
-    {
-        int vocab = loaded.Model.Config.DVocab;
-        if (TokenFile.IsTokenFile(data) && File.Exists(data) && PreparedMeta.Beside(data) is { } meta)
-        {
-            // a prepared file says which tokenizer made it: it must be the one the model was trained with
-            if (loaded.TokenizerJson != null && loaded.TokenizerJson != meta.TokenizerJson)
-                throw new UserError($"'{data}' was prepared with the {meta.TokenizerName} tokenizer ({meta.VocabSize:N0} tokens) but the checkpoint was trained with {(Tokenizers.FromJson(loaded.TokenizerJson) is var t ? $"{t.Name} ({t.VocabSize:N0} tokens)" : "")}: prepare the data with the checkpoint's tokenizer or give text");
-            if (meta.VocabSize > vocab)
-                throw new UserError($"'{data}' has a vocabulary of {meta.VocabSize:N0} but the checkpoint's d_vocab is {vocab}: prepare the data with the checkpoint's tokenizer");
-            using var mapped = new MappedTokens(data, meta);
-            return mapped.ReadAll();
-        }
-        if (TokenFile.IsTokenFile(data)) return TokenFile.ReadBin(data, vocab);
-        if (loaded.TokenizerJson == null)
-            throw new UserError($"the checkpoint has no tokenizer, so '{data}' cannot be tokenized: give a .bin token file");
-        var tok = Tokenizers.FromJson(loaded.TokenizerJson);
-        if (tok.VocabSize > vocab) throw new UserError($"the checkpoint's {tok.Name} tokenizer has {tok.VocabSize} tokens but d_vocab is {vocab}: the checkpoint is inconsistent");
-        return tok.Encode(TokenFile.ReadText(data), data);
     }
 }

@@ -1,4 +1,8 @@
+using System.Diagnostics;
 using System.Globalization;
+using MiniGpt.Checkpoints;
+using MiniGpt.Circuits;
+using MiniGpt.Data;
 using MiniGpt.Train.Progress;
 using MiniGpt.Train.Runs;
 using MiniGpt.Training;
@@ -142,10 +146,24 @@ public static class TrainVerb
             stdout.WriteLine($"interrupted at step {trainer.Optimizer.Step}: checkpoint written to {t.Out}; continue with --resume {again}");
             return Interrupted;
         }
-        if (run != null && tracker != null)
-            CircuitsVerb.Run(["--checkpoint", t.Out, "--out", run.CircuitsDir, "--data", t.Data], stdout);
+        if (run != null && tracker != null) CircuitsOfRun(trainer, run, stdout);
         stdout.WriteLine($"done: {t.Out}");
         return 0;
+    }
+
+    /// <summary>
+    /// The circuits report of a tracked run's final model, in the run folder's circuits/: the analysis the
+    /// circuits verb runs, on the first batches of the run's own validation windows (the held-out split of
+    /// its data; for the induction task the windows circuits reads by default).
+    /// </summary>
+    private static void CircuitsOfRun(Trainer trainer, RunFolder run, TextWriter stdout)
+    {
+        var clock = Stopwatch.StartNew();
+        string ckpt = trainer.Options.Out;
+        var loaded = Checkpoint.Load(ckpt);
+        int T = loaded.Model.Config.NCtx;
+        var data = EvalData.Validation(trainer.Data, CircuitsVerb.DefaultBatchSize(T), T, CircuitsVerb.DefaultBatches);
+        CircuitsVerb.Report(stdout, ckpt, loaded, data, new CircuitsOptions(), run.CircuitsDir, json: false, clock);
     }
 
     /// <summary>Before any training: --out must be a writable file path, and not an existing checkpoint unless --overwrite.</summary>

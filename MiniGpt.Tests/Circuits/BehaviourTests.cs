@@ -1,4 +1,5 @@
 using MiniGpt.Circuits;
+using MiniGpt.Data;
 using MiniGpt.Model;
 using MiniGpt.Tensors;
 using Xunit;
@@ -55,6 +56,11 @@ public class BehaviourTests
                 }
         });
 
+    private static Func<string, double> Values(double prev, double dup, double ind) =>
+        name => name switch { "previous_token" => prev, "duplicate_token" => dup, "induction" => ind, _ => double.NaN };
+
+    private static string Label(double prev, double dup, double ind) => HeadScoreSet.Default.Label(Values(prev, dup, ind));
+
     [Fact]
     public void HeadScoresOfForcedPatternsAreOneAndLabelled()
     {
@@ -65,19 +71,19 @@ public class BehaviourTests
         using var ind = Force(m, 1, 1, (i, _) => i >= L ? i - L + 1 : i);
         var s = HeadScores.Compute(m, batch: 4, seqLen: 0, seed: 5);
         Assert.Equal(2, s.Layers); Assert.Equal(2, s.Heads);
-        Near(1, s.PreviousToken[0][0], 1e-6, "previous-token L0H0");
-        Near(0, s.Induction[0][0], 1e-6, "induction L0H0");
+        Near(1, s["previous_token"][0][0], 1e-6, "previous-token L0H0");
+        Near(0, s["induction"][0][0], 1e-6, "induction L0H0");
         Assert.Equal("previous-token", s.Labels[0][0]);
-        Near(1, s.DuplicateToken[1][0], 1e-6, "duplicate L1H0");
-        Near(0, s.PreviousToken[1][0], 1e-6, "previous-token L1H0");
+        Near(1, s["duplicate_token"][1][0], 1e-6, "duplicate L1H0");
+        Near(0, s["previous_token"][1][0], 1e-6, "previous-token L1H0");
         Assert.Equal("duplicate-token", s.Labels[1][0]);
-        Near(1, s.Induction[1][1], 1e-6, "induction L1H1");
-        Near(1, s.PrefixMatching[1][1], 1e-6, "prefix matching L1H1");
-        Near(0, s.DuplicateToken[1][1], 1e-6, "duplicate L1H1");
+        Near(1, s["induction"][1][1], 1e-6, "induction L1H1");
+        Near(1, s["prefix_matching"][1][1], 1e-6, "prefix matching L1H1");
+        Near(0, s["duplicate_token"][1][1], 1e-6, "duplicate L1H1");
         Assert.Equal("induction", s.Labels[1][1]);
 
         // the free head L0H1 against the mean of its pattern's diagonals, read from a cache of the same sequences
-        var tokens = HeadScores.RepeatedRandomTokens(20, 4, L, 5);
+        var tokens = HeadProbe.RepeatedRandomTokens(20, 4, L, 5);
         for (int b = 0; b < 4; b++) Assert.Equal(L, tokens.Skip(b * 2 * L).Take(L).Distinct().Count()); // the first half has no repeats
         var pattern = m.RunWithCache(tokens, 4, 2 * L, n => n == "blocks.0.attn.hook_pattern")["blocks.0.attn.hook_pattern"].Span;
         double p = 0, d = 0, q = 0;
@@ -87,15 +93,17 @@ public class BehaviourTests
             for (int i = 1; i < T; i++) p += pattern[((b * 2 + 1) * T + i) * T + i - 1];
             for (int i = L; i < T; i++) { d += pattern[((b * 2 + 1) * T + i) * T + i - L]; q += pattern[((b * 2 + 1) * T + i) * T + i - L + 1]; }
         }
-        Near(p / (4 * (T - 1)), s.PreviousToken[0][1], 1e-6, "previous-token L0H1");
-        Near(d / (4 * L), s.DuplicateToken[0][1], 1e-6, "duplicate L0H1");
-        Near(q / (4 * L), s.Induction[0][1], 1e-6, "induction L0H1");
-        Near(s.Induction[0][1], s.PrefixMatching[0][1], 1e-9, "prefix matching = induction without repeats");
-        Assert.Equal(HeadScores.Label(s.PreviousToken[0][1], s.DuplicateToken[0][1], s.Induction[0][1]), s.Labels[0][1]);
-        Assert.Equal("", HeadScores.Label(0.39, 0.1, 0.2));
-        Assert.Equal("induction", HeadScores.Label(0.45, 0.0, 0.6));
+        Near(p / (4 * (T - 1)), s["previous_token"][0][1], 1e-6, "previous-token L0H1");
+        Near(d / (4 * L), s["duplicate_token"][0][1], 1e-6, "duplicate L0H1");
+        Near(q / (4 * L), s["induction"][0][1], 1e-6, "induction L0H1");
+        Near(s["induction"][0][1], s["prefix_matching"][0][1], 1e-9, "prefix matching = induction without repeats");
+        Assert.Equal(Label(s["previous_token"][0][1], s["duplicate_token"][0][1], s["induction"][0][1]), s.Labels[0][1]);
+        Assert.Equal("", Label(0.39, 0.1, 0.2));
+        Assert.Equal("induction", Label(0.45, 0.0, 0.6));
+        Assert.Equal(["induction", "previous-token"], HeadScoreSet.Default.Roles(Values(0.45, 0.0, 0.6)));
+        Assert.Equal(["previous-token", "duplicate-token"], HeadScoreSet.Default.Roles(Values(0.5, 0.5, 0.1))); // ties keep registry order
         var json = System.Text.Json.JsonSerializer.Serialize(s);
-        Assert.Contains("\"PreviousToken\"", json);
+        Assert.Contains("\"previous_token\"", json);
     }
 
     [Fact]
@@ -108,26 +116,26 @@ public class BehaviourTests
         SetIdentity(p["embed.W_E"], V, V); p["pos_embed.W_pos"].Span.Clear();
         SetIdentity(p["blocks.0.attn.W_V"], V, V); SetIdentity(p["unembed.W_U"], V, V);
         SetIdentity(p["blocks.0.attn.W_O"], V, V);
-        Near(1, HeadScores.Compute(m, batch: 3).Copying[0][0], 1e-9, "W_O = I copies");
+        Near(1, HeadScores.Compute(m, batch: 3)["copying"][0][0], 1e-9, "W_O = I copies");
         SetIdentity(p["blocks.0.attn.W_O"], V, V, scale: -1);
-        Near(0, HeadScores.Compute(m, batch: 3).Copying[0][0], 1e-9, "W_O = −I suppresses");
+        Near(0, HeadScores.Compute(m, batch: 3)["copying"][0][0], 1e-9, "W_O = −I suppresses");
         // W_O = I + ½·shift: every token is still its own top logit
         SetIdentity(p["blocks.0.attn.W_O"], V, V);
         for (int t = 0; t < V; t++) p["blocks.0.attn.W_O"][t * V + (t + 1) % V] = 0.5f;
-        Near(1, HeadScores.Compute(m, batch: 3).Copying[0][0], 1e-9, "I + ½·shift copies");
+        Near(1, HeadScores.Compute(m, batch: 3)["copying"][0][0], 1e-9, "I + ½·shift copies");
         // tokens 0–3 map to the next token, 4–7 to themselves: the score is the attention on tokens 4–7
         SetIdentity(p["blocks.0.attn.W_O"], V, V);
         for (int t = 0; t < 4; t++) { p["blocks.0.attn.W_O"][t * V + t] = 0; p["blocks.0.attn.W_O"][t * V + t + 1] = 1; }
         var rng = new Rng(2);
         foreach (var name in new[] { "blocks.0.attn.W_Q", "blocks.0.attn.W_K" }) for (int i = 0; i < V * V; i++) p[name][i] = (float)rng.NextNormal();
-        var tokens = HeadScores.RepeatedRandomTokens(V, 3, 8, 1);
+        var tokens = HeadProbe.RepeatedRandomTokens(V, 3, 8, 1);
         var pattern = m.RunWithCache(tokens, 3, 16, n => n == "blocks.0.attn.hook_pattern")["blocks.0.attn.hook_pattern"].Span;
         double copied = 0;
         for (int b = 0; b < 3; b++)
             for (int i = 8; i < 16; i++) // queries of the repeated half
                 for (int j = 0; j <= i; j++)
                     if (tokens[b * 16 + j] >= 4) copied += pattern[(b * 16 + i) * 16 + j];
-        double score = HeadScores.Compute(m, batch: 3).Copying[0][0];
+        double score = HeadScores.Compute(m, batch: 3)["copying"][0][0];
         Near(copied / (3 * 8), score, 1e-6, "half copier");
         Assert.InRange(score, 0.05, 0.95);
     }
@@ -143,7 +151,7 @@ public class BehaviourTests
         var patternForced = new float[3 * T * T];
         for (int i = 0; i < patternForced.Length; i++) { int q = i / T % T, k = i % T; patternForced[i] = k <= q ? (float)Math.Exp(2 * rng.NextNormal()) : 0; }
         for (int r = 0; r < 3 * T; r++) { float s = 0; for (int k = 0; k < T; k++) s += patternForced[r * T + k]; for (int k = 0; k < T; k++) patternForced[r * T + k] /= s; }
-        var tokens = HeadScores.RepeatedRandomTokens(V, 3, 8, 1);
+        var tokens = HeadProbe.RepeatedRandomTokens(V, 3, 8, 1);
         for (int n = 0; n < 3 * T; n++) { vForced[n * D + tokens[n]] = 1; for (int e = 0; e < D; e++) vForced[n * D + e] += (float)(0.3 * rng.NextNormal()); }
         var wo = new float[D * D]; var wu = new float[D * V]; var g = new float[D];
         for (int i = 0; i < D * D; i++) wo[i] = (i / D == i % D ? 1 : 0) + 3 + (float)(0.3 * rng.NextNormal()); // + 3: a large mean that LN removes
@@ -156,7 +164,7 @@ public class BehaviourTests
             if (norm == "LN") g.CopyTo(m.Params["ln_final.w"].Span);
             using var hv = m.Hooks.AddForward("blocks.0.attn.hook_v", (t, _) => vForced.CopyTo(t.Span));
             using var hp = m.Hooks.AddForward("blocks.0.attn.hook_pattern", (t, _) => patternForced.CopyTo(t.Span));
-            return HeadScores.Compute(m, batch: 3).Copying[0][0];
+            return HeadScores.Compute(m, batch: 3)["copying"][0][0];
         }
         var folded = new float[D * V];
         for (int t = 0; t < V; t++)
@@ -175,20 +183,20 @@ public class BehaviourTests
     {
         var m = Model(1, norm: "LN", attnOnly: false);
         const int B = 3, T = 12, V = 13;
-        var batches = new List<(int[], int[])> { (Tokens(B * T, V, 1), Tokens(B * T, V, 2)), (Tokens(B * T, V, 3), Tokens(B * T, V, 4)) };
+        var batches = new List<EvalBatch> { new(Tokens(B * T, V, 1), Tokens(B * T, V, 2)), new(Tokens(B * T, V, 3), Tokens(B * T, V, 4)) };
         var curve = InContext.LossByPosition(m, batches);
         Assert.Equal(T, curve.Length);
         var direct = new double[T];
-        foreach (var (x, y) in batches)
+        foreach (var (x, y, _) in batches)
             for (int b = 0; b < B; b++)
             {
                 m.Forward(x.AsSpan(b * T, T), y.AsSpan(b * T, T), 1, T);
                 for (int t = 0; t < T; t++) direct[t] += m.Losses[t] / (2.0 * B);
             }
         for (int t = 0; t < T; t++) Near(direct[t], curve[t], 1e-6, $"position {t}");
-        var half = InContext.LossByPosition(m, [(batches[0].Item1[..(B * 6)], batches[0].Item2[..(B * 6)])], seqLen: 6);
+        var half = InContext.LossByPosition(m, [new(batches[0].Inputs[..(B * 6)], batches[0].Targets[..(B * 6)])], seqLen: 6);
         Assert.Equal(6, half.Length);
-        Assert.Throws<ArgumentException>(() => InContext.LossByPosition(m, [(new int[7], new int[7])]));
+        Assert.Throws<ArgumentException>(() => InContext.LossByPosition(m, [new(new int[7], new int[7])]));
 
         Assert.Equal(2.0 - 4.0, InContext.IclScore([5, 4, 3, 2], early: 1, late: 500)); // late clamps to the last position
         Assert.Equal(3.0 - 5.0, InContext.IclScore([5, 4, 3, 2], early: -3, late: 2));

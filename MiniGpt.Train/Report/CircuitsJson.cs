@@ -25,28 +25,28 @@ public static class CircuitsJson
             ["layer_norm_folded"] = r.LayerNormFolded,
             ["notes"] = Arr(r.Notes.Select(n => (JsonNode?)n)),
             ["data"] = new JsonObject { ["description"] = r.Data.Description, ["batches"] = r.Data.Batches.Count, ["tokens"] = r.Data.Tokens },
-            ["thresholds"] = new JsonObject
+            ["thresholds"] = new JsonObject(r.ScoreSet.RoleScores.Select(s => KeyValuePair.Create(s.Name, (JsonNode?)s.Role!.Threshold))),
+            // what each key of a head's entry means, in the order the entries list them
+            ["scores"] = Arr(r.ScoreSet.Select(s => (JsonNode?)new JsonObject
             {
-                ["previous_token"] = HeadScores.PreviousTokenThreshold, ["duplicate_token"] = HeadScores.DuplicateTokenThreshold,
-                ["induction"] = HeadScores.InductionThreshold,
-            },
+                ["name"] = s.Name, ["header"] = s.Header, ["description"] = s.Description, ["role"] = s.Role?.Name, ["threshold"] = s.Role?.Threshold,
+            })),
         };
 
         if (r.Clean is { } clean && r.HeadlineHead is { } hh)
-            o["headline"] = new JsonObject
-            {
-                ["text"] = r.Headline,
-                ["previous_token_heads"] = Arr(r.WithRole("previous-token").Select(h => (JsonNode?)h.Name)),
-                ["duplicate_token_heads"] = Arr(r.WithRole("duplicate-token").Select(h => (JsonNode?)h.Name)),
-                ["induction_heads"] = Arr(r.WithRole("induction").Select(h => (JsonNode?)h.Name)),
-                ["ablated_head"] = hh.Name,
-                ["clean_repeat_loss"] = N(clean.Repeat),
-                ["ablated_repeat_loss"] = N(hh.Ablation.Losses.Repeat),
-                ["repeat_loss_factor"] = N(hh.Ablation.RepeatFactor),
-                ["all_induction_heads_repeat_loss_factor"] = r.GroupAblations.Where(g => g.Role == "induction").Select(g => N(g.Losses.Repeat / clean.Repeat)).FirstOrDefault(),
-            };
+        {
+            var headline = new JsonObject { ["text"] = r.Headline };
+            foreach (var s in r.ScoreSet.RoleScores) headline[$"{s.Name}_heads"] = Arr(r.WithRole(s).Select(h => (JsonNode?)h.Name));
+            headline["ablated_head"] = hh.Name;
+            headline["clean_repeat_loss"] = N(clean.Repeat);
+            headline["ablated_repeat_loss"] = N(hh.Ablation.Losses.Repeat);
+            headline["repeat_loss_factor"] = N(hh.Ablation.RepeatFactor);
+            headline["all_induction_heads_repeat_loss_factor"] =
+                r.GroupAblations.Where(g => g.Role == InductionScore.RoleName).Select(g => N(g.Losses.Repeat / clean.Repeat)).FirstOrDefault();
+            o["headline"] = headline;
+        }
 
-        o["heads"] = Arr(r.Heads.Select(h => (JsonNode?)Head(h)));
+        o["heads"] = Arr(r.Heads.Select(h => (JsonNode?)Head(h, r.ScoreSet)));
         if (r.Clean is { } cl)
             o["ablation"] = new JsonObject
             {
@@ -123,7 +123,7 @@ public static class CircuitsJson
 
     public static string ToJson(JsonObject o) => o.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
 
-    private static JsonObject Head(HeadReport h)
+    private static JsonObject Head(HeadReport h, HeadScoreSet scores)
     {
         var spectra = new JsonObject();
         foreach (var s in h.Spectra)
@@ -134,21 +134,18 @@ public static class CircuitsJson
                 ["eigenvalues"] = Arr(s.Eigenvalues.Select(e => (JsonNode?)Pair(e))),
                 ["eigenvalue_score"] = N(s.EigenvalueScore),
             };
-        return new JsonObject
+        var o = new JsonObject { ["name"] = h.Name, ["layer"] = h.Layer, ["head"] = h.Head, ["roles"] = Arr(h.Roles.Select(x => (JsonNode?)x)) };
+        foreach (var s in scores) o[s.Name] = N(h.Score(s.Name));
+        o["ov_eigenvalue_copying"] = N(h.OvCopying);
+        o["qk_eigenvalue_score"] = N(h.QkEigenScore);
+        o["ablation"] = new JsonObject
         {
-            ["name"] = h.Name, ["layer"] = h.Layer, ["head"] = h.Head,
-            ["roles"] = Arr(h.Roles.Select(x => (JsonNode?)x)),
-            ["previous_token"] = N(h.PreviousToken), ["duplicate_token"] = N(h.DuplicateToken), ["induction"] = N(h.Induction),
-            ["prefix_matching"] = N(h.PrefixMatching), ["copying"] = N(h.Copying),
-            ["ov_eigenvalue_copying"] = N(h.OvCopying), ["qk_eigenvalue_score"] = N(h.QkEigenScore),
-            ["ablation"] = new JsonObject
-            {
-                ["losses"] = Losses(h.Ablation.Losses),
-                ["repeat_factor"] = N(h.Ablation.RepeatFactor), ["data_factor"] = N(h.Ablation.DataFactor),
-                ["data_repeat_factor"] = h.Ablation.DataRepeatFactor is double f ? N(f) : null,
-            },
-            ["spectra"] = spectra,
+            ["losses"] = Losses(h.Ablation.Losses),
+            ["repeat_factor"] = N(h.Ablation.RepeatFactor), ["data_factor"] = N(h.Ablation.DataFactor),
+            ["data_repeat_factor"] = h.Ablation.DataRepeatFactor is double f ? N(f) : null,
         };
+        o["spectra"] = spectra;
+        return o;
     }
 
     private static JsonObject Losses(AblationLosses l) => new()

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
+using MiniGpt.Circuits;
 
 namespace MiniGpt.Train.Report;
 
@@ -31,7 +32,6 @@ public static class HtmlReport
             th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; } th { background: #f4f4f4; }
             td.l, th.l { text-align: left; } tr.hit td { background: #fff8e1; }
             .role { display: inline-block; border-radius: 4px; padding: 1px 6px; margin: 1px; font-size: 12px; color: #fff; }
-            .previous-token { background: #2b6cb0; } .duplicate-token { background: #718096; } .induction { background: #c53030; }
             .headline { background: #f0fff4; border: 1px solid #9ae6b4; padding: 10px 14px; border-radius: 6px; font-size: 16px; }
             .notes { color: #555; font-size: 13px; } .grid { display: flex; flex-wrap: wrap; gap: 8px; }
             figure { margin: 4px; } figure.plot img { max-width: 100%; } figcaption { font-size: 12px; color: #555; max-width: 640px; }
@@ -39,6 +39,9 @@ public static class HtmlReport
             code, .tokens { font-family: "DejaVu Sans Mono", monospace; } .tokens { background: #f7f7f7; padding: 6px 8px; border-radius: 4px; word-break: break-all; }
             .bar { display: inline-block; height: 10px; background: #c53030; vertical-align: middle; }
             """);
+        // one colour per role, in registry order
+        var roles = r.ScoreSet.RoleScores.Select(x => x.Role!.Name).ToList();
+        for (int i = 0; i < roles.Count; i++) sb.Append($".role.{RoleClass(roles[i])} {{ background: {RoleColours[i % RoleColours.Length]}; }}\n");
         sb.Append("</style></head><body>\n");
         sb.Append($"<h1>Circuits of {E(Path.GetFileName(r.Checkpoint))}</h1>\n<p class=\"notes\">{E(Path.GetFullPath(r.Checkpoint))} · data: {E(r.Data.Description)} ({r.Data.Tokens:N0} tokens) · analysed in {r.Seconds:0.0} s</p>\n");
 
@@ -57,24 +60,29 @@ public static class HtmlReport
         if (r.Heads.Count > 0)
         {
             sb.Append("<h2 id=\"findings\">Findings</h2>\n<div class=\"headline\">");
-            foreach (var role in new[] { "previous-token", "induction", "duplicate-token" })
+            foreach (var score in r.ScoreSet.RoleScores)
             {
-                var list = r.WithRole(role).ToList();
-                sb.Append($"<div><span class=\"role {role}\">{role}</span> heads: ")
-                  .Append(list.Count == 0 ? "none" : string.Join(", ", list.Select(h => $"<b>{h.Name}</b> ({F(CircuitsResult.Score(h, role), "0.00")})"))).Append("</div>");
+                string role = score.Role!.Name;
+                var list = r.WithRole(score).ToList();
+                sb.Append($"<div>{RoleTag(role)} heads: ")
+                  .Append(list.Count == 0 ? "none" : string.Join(", ", list.Select(h => $"<b>{h.Name}</b> ({F(h.Score(score.Name), "0.00")})"))).Append("</div>");
             }
             if (r.Headline is { } line) sb.Append($"<div style=\"margin-top:6px\"><b>{E(line)}</b></div>");
             sb.Append("</div>\n");
 
-            sb.Append("<h2 id=\"heads\">Heads</h2>\n<p class=\"notes\">Scores on repeated random sequences (HeadScores; a role is detected at ≥ 0.4). " +
-                "OV-eig: eigenvalue copying score Re(Σλ)/Σ|λ| of W_E·W_V·W_O·W_U; QK-eig: the same for W_E·W_Q·W_Kᵀ·W_Eᵀ. " +
+            sb.Append("<h2 id=\"heads\">Heads</h2>\n<p class=\"notes\">Scores on repeated random sequences (random tokens, then the same tokens again):</p>\n<ul class=\"notes\">");
+            foreach (var score in r.ScoreSet)
+                sb.Append($"<li><b>{E(score.DisplayName)}</b>: {E(score.Description)}" +
+                    (score.Role is { } sr ? $"; gives the role {E(sr.Name)} at ≥ {sr.Threshold.ToString(CultureInfo.InvariantCulture)}" : "") + "</li>");
+            sb.Append("</ul>\n<p class=\"notes\">OV-eig: eigenvalue copying score Re(Σλ)/Σ|λ| of W_E·W_V·W_O·W_U; QK-eig: the same for W_E·W_Q·W_Kᵀ·W_Eᵀ. " +
                 "Ablated: ratio of the repeated-half loss with the head's hook_z zeroed to the clean loss.</p>\n<table><tr><th class=\"l\">head</th><th class=\"l\">role(s)</th>" +
-                "<th>previous-token</th><th>duplicate</th><th>induction</th><th>prefix-matching</th><th>copying</th><th>OV-eig</th><th>QK-eig</th><th>ablated ×</th></tr>\n");
+                string.Concat(r.ScoreSet.Select(x => $"<th title=\"{E(x.Description)}\">{E(x.DisplayName)}</th>")) +
+                "<th>OV-eig</th><th>QK-eig</th><th>ablated ×</th></tr>\n");
             foreach (var h in r.Heads)
             {
-                string roles = h.Roles.Length == 0 ? "" : string.Concat(h.Roles.Select(x => $"<span class=\"role {x}\">{x}</span>"));
-                sb.Append($"<tr{(h.Roles.Length > 0 ? " class=\"hit\"" : "")}><td class=\"l\"><b>{h.Name}</b></td><td class=\"l\">{roles}</td>" +
-                    $"<td>{F(h.PreviousToken)}</td><td>{F(h.DuplicateToken)}</td><td>{F(h.Induction)}</td><td>{F(h.PrefixMatching)}</td><td>{F(h.Copying)}</td>" +
+                string hr = string.Concat(h.Roles.Select(RoleTag));
+                sb.Append($"<tr{(h.Roles.Length > 0 ? " class=\"hit\"" : "")}><td class=\"l\"><b>{h.Name}</b></td><td class=\"l\">{hr}</td>" +
+                    string.Concat(r.ScoreSet.Select(x => $"<td>{F(h.Score(x.Name))}</td>")) +
                     $"<td>{F(h.OvCopying, "+0.000;-0.000")}</td><td>{F(h.QkEigenScore, "+0.000;-0.000")}</td><td>{F(h.Ablation.RepeatFactor, "0.00")}×</td></tr>\n");
             }
             sb.Append("</table>\n");
@@ -177,4 +185,12 @@ public static class HtmlReport
         sb.Append("</body></html>\n");
         return sb.ToString();
     }
+
+    /// <summary>Background colours of the role tags, given to the roles in registry order (blue, grey and red for previous-token, duplicate-token and induction).</summary>
+    private static readonly string[] RoleColours = ["#2b6cb0", "#718096", "#c53030", "#2f855a", "#b7791f", "#6b46c1", "#c05621", "#2c7a7b"];
+
+    /// <summary>A role as a CSS class: letters, digits and '-' (role names are free text).</summary>
+    private static string RoleClass(string role) => "role-" + new string(role.Select(ch => char.IsAsciiLetterOrDigit(ch) ? char.ToLowerInvariant(ch) : '-').ToArray());
+
+    private static string RoleTag(string role) => $"<span class=\"role {RoleClass(role)}\">{WebUtility.HtmlEncode(role)}</span>";
 }

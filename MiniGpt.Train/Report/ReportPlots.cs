@@ -22,8 +22,9 @@ public static class ReportPlots
             {
                 var head = r.Heads.First(x => x.Layer == l && x.Head == h);
                 string role = head.Roles.Length > 0 ? string.Join(", ", head.Roles) : "no role detected";
+                string scores = string.Join(", ", r.ScoreSet.Select(s => $"{s.DisplayName} {head.Score(s.Name):0.00}"));
                 plots.Add(new PlotImage($"attention_L{l}H{h}.png", $"Attention of L{l}H{h} ({role})",
-                    $"previous-token {head.PreviousToken:0.00}, induction {head.Induction:0.00}, on {a.Half} random tokens repeated once; the dashed lines mark the start of the repeat",
+                    $"{scores}, on {a.Half} random tokens repeated once; the dashed lines mark the start of the repeat",
                     AttentionPlot.Render(pattern, labels, a.Half, $"L{l}H{h} attention ({role})")));
             }
         }
@@ -50,11 +51,11 @@ public static class ReportPlots
         {
             plots.Add(new PlotImage("training_scores.png", "Head scores over training",
                 $"the best head's scores at each evaluation of train --track-circuits ({Path.GetFileName(r.TrainingLogPath)}), with the losses",
-                TrainingScoresPlot.Summary(log)));
-            plots.Add(new PlotImage("training_induction.png", "Induction score of every head over training", "layer 0 solid, later layers dashed",
-                TrainingScoresPlot.PerHead(log, e => e.Scores.Induction, "induction")));
-            plots.Add(new PlotImage("training_previous_token.png", "Previous-token score of every head over training", "layer 0 solid, later layers dashed",
-                TrainingScoresPlot.PerHead(log, e => e.Scores.PreviousToken, "previous-token")));
+                TrainingScoresPlot.Summary(log, r.ScoreSet)));
+            // one plot per registered score the log has (a log written before a score was registered lacks it)
+            foreach (var s in r.ScoreSet.Where(s => log.Any(e => e.Scores.Has(s.Name))))
+                plots.Add(new PlotImage($"training_{s.Name}.png", $"{TrainingScoresPlot.Capitalised(s.DisplayName)} score of every head over training",
+                    "layer 0 solid, later layers dashed", TrainingScoresPlot.PerHead(log, s)));
         }
         plots.Add(new PlotImage("embedding_cosines.png", "Embedding cosines", "pairwise cosines of the rows of W_E (as trained) against N(0, 1/d_model)",
             CosinePlot.Render(r.Cosines, c.DModel)));

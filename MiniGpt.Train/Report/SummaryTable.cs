@@ -1,4 +1,5 @@
 using System.Text;
+using MiniGpt.Circuits;
 
 namespace MiniGpt.Train.Report;
 
@@ -16,18 +17,20 @@ public static class SummaryTable
         if (r.Heads.Count > 0)
         {
             sb.AppendLine();
-            sb.AppendLine("head  role                         prev   dup    ind    prefix copy   OV-eig  ablated repeat loss");
+            // a column per registered score: its header, at least 7 wide, values right-aligned with two spaces after
+            var columns = r.ScoreSet.Select(s => (Score: s, Width: Math.Max(7, s.Header.Length + 1))).ToList();
+            sb.AppendLine("head  role                         " + string.Concat(columns.Select(c => c.Score.Header.PadRight(c.Width))) + "OV-eig  ablated repeat loss");
             foreach (var h in r.Heads)
             {
                 string role = h.Roles.Length > 0 ? string.Join(", ", h.Roles) : "-";
-                sb.AppendLine($"{h.Name,-5} {role,-28} {h.PreviousToken,5:0.000}  {h.DuplicateToken,5:0.000}  {h.Induction,5:0.000}  " +
-                    $"{h.PrefixMatching,5:0.000}  {h.Copying,5:0.000}  {h.OvCopying,6:+0.000;-0.000}  {h.Ablation.RepeatFactor,6:0.00}×");
+                sb.AppendLine($"{h.Name,-5} {role,-28} " + string.Concat(columns.Select(c => h.Score(c.Score.Name).ToString("0.000").PadLeft(c.Width - 2) + "  ")) +
+                    $"{h.OvCopying,6:+0.000;-0.000}  {h.Ablation.RepeatFactor,6:0.00}×");
             }
             sb.AppendLine();
-            foreach (var role in new[] { "previous-token", "duplicate-token", "induction" })
+            foreach (var score in r.ScoreSet.RoleScores)
             {
-                var list = r.WithRole(role).Select(h => $"{h.Name} ({CircuitsResult.Score(h, role):0.00})").ToList();
-                sb.AppendLine($"{role} heads: {(list.Count > 0 ? string.Join(", ", list) : "none")}");
+                var list = r.WithRole(score).Select(h => $"{h.Name} ({h.Score(score.Name):0.00})").ToList();
+                sb.AppendLine($"{score.Role!.Name} heads: {(list.Count > 0 ? string.Join(", ", list) : "none")}");
             }
             if (r.Headline is { } line) sb.AppendLine(line);
             if (r.Clean is { } c0)

@@ -1,4 +1,5 @@
 using ScottPlot;
+using MiniGpt.Circuits;
 
 namespace MiniGpt.Train.Report;
 
@@ -8,21 +9,27 @@ namespace MiniGpt.Train.Report;
 /// </summary>
 public static class TrainingScoresPlot
 {
-    /// <summary>The best head's previous-token, duplicate-token and induction scores (left axis) and the validation and repeat losses (right axis) per evaluation.</summary>
-    public static byte[] Summary(IReadOnlyList<CircuitsLogEntry> log)
+    /// <summary>
+    /// Line colours of the scores, in registry order: previous-token blue, duplicate-token grey, induction red, then
+    /// Category10's green, purple, brown, pink, olive and cyan (its orange is the repeat loss's, its blue, red and grey taken).
+    /// </summary>
+    private static readonly Color[] ScoreColours =
+        [Colors.SteelBlue, Colors.Gray, Colors.Crimson, .. new[] { 2, 4, 5, 6, 8, 9 }.Select(i => new ScottPlot.Palettes.Category10().GetColor(i))];
+
+    /// <summary>The best head's value of every score the log has (left axis) and the validation and repeat losses (right axis) per evaluation.</summary>
+    public static byte[] Summary(IReadOnlyList<CircuitsLogEntry> log, HeadScoreSet scores)
     {
         using var plot = new Plot();
-        var steps = log.Select(e => (double)e.Step).ToArray();
-        void Score(Func<CircuitsLogEntry, double[][]> pick, string name, Color color)
+        for (int k = 0; k < scores.Count; k++)
         {
-            var ys = log.Select(e => MaxOf(pick(e))).ToArray();
-            var s = plot.Add.Scatter(steps, ys, color);
+            var score = scores[k];
+            var pts = log.Where(e => e.Scores.Has(score.Name)).Select(e => ((double)e.Step, MaxOf(e.Scores[score.Name]))).ToArray();
+            if (pts.Length == 0) continue;
+            var s = plot.Add.Scatter(pts.Select(p => p.Item1).ToArray(), pts.Select(p => p.Item2).ToArray(), ScoreColours[k % ScoreColours.Length]);
             s.LineWidth = 2; s.MarkerSize = 5;
-            s.LegendText = $"max {name} score";
+            if (score.Role == null) s.LinePattern = LinePattern.Dotted; // scores without a role dotted: equal curves (prefix matching and induction) stay visible
+            s.LegendText = $"max {score.DisplayName} score";
         }
-        Score(e => e.Scores.PreviousToken, "previous-token", Colors.SteelBlue);
-        Score(e => e.Scores.DuplicateToken, "duplicate-token", Colors.Gray);
-        Score(e => e.Scores.Induction, "induction", Colors.Crimson);
         plot.Axes.Left.Label.Text = "score (best head)";
         plot.Axes.SetLimitsY(0, 1.05);
 
@@ -44,19 +51,21 @@ public static class TrainingScoresPlot
         return PlotImage.Render(plot, 760, 440);
     }
 
-    /// <summary>Every head's score of one kind per evaluation, one line per head.</summary>
-    public static byte[] PerHead(IReadOnlyList<CircuitsLogEntry> log, Func<CircuitsLogEntry, double[][]> pick, string name)
+    /// <summary>Every head's value of one score per evaluation, one line per head (evaluations whose line lacks the score are left out).</summary>
+    public static byte[] PerHead(IReadOnlyList<CircuitsLogEntry> log, HeadScore score)
     {
         using var plot = new Plot();
-        var steps = log.Select(e => (double)e.Step).ToArray();
-        var first = pick(log[0]);
+        string name = score.DisplayName;
+        var entries = log.Where(e => e.Scores.Has(score.Name)).ToList();
+        var steps = entries.Select(e => (double)e.Step).ToArray();
+        var first = entries[0].Scores[score.Name];
         var palette = new ScottPlot.Palettes.Category10();
         int k = 0;
         for (int l = 0; l < first.Length; l++)
             for (int h = 0; h < first[l].Length; h++, k++)
             {
                 int ll = l, hh = h;
-                var ys = log.Select(e => { var g = pick(e); return ll < g.Length && hh < g[ll].Length ? g[ll][hh] : double.NaN; }).ToArray();
+                var ys = entries.Select(e => { var g = e.Scores[score.Name]; return ll < g.Length && hh < g[ll].Length ? g[ll][hh] : double.NaN; }).ToArray();
                 var s = plot.Add.Scatter(steps, ys, palette.GetColor(k));
                 s.LineWidth = 2; s.MarkerSize = 4;
                 if (l > 0) s.LinePattern = LinePattern.Dashed; // layer 0 solid, later layers dashed
@@ -65,10 +74,13 @@ public static class TrainingScoresPlot
         plot.Axes.SetLimitsY(0, 1.05);
         plot.Axes.Left.Label.Text = $"{name} score";
         plot.Axes.Bottom.Label.Text = "training step";
-        plot.Title($"{char.ToUpperInvariant(name[0])}{name[1..]} score of every head over training", 13);
+        plot.Title($"{Capitalised(name)} score of every head over training", 13);
         plot.ShowLegend(Edge.Right);
         return PlotImage.Render(plot, 760, 400);
     }
+
+    /// <summary>"previous-token" → "Previous-token".</summary>
+    public static string Capitalised(string s) => s.Length == 0 ? s : char.ToUpperInvariant(s[0]) + s[1..];
 
     private static double MaxOf(double[][] g) => g.Length == 0 ? double.NaN : g.Max(r => r.Length == 0 ? double.NaN : r.Max());
 }

@@ -1,4 +1,6 @@
+using MiniGpt.Data;
 using MiniGpt.Model;
+using MiniGpt.Training;
 
 namespace MiniGpt.Circuits;
 
@@ -16,27 +18,8 @@ public static class InContext
     /// seqLen tokens, row-major (seqLen 0: n_ctx, the shape of the trainer's validation batches), with
     /// targets of the same shape. The curve has length seqLen.
     /// </summary>
-    public static double[] LossByPosition(GptModel model, IReadOnlyList<(int[] Inputs, int[] Targets)> batches, int seqLen = 0)
-    {
-        int T = seqLen == 0 ? model.Config.NCtx : seqLen;
-        if (T < 1 || T > model.Config.NCtx) throw new ArgumentException($"seqLen {T} must be in [1, n_ctx={model.Config.NCtx}]");
-        if (batches.Count == 0) throw new ArgumentException("LossByPosition needs at least one batch");
-        var sum = new double[T];
-        long rows = 0;
-        foreach (var (x, y) in batches)
-        {
-            if (x.Length == 0 || x.Length % T != 0)
-                throw new ArgumentException($"a batch of {x.Length} tokens is not a whole number of rows of {T} tokens: pass seqLen");
-            if (y.Length != x.Length) throw new ArgumentException($"a batch has {x.Length} inputs but {y.Length} targets");
-            int B = x.Length / T;
-            model.Forward(x, y, B, T);
-            var losses = model.Losses;
-            for (int n = 0; n < B * T; n++) sum[n % T] += losses[n];
-            rows += B;
-        }
-        for (int t = 0; t < T; t++) sum[t] /= rows;
-        return sum;
-    }
+    public static double[] LossByPosition(GptModel model, IReadOnlyList<EvalBatch> batches, int seqLen = 0) =>
+        Evaluator.Run(model, batches, seqLen, byPosition: true).LossByPosition!;
 
     /// <summary>
     /// Olsson et al. 2022's in-context learning score: loss at token index <paramref name="late"/> minus

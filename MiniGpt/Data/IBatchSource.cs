@@ -6,8 +6,11 @@ public interface IBatchSource
     /// <summary>Fills inputs and targets [B, T] (targets are inputs shifted by one), drawing from rng.</summary>
     void Sample(ref Rng rng, Span<int> inputs, Span<int> targets, int B, int T);
 
-    /// <summary>A fixed validation set: batches of [B, T] inputs and targets, the same every call.</summary>
-    IReadOnlyList<(int[] Inputs, int[] Targets)> ValidationBatches(int B, int T, int maxBatches);
+    /// <summary>
+    /// A fixed validation set: up to maxBatches batches of [B, T] inputs and targets, the same every call,
+    /// with the mask of predictable positions when the source knows them (the induction task).
+    /// </summary>
+    IReadOnlyList<EvalBatch> ValidationBatches(int B, int T, int maxBatches);
 
     string Describe();
 }
@@ -38,7 +41,7 @@ public sealed class TokenWindows : IBatchSource
         }
     }
 
-    public IReadOnlyList<(int[] Inputs, int[] Targets)> ValidationBatches(int B, int T, int maxBatches) => Windows.Consecutive(_val, B, T, maxBatches);
+    public IReadOnlyList<EvalBatch> ValidationBatches(int B, int T, int maxBatches) => Windows.Consecutive(_val, B, T, maxBatches);
 
     public string Describe() => $"{_name}: {_train.Length:N0} train / {_val.Length:N0} val tokens";
 }
@@ -46,9 +49,9 @@ public sealed class TokenWindows : IBatchSource
 public static class Windows
 {
     /// <summary>Non-overlapping windows i = 0, T, 2T, … (inputs t[i..i+T], targets t[i+1..i+T+1]) grouped in batches of up to B.</summary>
-    public static List<(int[] Inputs, int[] Targets)> Consecutive(int[] tokens, int B, int T, int maxBatches = int.MaxValue)
+    public static List<EvalBatch> Consecutive(int[] tokens, int B, int T, int maxBatches = int.MaxValue)
     {
-        var result = new List<(int[], int[])>();
+        var result = new List<EvalBatch>();
         int windows = (tokens.Length - 1) / T;
         for (int w0 = 0; w0 < windows && result.Count < maxBatches; w0 += B)
         {
@@ -60,7 +63,7 @@ public static class Windows
                 tokens.AsSpan((w0 + b) * T, T).CopyTo(x.AsSpan(b * T));
                 tokens.AsSpan((w0 + b) * T + 1, T).CopyTo(y.AsSpan(b * T));
             }
-            result.Add((x, y));
+            result.Add(new EvalBatch(x, y));
         }
         return result;
     }

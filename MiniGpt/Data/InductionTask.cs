@@ -69,33 +69,37 @@ public sealed class InductionTask : IBatchSource
     }
 
     /// <summary>
-    /// Validation batches and, per position, whether its target is a predictable copy. At most
+    /// Validation batches, each position's mask saying whether its target is a predictable copy. At most
     /// <see cref="MaxValidationBatches"/>: generated windows are all alike, so more only costs time.
     /// </summary>
-    public List<(int[] Inputs, int[] Targets, bool[] Predictable)> ValidationWithMask(int B, int T, int batches)
+    public IReadOnlyList<EvalBatch> ValidationBatches(int B, int T, int maxBatches) =>
+        ValidationWindows(B * Math.Min(maxBatches, MaxValidationBatches), B, T);
+
+    /// <summary>
+    /// The first <paramref name="windows"/> validation windows in batches of up to B. Window k is the same
+    /// whatever B is (one generator, drawn in order), so any batching of the same windows measures the same.
+    /// </summary>
+    public List<EvalBatch> ValidationWindows(int windows, int B, int T)
     {
-        batches = Math.Min(batches, MaxValidationBatches);
         var rng = new Rng(_valSeed);
-        var result = new List<(int[], int[], bool[])>();
+        var result = new List<EvalBatch>();
         var w = new int[T + 1];
         var m = new bool[T + 1];
-        for (int k = 0; k < batches; k++)
+        for (int w0 = 0; w0 < windows; w0 += B)
         {
-            var x = new int[B * T]; var y = new int[B * T]; var mask = new bool[B * T];
-            for (int b = 0; b < B; b++)
+            int nb = Math.Min(B, windows - w0);
+            var x = new int[nb * T]; var y = new int[nb * T]; var mask = new bool[nb * T];
+            for (int b = 0; b < nb; b++)
             {
                 Window(ref rng, w, m);
                 w.AsSpan(0, T).CopyTo(x.AsSpan(b * T));
                 w.AsSpan(1, T).CopyTo(y.AsSpan(b * T));
                 m.AsSpan(0, T).CopyTo(mask.AsSpan(b * T));
             }
-            result.Add((x, y, mask));
+            result.Add(new EvalBatch(x, y, mask));
         }
         return result;
     }
-
-    public IReadOnlyList<(int[] Inputs, int[] Targets)> ValidationBatches(int B, int T, int maxBatches) =>
-        ValidationWithMask(B, T, maxBatches).Select(v => (v.Inputs, v.Targets)).ToList();
 
     public string Describe() => $"induction task: vocab {Vocab}, repeated spans of {MinSpan}–{MaxSpan} tokens at random distances";
 }

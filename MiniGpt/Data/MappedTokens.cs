@@ -86,7 +86,7 @@ public sealed class MappedWindows(MappedTokens train, MappedTokens val, string n
         }
     }
 
-    public IReadOnlyList<(int[] Inputs, int[] Targets)> ValidationBatches(int B, int T, int maxBatches) =>
+    public IReadOnlyList<EvalBatch> ValidationBatches(int B, int T, int maxBatches) =>
         Windows.Consecutive(val.ReadAll((long)maxBatches * B * T + 1), B, T, maxBatches);
 
     public string Describe() => $"{name}: {train.Length:N0} train / {val.Length:N0} val tokens (memory-mapped)";

@@ -8,15 +8,19 @@ public static class TokenFile
 {
     public static bool IsTokenFile(string path) => path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>Raw little-endian uint16 tokens, no header (nanoGPT's prepare.py format); checks every id against vocab.</summary>
-    public static int[] ReadBin(string path, int vocab)
+    /// <summary>
+    /// Raw little-endian uint16 tokens, no header (nanoGPT's prepare.py format); checks every id read against
+    /// vocab. maxTokens: read only the first that many (an evaluation of a few windows need not read a large file whole).
+    /// </summary>
+    public static int[] ReadBin(string path, int vocab, long maxTokens = long.MaxValue)
     {
         CheckExists(path);
         long len = new FileInfo(path).Length;
         if (len == 0) throw new UserError($"token file '{path}' is empty: give a file with at least one window of tokens");
         if (len % 2 != 0) throw new UserError($"token file '{path}' has an odd number of bytes ({len}): a .bin must hold little-endian uint16 tokens");
-        if (len / 2 > Array.MaxLength) throw new UserError($"token file '{path}' is too large to load");
-        var raw = new ushort[len / 2];
+        long count = Math.Min(len / 2, maxTokens);
+        if (count > Array.MaxLength) throw new UserError($"token file '{path}' is too large to load");
+        var raw = new ushort[count];
         using (var fs = File.OpenRead(path)) fs.ReadExactly(MemoryMarshal.AsBytes(raw.AsSpan()));
         var ids = new int[raw.Length];
         for (int i = 0; i < raw.Length; i++)

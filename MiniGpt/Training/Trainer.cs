@@ -31,8 +31,7 @@ public sealed class Trainer
 
     private Rng _dataRng;
     private readonly int[] _x, _y;
-    private readonly IReadOnlyList<(int[] Inputs, int[] Targets)> _val;
-    private readonly List<(int[] Inputs, int[] Targets, bool[] Predictable)>? _inductionVal;
+    private readonly IReadOnlyList<EvalBatch> _val;
 
     /// <summary>Validation tokens per byte of text they stand for: loss·this/ln 2 is bits per byte.</summary>
     private readonly double? _valTokensPerByte;
@@ -45,21 +44,16 @@ public sealed class Trainer
         _x = new int[o.BatchSize * T];
         _y = new int[o.BatchSize * T];
         model.EnsureBatch(o.BatchSize);
-        if (data is InductionTask it)
-        {
-            _inductionVal = it.ValidationWithMask(o.BatchSize, T, o.EvalBatches);
-            _val = _inductionVal.Select(v => (v.Inputs, v.Targets)).ToList();
-        }
-        else _val = data.ValidationBatches(o.BatchSize, T, o.EvalBatches);
+        _val = data.ValidationBatches(o.BatchSize, T, o.EvalBatches);
         if (tokenizer != null) _valTokensPerByte = TokensPerByte(tokenizer, _val);
     }
 
     /// <summary>Targets over their bytes: each target token is a prediction of TokenBytes(target) bytes of text.</summary>
-    public static double? TokensPerByte(ITokenizer tok, IEnumerable<(int[] Inputs, int[] Targets)> batches)
+    public static double? TokensPerByte(ITokenizer tok, IEnumerable<EvalBatch> batches)
     {
         long tokens = 0, bytes = 0;
-        foreach (var (_, y) in batches)
-            foreach (int id in y)
+        foreach (var batch in batches)
+            foreach (int id in batch.Targets)
             {
                 tokens++;
                 if (id < tok.VocabSize) bytes += tok.TokenBytes(id).Length;
@@ -270,25 +264,11 @@ public sealed class Trainer
             for (int d = 0; d < c.DModel; d++) wU[d * c.DVocab + v] = wE[v * c.DModel + d];
     }
 
-    /// <summary>Mean validation loss, and for the induction task the loss on predictable (repeated) positions.</summary>
+    /// <summary>Mean validation loss, and the loss on the positions the validation set masks (the induction task's predictable ones).</summary>
     public (float Loss, float? RepeatLoss) Evaluate()
     {
-        int T = Model.Config.NCtx;
-        double sum = 0, rep = 0; long n = 0, nrep = 0;
-        for (int k = 0; k < _val.Count; k++)
-        {
-            var (x, y) = _val[k];
-            int B = x.Length / T;
-            Model.Forward(x, y, B, T);
-            var losses = Model.Losses;
-            for (int i = 0; i < losses.Length; i++)
-            {
-                sum += losses[i];
-                if (_inductionVal != null && _inductionVal[k].Predictable[i]) { rep += losses[i]; nrep++; }
-            }
-            n += losses.Length;
-        }
-        return ((float)(sum / n), nrep > 0 ? (float)(rep / nrep) : null);
+        var e = Evaluator.Run(Model, _val);
+        return ((float)e.Loss, e.MaskedLoss is double m ? (float)m : null);
     }
 
     /// <summary>

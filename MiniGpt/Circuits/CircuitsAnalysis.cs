@@ -1,82 +1,9 @@
 using System.Diagnostics;
 using MiniGpt.Checkpoints;
-using MiniGpt.Circuits;
+using MiniGpt.Data;
 using MiniGpt.Model;
 
-namespace MiniGpt.Train.Report;
-
-/// <summary>One head's line of the report: its detected roles, behavioural scores, circuit spectra and ablation.</summary>
-public sealed record HeadReport(int Layer, int Head, string[] Roles, double PreviousToken, double DuplicateToken, double Induction,
-    double PrefixMatching, double Copying, IReadOnlyList<CircuitSpectrum> Spectra, HeadAblationResult Ablation)
-{
-    public string Name => $"L{Layer}H{Head}";
-    public CircuitSpectrum Spectrum(string name) => Spectra.First(s => s.Name == name);
-    /// <summary>Eigenvalue copying score of the OV circuit W_E·W_V·W_O·W_U (Elhage et al. 2021).</summary>
-    public double OvCopying => Spectrum("ov").EigenvalueScore;
-    /// <summary>Eigenvalue score of the token QK circuit W_E·W_Q·W_Kᵀ·W_Eᵀ (positive: tokens attend to themselves).</summary>
-    public double QkEigenScore => Spectrum("token_qk").EigenvalueScore;
-}
-
-/// <summary>One repeated random sequence and the attention pattern [T, T] of each chosen head on it.</summary>
-public sealed record AttentionExample(int[] Tokens, int Half, List<(int Layer, int Head, float[] Pattern)> Heads);
-
-/// <summary>Everything the circuits verb measures; CircuitsJson writes it, HtmlReport shows it.</summary>
-public sealed class CircuitsResult
-{
-    public required string Checkpoint { get; init; }
-    public required ModelConfig Config { get; init; }
-    public required long Parameters { get; init; }
-    public required TokenText Text { get; init; }
-    public required bool LayerNormFolded { get; init; }
-    public required List<string> Notes { get; init; }
-    public required CircuitsData Data { get; init; }
-    public HeadScores? Scores { get; init; }
-    public required List<HeadReport> Heads { get; init; }
-    public CompositionScores? Composition { get; init; }
-    public required double[] LossByPosition { get; init; }
-    public required int IclEarly { get; init; }
-    public required int IclLate { get; init; }
-    public required double IclScore { get; init; }
-    public AblationLosses? Clean { get; init; }
-    /// <summary>Every head of one detected role ablated at once (roles with at least two heads), since redundant heads cover for each other.</summary>
-    public required List<(string Role, string[] Heads, AblationLosses Losses)> GroupAblations { get; init; }
-    /// <summary>The head whose ablation is the headline: the strongest induction head.</summary>
-    public HeadReport? HeadlineHead { get; init; }
-    public List<(int Head, List<SkipTrigram> Top)>? SkipTrigrams { get; init; }
-    public double? BigramKl { get; init; }
-    public (string[] Names, double[] Importance)? PathImportance { get; init; }
-    public required double[] CodingRates { get; init; }
-    public required double CodingEps { get; init; }
-    public required CosineStats Cosines { get; init; }
-    public string? TrainingLogPath { get; init; }
-    public List<CircuitsLogEntry>? Training { get; init; }
-    public AttentionExample? Attention { get; init; }
-    public double Seconds { get; set; }
-
-    public IEnumerable<HeadReport> WithRole(string role) => Heads.Where(h => h.Roles.Contains(role)).OrderByDescending(h => Score(h, role));
-
-    public static double Score(HeadReport h, string role) => role switch
-    {
-        "previous-token" => h.PreviousToken,
-        "duplicate-token" => h.DuplicateToken,
-        "induction" => h.Induction,
-        _ => double.NaN,
-    };
-
-    /// <summary>"ablating the induction head L1H2 raises the repeated-half loss 12.3× (0.181 → 2.23 nats)", or null without heads.</summary>
-    public string? Headline
-    {
-        get
-        {
-            if (HeadlineHead is not { } h || Clean is null) return null;
-            string what = h.Roles.Contains("induction") ? "the induction head" : "the head with the highest induction score (below the 0.4 threshold),";
-            string line = $"ablating {what} {h.Name} raises the repeated-half loss {h.Ablation.RepeatFactor:0.0}× ({Clean.Repeat:0.000} → {h.Ablation.Losses.Repeat:0.000} nats)";
-            foreach (var (role, names, losses) in GroupAblations.Where(g => g.Role == "induction"))
-                line += $"; all {names.Length} induction heads together {losses.Repeat / Clean.Repeat:0.0}× ({losses.Repeat:0.000} nats)";
-            return line;
-        }
-    }
-}
+namespace MiniGpt.Circuits;
 
 /// <summary>
 /// Runs every analysis of MiniGpt/Circuits on a checkpoint. Behaviour (head scores, ablations, loss by
@@ -90,11 +17,17 @@ public static class CircuitsAnalysis
     /// <summary>Half-length of the repeated sequence drawn in the attention plots: long enough to see the stripes, short enough to read the tokens.</summary>
     public const int ShownHalf = 20;
 
-    public static CircuitsResult Run(string checkpoint, Checkpoint.Loaded loaded, CircuitsData data, TokenText text,
-        IReadOnlyList<(int Layer, int Head)>? chosenHeads, Action<string>? stage = null)
+    /// <param name="checkpoint">the checkpoint's path: named in the report, and where its --track-circuits log is looked for.</param>
+    /// <param name="loaded">the checkpoint as <see cref="Checkpoint.Load"/> read it (the model and its tokenizer).</param>
+    /// <param name="data">the evaluation windows (<see cref="EvalData.Open"/>).</param>
+    public static CircuitsResult Run(string checkpoint, Checkpoint.Loaded loaded, EvalSet data, CircuitsOptions? options = null)
     {
+        options ??= new CircuitsOptions();
         var clock = Stopwatch.StartNew();
+        var stage = options.Stage;
+        var set = options.Scores;
         var model = loaded.Model;
+        var text = new TokenText(loaded.TokenizerJson != null ? Tokenizers.FromJson(loaded.TokenizerJson) : null);
         var c = model.Config;
         var notes = new List<string>();
 
@@ -118,7 +51,7 @@ public static class CircuitsAnalysis
         // about 512 tokens of repeated sequences (16 at n_ctx 32, HeadScores' default; 8 at n_ctx ≥ 64): the copying score's
         // per-position unembedding makes this the costliest score for wide vocabularies
         stage?.Invoke("head scores");
-        HeadScores? scores = c.NLayers > 0 ? HeadScores.Compute(model, batch: Math.Clamp(512 / c.NCtx, 8, 16)) : null;
+        HeadScores? scores = c.NLayers > 0 ? HeadScores.Compute(model, batch: Math.Clamp(512 / c.NCtx, 8, 16), scores: set) : null;
         stage?.Invoke("head ablations");
         var (clean, ablations) = c.NLayers > 0 ? HeadAblation.Run(model, data) : (null, new List<HeadAblationResult>());
         var heads = new List<HeadReport>();
@@ -126,14 +59,13 @@ public static class CircuitsAnalysis
         for (int l = 0; l < c.NLayers; l++)
             for (int h = 0; h < c.NHeads; h++)
             {
-                var s = scores!;
-                heads.Add(new HeadReport(l, h, Roles(s.PreviousToken[l][h], s.DuplicateToken[l][h], s.Induction[l][h]),
-                    s.PreviousToken[l][h], s.DuplicateToken[l][h], s.Induction[l][h], s.PrefixMatching[l][h], s.Copying[l][h],
-                    wc!.HeadSpectra(l, h), ablations[l * c.NHeads + h]));
+                var values = set.ToDictionary(s => s.Name, s => scores!.Value(s.Name, l, h));
+                heads.Add(new HeadReport(l, h, scores!.Roles(l, h), values, wc!.HeadSpectra(l, h), ablations[l * c.NHeads + h]));
             }
         var groups = new List<(string, string[], AblationLosses)>();
-        foreach (var role in new[] { "previous-token", "duplicate-token", "induction" })
+        foreach (var score in set.RoleScores)
         {
+            string role = score.Role!.Name;
             var members = heads.Where(h => h.Roles.Contains(role)).ToList();
             if (members.Count >= 2)
                 groups.Add((role, members.Select(h => h.Name).ToArray(), HeadAblation.Measure(model, data, members.Select(h => (h.Layer, h.Head)).ToList())));
@@ -149,9 +81,10 @@ public static class CircuitsAnalysis
         int early = Math.Max(1, T / 10), late = T - 1;
         double icl = InContext.IclScore(curve, early, late);
 
-        HeadReport? headline = heads.Count == 0 ? null
-            : heads.Where(h => h.Roles.Contains("induction")).OrderByDescending(h => h.Induction).FirstOrDefault()
-              ?? heads.OrderByDescending(h => h.Induction).First();
+        // the headline is the induction circuit's: the strongest head with the induction role, else the best induction score
+        HeadReport? headline = heads.Count == 0 || set.Find(InductionScore.Id) == null ? null
+            : heads.Where(h => h.Roles.Contains(InductionScore.RoleName)).OrderByDescending(h => h.Score(InductionScore.Id)).FirstOrDefault()
+              ?? heads.OrderByDescending(h => h.Score(InductionScore.Id)).First();
 
         List<(int, List<SkipTrigram>)>? trigrams = null;
         if (c.NLayers == 1)
@@ -166,7 +99,7 @@ public static class CircuitsAnalysis
 
         stage?.Invoke("path expansion and geometry");
         // path expansion on the first data batch (up to 8 rows: it keeps 2 + 2H + H² logit tensors)
-        var (x0, y0) = data.Batches[0];
+        var (x0, y0, _) = data.Batches[0];
         int rows = Math.Min(8, x0.Length / T);
         (string[], double[])? paths = null;
         if (c.HasLayerNorm)
@@ -187,38 +120,38 @@ public static class CircuitsAnalysis
         var cosines = Geometry.EmbeddingCosines(model);
 
         string logPath = CircuitsLog.PathFor(checkpoint);
-        var training = File.Exists(logPath) ? CircuitsLog.Read(logPath) : null;
+        var training = File.Exists(logPath) ? CircuitsLog.Read(logPath, set) : null;
         if (training is { Count: 0 }) training = null;
 
         AttentionExample? attention = null;
         if (c.NLayers > 0)
         {
-            var show = chosenHeads is { Count: > 0 } ? chosenHeads.ToList() : DefaultHeads(heads);
+            var show = options.AttentionHeads is { Count: > 0 } chosen ? chosen.ToList() : DefaultHeads(heads);
             attention = Patterns(model, text, show, data.Corpus);
         }
 
         return new CircuitsResult
         {
             Checkpoint = checkpoint, Config = c, Parameters = model.ParameterCount, Text = text, LayerNormFolded = folded, Notes = notes,
-            Data = data, Scores = scores, Heads = heads, Composition = composition, LossByPosition = curve, IclEarly = early, IclLate = late,
+            Data = data, ScoreSet = set, Scores = scores, Heads = heads, Composition = composition, LossByPosition = curve, IclEarly = early, IclLate = late,
             IclScore = icl, Clean = clean, GroupAblations = groups, HeadlineHead = headline, SkipTrigrams = trigrams, BigramKl = kl, PathImportance = paths,
             CodingRates = rates, CodingEps = eps, Cosines = cosines, TrainingLogPath = training != null ? logPath : null, Training = training,
             Attention = attention, Seconds = clock.Elapsed.TotalSeconds,
         };
     }
 
-    /// <summary>Every role whose score reaches its threshold (HeadScores' thresholds), strongest first.</summary>
-    public static string[] Roles(double prev, double dup, double ind) =>
-        new[] { ("previous-token", prev, HeadScores.PreviousTokenThreshold), ("duplicate-token", dup, HeadScores.DuplicateTokenThreshold), ("induction", ind, HeadScores.InductionThreshold) }
-            .Where(r => r.Item2 >= r.Item3).OrderByDescending(r => r.Item2).Select(r => r.Item1).ToArray();
-
     /// <summary>The strongest induction head and the strongest previous-token head (once if the same).</summary>
+    /// (The first head when the run has neither score.)
     public static List<(int Layer, int Head)> DefaultHeads(IReadOnlyList<HeadReport> heads)
     {
-        var ind = heads.OrderByDescending(h => h.Induction).First();
-        var prev = heads.OrderByDescending(h => h.PreviousToken).First();
-        var list = new List<(int, int)> { (ind.Layer, ind.Head) };
-        if (prev != ind) list.Add((prev.Layer, prev.Head));
+        var list = new List<(int, int)>();
+        foreach (string id in new[] { InductionScore.Id, PreviousTokenScore.Id })
+        {
+            if (!heads[0].Scores.ContainsKey(id)) continue;
+            var top = heads.OrderByDescending(h => h.Score(id)).First();
+            if (!list.Contains((top.Layer, top.Head))) list.Add((top.Layer, top.Head));
+        }
+        if (list.Count == 0) list.Add((heads[0].Layer, heads[0].Head));
         return list;
     }
 
@@ -233,7 +166,7 @@ public static class CircuitsAnalysis
         int half = Math.Min(c.NCtx / 2, ShownHalf), T = 2 * half, H = c.NHeads;
         int decodable = text.Decodable(c.DVocab);
         int[] seen = text.HasTokenizer && corpus != null ? corpus.Where(t => t < decodable).Distinct().Order().ToArray() : [];
-        var tokens = HeadScores.RepeatedRandomTokens(seen.Length >= half ? seen.Length : decodable, 1, half, seed: 3);
+        var tokens = HeadProbe.RepeatedRandomTokens(seen.Length >= half ? seen.Length : decodable, 1, half, seed: 3);
         if (seen.Length >= half) for (int i = 0; i < tokens.Length; i++) tokens[i] = seen[tokens[i]];
         var layers = show.Select(s => s.Layer).ToHashSet();
         var cache = model.RunWithCache(tokens, 1, T, n => layers.Any(l => n == $"blocks.{l}.attn.hook_pattern"));

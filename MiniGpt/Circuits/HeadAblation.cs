@@ -1,7 +1,8 @@
-using MiniGpt.Circuits;
+using MiniGpt.Data;
 using MiniGpt.Model;
+using MiniGpt.Training;
 
-namespace MiniGpt.Train.Report;
+namespace MiniGpt.Circuits;
 
 /// <summary>Losses of one run of the model: on the repeated half of repeated random sequences, on the data, and on the data's predictable positions (induction task only).</summary>
 public sealed record AblationLosses(double Repeat, double Data, double? DataRepeat);
@@ -21,7 +22,7 @@ public sealed record HeadAblationResult(int Layer, int Head, AblationLosses Loss
 /// contributes nothing to attn_out (b_O, shared by all heads, stays), as TransformerLens's
 /// zero-ablation hooks on hook_z do. The effect is read as the loss ratio ablated / clean, on
 ///  - the repeated half of repeated random sequences (L random tokens, then the same L again; the probe of
-///    <see cref="HeadScores"/>): the mean loss of predicting tokens L+1 … 2L−1 of the sequence, each from the
+///    <see cref="HeadProbe"/>): the mean loss of predicting tokens L+1 … 2L−1 of the sequence, each from the
 ///    position before, which only an induction circuit can predict (the first token of the repeat,
 ///    predicted at position L−1, cannot be, and is left out);
 ///  - the data: the mean loss over every position, and for the induction task over the positions
@@ -35,10 +36,10 @@ public static class HeadAblation
     /// </summary>
     public static int ProbeBatchFor(int nCtx) => Math.Clamp(1024 / nCtx, 8, 32);
 
-    /// <summary>The probe's seed, its own (not HeadScores' 1), so the ablation is not measured on the sequences the heads were picked on.</summary>
+    /// <summary>The probe's seed, its own (not the head scores' 1), so the ablation is not measured on the sequences the heads were picked on.</summary>
     public const ulong ProbeSeed = 7;
 
-    public static (AblationLosses Clean, List<HeadAblationResult> Heads) Run(GptModel model, CircuitsData data)
+    public static (AblationLosses Clean, List<HeadAblationResult> Heads) Run(GptModel model, EvalSet data)
     {
         var c = model.Config;
         var clean = Measure(model, data, []);
@@ -50,26 +51,34 @@ public static class HeadAblation
     }
 
     /// <summary>The losses with every listed head zero-ablated at once (none: the clean losses).</summary>
-    public static AblationLosses Measure(GptModel model, CircuitsData data, IReadOnlyList<(int Layer, int Head)> ablated)
+    public static AblationLosses Measure(GptModel model, EvalSet data, IReadOnlyList<(int Layer, int Head)> ablated)
     {
         var hooks = ablated.Select(x => ZeroHead(model, x.Layer, x.Head)).ToList();
         try
         {
-            var c = model.Config;
-            int half = c.NCtx / 2, T = 2 * half, batch = ProbeBatchFor(c.NCtx);
-            var probe = HeadScores.RepeatedRandomTokens(c.DVocab, batch, half, ProbeSeed);
-            var targets = new int[probe.Length];
-            for (int b = 0; b < batch; b++)
-                for (int i = 0; i < T - 1; i++) targets[b * T + i] = probe[b * T + i + 1]; // the last position's target (0) is never scored
-            model.Forward(probe, targets, batch, T);
-            var losses = model.Losses;
-            double rep = 0; long n = 0;
-            for (int b = 0; b < batch; b++)
-                for (int i = half; i <= T - 2; i++) { rep += losses[b * T + i]; n++; }
+            var probe = Evaluator.Run(model, [Probe(model.Config)], 2 * (model.Config.NCtx / 2));
             var (all, predictable) = DataLoss(model, data);
-            return new AblationLosses(rep / n, all, predictable);
+            return new AblationLosses(probe.MaskedLoss!.Value, all, predictable);
         }
         finally { foreach (var h in hooks) h.Dispose(); }
+    }
+
+    /// <summary>
+    /// The probe as one batch of [batch, 2L] sequences (L = n_ctx/2), masked to the positions L … 2L−2 whose
+    /// targets are tokens L+1 … 2L−1. The last position's target (0) is never scored.
+    /// </summary>
+    public static EvalBatch Probe(ModelConfig c)
+    {
+        int half = c.NCtx / 2, T = 2 * half, batch = ProbeBatchFor(c.NCtx);
+        var probe = HeadProbe.RepeatedRandomTokens(c.DVocab, batch, half, ProbeSeed);
+        var targets = new int[probe.Length];
+        var mask = new bool[probe.Length];
+        for (int b = 0; b < batch; b++)
+        {
+            for (int i = 0; i < T - 1; i++) targets[b * T + i] = probe[b * T + i + 1];
+            for (int i = half; i <= T - 2; i++) mask[b * T + i] = true;
+        }
+        return new EvalBatch(probe, targets, mask);
     }
 
     /// <summary>Registers the hook that zeroes head h of layer l's z; dispose it to restore the model.</summary>
@@ -85,23 +94,9 @@ public static class HeadAblation
     }
 
     /// <summary>Mean loss over every position of the data, and over the predictable ones when there is a mask.</summary>
-    public static (double All, double? Predictable) DataLoss(GptModel model, CircuitsData data)
+    public static (double All, double? Predictable) DataLoss(GptModel model, EvalSet data)
     {
-        int T = model.Config.NCtx;
-        double sum = 0, rep = 0; long n = 0, nrep = 0;
-        for (int k = 0; k < data.Batches.Count; k++)
-        {
-            var (x, y) = data.Batches[k];
-            model.Forward(x, y, x.Length / T, T);
-            var losses = model.Losses;
-            var mask = data.Predictable?[k];
-            for (int i = 0; i < losses.Length; i++)
-            {
-                sum += losses[i];
-                if (mask != null && mask[i]) { rep += losses[i]; nrep++; }
-            }
-            n += losses.Length;
-        }
-        return (sum / n, nrep > 0 ? rep / nrep : null);
+        var e = Evaluator.Run(model, data.Batches);
+        return (e.Loss, e.MaskedLoss);
     }
 }

@@ -1,7 +1,7 @@
 using System.Text;
 using MiniGpt.Data;
 
-namespace MiniGpt.Train.Report;
+namespace MiniGpt.Data;
 
 /// <summary>
 /// How a token is shown on a plot axis or in the report: the text it stands for with whitespace made

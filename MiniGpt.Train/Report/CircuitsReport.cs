@@ -1,0 +1,33 @@
+using System.Diagnostics;
+using MiniGpt.Circuits;
+
+namespace MiniGpt.Train.Report;
+
+/// <summary>
+/// The report of a circuits run on disk, the one writer that `circuits` and `train --track-circuits` use: the
+/// PNG plots, circuits.json (every number) and report.html (the plots embedded) in one folder.
+/// </summary>
+public static class CircuitsReport
+{
+    /// <summary>What was written: circuits.json's text (for --json), the paths, and the number of plots.</summary>
+    public sealed record Written(string Json, string JsonPath, string HtmlPath, int Plots);
+
+    /// <param name="clock">when given, the run's seconds are taken from it once the plots are drawn, so they cover the whole run.</param>
+    public static Written Write(CircuitsResult r, string dir, Stopwatch? clock = null)
+    {
+        Directory.CreateDirectory(dir);
+        var plots = ReportPlots.Draw(r);
+        if (clock != null) r.Seconds = clock.Elapsed.TotalSeconds;
+        var json = CircuitsJson.ToJson(CircuitsJson.Build(r, plots));
+        // plots of an earlier run (other heads drawn, other scores logged) would sit beside the new ones as if they belonged to them
+        var current = plots.Select(p => p.FileName).ToHashSet();
+        foreach (string old in Directory.EnumerateFiles(dir, "*.png"))
+            if (ReportPlots.IsPlotName(Path.GetFileName(old)) && !current.Contains(Path.GetFileName(old))) File.Delete(old);
+        foreach (var p in plots) File.WriteAllBytes(Path.Combine(dir, p.FileName), p.Png);
+        string jsonPath = Path.Combine(dir, "circuits.json");
+        File.WriteAllText(jsonPath, json + "\n");
+        string html = Path.Combine(dir, "report.html");
+        File.WriteAllText(html, HtmlReport.Build(r, plots));
+        return new Written(json, jsonPath, html, plots.Count);
+    }
+}

@@ -1,0 +1,87 @@
+using MiniGpt.Model;
+
+namespace MiniGpt.Circuits;
+
+/// <summary>
+/// The run every head score reads: B repeated random sequences (L random tokens, then the same L again;
+/// 2L ≤ n_ctx), the probe TransformerLens's induction tutorials and head detector use
+/// (transformer_lens/head_detector.py; "Finding induction heads" in the TransformerLens main demo / ARENA
+/// 1.2), through one RunWithCache that keeps the hook points the registered scores need. MiniGpt has no
+/// BOS token, so nothing is excluded for one. Forward hooks already registered on the model stay active
+/// (so a test can force a pattern).
+/// </summary>
+public sealed class HeadProbe
+{
+    private readonly ActivationCache _cache;
+
+    private HeadProbe(GptModel model, int batch, int half, int[] tokens, ActivationCache cache)
+    {
+        Model = model; Batch = batch; Half = half; Tokens = tokens; _cache = cache;
+    }
+
+    public GptModel Model { get; }
+    public ModelConfig Config => Model.Config;
+    /// <summary>B, the number of sequences.</summary>
+    public int Batch { get; }
+    /// <summary>L, the length of the random half.</summary>
+    public int Half { get; }
+    /// <summary>T = 2L, the length of a sequence.</summary>
+    public int SeqLen => 2 * Half;
+    /// <summary>The sequences [B, 2L], row-major.</summary>
+    public int[] Tokens { get; }
+
+    /// <summary>blocks.{layer}.{hook} of the run, e.g. Activation(1, "attn.hook_v") [B, T, H, d_head].</summary>
+    public ReadOnlySpan<float> Activation(int layer, string hook) => _cache[$"blocks.{layer}.{hook}"].Span;
+
+    /// <summary>blocks.{layer}.attn.hook_pattern [B, H, T, T]: A[b, h, query, key].</summary>
+    public ReadOnlySpan<float> Pattern(int layer) => Activation(layer, "attn.hook_pattern");
+
+    /// <summary>A [layer][head] grid of score(layer, head).</summary>
+    public double[][] PerHead(Func<int, int, double> score)
+    {
+        var g = new double[Config.NLayers][];
+        for (int l = 0; l < g.Length; l++)
+        {
+            g[l] = new double[Config.NHeads];
+            for (int h = 0; h < g[l].Length; h++) g[l][h] = score(l, h);
+        }
+        return g;
+    }
+
+    /// <summary>Runs the sequences with a cache of every hook point in <paramref name="hooks"/> (names without "blocks.{l}.").</summary>
+    public static HeadProbe Run(GptModel model, IReadOnlyCollection<string> hooks, int batch, int half, ulong seed)
+    {
+        var tokens = RepeatedRandomTokens(model.Config.DVocab, batch, half, seed);
+        var suffixes = hooks.Select(h => "." + h).ToArray();
+        var cache = model.RunWithCache(tokens, batch, 2 * half, n => suffixes.Any(s => n.EndsWith(s, StringComparison.Ordinal)));
+        return new HeadProbe(model, batch, half, tokens, cache);
+    }
+
+    /// <summary>
+    /// B sequences [B, 2L]: L uniform random tokens (distinct, by a partial Fisher–Yates shuffle, when
+    /// vocab ≥ L, so the second half is the only repetition; with replacement otherwise), then the same L again.
+    /// </summary>
+    public static int[] RepeatedRandomTokens(int vocab, int batch, int half, ulong seed)
+    {
+        var rng = new Rng(seed);
+        int L = half, T = 2 * L;
+        var tokens = new int[batch * T];
+        var perm = vocab >= L ? Enumerable.Range(0, vocab).ToArray() : null;
+        for (int b = 0; b < batch; b++)
+        {
+            var row = tokens.AsSpan(b * T, T);
+            for (int i = 0; i < L; i++)
+            {
+                if (perm != null)
+                {
+                    int j = i + rng.NextInt(vocab - i);
+                    (perm[i], perm[j]) = (perm[j], perm[i]);
+                    row[i] = perm[i];
+                }
+                else row[i] = rng.NextInt(vocab);
+            }
+            row[..L].CopyTo(row[L..]);
+        }
+        return tokens;
+    }
+}

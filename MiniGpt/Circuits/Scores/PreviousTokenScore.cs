@@ -1,0 +1,30 @@
+namespace MiniGpt.Circuits;
+
+/// <summary>
+/// previous_token: the attention a head puts on the position just before the query, A[i, i−1], averaged
+/// over the queries i = 1 … 2L−1 of every probe sequence (TransformerLens's previous_token_head pattern).
+/// 1 for a head that always attends one back (TL's 'mul' error measure divides by the sum of the whole
+/// pattern, query 0's row included, so the same head scores (T−1)/T there). Gives the role previous-token at ≥ 0.4, the threshold the
+/// detector exercises of the ARENA TransformerLens tutorials use.
+/// </summary>
+public sealed class PreviousTokenScore() : HeadScore(Id, "prev", "attention from each position to the one before it",
+    ["attn.hook_pattern"], new HeadRole("previous-token", 0.4))
+{
+    public const string Id = "previous_token";
+
+    public override double[][] Compute(HeadProbe probe)
+    {
+        int B = probe.Batch, H = probe.Config.NHeads, T = probe.SeqLen;
+        return probe.PerHead((l, h) =>
+        {
+            var pattern = probe.Pattern(l);
+            double sum = 0; long n = 0;
+            for (int b = 0; b < B; b++)
+            {
+                var A = pattern.Slice((b * H + h) * T * T, T * T);
+                for (int i = 1; i < T; i++) { sum += A[i * T + i - 1]; n++; }
+            }
+            return sum / n;
+        });
+    }
+}
