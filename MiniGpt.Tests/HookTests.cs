@@ -1,4 +1,5 @@
 using MiniGpt.Model;
+using MiniGpt.Tensors;
 using Xunit;
 
 namespace MiniGpt.Tests;
@@ -296,10 +297,18 @@ public class HookTests
             m.ZeroGrad();
             m.Backward(1f / 14);
         }
-        for (int i = 0; i < 3; i++) Pass();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 5; i++) Pass();
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        // a pool of its own, so that no other test contends for its lock (a contended lock may allocate on this thread)
+        using var pool = new WorkerPool(2);
+        WorkerPool.UseOnThisThread(pool);
+        long allocated;
+        try
+        {
+            for (int i = 0; i < 3; i++) Pass();
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 5; i++) Pass();
+            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+        finally { WorkerPool.UseOnThisThread(null); }
         foreach (var h in hooks) h.Dispose();
         Assert.True(allocated == 0, $"5 hooked passes allocated {allocated} bytes");
         Assert.True(double.IsFinite(seen));
