@@ -57,7 +57,7 @@ public static class BigramKl
             we.Slice(a * D, D).CopyTo(x);
             if (!c.Shortformer) for (int d = 0; d < D; d++) x[d] += wpos[d];
             ReadOnlySpan<float> xf = x;
-            if (c.HasLayerNorm) { LayerNorm.Forward(x, lnw, lnb, xn, mean, rstd, 1, D); xf = xn; }
+            if (c.HasLayerNorm) { model.Kernels.LayerNormForward(x, lnw, lnb, xn, mean, rstd, 1, D); xf = xn; }
             for (int t = 0; t < V; t++) logq[t] = bu[t];
             for (int d = 0; d < D; d++)
             {
