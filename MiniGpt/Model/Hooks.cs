@@ -26,6 +26,8 @@ public sealed class HookRegistry
     // so a pass iterates over its own snapshot without copying
     private readonly HookFn[]?[] _forward, _backward;
     private int _count;
+    // bumped by Clear, so that a handle from before it removes nothing (not a later registration of the same delegate)
+    private int _generation;
 
     internal HookRegistry(HookPoints points)
     {
@@ -51,6 +53,7 @@ public sealed class HookRegistry
         Array.Clear(_forward);
         Array.Clear(_backward);
         _count = 0;
+        _generation++;
     }
 
     private IDisposable Add(HookFn[]?[] table, string name, HookFn fn)
@@ -59,11 +62,13 @@ public sealed class HookRegistry
         if (point < 0) throw new ArgumentException($"'{name}' is not a hook point of this model (see GptModel.HookNames)");
         table[point] = [.. table[point] ?? [], fn];
         _count++;
+        int generation = _generation;
         return new Removal(() =>
         {
+            if (generation != _generation) return; // Clear removed it already
             var hooks = table[point];
             int i = hooks == null ? -1 : Array.IndexOf(hooks, fn);
-            if (i < 0) return; // removed already (Clear)
+            if (i < 0) return;
             table[point] = hooks!.Length == 1 ? null : [.. hooks[..i], .. hooks[(i + 1)..]];
             _count--;
         });
