@@ -112,6 +112,21 @@ public class FastKernelTests
         }
     }
 
+    /// <summary>A backward that stops between stages, or starts at one, must be given the buffer the gradient crosses in.</summary>
+    [Fact]
+    public void StagedBackwardRefusesAMissingHandOverBuffer()
+    {
+        int B = 1, T = 5, H = 2, dh = 4, N = B * T * H * dh, TT = B * H * T * T;
+        var a = new float[N]; var p = new float[TT]; var full = new float[TT];
+        foreach (var kn in new[] { Kernels.Fast, Kernels.Reference })
+        {
+            Assert.Throws<ArgumentException>(() => kn.HeadsBackward(a, a, a, p, a, new float[N], new float[N], new float[N], full, default, B, T, H, dh, HeadStages.Mix | HeadStages.Pattern));
+            Assert.Throws<ArgumentException>(() => kn.HeadsBackward(a, a, a, p, a, new float[N], new float[N], new float[N], default, full, B, T, H, dh, HeadStages.Mix));
+            kn.HeadsBackward(a, a, a, p, a, new float[N], new float[N], new float[N], full, default, B, T, H, dh, HeadStages.Mix);
+            kn.HeadsBackward(a, a, a, p, a, new float[N], new float[N], new float[N], default, default, B, T, H, dh, HeadStages.All);
+        }
+    }
+
     [Fact]
     public void AttentionIsBitwiseIdenticalForAnyThreadCount()
     {

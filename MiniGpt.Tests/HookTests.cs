@@ -1,3 +1,4 @@
+using MiniGpt.Layers;
 using MiniGpt.Model;
 using MiniGpt.Tensors;
 using Xunit;
@@ -273,6 +274,125 @@ public class HookTests
                 Assert.True(Math.Abs(numeric - unhooked) > 4 * tol,
                     $"{variant} {name} ×{scale}: along the change, the unhooked gradient ({unhooked:G6}) would pass too (finite difference {numeric:G6})");
         }
+    }
+
+    /// <summary>Every hook point of every model variant.</summary>
+    public static TheoryData<string, string> AllPoints()
+    {
+        var d = new TheoryData<string, string>();
+        foreach (var v in Variants)
+            foreach (var name in Model(v.AttnOnly, v.Norm, v.Pos).HookNames) d.Add(v.Name, name);
+        return d;
+    }
+
+    /// <summary>
+    /// Backward through a forward hook's replacement: a hook a ← a + δ (δ fixed, causal at the attention points) has the
+    /// identity as its Jacobian, so the gradient of the hooked loss is what Backward gives after the hooked forward pass,
+    /// at a point where the replacement really differs from the activation (unlike the test above, whose forward hook is
+    /// the identity at θ₀). At hook_pattern this needs the softmax differentiated at its own output, not at the
+    /// replacement the pass went on with.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(AllPoints))]
+    public void BackwardThroughAForwardReplacementFollowsTheChainRule(string variant, string name)
+    {
+        var v = Variants.Single(x => x.Name == variant);
+        var m = Model(v.AttnOnly, v.Norm, v.Pos);
+        const int B = 2, T = 6;
+        var (x, y) = Tokens(B, T, 23);
+        int len = m.RunWithCache(x, B, T, n => n == name)[name].Length;
+        var rng = new Rng(29);
+        var delta = new float[len];
+        for (int i = 0; i < len; i++) delta[i] = (float)(0.05 * rng.NextNormal());
+        if (name.EndsWith("hook_attn_scores") || name.EndsWith("hook_pattern"))
+            for (int i = 0; i < len; i++) if (i % T > i / T % T) delta[i] = 0; // above the diagonal
+        HookFn shift = (t, _) => { var s = t.Span; for (int i = 0; i < s.Length; i++) if (float.IsFinite(s[i])) s[i] += delta[i]; };
+
+        double[] gradient;
+        using (m.Hooks.AddForward(name, shift))
+        {
+            m.Forward(x, y, B, T);
+            m.ZeroGrad();
+            m.Backward(1f / (B * T));
+            gradient = m.Grads.Buffer.Select(g => (double)g).ToArray();
+        }
+        var theta = m.Params.Buffer.ToArray();
+        var random = new double[theta.Length];
+        for (int i = 0; i < random.Length; i++) random[i] = rng.NextNormal();
+        foreach (var dir in new[] { random, gradient })
+        {
+            double norm = Math.Sqrt(dir.Sum(c => c * c));
+            var u = dir.Select(c => c / norm).ToArray();
+            double LossAt(double eps)
+            {
+                for (int i = 0; i < theta.Length; i++) m.Params.Buffer[i] = (float)(theta[i] + eps * u[i]);
+                return MeanLossWith(m, name, shift, x, y, B, T);
+            }
+            const double e = 1e-3;
+            double numeric = (LossAt(e) - LossAt(-e)) / (2 * e);
+            theta.CopyTo(m.Params.Buffer, 0);
+            double analytic = 0;
+            for (int i = 0; i < u.Length; i++) analytic += gradient[i] * u[i];
+            Assert.True(Math.Abs(numeric - analytic) <= 2e-3 * Math.Max(1, Math.Abs(numeric)) + 5e-4,
+                $"{variant} {name}: finite difference {numeric:G6} vs backward after the replacement {analytic:G6}");
+        }
+    }
+
+    /// <summary>
+    /// Hooks that only read (forward and backward, alone and together, at the points that make attention run stage by
+    /// stage) leave the loss, the logits and every gradient bitwise as a pass without hooks, with either kernel set.
+    /// </summary>
+    [Theory]
+    [InlineData("fast")]
+    [InlineData("reference")]
+    public void HooksThatOnlyReadChangeNoBitForwardOrBackward(string kernels)
+    {
+        var cfg = new ModelConfig { NLayers = 2, DModel = 16, NHeads = 2, DHead = 8, DMlp = 24, NCtx = 7, DVocab = 11, InitRange = 0.4 };
+        var m = GptModel.Create(cfg, 3, Kernels.Named(kernels));
+        var (x, y) = Tokens(2, 7, 19);
+        float[] Pass()
+        {
+            float loss = m.Forward(x, y, 2, 7);
+            var logits = m.Logits.ToArray();
+            m.ZeroGrad();
+            m.Backward(1f / 14);
+            return [loss, .. logits, .. m.Grads.Buffer];
+        }
+        var plain = Pass();
+        double seen = 0;
+        HookFn read = (t, _) => seen += t.Span[0];
+        string[][] combos =
+        [
+            ["f:blocks.0.attn.hook_attn_scores"], ["f:blocks.0.attn.hook_pattern"], ["f:blocks.1.attn.hook_attn_scores", "f:blocks.1.attn.hook_pattern"],
+            ["b:blocks.0.attn.hook_pattern"], ["b:blocks.1.attn.hook_attn_scores"], ["b:blocks.0.attn.hook_pattern", "b:blocks.0.attn.hook_attn_scores"],
+            ["f:blocks.1.attn.hook_result", "b:blocks.1.attn.hook_result"], ["b:hook_embed", "b:hook_pos_embed", "b:blocks.0.hook_attn_out", "b:blocks.1.hook_mlp_out"],
+            ["f:blocks.0.attn.hook_pattern", "b:blocks.0.attn.hook_pattern", "f:blocks.0.attn.hook_q", "b:blocks.0.attn.hook_z"],
+            [.. m.HookNames.Select(n => "f:" + n), .. m.HookNames.Select(n => "b:" + n)],
+        ];
+        foreach (var combo in combos)
+        {
+            var hooks = combo.Select(c => c[0] == 'f' ? m.Hooks.AddForward(c[2..], read) : m.Hooks.AddBackward(c[2..], read)).ToList();
+            var hooked = Pass();
+            foreach (var h in hooks) h.Dispose();
+            Assert.True(plain.AsSpan().SequenceEqual(hooked), $"{kernels}: reading hooks at {string.Join(", ", combo)} changed a number");
+        }
+        Assert.True(double.IsFinite(seen));
+    }
+
+    [Fact]
+    public void AHandleFromBeforeClearRemovesNothingRegisteredAfterIt()
+    {
+        var m = Model();
+        var (x, _) = Tokens(1, 7, 2);
+        int calls = 0;
+        HookFn count = (_, _) => calls++;
+        var old = m.Hooks.AddForward("blocks.0.attn.hook_z", count);
+        m.Hooks.Clear();
+        using var fresh = m.Hooks.AddForward("blocks.0.attn.hook_z", count); // the same delegate again
+        old.Dispose();
+        m.Forward(x, default, 1, 7);
+        Assert.Equal(1, calls);
+        Assert.False(m.Hooks.IsEmpty);
     }
 
     /// <summary>Hook views are made once per point and shape: passes with hooks registered allocate nothing in steady state either.</summary>

@@ -60,6 +60,8 @@ public static unsafe partial class Attention
         {
             kn.Heads(q, k, v, scores, pattern, z, B, T, H, dh, todo & ~HeadStages.Mix);
             todo = HeadStages.Mix;
+            // backward differentiates the softmax at its own output, not at what a hook puts in its place
+            pattern[..(B * H * T * T)].CopyTo(hooks.KeepPattern());
             hooks.Forward(AttentionPoint.Pattern);
             ClearAboveDiagonal(pattern, B * H, T); // a replacement keeps the causal mask
         }
@@ -81,15 +83,18 @@ public static unsafe partial class Attention
         Linear.Backward(kn, z[..(N * HD)], w.WO, dOut, dz, g.WO, g.BO, N, HD, D, accumulateDx: false);
         if (hooks != null && hooks.HasBackward(AttentionPoint.Result)) ResultBackward(kn.MatMul, hooks, z, w.WO, dOut, dz, g.WO, N, D, H, dh);
         hooks?.Backward(AttentionPoint.Z);
-        if (hooks != null && (hooks.HasBackward(AttentionPoint.Pattern) || hooks.HasBackward(AttentionPoint.Scores)))
+        // the softmax's own output, where a forward hook replaced the pattern in the pass being differentiated
+        ReadOnlySpan<float> softmax = hooks != null ? hooks.KeptPattern() : default;
+        if (hooks != null && (!softmax.IsEmpty || hooks.HasBackward(AttentionPoint.Pattern) || hooks.HasBackward(AttentionPoint.Scores)))
         {
-            // stage by stage, so that what a hook leaves in d_pattern or d_scores is what the next stage differentiates
+            // stage by stage, so that what a hook leaves in d_pattern or d_scores is what the next stage differentiates:
+            // z = p'·v with the pattern the pass used (a forward hook's replacement, which passes the gradient through
+            // unchanged), p = softmax(s) at the softmax's own output
             var dP = hooks.StageGradient(AttentionPoint.Pattern);
             var dS = hooks.StageGradient(AttentionPoint.Scores);
             kn.HeadsBackward(q, k, v, pattern, dz, dq, dk, dv, dP, dS, B, T, H, dh, HeadStages.Mix);     // d pattern, dv
-            hooks.Backward(AttentionPoint.Pattern);
-            ClearAboveDiagonal(dP, B * H, T);
-            kn.HeadsBackward(q, k, v, pattern, dz, dq, dk, dv, dP, dS, B, T, H, dh, HeadStages.Pattern); // d scores
+            hooks.Backward(AttentionPoint.Pattern); // the next stage reads only the causal part j ≤ i
+            kn.HeadsBackward(q, k, v, softmax.IsEmpty ? pattern : softmax, dz, dq, dk, dv, dP, dS, B, T, H, dh, HeadStages.Pattern); // d scores
             hooks.Backward(AttentionPoint.Scores); // the next stage reads only the causal part j ≤ i
             kn.HeadsBackward(q, k, v, pattern, dz, dq, dk, dv, dP, dS, B, T, H, dh, HeadStages.Scores);  // dq, dk
         }
@@ -313,6 +318,12 @@ public static unsafe partial class Attention
         ReadOnlySpan<float> pattern, ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores,
         int B, int T, int H, int dh, HeadStages stages)
     {
+        // a call that stops after a stage, or starts at one, hands the gradient over in d_pattern (between Mix and Pattern)
+        // or d_scores (between Pattern and Scores)
+        bool mix = (stages & HeadStages.Mix) != 0, softmax = (stages & HeadStages.Pattern) != 0, scores = (stages & HeadStages.Scores) != 0;
+        long TT = (long)B * H * T * T;
+        if (mix != softmax && dPattern.Length < TT) throw new ArgumentException($"attention backward of stages {stages}: d_pattern must hold [B, H, T, T] = {TT} floats");
+        if (softmax != scores && dScores.Length < TT) throw new ArgumentException($"attention backward of stages {stages}: d_scores must hold [B, H, T, T] = {TT} floats");
         fixed (float* pq = q, pk = k, pv = v, pp = pattern, pdz = dz, pdq = dq, pdk = dk, pdv = dv, pdp = dPattern, pds = dScores)
         {
             var job = new Job { Q = pq, K = pk, V = pv, P = pp, DZ = pdz, DQ = pdq, DK = pdk, DV = pdv, DP = pdp, DS = pds,
@@ -326,8 +337,9 @@ public static unsafe partial class Attention
         var j = (Job*)ctx;
         long r = RowBase(j, task), m = MatrixBase(j, task);
         int len = HeadSpan(j), TT = j->T * j->T;
-        float* dp = j->DP != null ? j->DP + m : Tensors.Scratch.Get(2L * TT);
-        float* ds = j->DS != null ? j->DS + m : dp + TT;
+        float* scratch = j->DP == null || j->DS == null ? Tensors.Scratch.Get(2L * TT) : null;
+        float* dp = j->DP != null ? j->DP + m : scratch;
+        float* ds = j->DS != null ? j->DS + m : scratch + TT;
         HeadBackward(new ReadOnlySpan<float>(j->Q + r, len), new ReadOnlySpan<float>(j->K + r, len), new ReadOnlySpan<float>(j->V + r, len),
             new ReadOnlySpan<float>(j->P + m, TT), new ReadOnlySpan<float>(j->DZ + r, len),
             new Span<float>(j->DQ + r, len), new Span<float>(j->DK + r, len), new Span<float>(j->DV + r, len),
@@ -419,4 +431,8 @@ public interface IAttentionHooks
     Span<float> ResultScratch();
     /// <summary>d loss / d pattern (point Pattern) or d loss / d scores (point Scores), [B, H, T, T].</summary>
     Span<float> StageGradient(AttentionPoint point);
+    /// <summary>Where forward keeps the softmax's output [B, H, T, T] before a hook on the pattern may replace it.</summary>
+    Span<float> KeepPattern();
+    /// <summary>What <see cref="KeepPattern"/> kept in the pass being differentiated, or empty if the pattern had no forward hook there.</summary>
+    ReadOnlySpan<float> KeptPattern();
 }

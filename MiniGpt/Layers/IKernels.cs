@@ -58,7 +58,10 @@ public interface IKernels
     /// <summary>
     /// Differentiates the given stages of <see cref="Heads"/> (Attention.HeadBackward). dPattern and dScores
     /// [B, H, T, T] hold d loss / d pattern and d loss / d scores where a call stops between stages (written
-    /// by the stage that makes them, read by the next); they may be empty when stages is All.
+    /// by the stage that makes them, read by the next): dPattern is needed when exactly one of Mix and Pattern
+    /// runs, dScores when exactly one of Pattern and Scores does; otherwise either may be empty. pattern is what
+    /// the stage being differentiated read: the Mix stage the pattern z was mixed with, the Pattern stage the
+    /// softmax's output.
     /// </summary>
     void HeadsBackward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> pattern, ReadOnlySpan<float> dz,
         Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores, int B, int T, int H, int dh, HeadStages stages);
@@ -98,7 +101,6 @@ public static class Kernels
 [Flags]
 public enum HeadStages
 {
-    None = 0,
     /// <summary>scores[i, j] = q_i·k_j / √d_head for j ≤ i, −∞ above the diagonal (hook_attn_scores).</summary>
     Scores = 1,
     /// <summary>pattern[i, :] = softmax over j ≤ i of scores[i, :], 0 above the diagonal (hook_pattern).</summary>

@@ -42,6 +42,10 @@ public sealed class GptModel
     // and the gradients at hook_pattern and hook_attn_scores of a backward that stops between attention's stages
     private readonly Tensor?[] _results;
     private Tensor? _dResults, _resultScratch, _dPattern, _dScores;
+    // per layer, the softmax's output kept before a forward hook on hook_pattern may replace it (see Attention.Forward),
+    // and whether the last forward pass kept it
+    private readonly Tensor?[] _keptPatterns;
+    private readonly bool[] _patternKept;
 
     public GptModel(ModelConfig config, IKernels? kernels = null)
     {
@@ -58,6 +62,8 @@ public sealed class GptModel
         _layerHooks = new LayerHooks[config.NLayers];
         for (int l = 0; l < config.NLayers; l++) _layerHooks[l] = new LayerHooks(this, l);
         _results = new Tensor?[config.NLayers];
+        _keptPatterns = new Tensor?[config.NLayers];
+        _patternKept = new bool[config.NLayers];
     }
 
     public static GptModel Create(ModelConfig config, ulong seed, IKernels? kernels = null)
@@ -93,6 +99,7 @@ public sealed class GptModel
         {
             Cache = new Activations(Config, batch);
             Array.Clear(_results);
+            Array.Clear(_keptPatterns);
             _dResults = _resultScratch = _dPattern = _dScores = null;
         }
         return Cache;
@@ -121,6 +128,7 @@ public sealed class GptModel
         targets.CopyTo(a.Targets);
         _b = B; _t = T;
         _hasTargets = !targets.IsEmpty;
+        Array.Clear(_patternKept);
         var k = Kernels;
         int N = B * T, D = c.DModel, H = c.NHeads, dh = c.DHead, V = c.DVocab, M = c.DMlp;
         int ND = N * D;
@@ -370,12 +378,23 @@ public sealed class GptModel
 
         public Span<float> ResultScratch() => (m._resultScratch ??= Tensor.Zeros("result_scratch", Rows * m.Config.DModel)).Span[..Used(m.Config.DModel)];
 
+        // B·H·T·T = (B·T)·(H·T): at most (B·n_ctx)·(H·n_ctx)
+        private int AttentionFloats => Rows * m.Config.NHeads * m.Config.NCtx;
+        private int AttentionUsed => m._b * m.Config.NHeads * m._t * m._t;
+
         public Span<float> StageGradient(AttentionPoint p)
         {
-            int perRow = m.Config.NHeads * m.Config.NCtx; // B·H·T·T = (B·T)·(H·T) at most (B·n_ctx)·(H·n_ctx)
-            var t = p == AttentionPoint.Pattern ? m._dPattern ??= Tensor.Zeros("d_pattern", Rows * perRow) : m._dScores ??= Tensor.Zeros("d_scores", Rows * perRow);
-            return t.Span[..(m._b * m.Config.NHeads * m._t * m._t)];
+            var t = p == AttentionPoint.Pattern ? m._dPattern ??= Tensor.Zeros("d_pattern", AttentionFloats) : m._dScores ??= Tensor.Zeros("d_scores", AttentionFloats);
+            return t.Span[..AttentionUsed];
         }
+
+        public Span<float> KeepPattern()
+        {
+            m._patternKept[layer] = true;
+            return (m._keptPatterns[layer] ??= Tensor.Zeros($"blocks.{layer}.attn.softmax", AttentionFloats)).Span[..AttentionUsed];
+        }
+
+        public ReadOnlySpan<float> KeptPattern() => m._patternKept[layer] ? m._keptPatterns[layer]!.Span[..AttentionUsed] : default;
     }
 
     // ---- helpers ----
