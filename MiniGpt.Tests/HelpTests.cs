@@ -41,11 +41,15 @@ public class HelpTests
         // one declaration of the shape options and the batch size, with one set of defaults, in both verbs' help
         var train = TestPaths.Cli("train", "--help").Out.Split('\n');
         var bench = TestPaths.Cli("bench", "--help").Out.Split('\n');
-        foreach (string name in ModelOptions.All.Select(o => o.Name).Append("batch-size"))
-        {
-            string Line(string[] help) => Regex.Replace(help.Single(l => l.StartsWith($"  --{name} ", StringComparison.Ordinal)), " +", " ");
-            Assert.Equal(Line(train), Line(bench));
-        }
+        static string Line(string[] help, string name) => Regex.Replace(help.Single(l => l.StartsWith($"  --{name} ", StringComparison.Ordinal)), " +", " ");
+        // bench always runs the induction task, so it states that task's defaults where train's depend on the data
+        string[] byTask = ["n-ctx", "d-vocab", "attn-only"];
+        foreach (string name in ModelOptions.All.Select(o => o.Name).Append("batch-size").Except(byTask))
+            Assert.Equal(Line(train, name), Line(bench, name));
+        Assert.EndsWith("[default: 32]", Line(bench, "n-ctx"));
+        Assert.Contains("32 for induction", Line(train, "n-ctx"));
+        Assert.EndsWith("[default: max(64, 2·n_ctx)]", Line(bench, "d-vocab"));
+        Assert.Contains("--attn-only=false", Line(bench, "attn-only"));
 
         // and the same model: bench's step is that of train's default run
         string dir = TestPaths.TempDir("bench-default");

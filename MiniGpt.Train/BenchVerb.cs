@@ -20,7 +20,7 @@ public static class BenchVerb
     public static Options Declare() =>
         new Options("bench", "bench: median time of a training step for a model shape, with tokens/s and model FLOP utilisation.\n" +
                              "It trains on the induction task; the model options and --batch-size are train's, with train's defaults.")
-            .Add(ModelOptions.All)
+            .Add(ModelOptions.ForInductionTask)
             .Add(SharedOptions.BatchSize, Steps, Warmup, SharedOptions.Threads, Json);
 
     public static int Run(string[] args, TextWriter stdout)

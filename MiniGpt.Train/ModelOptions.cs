@@ -34,6 +34,11 @@ internal static class ModelOptions
     public static IEnumerable<Option> All =>
         [NLayers, DModel, NHeads, DHead, DMlp, NCtx, DVocab, AttnOnly, Normalization, PositionalEmbedding, InitializerRange];
 
+    /// <summary>The group for a verb that always runs the induction task (bench): the same options, with the defaults that task gives.</summary>
+    public static IEnumerable<Option> ForInductionTask =>
+        [NLayers, DModel, NHeads, DHead, DMlp, NCtx.WithHelpLine(NCtx.Help, shown: "32"), DVocab.WithHelpLine("vocabulary size", shown: "max(64, 2·n_ctx)"),
+         AttnOnly.WithHelpLine("no MLPs: on unless --attn-only=false, as train on the induction task"), Normalization, PositionalEmbedding, InitializerRange];
+
     /// <summary>The shape the command line asks for; attn_only stays unset unless --attn-only is given.</summary>
     public static ModelConfig Read(Options o)
     {

@@ -28,8 +28,8 @@ public abstract class Option
     /// <summary>The typed value of the text given for the option; a UsageError naming the option when it is not one.</summary>
     internal abstract object? Convert(string text);
 
-    /// <summary>An option of this verb with its own help line: the same name, type, default and checks.</summary>
-    public abstract Option WithHelpLine(string help);
+    /// <summary>An option of this verb with its own help line (and, given shown, its own description of the default): the same name, type, default and checks.</summary>
+    public abstract Option WithHelpLine(string help, string? shown = null);
 
     public static Option<int> Int(string name, string help, int @default, string? shown = null) =>
         new(name, help, @default, shown ?? Show(@default), false, null, ParseInt);
@@ -99,7 +99,7 @@ public sealed class Option<T> : Option
     public Option<T> Check(Func<T, bool> ok, string rule) =>
         new(Name, Help, Default, ShownDefault, IsFlag, RequiredAs, _parse, [.. _checks, (ok, rule)]);
 
-    public override Option<T> WithHelpLine(string help) => new(Name, help, Default, ShownDefault, IsFlag, RequiredAs, _parse, _checks);
+    public override Option<T> WithHelpLine(string help, string? shown = null) => new(Name, help, Default, shown ?? ShownDefault, IsFlag, RequiredAs, _parse, _checks);
 
     internal override object? Convert(string text) => Parse(Name, text);
 
