@@ -183,25 +183,25 @@ public class LayerGradientTests
         var rstd = new float[N];
         foreach (var k in BothSets)
         {
-        k.LayerNormForward(x, w, b, y, mean, rstd, N, C);
-        for (int n = 0; n < N; n++)
-        {
-            double mu = 0;
-            for (int c = 0; c < C; c++) mu += x[n * C + c];
-            mu /= C;
-            double var = 0;
-            for (int c = 0; c < C; c++) var += (x[n * C + c] - mu) * (x[n * C + c] - mu);
-            var /= C; // biased
-            double rs = 1 / Math.Sqrt(var + 1e-5);
-            Assert.True(Math.Abs(mean[n] - mu) <= 1e-5 * Math.Max(1, Math.Abs(mu)), $"mean[{n}] {mean[n]} vs {mu}");
-            Assert.True(Math.Abs(rstd[n] - rs) <= 1e-5 * rs, $"rstd[{n}] {rstd[n]} vs {rs}");
-            for (int c = 0; c < C; c++)
+            k.LayerNormForward(x, w, b, y, mean, rstd, N, C);
+            for (int n = 0; n < N; n++)
             {
-                double expected = (x[n * C + c] - mu) * rs * w[c] + b[c];
-                if (!(Math.Abs(y[n * C + c] - expected) <= 1e-5))
-                    Assert.Fail($"{k.Name}: C={C} y[{n},{c}] = {y[n * C + c]} vs {expected}");
+                double mu = 0;
+                for (int c = 0; c < C; c++) mu += x[n * C + c];
+                mu /= C;
+                double var = 0;
+                for (int c = 0; c < C; c++) var += (x[n * C + c] - mu) * (x[n * C + c] - mu);
+                var /= C; // biased
+                double rs = 1 / Math.Sqrt(var + 1e-5);
+                Assert.True(Math.Abs(mean[n] - mu) <= 1e-5 * Math.Max(1, Math.Abs(mu)), $"mean[{n}] {mean[n]} vs {mu}");
+                Assert.True(Math.Abs(rstd[n] - rs) <= 1e-5 * rs, $"rstd[{n}] {rstd[n]} vs {rs}");
+                for (int c = 0; c < C; c++)
+                {
+                    double expected = (x[n * C + c] - mu) * rs * w[c] + b[c];
+                    if (!(Math.Abs(y[n * C + c] - expected) <= 1e-5))
+                        Assert.Fail($"{k.Name}: C={C} y[{n},{c}] = {y[n * C + c]} vs {expected}");
+                }
             }
-        }
         }
     }
 
@@ -300,27 +300,27 @@ public class LayerGradientTests
         var y = new float[N * O];
         foreach (var k in BothSets)
         {
-        double Loss()
-        {
-            Linear.Forward(k, x, w, b, y, N, I, O);
-            return Dot(r, y);
-        }
-
-        Loss();
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < O; o++)
+            double Loss()
             {
-                double s = hasBias ? b[o] : 0, bound = 0;
-                for (int i = 0; i < I; i++) { s += (double)x[n * I + i] * w[i * O + o]; bound += Math.Abs((double)x[n * I + i] * w[i * O + o]); }
-                if (!(Math.Abs(y[n * O + o] - s) <= 1e-5 * (bound + Math.Abs(s)) + 1e-6))
-                    Assert.Fail($"y[{n},{o}] = {y[n * O + o]} vs {s}");
+                Linear.Forward(k, x, w, b, y, N, I, O);
+                return Dot(r, y);
             }
 
-        var g = RunBackward(ref rng, [("dx", N * I, accumulateDx), ("dW", I * O, true), ("db", b.Length, true)],
-            gs => Linear.Backward(k, x, w, r, gs[0], gs[1], gs[2], N, I, O, accumulateDx));
-        CheckGradient($"{k.Name} Linear dx", x, g[0], Loss, ref rng);
-        CheckGradient($"{k.Name} Linear dW", w, g[1], Loss, ref rng);
-        if (hasBias) CheckGradient($"{k.Name} Linear db", b, g[2], Loss, ref rng);
+            Loss();
+            for (int n = 0; n < N; n++)
+                for (int o = 0; o < O; o++)
+                {
+                    double s = hasBias ? b[o] : 0, bound = 0;
+                    for (int i = 0; i < I; i++) { s += (double)x[n * I + i] * w[i * O + o]; bound += Math.Abs((double)x[n * I + i] * w[i * O + o]); }
+                    if (!(Math.Abs(y[n * O + o] - s) <= 1e-5 * (bound + Math.Abs(s)) + 1e-6))
+                        Assert.Fail($"y[{n},{o}] = {y[n * O + o]} vs {s}");
+                }
+
+            var g = RunBackward(ref rng, [("dx", N * I, accumulateDx), ("dW", I * O, true), ("db", b.Length, true)],
+                gs => Linear.Backward(k, x, w, r, gs[0], gs[1], gs[2], N, I, O, accumulateDx));
+            CheckGradient($"{k.Name} Linear dx", x, g[0], Loss, ref rng);
+            CheckGradient($"{k.Name} Linear dW", w, g[1], Loss, ref rng);
+            if (hasBias) CheckGradient($"{k.Name} Linear db", b, g[2], Loss, ref rng);
         }
     }
 
@@ -364,42 +364,42 @@ public class LayerGradientTests
         var r = Upstream(ref rng, B * T * D);
         foreach (var k in BothSets)
         {
-        double Loss()
-        {
-            a.Forward(k);
-            return Dot(r, a.Output);
-        }
+            double Loss()
+            {
+                a.Forward(k);
+                return Dot(r, a.Output);
+            }
 
-        Loss(); // q, k, v, pattern, z at the unperturbed point
-        int nx = B * T * D, nh = B * T * H * dh, wsz = H * D * dh, hd = H * dh;
-        (string, int, bool)[] outputs =
-        [
-            ("dx_qk", nx, true), ("dx_v", sameSpan ? 0 : nx, true),
-            ("dW_Q", wsz, true), ("dW_K", wsz, true), ("dW_V", wsz, true), ("dW_O", hd * D, true),
-            ("db_Q", hd, true), ("db_K", hd, true), ("db_V", hd, true), ("db_O", D, true),
-        ];
-        var g = RunBackward(ref rng, outputs, gs =>
-        {
-            var w = new Attention.Weights(a.WQ, a.WK, a.WV, a.WO, a.BQ, a.BK, a.BV, a.BO);
-            var grads = new Attention.Grads(gs[2], gs[3], gs[4], gs[5], gs[6], gs[7], gs[8], gs[9]);
-            Attention.Backward(k, a.Xqk, a.Xv, w, grads, a.Q, a.K, a.V, a.Pattern, a.Z, r,
-                NaNs(nh), NaNs(nh), NaNs(nh), NaNs(nh), gs[0], sameSpan ? gs[0] : gs[1], B, T, D, H, dh);
-        });
-        string n = k.Name + " ";
-        if (sameSpan) CheckGradient(n + "dx (x_qk = x_v)", a.Xqk, g[0], Loss, ref rng);
-        else
-        {
-            CheckGradient(n + "dx_qk", a.Xqk, g[0], Loss, ref rng);
-            CheckGradient(n + "dx_v", a.Xv, g[1], Loss, ref rng);
-        }
-        CheckGradient(n + "dW_Q", a.WQ, g[2], Loss, ref rng);
-        CheckGradient(n + "dW_K", a.WK, g[3], Loss, ref rng);
-        CheckGradient(n + "dW_V", a.WV, g[4], Loss, ref rng);
-        CheckGradient(n + "dW_O", a.WO, g[5], Loss, ref rng);
-        CheckGradient(n + "db_Q", a.BQ, g[6], Loss, ref rng);
-        CheckGradient(n + "db_K", a.BK, g[7], Loss, ref rng);
-        CheckGradient(n + "db_V", a.BV, g[8], Loss, ref rng);
-        CheckGradient(n + "db_O", a.BO, g[9], Loss, ref rng);
+            Loss(); // q, k, v, pattern, z at the unperturbed point
+            int nx = B * T * D, nh = B * T * H * dh, wsz = H * D * dh, hd = H * dh;
+            (string, int, bool)[] outputs =
+            [
+                ("dx_qk", nx, true), ("dx_v", sameSpan ? 0 : nx, true),
+                ("dW_Q", wsz, true), ("dW_K", wsz, true), ("dW_V", wsz, true), ("dW_O", hd * D, true),
+                ("db_Q", hd, true), ("db_K", hd, true), ("db_V", hd, true), ("db_O", D, true),
+            ];
+            var g = RunBackward(ref rng, outputs, gs =>
+            {
+                var w = new Attention.Weights(a.WQ, a.WK, a.WV, a.WO, a.BQ, a.BK, a.BV, a.BO);
+                var grads = new Attention.Grads(gs[2], gs[3], gs[4], gs[5], gs[6], gs[7], gs[8], gs[9]);
+                Attention.Backward(k, a.Xqk, a.Xv, w, grads, a.Q, a.K, a.V, a.Pattern, a.Z, r,
+                    NaNs(nh), NaNs(nh), NaNs(nh), NaNs(nh), gs[0], sameSpan ? gs[0] : gs[1], B, T, D, H, dh);
+            });
+            string n = k.Name + " ";
+            if (sameSpan) CheckGradient(n + "dx (x_qk = x_v)", a.Xqk, g[0], Loss, ref rng);
+            else
+            {
+                CheckGradient(n + "dx_qk", a.Xqk, g[0], Loss, ref rng);
+                CheckGradient(n + "dx_v", a.Xv, g[1], Loss, ref rng);
+            }
+            CheckGradient(n + "dW_Q", a.WQ, g[2], Loss, ref rng);
+            CheckGradient(n + "dW_K", a.WK, g[3], Loss, ref rng);
+            CheckGradient(n + "dW_V", a.WV, g[4], Loss, ref rng);
+            CheckGradient(n + "dW_O", a.WO, g[5], Loss, ref rng);
+            CheckGradient(n + "db_Q", a.BQ, g[6], Loss, ref rng);
+            CheckGradient(n + "db_K", a.BK, g[7], Loss, ref rng);
+            CheckGradient(n + "db_V", a.BV, g[8], Loss, ref rng);
+            CheckGradient(n + "db_O", a.BO, g[9], Loss, ref rng);
         }
     }
 
@@ -413,51 +413,51 @@ public class LayerGradientTests
         var a = new AttentionCase(ref rng, B, T, D, H, dh, sharedInput: false);
         foreach (var kernels in BothSets)
         {
-        a.Forward(kernels);
-        int hd = H * dh;
-        double[] Proj(float[] x, float[] w, float[] bias, int b, int t, int h)
-        {
-            var o = new double[dh];
-            for (int e = 0; e < dh; e++)
+            a.Forward(kernels);
+            int hd = H * dh;
+            double[] Proj(float[] x, float[] w, float[] bias, int b, int t, int h)
             {
-                double s = bias[h * dh + e];
-                for (int d = 0; d < D; d++) s += (double)x[(b * T + t) * D + d] * w[h * D * dh + d * dh + e];
-                o[e] = s;
-            }
-            return o;
-        }
-        for (int b = 0; b < B; b++)
-        {
-            var z = new double[T, hd];
-            for (int h = 0; h < H; h++)
-            {
-                var q = Enumerable.Range(0, T).Select(t => Proj(a.Xqk, a.WQ, a.BQ, b, t, h)).ToArray();
-                var k = Enumerable.Range(0, T).Select(t => Proj(a.Xqk, a.WK, a.BK, b, t, h)).ToArray();
-                var v = Enumerable.Range(0, T).Select(t => Proj(a.Xv, a.WV, a.BV, b, t, h)).ToArray();
-                for (int i = 0; i < T; i++)
+                var o = new double[dh];
+                for (int e = 0; e < dh; e++)
                 {
-                    var s = new double[i + 1];
-                    for (int j = 0; j <= i; j++) s[j] = q[i].Zip(k[j], (x, y) => x * y).Sum() / Math.Sqrt(dh);
-                    double max = s.Max(), sum = s.Sum(x => Math.Exp(x - max));
-                    for (int j = 0; j < T; j++)
+                    double s = bias[h * dh + e];
+                    for (int d = 0; d < D; d++) s += (double)x[(b * T + t) * D + d] * w[h * D * dh + d * dh + e];
+                    o[e] = s;
+                }
+                return o;
+            }
+            for (int b = 0; b < B; b++)
+            {
+                var z = new double[T, hd];
+                for (int h = 0; h < H; h++)
+                {
+                    var q = Enumerable.Range(0, T).Select(t => Proj(a.Xqk, a.WQ, a.BQ, b, t, h)).ToArray();
+                    var k = Enumerable.Range(0, T).Select(t => Proj(a.Xqk, a.WK, a.BK, b, t, h)).ToArray();
+                    var v = Enumerable.Range(0, T).Select(t => Proj(a.Xv, a.WV, a.BV, b, t, h)).ToArray();
+                    for (int i = 0; i < T; i++)
                     {
-                        float got = a.Pattern[((b * H + h) * T + i) * T + j];
-                        if (j > i) { Assert.Equal(0f, got); continue; }
-                        double p = Math.Exp(s[j] - max) / sum;
-                        Assert.True(Math.Abs(got - p) <= 1e-5, $"pattern[{b},{h},{i},{j}] = {got} vs {p}");
-                        for (int e = 0; e < dh; e++) z[i, h * dh + e] += p * v[j][e];
+                        var s = new double[i + 1];
+                        for (int j = 0; j <= i; j++) s[j] = q[i].Zip(k[j], (x, y) => x * y).Sum() / Math.Sqrt(dh);
+                        double max = s.Max(), sum = s.Sum(x => Math.Exp(x - max));
+                        for (int j = 0; j < T; j++)
+                        {
+                            float got = a.Pattern[((b * H + h) * T + i) * T + j];
+                            if (j > i) { Assert.Equal(0f, got); continue; }
+                            double p = Math.Exp(s[j] - max) / sum;
+                            Assert.True(Math.Abs(got - p) <= 1e-5, $"pattern[{b},{h},{i},{j}] = {got} vs {p}");
+                            for (int e = 0; e < dh; e++) z[i, h * dh + e] += p * v[j][e];
+                        }
                     }
                 }
+                for (int t = 0; t < T; t++)
+                    for (int c = 0; c < D; c++)
+                    {
+                        double o = a.BO[c];
+                        for (int e = 0; e < hd; e++) o += z[t, e] * a.WO[e * D + c];
+                        float got = a.Output[(b * T + t) * D + c];
+                        Assert.True(Math.Abs(got - o) <= 2e-5 * (1 + Math.Abs(o)), $"{kernels.Name}: out[{b},{t},{c}] = {got} vs {o}");
+                    }
             }
-            for (int t = 0; t < T; t++)
-                for (int c = 0; c < D; c++)
-                {
-                    double o = a.BO[c];
-                    for (int e = 0; e < hd; e++) o += z[t, e] * a.WO[e * D + c];
-                    float got = a.Output[(b * T + t) * D + c];
-                    Assert.True(Math.Abs(got - o) <= 2e-5 * (1 + Math.Abs(o)), $"{kernels.Name}: out[{b},{t},{c}] = {got} vs {o}");
-                }
-        }
         }
     }
 
@@ -476,24 +476,24 @@ public class LayerGradientTests
         var losses = new float[N];
         foreach (var k in BothSets)
         {
-        double total = k.CrossEntropyForward(logits, targets, losses, N, V);
-        double sum = 0;
-        for (int n = 0; n < N; n++)
-        {
-            double max = double.NegativeInfinity, se = 0;
-            for (int i = 0; i < V; i++) max = Math.Max(max, logits[n * V + i]);
-            for (int i = 0; i < V; i++) se += Math.Exp(logits[n * V + i] - max);
-            double expected = Math.Log(se) + max - logits[n * V + targets[n]];
-            Assert.True(Math.Abs(losses[n] - expected) <= 1e-5 * Math.Max(1, expected), $"loss[{n}] = {losses[n]} vs {expected}");
-            sum += losses[n];
-        }
-        Assert.Equal(sum, total, 12); // Forward returns the sum of the per-row losses
+            double total = k.CrossEntropyForward(logits, targets, losses, N, V);
+            double sum = 0;
+            for (int n = 0; n < N; n++)
+            {
+                double max = double.NegativeInfinity, se = 0;
+                for (int i = 0; i < V; i++) max = Math.Max(max, logits[n * V + i]);
+                for (int i = 0; i < V; i++) se += Math.Exp(logits[n * V + i] - max);
+                double expected = Math.Log(se) + max - logits[n * V + targets[n]];
+                Assert.True(Math.Abs(losses[n] - expected) <= 1e-5 * Math.Max(1, expected), $"loss[{n}] = {losses[n]} vs {expected}");
+                sum += losses[n];
+            }
+            Assert.Equal(sum, total, 12); // Forward returns the sum of the per-row losses
 
-        double Loss() => scale * k.CrossEntropyForward(logits, targets, losses, N, V);
+            double Loss() => scale * k.CrossEntropyForward(logits, targets, losses, N, V);
 
-        var g = RunBackward(ref rng, [("dlogits", N * V, false)],
-            gs => k.CrossEntropyBackward(logits, targets, gs[0], scale, N, V));
-        CheckGradient($"{k.Name} dlogits", logits, g[0], Loss, ref rng);
+            var g = RunBackward(ref rng, [("dlogits", N * V, false)],
+                gs => k.CrossEntropyBackward(logits, targets, gs[0], scale, N, V));
+            CheckGradient($"{k.Name} dlogits", logits, g[0], Loss, ref rng);
         }
     }
 }
