@@ -341,9 +341,9 @@ public sealed class Trainer
     private static string PrevStatePath(string checkpoint) => Checkpoint.TrainStatePath(checkpoint)[..^".safetensors".Length] + ".prev.safetensors";
 
     /// <summary>Continues a run from its checkpoint pair exactly where it stopped.</summary>
-    public static Trainer Resume(string checkpoint, Func<TrainOptions, TrainOptions>? adjust = null)
+    public static Trainer Resume(string checkpoint, Func<TrainOptions, TrainOptions>? adjust = null, IKernels? kernels = null)
     {
-        var loaded = Checkpoint.Load(checkpoint);
+        var loaded = Checkpoint.Load(checkpoint, kernels);
         // the state whose step matches the weights: normally *.train.safetensors; after a save that stopped
         // between writing the state and the weights, the previous one (see Save)
         loaded.File.Metadata.TryGetValue("step", out var weightStep);
