@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# A refactor must not move the numbers or the speed. This builds BASE (a commit; default origin/main or main)
-# beside the working tree and, in one run:
+# A refactor must not move the numbers or the speed. This builds BASE (a commit, e.g. the one a branch started
+# from) beside the working tree and, in one run:
 #   1. trains the default model (`train`, the induction task) with both builds and compares the logged losses;
 #   2. runs `circuits` with both builds on BASE's checkpoint and compares every number of circuits.json
 #      that both write (keys only one side writes are listed, not compared);
 #   3. times `bench` on WA, WB and WC, alternating the two builds, ROUNDS rounds (median ms per step, and the
 #      ratio of the medians of the rounds);
 #   4. runs BenchmarkDotNet's TrainStepBench on this tree (median and bytes allocated per step).
-# Usage: docs/before-after.sh [BASE] [ROUNDS]. Run it alone on the machine: the timings are of 2 threads.
+# Usage: docs/before-after.sh BASE [ROUNDS]. Run it alone on the machine: the timings are of 2 threads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-base=${1:-main}
+base=${1:?usage: docs/before-after.sh BASE [ROUNDS]: BASE is the commit to compare with, e.g. b72fb3f}
 rounds=${2:-3}
 work=$(mktemp -d /tmp/minigpt-before-after.XXXXXX)
 trap 'git worktree remove --force "$work/before" >/dev/null 2>&1 || true' EXIT
