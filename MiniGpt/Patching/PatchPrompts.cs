@@ -1,0 +1,115 @@
+using MiniGpt.Circuits;
+
+namespace MiniGpt.Patching;
+
+/// <summary>What a metric reads at one position of one prompt: the logit of Answer against Wrong (the next token after Position).</summary>
+public readonly record struct PatchTarget(int Position, int Answer, int Wrong);
+
+/// <summary>
+/// B clean/corrupted prompt pairs of T tokens each, run as one batch [B, T], with the targets each row's
+/// metric reads. A clean prompt and its corrupted one have the same length (patching copies position t of
+/// one into position t of the other), and every pair has the same length (one batch).
+/// </summary>
+public sealed class PatchPrompts
+{
+    private PatchPrompts(int[] clean, int[] corrupted, PatchTarget[][] targets, int batch, int seqLen, string description)
+    {
+        Clean = clean; Corrupted = corrupted; Targets = targets; Batch = batch; SeqLen = seqLen; Description = description;
+    }
+
+    /// <summary>B, the number of pairs.</summary>
+    public int Batch { get; }
+    /// <summary>T, the tokens of every prompt.</summary>
+    public int SeqLen { get; }
+    /// <summary>The clean prompts [B, T], row-major.</summary>
+    public int[] Clean { get; }
+    /// <summary>The corrupted prompts [B, T], row-major.</summary>
+    public int[] Corrupted { get; }
+    /// <summary>Per row, the positions the metric reads and their answer and wrong tokens.</summary>
+    public PatchTarget[][] Targets { get; }
+    /// <summary>Where the prompts came from, for reports ("induction: 16 pairs of 2×16 tokens").</summary>
+    public string Description { get; }
+
+    public int TargetCount => Targets.Sum(t => t.Length);
+
+    /// <summary>The pairs, checked: equal lengths, at least one target per row, positions and tokens in range (UserError otherwise).</summary>
+    public static PatchPrompts Create(IReadOnlyList<int[]> clean, IReadOnlyList<int[]> corrupted, IReadOnlyList<PatchTarget[]> targets,
+        int vocab, int nCtx, string description)
+    {
+        int B = clean.Count;
+        if (B == 0) throw new UserError("patching needs at least one clean/corrupted pair");
+        if (corrupted.Count != B || targets.Count != B)
+            throw new UserError($"patching got {B} clean prompts, {corrupted.Count} corrupted and {targets.Count} target lists: give one of each per pair");
+        int T = clean[0].Length;
+        for (int b = 0; b < B; b++)
+        {
+            string which = B == 1 ? "" : $" of pair {b}";
+            if (clean[b].Length != corrupted[b].Length)
+                throw new UserError($"the clean prompt{which} is {clean[b].Length} tokens and the corrupted one {corrupted[b].Length}: " +
+                                    "patching copies activations position by position, so make both the same number of tokens");
+            if (clean[b].Length != T)
+                throw new UserError($"pair {b} is {clean[b].Length} tokens but pair 0 is {T}: the pairs run as one batch, so give them one length");
+            if (targets[b].Length == 0) throw new UserError($"pair {b} has no answer to measure: give an answer and a wrong token");
+            foreach (var t in targets[b])
+            {
+                if (t.Position < 0 || t.Position >= T)
+                    throw new UserError($"a target of pair {b} reads position {t.Position}, outside its {T} tokens");
+                if ((uint)t.Answer >= (uint)vocab || (uint)t.Wrong >= (uint)vocab)
+                    throw new UserError($"a target of pair {b} names token {((uint)t.Answer >= (uint)vocab ? t.Answer : t.Wrong)}, outside the vocabulary [0, {vocab})");
+            }
+        }
+        if (T < 1 || T > nCtx) throw new UserError($"the prompts are {T} tokens; the model reads 1 to n_ctx = {nCtx}: shorten them");
+        var c = new int[B * T];
+        var x = new int[B * T];
+        for (int b = 0; b < B; b++)
+        {
+            clean[b].CopyTo(c, b * T);
+            corrupted[b].CopyTo(x, b * T);
+        }
+        foreach (int id in c.Concat(x))
+            if ((uint)id >= (uint)vocab) throw new UserError($"a prompt holds token {id}, outside the vocabulary [0, {vocab})");
+        return new PatchPrompts(c, x, targets.Select(t => t.ToArray()).ToArray(), B, T, description);
+    }
+
+    /// <summary>One pair whose metric reads the last position: answer against wrong as the next token.</summary>
+    public static PatchPrompts Single(int[] clean, int[] corrupted, int answer, int wrong, int vocab, int nCtx, string description) =>
+        Create([clean], [corrupted], [[new PatchTarget(clean.Length - 1, answer, wrong)]], vocab, nCtx, description);
+
+    /// <summary>
+    /// The induction task's pairs: clean = L random tokens then the same L again (<see cref="HeadProbe.RepeatedRandomTokens"/>);
+    /// corrupted = L other random tokens, then the clean second half, so the tokens of the second half are the same
+    /// but nothing before them repeats. The metric reads positions L … 2L−2 of the second half: at position L+i (token x_i)
+    /// the answer is x_{i+1}, which only an induction circuit can predict, against y_{i+1}, the corrupted first half's token there.
+    /// </summary>
+    public static PatchPrompts Induction(int vocab, int batch, int half, ulong seed)
+    {
+        if (half < 2) throw new UserError($"the induction pairs need a half of at least 2 tokens (n_ctx ≥ 4), got {half}");
+        int L = half, T = 2 * L;
+        var clean = HeadProbe.RepeatedRandomTokens(vocab, batch, L, seed);
+        // the corrupted first halves: fresh sequences from another seed, drawn avoiding the clean row's tokens where the vocabulary allows
+        var other = HeadProbe.RepeatedRandomTokens(vocab, batch, L, seed ^ 0x9E3779B97F4A7C15UL);
+        var cl = new List<int[]>();
+        var co = new List<int[]>();
+        var tg = new List<PatchTarget[]>();
+        var rng = new Rng(seed + 1);
+        for (int b = 0; b < batch; b++)
+        {
+            var x = clean.AsSpan(b * T, T).ToArray();
+            var y = new int[T];
+            var used = new HashSet<int>(x.AsSpan(0, L).ToArray());
+            for (int i = 0; i < L; i++)
+            {
+                int t = other[b * T + i];
+                // redraw collisions with the clean half when there are tokens to spare, so the corrupted run holds no repeat
+                for (int tries = 0; used.Contains(t) && vocab >= 2 * L && tries < 64; tries++) t = rng.NextInt(vocab);
+                y[i] = t;
+                used.Add(t);
+            }
+            x.AsSpan(L).CopyTo(y.AsSpan(L));
+            var targets = new PatchTarget[L - 1];
+            for (int i = 0; i < L - 1; i++) targets[i] = new PatchTarget(L + i, x[i + 1], y[i + 1]);
+            cl.Add(x); co.Add(y); tg.Add(targets);
+        }
+        return Create(cl, co, tg, vocab, T, $"induction: {batch} pairs of 2×{L} random tokens (corrupted: another first half)");
+    }
+}
