@@ -116,7 +116,7 @@ public static class ActivationPatching
         int D = c.DModel, H = c.NHeads, dh = c.DHead;
         for (int b = 0; b < B; b++)
         {
-            if (cell.Site is PatchSite.ResidPre or PatchSite.AttnOut or PatchSite.MlpOut)
+            if (PatchSpec.IsResidualSite(cell.Site))
                 yield return cell.Pos < 0 ? (b * T * D, T * D) : ((b * T + cell.Pos) * D, D);
             else if (cell.Site == PatchSite.Pattern)
             {

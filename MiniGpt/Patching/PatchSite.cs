@@ -21,6 +21,8 @@ public enum PatchSite
     V,
     /// <summary>blocks.{l}.attn.hook_pattern [B, n_heads, T, T]</summary>
     Pattern,
+    /// <summary>blocks.{l}.hook_resid_post [B, T, d_model]: resid_pre of the next block, and for the last block the stream the unembedding reads</summary>
+    ResidPost,
 }
 
 /// <summary>How a site is cut into the cells of a grid: each cell is one patch.</summary>
@@ -52,13 +54,13 @@ public readonly record struct PatchSpec(PatchSite Site, PatchAxes Axes)
     public static string SiteName(PatchSite s) => s switch
     {
         PatchSite.ResidPre => "resid_pre", PatchSite.AttnOut => "attn_out", PatchSite.MlpOut => "mlp_out", PatchSite.Z => "z",
-        PatchSite.Q => "q", PatchSite.K => "k", PatchSite.V => "v", _ => "pattern",
+        PatchSite.Q => "q", PatchSite.K => "k", PatchSite.V => "v", PatchSite.Pattern => "pattern", _ => "resid_post",
     };
 
     /// <summary>The site of a name, or a UserError listing them.</summary>
     public static PatchSite ParseSite(string name) =>
         Enum.GetValues<PatchSite>().FirstOrDefault(s => SiteName(s) == name, (PatchSite)(-1)) is var s && (int)s >= 0 ? s
-            : throw new UserError($"unknown patching site '{name}': use resid_pre, attn_out, mlp_out, z, q, k, v or pattern");
+            : throw new UserError($"unknown patching site '{name}': use resid_pre, attn_out, mlp_out, resid_post, z, q, k, v or pattern");
 
     /// <summary>The grid's name in patch.json: "resid_pre", "z", "z_by_pos", …</summary>
     public string Name => SiteName(Site) + (Axes == PatchAxes.LayerHeadPos ? "_by_pos" : "");
@@ -68,10 +70,12 @@ public readonly record struct PatchSpec(PatchSite Site, PatchAxes Axes)
     {
         PatchSite.ResidPre => "hook_resid_pre", PatchSite.AttnOut => "hook_attn_out", PatchSite.MlpOut => "hook_mlp_out",
         PatchSite.Z => "attn.hook_z", PatchSite.Q => "attn.hook_q", PatchSite.K => "attn.hook_k", PatchSite.V => "attn.hook_v",
-        _ => "attn.hook_pattern",
+        PatchSite.Pattern => "attn.hook_pattern", _ => "hook_resid_post",
     };
 
-    public bool IsResidual => Site is PatchSite.ResidPre or PatchSite.AttnOut or PatchSite.MlpOut;
+    public bool IsResidual => IsResidualSite(Site);
+
+    public static bool IsResidualSite(PatchSite s) => s is PatchSite.ResidPre or PatchSite.AttnOut or PatchSite.MlpOut or PatchSite.ResidPost;
 
     /// <summary>The spec, checked against the model: a residual site is cut by position, a head site by head (and position, except pattern).</summary>
     public PatchSpec Validate(ModelConfig c)

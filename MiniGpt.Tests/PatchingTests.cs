@@ -1,0 +1,334 @@
+using MiniGpt.Model;
+using MiniGpt.Patching;
+using Xunit;
+
+namespace MiniGpt.Tests;
+
+/// <summary>Activation, attribution and path patching, the logit lens and direct logit attribution, each against a direct computation.</summary>
+public class PatchingTests
+{
+    private static GptModel Model(bool attnOnly = false, string? norm = "LN", string pos = "standard", int layers = 2, ulong seed = 3)
+    {
+        var m = GptModel.Create(new ModelConfig
+        {
+            NLayers = layers, DModel = 16, NHeads = 2, DHead = 8, DMlp = 24, NCtx = 12, DVocab = 23, AttnOnly = attnOnly,
+            NormalizationType = norm, PositionalEmbeddingType = pos, InitRange = norm == null ? 0.25 : 0.5, // without LayerNorm, keep the logits O(10)
+        }, seed);
+        // non-zero biases and gains, so a bias that is dropped or counted twice shows
+        var rng = new Rng(seed + 5);
+        foreach (var t in m.Params.Tensors)
+            if (!t.Name.Contains(".W_")) for (int i = 0; i < t.Length; i++) t[i] += (float)(0.1 * rng.NextNormal());
+        return m;
+    }
+
+    public static TheoryData<bool, string?, string> Configs => new()
+    {
+        { false, "LN", "standard" }, { true, "LN", "standard" }, { true, null, "standard" }, { false, "LNPre", "shortformer" }, { false, null, "standard" },
+    };
+
+    private static PatchPrompts Prompts(ModelConfig c) => PatchPrompts.Induction(c.DVocab, batch: 3, half: 5, seed: 11);
+
+    private static void Near(double expected, double actual, double tol, string what) =>
+        Assert.True(Math.Abs(expected - actual) <= tol * (1 + Math.Abs(expected)), $"{what}: expected {expected:G9}, got {actual:G9}");
+
+    [Theory, MemberData(nameof(Configs))]
+    public void PatchingAllOfResidPre0GivesTheCleanMetricExactly(bool attnOnly, string? norm, string pos)
+    {
+        var m = Model(attnOnly, norm, pos);
+        var p = Prompts(m.Config);
+        foreach (var metric in new[] { PatchMetric.LogitDiff, PatchMetric.AnswerLoss })
+        {
+            var clean = m.RunWithCache(p.Clean, p.Batch, p.SeqLen, n => n == "blocks.0.hook_resid_pre");
+            double mClean = metric.Value(m.Logits, p, m.Config.DVocab);
+            double patched = ActivationPatching.Patched(m, p, metric, clean, [new PatchCell(PatchSite.ResidPre, 0)]);
+            Assert.Equal(mClean, patched);
+            Assert.NotEqual(mClean, ActivationPatching.Metric(m, p.Corrupted, p, metric)); // the pair differs, so the test could fail
+        }
+    }
+
+    [Theory, MemberData(nameof(Configs))]
+    public void PatchingCorruptedIntoCorruptedChangesNothing(bool attnOnly, string? norm, string pos)
+    {
+        var m = Model(attnOnly, norm, pos);
+        var p = Prompts(m.Config);
+        // the same prompts on both sides: every cell of every grid must give the corrupted metric, to the bit
+        var same = PatchPrompts.Create(Rows(p.Corrupted, p.SeqLen), Rows(p.Corrupted, p.SeqLen), p.Targets, m.Config.DVocab, m.Config.NCtx, "same");
+        double mCorrupted = ActivationPatching.Metric(m, p.Corrupted, p, PatchMetric.LogitDiff);
+        foreach (var spec in PatchSpec.Standard(m.Config).Append(new PatchSpec(PatchSite.ResidPost, PatchAxes.LayerPos)))
+        {
+            var g = ActivationPatching.Run(m, same, PatchMetric.LogitDiff, spec);
+            Assert.Equal(mCorrupted, g.Corrupted);
+            Assert.All(g.Raw, r => Assert.Equal(mCorrupted, r));
+            Assert.All(g.Values, v => Assert.True(double.IsNaN(v), $"{spec.Name}: with clean = corrupted nothing can be normalised, got {v}"));
+        }
+        // and with a real pair, the grid's baseline is the corrupted run and some cell moves it
+        var z = ActivationPatching.HeadOutputs(m, p, PatchMetric.LogitDiff);
+        Assert.Equal(mCorrupted, z.Corrupted);
+        Assert.Contains(z.Values, v => Math.Abs(v) > 1e-3);
+    }
+
+    private static List<int[]> Rows(int[] tokens, int T) => Enumerable.Range(0, tokens.Length / T).Select(b => tokens[(b * T)..((b + 1) * T)]).ToList();
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void AttributionIsExactWhereTheMetricIsLinearInTheActivation(bool attnOnly)
+    {
+        // no LayerNorm: logits = resid_final·W_U + b_U, so the logit difference is linear in the last resid_post and in the last
+        // branch added to it: attn_out of an attention-only model, mlp_out otherwise (attn_out then passes through the MLP)
+        var m = Model(attnOnly, norm: null);
+        var p = Prompts(m.Config);
+        int last = m.Config.NLayers - 1;
+        var specs = new List<PatchSpec> { new(PatchSite.ResidPost, PatchAxes.LayerPos), new(attnOnly ? PatchSite.AttnOut : PatchSite.MlpOut, PatchAxes.LayerPos) };
+        var attribution = AttributionPatching.Run(m, p, PatchMetric.LogitDiff, specs);
+        int checkedCells = 0;
+        foreach (var (spec, a) in specs.Zip(attribution))
+        {
+            var e = ActivationPatching.Run(m, p, PatchMetric.LogitDiff, spec);
+            Assert.Equal(e.Shape, a.Shape);
+            for (int t = 0; t < p.SeqLen; t++)
+            {
+                // Raw: the patched metric and corrupted + the first-order estimate, in logit units
+                Near(e.Raw[last * p.SeqLen + t], a.Raw[last * p.SeqLen + t], 2e-5, $"{spec.Name} layer {last} pos {t}");
+                checkedCells++;
+            }
+            // earlier layers go through attention, where the metric is not linear: there the two differ
+            if (spec.Site == PatchSite.ResidPost)
+                Assert.Contains(Enumerable.Range(0, p.SeqLen), t => Math.Abs(e.Raw[t] - a.Raw[t]) > 1e-3);
+        }
+        Assert.True(checkedCells >= 2 * p.SeqLen);
+        Assert.Contains(attribution[0].Values, v => Math.Abs(v) > 0.01);
+    }
+
+    [Theory]
+    [InlineData(false, "LN", PatchSite.ResidPre)]
+    [InlineData(false, "LN", PatchSite.Z)]
+    [InlineData(false, "LN", PatchSite.Q)]
+    [InlineData(true, "LN", PatchSite.K)]
+    [InlineData(false, null, PatchSite.V)]
+    [InlineData(true, null, PatchSite.Pattern)]
+    [InlineData(false, "LN", PatchSite.MlpOut)]
+    public void AttributionIsTheDerivativeOfPatching(bool attnOnly, string? norm, PatchSite site)
+    {
+        // patching a + ε·(clean − a) instead of clean: (m(ε) − m(−ε))/2ε → Σ (clean − a)·∂m/∂a, the attribution estimate
+        var m = Model(attnOnly, norm);
+        var p = Prompts(m.Config);
+        var c = m.Config;
+        var spec = new PatchSpec(site, PatchSpec.IsResidualSite(site) ? PatchAxes.LayerPos : PatchAxes.LayerHead);
+        var a = AttributionPatching.Run(m, p, PatchMetric.AnswerLoss, [spec])[0];
+        var names = Enumerable.Range(0, c.NLayers).Select(spec.HookName).ToHashSet();
+        var clean = m.RunWithCache(p.Clean, p.Batch, p.SeqLen, names.Contains);
+        var corrupted = m.RunWithCache(p.Corrupted, p.Batch, p.SeqLen, names.Contains);
+        const float eps = 1e-2f;
+        ActivationCache Towards(float e)
+        {
+            var cache = new ActivationCache();
+            foreach (var n in names)
+            {
+                var x0 = corrupted[n].Span; var x1 = clean[n].Span;
+                var v = new float[x0.Length];
+                for (int i = 0; i < v.Length; i++) v[i] = x0[i] + e * (x1[i] - x0[i]);
+                cache.Add(new Tensors.Tensor(n, v, 0, corrupted[n].Shape));
+            }
+            return cache;
+        }
+        var plus = Towards(eps);
+        var minus = Towards(-eps);
+        double worst = 0, scale = 0;
+        for (int i = 0; i < a.Values.Length; i++)
+        {
+            var cell = ActivationPatching.CellOf(spec, a.Shape, i);
+            double fd = (ActivationPatching.Patched(m, p, PatchMetric.AnswerLoss, plus, [cell]) - ActivationPatching.Patched(m, p, PatchMetric.AnswerLoss, minus, [cell])) / (2 * eps);
+            double est = a.Raw[i] - a.Corrupted;
+            worst = Math.Max(worst, Math.Abs(fd - est));
+            scale = Math.Max(scale, Math.Abs(est));
+        }
+        Assert.True(scale > 1e-3, $"{spec.Name}: every estimate is ~0 ({scale:G3}), so the comparison says nothing");
+        Assert.True(worst <= 2e-3 + 0.01 * scale, $"{spec.Name}: attribution differs from the central difference by {worst:G3} (largest estimate {scale:G3})");
+    }
+
+    [Theory]
+    [InlineData(false, "LN")]
+    [InlineData(true, null)]
+    [InlineData(false, "LNPre")]
+    public void PathPatchingFromEverythingUpstreamIsActivationPatchingOfTheInput(bool attnOnly, string? norm)
+    {
+        var m = Model(attnOnly, norm, layers: 3);
+        var p = Prompts(m.Config);
+        var c = m.Config;
+        foreach (int layer in new[] { 0, 2 })
+        {
+            // every component that writes into the receiver's resid_pre: the embeddings, each head and each MLP below it
+            var senders = new List<PathSender> { PathSender.Embeddings };
+            for (int l = 0; l < layer; l++)
+            {
+                for (int h = 0; h < c.NHeads; h++) senders.Add(PathSender.OfHead(l, h));
+                if (c.HasMlp) senders.Add(PathSender.OfMlp(l));
+            }
+            foreach (var (input, site) in new[] { (PathInput.Q, PatchSite.Q), (PathInput.K, PatchSite.K), (PathInput.V, PatchSite.V) })
+            {
+                var direct = ActivationPatching.Run(m, p, PatchMetric.LogitDiff, new PatchSpec(site, PatchAxes.LayerHead));
+                for (int h = 0; h < c.NHeads; h++)
+                {
+                    double path = PathPatching.Effect(m, p, PatchMetric.LogitDiff, senders, layer, h, input);
+                    Near(direct[layer, h], path, 1e-6, $"L{layer}H{h}.{input}");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void PathPatchingOneSenderSeesOnlyItsDirectPath()
+    {
+        // attention-only, no LayerNorm, 2 layers: the receiver's v is linear in resid_pre₁ = embed + pos + Σ_h result₀,h + b_O, so patching
+        // one head's z through v alone moves v by exactly (z_clean − z_corrupted)·W_O·W_V; check it against that, computed by hand
+        var m = Model(attnOnly: true, norm: null);
+        var p = Prompts(m.Config);
+        var c = m.Config;
+        int B = p.Batch, T = p.SeqLen, D = c.DModel, H = c.NHeads, dh = c.DHead;
+        var clean = m.RunWithCache(p.Clean, B, T, n => n == "blocks.0.attn.hook_z");
+        var corrupted = m.RunWithCache(p.Corrupted, B, T, n => n is "blocks.0.attn.hook_z" or "blocks.1.attn.hook_v");
+        var wO = m.Params["blocks.0.attn.W_O"].Span; var wV = m.Params["blocks.1.attn.W_V"].Span;
+        const int sender = 1, receiver = 0;
+        var v = corrupted["blocks.1.attn.hook_v"].Span.ToArray();
+        var z1 = clean["blocks.0.attn.hook_z"].Span; var z0 = corrupted["blocks.0.attn.hook_z"].Span;
+        for (int n = 0; n < B * T; n++)
+            for (int e = 0; e < dh; e++)
+            {
+                double dv = 0;
+                for (int d = 0; d < D; d++)
+                {
+                    double dr = 0;
+                    for (int f = 0; f < dh; f++) dr += ((double)z1[(n * H + sender) * dh + f] - z0[(n * H + sender) * dh + f]) * wO[(sender * dh + f) * D + d];
+                    dv += dr * wV[(receiver * D + d) * dh + e];
+                }
+                v[(n * H + receiver) * dh + e] += (float)dv;
+            }
+        var byHand = new ActivationCache();
+        byHand.Add(new Tensors.Tensor("blocks.1.attn.hook_v", v, 0, corrupted["blocks.1.attn.hook_v"].Shape));
+        double expected = PatchGrid.Normalise(ActivationPatching.Patched(m, p, PatchMetric.LogitDiff, byHand, [new PatchCell(PatchSite.V, 1, receiver)]),
+            ActivationPatching.Metric(m, p.Clean, p, PatchMetric.LogitDiff), ActivationPatching.Metric(m, p.Corrupted, p, PatchMetric.LogitDiff));
+        var grid = PathPatching.Senders(m, p, PatchMetric.LogitDiff, 1, receiver, PathInput.V);
+        Near(expected, grid[0, sender], 1e-4, "L0H1 → L1H0.v");
+        Assert.True(Math.Abs(expected) > 1e-3, "the path has no effect, so the test says nothing");
+        Assert.True(double.IsNaN(grid[1, 0]), "a head in the receiver's layer cannot send to it");
+    }
+
+    [Theory, MemberData(nameof(Configs))]
+    public void DirectLogitAttributionSumsToTheLogitDifference(bool attnOnly, string? norm, string pos)
+    {
+        var m = Model(attnOnly, norm, pos);
+        var p = Prompts(m.Config);
+        var r = DirectLogitAttribution.Run(m, p);
+        Assert.Equal(ActivationPatching.Metric(m, p.Clean, p, PatchMetric.LogitDiff), r.LogitDiff);
+        Near(r.LogitDiff, r.Sum, norm == null ? 1e-4 : 1e-4, "Σ parts");
+        int expectedParts = 1 + (pos == "shortformer" ? 0 : 1) + m.Config.NLayers * (m.Config.NHeads + 1 + (attnOnly ? 0 : 1)) + 1;
+        Assert.Equal(expectedParts, r.Parts.Count);
+        Assert.Contains(r.Parts, x => x.Head >= 0 && Math.Abs(x.Value) > 1e-3);
+    }
+
+    [Fact]
+    public void DirectLogitAttributionOfAHeadIsItsResultThroughTheFrozenLayerNorm()
+    {
+        // with LayerNorm: head L1H1's part, computed here from hook_result and ln_final's mean and 1/σ by hand
+        var m = Model(attnOnly: true);
+        var p = Prompts(m.Config);
+        var c = m.Config;
+        int D = c.DModel, H = c.NHeads, V = c.DVocab, T = p.SeqLen;
+        var cache = m.RunWithCache(p.Clean, p.Batch, T, n => n == "blocks.1.attn.hook_result");
+        var rstd = m.Cache!.LnFinalRstd!.Span.ToArray();
+        var result = cache["blocks.1.attn.hook_result"].Span;
+        var w = m.Params["ln_final.w"].Span; var wU = m.Params["unembed.W_U"].Span;
+        double sum = 0;
+        for (int b = 0; b < p.Batch; b++)
+            foreach (var t in p.Targets[b])
+            {
+                int n = b * T + t.Position;
+                var x = result.Slice((n * H + 1) * D, D);
+                double mean = 0; foreach (float v in x) mean += v; mean /= D;
+                for (int d = 0; d < D; d++) sum += (x[d] - mean) * rstd[n] * w[d] * (wU[d * V + t.Answer] - wU[d * V + t.Wrong]);
+            }
+        Near(sum / p.TargetCount, DirectLogitAttribution.Run(m, p).Parts.Single(x => x.Name == "L1H1").Value, 1e-5, "L1H1");
+    }
+
+    [Theory, MemberData(nameof(Configs))]
+    public void TheLogitLensOfTheFinalStreamIsTheModel(bool attnOnly, string? norm, string pos)
+    {
+        var m = Model(attnOnly, norm, pos);
+        var p = Prompts(m.Config);
+        var lens = LogitLens.Run(m, p);
+        Assert.Equal(m.Config.NLayers + 1, lens.Count);
+        Near(ActivationPatching.Metric(m, p.Clean, p, PatchMetric.LogitDiff), lens[^1].LogitDiff, 1e-6, "logit diff");
+        Near(ActivationPatching.Metric(m, p.Clean, p, PatchMetric.AnswerLoss), lens[^1].TargetLoss, 1e-6, "answer loss");
+        // the sequence loss is the model's own next-token loss over the prompt
+        var targets = new int[p.Clean.Length];
+        for (int b = 0; b < p.Batch; b++)
+            for (int t = 0; t + 1 < p.SeqLen; t++) targets[b * p.SeqLen + t] = p.Clean[b * p.SeqLen + t + 1];
+        m.Forward(p.Clean, targets, p.Batch, p.SeqLen);
+        double seq = 0;
+        for (int b = 0; b < p.Batch; b++) for (int t = 0; t + 1 < p.SeqLen; t++) seq += m.Losses[b * p.SeqLen + t];
+        Near(seq / (p.Batch * (p.SeqLen - 1)), lens[^1].SequenceLoss, 1e-5, "sequence loss");
+        Assert.NotEqual(lens[0].LogitDiff, lens[^1].LogitDiff);
+    }
+
+    [Fact]
+    public void MetricGradientsAreTheirFiniteDifferences()
+    {
+        var c = Model().Config;
+        var p = Prompts(c);
+        int V = c.DVocab;
+        var rng = new Rng(4);
+        var logits = new float[p.Batch * p.SeqLen * V];
+        for (int i = 0; i < logits.Length; i++) logits[i] = (float)(2 * rng.NextNormal());
+        foreach (var metric in new[] { PatchMetric.LogitDiff, PatchMetric.AnswerLoss })
+        {
+            var g = new float[logits.Length];
+            metric.Gradient(logits, p, V, g);
+            Assert.Contains(g, x => x != 0);
+            for (int i = 0; i < logits.Length; i += 7)
+            {
+                float x = logits[i];
+                logits[i] = x + 1e-2f; double up = metric.Value(logits, p, V);
+                logits[i] = x - 1e-2f; double down = metric.Value(logits, p, V);
+                logits[i] = x;
+                Near((up - down) / 2e-2, g[i], 1e-3, $"{metric.Name} ∂/∂logits[{i}]");
+            }
+        }
+    }
+
+    [Fact]
+    public void InductionPairsBreakTheRepeatAndNothingElse()
+    {
+        var p = PatchPrompts.Induction(vocab: 64, batch: 8, half: 10, seed: 2);
+        Assert.Equal((8, 20), (p.Batch, p.SeqLen));
+        for (int b = 0; b < p.Batch; b++)
+        {
+            var x = p.Clean.AsSpan(b * 20, 20); var y = p.Corrupted.AsSpan(b * 20, 20);
+            Assert.True(x[..10].SequenceEqual(x[10..]), "the clean prompt repeats its first half");
+            Assert.True(y[10..].SequenceEqual(x[10..]), "the second halves are the same tokens");
+            Assert.Empty(y[..10].ToArray().Intersect(x[..10].ToArray()));
+            Assert.Equal(9, p.Targets[b].Length);
+            for (int i = 0; i < 9; i++) Assert.Equal(new PatchTarget(10 + i, x[i + 1], y[i + 1]), p.Targets[b][i]);
+        }
+    }
+
+    [Fact]
+    public void BadInputIsOneLineNamingTheFix()
+    {
+        var m = Model();
+        var c = m.Config;
+        var e = Assert.Throws<UserError>(() => PatchPrompts.Single([1, 2, 3], [1, 2], 4, 5, c.DVocab, c.NCtx, "t"));
+        Assert.Equal("the clean prompt is 3 tokens and the corrupted one 2: patching copies activations position by position, so make both the same number of tokens", e.Message);
+        Assert.Contains("unknown patching site 'resid'", Assert.Throws<UserError>(() => PatchSpec.ParseSite("resid")).Message);
+        Assert.Contains("outside the vocabulary", Assert.Throws<UserError>(() => PatchPrompts.Single([1, 2], [1, 3], 99, 5, c.DVocab, c.NCtx, "t")).Message);
+        var p = Prompts(c);
+        Assert.Contains("receiver L2H0 does not exist", Assert.Throws<UserError>(() => PathPatching.Senders(m, p, PatchMetric.LogitDiff, 2, 0, PathInput.K)).Message);
+        Assert.Contains("is not below the receiver", Assert.Throws<UserError>(() =>
+            PathPatching.Effect(m, p, PatchMetric.LogitDiff, [PathSender.OfHead(1, 0)], 1, 1, PathInput.Q)).Message);
+        Assert.Contains("attention-only", Assert.Throws<UserError>(() =>
+            ActivationPatching.MlpOut(Model(attnOnly: true), p, PatchMetric.LogitDiff)).Message);
+        var tooLong = PatchPrompts.Induction(c.DVocab, 1, 7, 1); // 14 tokens, n_ctx 12
+        Assert.Contains("n_ctx = 12", Assert.Throws<UserError>(() => ActivationPatching.ResidPre(m, tooLong, PatchMetric.LogitDiff)).Message);
+        Assert.Contains("unknown metric", Assert.Throws<UserError>(() => PatchMetric.Named("kl")).Message);
+    }
+}
