@@ -313,6 +313,39 @@ public class PatchingTests
     }
 
     [Fact]
+    public void NoisingIsDenoisingWithTheRunsSwapped()
+    {
+        var m = Model();
+        var p = Prompts(m.Config);
+        var n = p.Swapped();
+        var z = ActivationPatching.HeadOutputs(m, p, PatchMetric.LogitDiff);
+        var zn = ActivationPatching.HeadOutputs(m, n, PatchMetric.LogitDiff);
+        // the baselines trade places; a cell of the noising grid is the clean run with one head's corrupted output
+        Assert.Equal((z.Clean, z.Corrupted), (zn.Corrupted, zn.Clean));
+        var corrupted = m.RunWithCache(p.Corrupted, p.Batch, p.SeqLen, s => s.EndsWith("hook_z", StringComparison.Ordinal));
+        double direct = ActivationPatching.Patched(m, n, PatchMetric.LogitDiff, corrupted, [new PatchCell(PatchSite.Z, 1, Head: 1)]);
+        Near(direct, zn.Raw[m.Config.NHeads + 1], 1e-12, "L1H1 noised");
+        Near((direct - z.Clean) / (z.Corrupted - z.Clean), zn[1, 1], 1e-9, "normalised so that 0 is the clean run, 1 the corrupted");
+    }
+
+    [Fact]
+    public void SaturationIsTheLargestAttentionProbabilityAtTheTargets()
+    {
+        var m = Model();
+        var p = Prompts(m.Config);
+        var s = PatchingAnalysis.Saturation(m, p);
+        var cache = m.RunWithCache(p.Corrupted, p.Batch, p.SeqLen, n => n == "blocks.1.attn.hook_pattern");
+        var a = cache["blocks.1.attn.hook_pattern"];
+        int T = p.SeqLen, H = m.Config.NHeads;
+        double sum = 0;
+        for (int b = 0; b < p.Batch; b++)
+            foreach (var t in p.Targets[b])
+                sum += Enumerable.Range(0, t.Position + 1).Max(k => a[((b * H + 1) * T + t.Position) * T + k]);
+        Near(sum / p.TargetCount, s[H + 1], 1e-6, "L1H1");
+        Assert.All(s, v => Assert.InRange(v, 1.0 / T, 1.0));
+    }
+
+    [Fact]
     public void BadInputIsOneLineNamingTheFix()
     {
         var m = Model();

@@ -71,6 +71,13 @@ public sealed class PatchPrompts
         return new PatchPrompts(c, x, targets.Select(t => t.ToArray()).ToArray(), B, T, description);
     }
 
+    /// <summary>
+    /// The noising experiment as a denoising one: the corrupted prompts patched with activations of the clean run become
+    /// the clean prompts patched with the corrupted run's, same targets. Grids then read 0 = the clean run, 1 = the
+    /// corrupted one: the share of the damage one site carries (TransformerLens's and ARENA's "noising").
+    /// </summary>
+    public PatchPrompts Swapped() => new(Corrupted, Clean, Targets, Batch, SeqLen, "noising: " + Description);
+
     /// <summary>One pair whose metric reads the last position: answer against wrong as the next token.</summary>
     public static PatchPrompts Single(int[] clean, int[] corrupted, int answer, int wrong, int vocab, int nCtx, string description) =>
         Create([clean], [corrupted], [[new PatchTarget(clean.Length - 1, answer, wrong)]], vocab, nCtx, description);

@@ -19,18 +19,26 @@ public sealed record PatchingOptions
     public Action<int, int, string>? Progress { get; init; }
 }
 
-/// <summary>Exact and attribution patching of one grid side by side: their Pearson correlation over the cells, the largest gap, and the time each took.</summary>
-public sealed record PatchComparison(string Name, double Correlation, double MaxAbsDifference, double ExactSeconds, double AttributionSeconds);
+/// <summary>
+/// Exact and attribution patching of one grid side by side: their Pearson correlation over the cells, the largest gap
+/// and the cell where it is (indices along the grid's axes), and the time each took.
+/// </summary>
+public sealed record PatchComparison(string Name, double Correlation, double MaxAbsDifference, int[] WorstCell, double ExactSeconds, double AttributionSeconds);
 
 /// <summary>Path patching into one input of one receiving head, from each head below it as the only sender.</summary>
 public sealed record PathPatchResult(int ReceiverLayer, int ReceiverHead, PathInput Input, PatchGrid Grid);
 
-/// <summary>Everything one patching run measured. Attribution's seconds cover all its grids (one forward and backward).</summary>
+/// <summary>
+/// Everything one patching run measured. Attribution's seconds cover all its grids (one forward and backward).
+/// Saturation [layer, head] is each head's mean largest attention probability over the targets' query positions in
+/// the corrupted run, where attribution takes its gradient: near 1 the softmax is saturated, its gradient near 0, and
+/// attribution through that head's q, k and pattern underestimates what patching does.
+/// </summary>
 public sealed record PatchingResult(
     ModelConfig Config, PatchPrompts Prompts, string Metric, double Clean, double Corrupted,
     IReadOnlyList<PatchGrid> Exact, IReadOnlyList<PatchGrid> Attribution, IReadOnlyList<PatchComparison> Comparisons,
     IReadOnlyList<PathPatchResult> Paths, IReadOnlyList<LogitLensLayer> LogitLens, IReadOnlyList<LogitLensLayer> CorruptedLogitLens,
-    DirectLogitAttributionResult DirectLogitAttribution, double ExactSeconds, double AttributionSeconds, double PathSeconds, double Seconds);
+    DirectLogitAttributionResult DirectLogitAttribution, double[] Saturation, double ExactSeconds, double AttributionSeconds, double PathSeconds, double Seconds);
 
 /// <summary>
 /// The patching report's analyses in one call: exact and attribution patching of every grid, their agreement,
@@ -75,7 +83,11 @@ public static class PatchingAnalysis
         var comparisons = new List<PatchComparison>();
         foreach (var e in exact)
             if (attribution.FirstOrDefault(a => a.Name == e.Name) is { } a)
-                comparisons.Add(new PatchComparison(e.Name, Pearson(e.Values, a.Values), MaxAbsDifference(e.Values, a.Values), e.Seconds, attributionSeconds));
+            {
+                int worst = WorstCell(e.Values, a.Values);
+                comparisons.Add(new PatchComparison(e.Name, Pearson(e.Values, a.Values), worst < 0 ? double.NaN : Math.Abs(e.Values[worst] - a.Values[worst]),
+                    worst < 0 ? [] : e.Index(worst), e.Seconds, attributionSeconds));
+            }
 
         var receivers = o.Receivers ?? AutoPick(c, exact.Concat(attribution).FirstOrDefault(g => g.Name == "z"), o.AutoReceivers);
         var paths = new List<PathPatchResult>();
@@ -95,7 +107,7 @@ public static class PatchingAnalysis
         var lens = LogitLens.Run(m, p);
         var lensCorrupted = LogitLens.Run(m, p, corrupted: true);
         var dla = DirectLogitAttribution.Run(m, p);
-        return new PatchingResult(c, p, metric.Name, clean, corrupted, exact, attribution, comparisons, paths, lens, lensCorrupted, dla,
+        return new PatchingResult(c, p, metric.Name, clean, corrupted, exact, attribution, comparisons, paths, lens, lensCorrupted, dla, Saturation(m, p),
             exactSeconds, attributionSeconds, pathSeconds, clock.Elapsed.TotalSeconds);
     }
 
@@ -124,10 +136,39 @@ public static class PatchingAnalysis
         return cxx == 0 || cyy == 0 ? double.NaN : cxy / Math.Sqrt(cxx * cyy);
     }
 
-    private static double MaxAbsDifference(double[] a, double[] b)
+    /// <summary>The cell where exact and attribution differ most (−1 when no cell is finite in both).</summary>
+    private static int WorstCell(double[] a, double[] b)
     {
-        double m = 0;
-        for (int i = 0; i < a.Length; i++) if (double.IsFinite(a[i]) && double.IsFinite(b[i])) m = Math.Max(m, Math.Abs(a[i] - b[i]));
-        return m;
+        int worst = -1;
+        for (int i = 0; i < a.Length; i++)
+            if (double.IsFinite(a[i]) && double.IsFinite(b[i]) && (worst < 0 || Math.Abs(a[i] - b[i]) > Math.Abs(a[worst] - b[worst]))) worst = i;
+        return worst;
+    }
+
+    /// <summary>Per head [layer, head]: the mean over rows and target positions of max_key pattern[query, key] in the corrupted run.</summary>
+    public static double[] Saturation(GptModel m, PatchPrompts p)
+    {
+        var c = m.Config;
+        int B = p.Batch, T = p.SeqLen, H = c.NHeads;
+        var cache = m.RunWithCache(p.Corrupted, B, T, n => n.EndsWith(".attn.hook_pattern", StringComparison.Ordinal));
+        var s = new double[c.NLayers * H];
+        for (int l = 0; l < c.NLayers; l++)
+        {
+            var a = cache[$"blocks.{l}.attn.hook_pattern"].Span;
+            for (int h = 0; h < H; h++)
+            {
+                double sum = 0;
+                for (int b = 0; b < B; b++)
+                    foreach (var t in p.Targets[b])
+                    {
+                        var row = a.Slice(((b * H + h) * T + t.Position) * T, t.Position + 1);
+                        float max = 0;
+                        foreach (float v in row) max = Math.Max(max, v);
+                        sum += max;
+                    }
+                s[l * H + h] = sum / p.TargetCount;
+            }
+        }
+        return s;
     }
 }
