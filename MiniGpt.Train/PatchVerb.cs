@@ -78,7 +78,7 @@ public static class PatchVerb
         var tokenizer = loaded.TokenizerJson is { } tj ? Tokenizers.FromJson(tj) : null;
         var inputs = new PatchInputs(tokenizer, c);
         var prompts = Prompts(o, inputs, c, ckpt);
-        if (o.Get(Noising)) prompts = Swapped(prompts, c);
+        if (o.Get(Noising)) prompts = PatchInputs.Swapped(prompts, c);
         var specs = siteNames?.Select(n => Spec(n).Validate(c)).ToList();
         if (parsedReceivers != null)
             foreach (var (l, h) in parsedReceivers)
@@ -95,24 +95,24 @@ public static class PatchVerb
             Specs = specs, Metric = o.Get(Metric), Exact = exact, Attribution = attribution,
             Receivers = parsedReceivers, AutoReceivers = receivers == "none" ? 0 : 2,
         };
-        Report(stdout, ckpt, model, prompts, inputs.Text, options, dir, o.Get(Json), clock);
+        Report(stdout, ckpt, model, prompts, inputs.Text, options, dir, o.Get(Json), clock, o.Get(Noising));
         return 0;
     }
 
     /// <summary>Runs the analyses with a live bar in a terminal, writes the report and prints the summary (or patch.json).</summary>
     internal static void Report(TextWriter stdout, string ckpt, GptModel model, PatchPrompts prompts, TokenText text, PatchingOptions options,
-        string dir, bool json, Stopwatch clock)
+        string dir, bool json, Stopwatch clock, bool noising = false)
     {
         var (result, written) = ProgressView.Run(stdout, "patch", sink =>
         {
             var r = PatchingAnalysis.Run(model, prompts, options with { Progress = (done, total, stage) => sink.Report(done, total, stage) });
             sink.Report(1, 1, "plots");
-            return (r, PatchReport.Write(r, ckpt, text, dir));
+            return (r, PatchReport.Write(r, ckpt, text, dir, noising));
         });
         if (json) stdout.WriteLine(written.Json);
         else
         {
-            stdout.Write(PatchSummary.Format(result, text));
+            stdout.Write(PatchSummary.Format(result, text, noising));
             stdout.WriteLine($"wrote {written.JsonPath}, {written.Plots} plots and {written.HtmlPath} in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
         }
     }
@@ -141,19 +141,6 @@ public static class PatchVerb
         int half = o.Get(Half) ?? c.NCtx / 2;
         if (2 * half > c.NCtx) throw new UserError($"--half {half}: an induction pair is 2 × {half} tokens but the model reads at most n_ctx = {c.NCtx}: use --half ≤ {c.NCtx / 2}");
         return PatchPrompts.Induction(c.DVocab, o.Get(Batch), half, o.Get(Seed));
-    }
-
-    /// <summary>
-    /// The noising experiment as a denoising one (the library's convention): the corrupted prompts become the
-    /// run that is patched into and the clean ones the source, the targets kept, so 0 is the clean run and 1
-    /// the corrupted one, and a cell near 1 is a site whose corruption alone breaks the behaviour.
-    /// </summary>
-    private static PatchPrompts Swapped(PatchPrompts p, ModelConfig c)
-    {
-        int T = p.SeqLen;
-        var rows = Enumerable.Range(0, p.Batch);
-        return PatchPrompts.Create(rows.Select(b => p.Corrupted.AsSpan(b * T, T).ToArray()).ToList(), rows.Select(b => p.Clean.AsSpan(b * T, T).ToArray()).ToList(),
-            p.Targets, c.DVocab, c.NCtx, p.Description + "; noising: the corrupted prompts' activations patched into the clean run");
     }
 
     /// <summary>"resid_pre,z" → the names, checked against the known grids (a UsageError for an unknown one).</summary>

@@ -30,7 +30,8 @@ public static class HtmlReport
             .bar { display: inline-block; height: 10px; background: #c53030; vertical-align: middle; }
             """;
 
-    public static string Build(CircuitsResult r, IReadOnlyList<PlotImage> plots)
+    /// <param name="patchSection">the patching section (<see cref="PatchHtml.Section"/>), placed after the path expansion, when circuits patched the model.</param>
+    public static string Build(CircuitsResult r, IReadOnlyList<PlotImage> plots, string? patchSection = null)
     {
         var c = r.Config;
         var sb = new StringBuilder();
@@ -171,6 +172,8 @@ public static class HtmlReport
         }
         else
             sb.Append($"<p class=\"notes\">{E(r.Notes.FirstOrDefault(n => n.StartsWith("path expansion", StringComparison.Ordinal)) ?? "not available for this model")}.</p>\n");
+
+        if (patchSection != null) sb.Append(patchSection);
 
         sb.Append("<h2 id=\"geometry\">Geometry</h2>\n");
         foreach (var p in Plots("embedding_cosines")) Img(p);

@@ -12,7 +12,7 @@ namespace MiniGpt.Train.Report;
 /// </summary>
 public static class PatchHtml
 {
-    public static string Page(PatchingResult r, string checkpoint, TokenText text, IReadOnlyList<PlotImage> plots)
+    public static string Page(PatchingResult r, string checkpoint, TokenText text, IReadOnlyList<PlotImage> plots, bool noising = false)
     {
         string E(string s) => WebUtility.HtmlEncode(s);
         var sb = new StringBuilder();
@@ -20,13 +20,13 @@ public static class PatchHtml
           .Append("</title>\n<style>\n").Append(HtmlReport.Css).Append("\n</style></head><body>\n");
         sb.Append($"<h1>Patching {E(Path.GetFileName(checkpoint))}</h1>\n<p class=\"notes\">{E(Path.GetFullPath(checkpoint))} · " +
                   $"{r.Config.NLayers} layers × {r.Config.NHeads} heads · tokenizer: {E(text.TokenizerName ?? "none (token ids)")} · analysed in {r.Seconds:0.00} s</p>\n");
-        sb.Append(Section(r, text, plots, heading: 2));
+        sb.Append(Section(r, text, plots, heading: 2, noising: noising));
         sb.Append("</body></html>\n");
         return sb.ToString();
     }
 
     /// <summary>The section's HTML. heading is the level of its title (2 in patch.html and in report.html, whose sections are h2).</summary>
-    public static string Section(PatchingResult r, TokenText text, IReadOnlyList<PlotImage> plots, int heading = 2)
+    public static string Section(PatchingResult r, TokenText text, IReadOnlyList<PlotImage> plots, int heading = 2, bool noising = false)
     {
         var sb = new StringBuilder();
         var p = r.Prompts;
@@ -45,6 +45,9 @@ public static class PatchHtml
                   "Activation patching (denoising) copies one clean activation into the corrupted run; each cell is " +
                   "(m − m<sub>corrupted</sub>)/(m<sub>clean</sub> − m<sub>corrupted</sub>): 0 = the corrupted run, 1 = the clean run. " +
                   "Attribution patching estimates every cell at once as (a<sub>clean</sub> − a<sub>corrupted</sub>)·∂m/∂a at the corrupted run.</p>\n");
+        if (noising)
+            sb.Append("<p class=\"headline\">Noising: the prompts are swapped, so below “clean” is the corrupted prompts' run (the source of the patches) and “corrupted” the clean prompts' run " +
+                      "(the run patched into): a cell of 1 is a site whose corrupted value alone breaks the behaviour. The logit lens and direct logit attribution read the corrupted prompts.</p>\n");
         var clean0 = p.Clean.AsSpan(0, p.SeqLen);
         var corrupted0 = p.Corrupted.AsSpan(0, p.SeqLen);
         sb.Append($"<p class=\"notes\">Pair 0, clean:</p><p class=\"tokens\">{E(text.ShowAll(clean0))}</p>\n<p class=\"notes\">corrupted:</p><p class=\"tokens\">{E(text.ShowAll(corrupted0))}</p>\n");

@@ -11,7 +11,7 @@ namespace MiniGpt.Train.Report;
 /// </summary>
 public static class PatchJson
 {
-    public static JsonObject Build(PatchingResult r, string checkpoint, TokenText text, IReadOnlyList<PlotImage> plots)
+    public static JsonObject Build(PatchingResult r, string checkpoint, TokenText text, IReadOnlyList<PlotImage> plots, bool noising = false)
     {
         var p = r.Prompts;
         var c = r.Config;
@@ -39,6 +39,8 @@ public static class PatchJson
             ["config"] = JsonNode.Parse(c.ToJson()),
             ["tokenizer"] = text.TokenizerName,
             ["metric"] = r.Metric,
+            // noising: the pairs' prompts swapped, so "clean" below is the corrupted prompts' run (the patches' source)
+            ["direction"] = noising ? "noising" : "denoising",
             ["clean_metric"] = N(r.Clean),
             ["corrupted_metric"] = N(r.Corrupted),
             ["normalisation"] = "(m − corrupted_metric) / (clean_metric − corrupted_metric): 0 = corrupted run, 1 = clean run",

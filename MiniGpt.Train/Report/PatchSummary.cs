@@ -8,12 +8,14 @@ namespace MiniGpt.Train.Report;
 /// <summary>The patch verb's text summary: the baseline, each grid's strongest cells with attribution's agreement, the paths, the lens and DLA, the timings.</summary>
 public static class PatchSummary
 {
-    public static string Format(PatchingResult r, TokenText text)
+    public static string Format(PatchingResult r, TokenText text, bool noising = false)
     {
         var sb = new StringBuilder();
         string F(double x, string fmt = "0.000") => double.IsFinite(x) ? x.ToString(fmt, CultureInfo.InvariantCulture) : "–";
         sb.AppendLine($"pairs: {r.Prompts.Description}");
-        sb.AppendLine($"metric {r.Metric}: clean {F(r.Clean)}, corrupted {F(r.Corrupted)} (grids: 0 = corrupted, 1 = clean)");
+        sb.AppendLine(noising
+            ? $"noising: corrupted activations patched into the clean run; metric {r.Metric}: clean prompts {F(r.Corrupted)} (grids: 0), corrupted prompts {F(r.Clean)} (grids: 1)"
+            : $"metric {r.Metric}: clean {F(r.Clean)}, corrupted {F(r.Corrupted)} (grids: 0 = corrupted, 1 = clean)");
         var grids = r.Exact.Count > 0 ? r.Exact : r.Attribution;
         if (grids.Count > 0)
         {
