@@ -3,6 +3,7 @@ using System.Globalization;
 using MiniGpt.Checkpoints;
 using MiniGpt.Circuits;
 using MiniGpt.Data;
+using MiniGpt.Patching;
 using MiniGpt.Train.Progress;
 using MiniGpt.Train.Report;
 
@@ -27,10 +28,13 @@ public static class CircuitsVerb
         "evaluation batches, taken from the start of --data's windows as eval reads them (give the validation split, e.g. a prepared folder, for held-out text)", DefaultBatches)
         .Check(b => b is >= 1 and <= 10_000, "must be in [1, 10000]");
 
+    private static readonly Option<bool?> Patching = Option.OptionalFlag("patching",
+        "add noising activation, attribution and path patching of the induction pairs to the report (about a second; the patch verb does the full set)");
+
     internal static Options Declare() =>
         new Options("circuits", "circuits: detects previous-token, duplicate-token and induction heads, reads the OV/QK circuits, composition, in-context\n" +
                                 "loss and head ablations of a checkpoint; prints a summary and writes circuits.json, PNG plots and report.html.",
-            SharedOptions.Checkpoint, Data, Out, Json, Heads, BatchSize, Batches, SharedOptions.Threads);
+            SharedOptions.Checkpoint, Data, Out, Json, Heads, BatchSize, Batches, Patching, SharedOptions.Threads);
 
     public static int Run(string[] args, TextWriter stdout)
     {
@@ -58,7 +62,10 @@ public static class CircuitsVerb
         var data = LoadData(o.Get(Data), loaded, ckpt, batch, batches);
         string dir = o.Get(Out) ?? Checkpoint.Stem(ckpt) + ".circuits";
         if (File.Exists(dir)) throw new UserError($"--out '{dir}' is a file: give a folder for the report");
-        Report(stdout, ckpt, loaded, data, new CircuitsOptions { AttentionHeads = heads }, dir, o.Get(Json), clock);
+        bool applies = PatchInCircuits.Applies(c, loaded.TokenizerJson != null);
+        if (o.Get(Patching) == true && !applies)
+            throw new UserError($"--patching: circuits patches the induction pairs of a model without a tokenizer; for '{ckpt}' give the pairs to the patch verb");
+        Report(stdout, ckpt, loaded, data, new CircuitsOptions { AttentionHeads = heads }, dir, o.Get(Json), clock, patching: o.Get(Patching) ?? applies);
         return 0;
     }
 
@@ -74,15 +81,26 @@ public static class CircuitsVerb
     /// train --track-circuits calls this too, for the final model of a run folder.
     /// </summary>
     internal static void Report(TextWriter stdout, string ckpt, Checkpoint.Loaded loaded, EvalSet data, CircuitsOptions options,
-        string dir, bool json, Stopwatch clock)
+        string dir, bool json, Stopwatch clock, bool patching = false)
     {
         var (result, written) = ProgressView.Run(stdout, "circuits", sink =>
         {
-            const int stages = 7;
+            int stages = patching ? 8 : 7;
             int done = 0;
             var r = CircuitsAnalysis.Run(ckpt, loaded, data, options with { Stage = name => sink.Report(done++, stages, name) });
+            PatchingResult? patch = null;
+            if (patching)
+            {
+                var c = loaded.Model.Config;
+                int at = done++;
+                patch = PatchingAnalysis.Run(loaded.Model, PatchInCircuits.Prompts(c), new PatchingOptions
+                {
+                    Specs = PatchInCircuits.Specs(c),
+                    Progress = (d, t, stage) => { if (sink.WantsStatus) sink.Report(at + (double)d / Math.Max(1, t), stages, stage); },
+                });
+            }
             sink.Report(done, stages, "plots");
-            return (r, CircuitsReport.Write(r, dir, clock));
+            return (r, CircuitsReport.Write(r, dir, clock, patch));
         });
         if (json) stdout.WriteLine(written.Json);
         else

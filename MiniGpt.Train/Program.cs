@@ -20,6 +20,7 @@ namespace MiniGpt.Train
               eval     mean next-token loss of a checkpoint on a file, optionally its gradients
               sample   generate text from a checkpoint
               circuits find a checkpoint's heads and circuits: summary table, circuits.json, plots and report.html
+              patch    activation, attribution and path patching, logit lens and direct logit attribution: patch.json, heatmaps, patch.html
               bench    median time of a training step for a model shape, with tokens/s and model FLOP utilisation
 
             '<verb> --help' lists a verb's options and their defaults.
@@ -29,7 +30,7 @@ namespace MiniGpt.Train
         internal static readonly IReadOnlyList<(string Verb, Func<Options> Declare)> Verbs =
         [
             ("prepare", PrepareVerb.Declare), ("train", TrainVerb.Declare), ("eval", EvalVerb.Declare), ("sample", SampleVerb.Declare),
-            ("circuits", CircuitsVerb.Declare), ("bench", BenchVerb.Declare),
+            ("circuits", CircuitsVerb.Declare), ("patch", PatchVerb.Declare), ("bench", BenchVerb.Declare),
         ];
 
         public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
@@ -50,7 +51,8 @@ namespace MiniGpt.Train
                     "sample" => SampleVerb.Run(rest, stdout),
                     "bench" => BenchVerb.Run(rest, stdout),
                     "circuits" => CircuitsVerb.Run(rest, stdout),
-                    _ => throw new UsageError($"unknown verb '{args[0]}': use prepare, train, eval, sample, circuits or bench (see --help)"),
+                    "patch" => PatchVerb.Run(rest, stdout),
+                    _ => throw new UsageError($"unknown verb '{args[0]}': use prepare, train, eval, sample, circuits, patch or bench (see --help)"),
                 };
             }
             catch (UsageError e) { stderr.WriteLine($"error: {e.Message}"); return 2; }

@@ -14,18 +14,8 @@ namespace MiniGpt.Train.Report;
 /// </summary>
 public static class HtmlReport
 {
-    public static string Build(CircuitsResult r, IReadOnlyList<PlotImage> plots)
-    {
-        var c = r.Config;
-        var sb = new StringBuilder();
-        string E(string s) => WebUtility.HtmlEncode(s);
-        string F(double x, string fmt = "0.000") => double.IsFinite(x) ? x.ToString(fmt, CultureInfo.InvariantCulture) : "–";
-        void Img(PlotImage p, string cls = "plot") =>
-            sb.Append($"<figure class=\"{cls}\"><img alt=\"{E(p.Title)}\" src=\"data:image/png;base64,{Convert.ToBase64String(p.Png)}\"><figcaption><b>{E(p.Title)}</b>. {E(p.Caption)}</figcaption></figure>\n");
-        IEnumerable<PlotImage> Plots(string prefix) => plots.Where(p => p.FileName.StartsWith(prefix, StringComparison.Ordinal));
-
-        sb.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Circuits: ").Append(E(Path.GetFileName(r.Checkpoint))).Append("</title>\n<style>\n");
-        sb.Append("""
+    /// <summary>The report's stylesheet, shared with patch.html so a section looks the same in either page.</summary>
+    public const string Css = """
             body { font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1320px; color: #222; padding: 0 16px; }
             h1 { font-size: 26px; margin-bottom: 4px; } h2 { font-size: 20px; border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 32px; }
             table { border-collapse: collapse; margin: 8px 0; font-size: 14px; }
@@ -38,7 +28,21 @@ public static class HtmlReport
             figure.small figcaption { max-width: 310px; }
             code, .tokens { font-family: "DejaVu Sans Mono", monospace; } .tokens { background: #f7f7f7; padding: 6px 8px; border-radius: 4px; word-break: break-all; }
             .bar { display: inline-block; height: 10px; background: #c53030; vertical-align: middle; }
-            """);
+            """;
+
+    /// <param name="patchSection">the patching section (<see cref="PatchHtml.Section"/>), placed after the path expansion, when circuits patched the model.</param>
+    public static string Build(CircuitsResult r, IReadOnlyList<PlotImage> plots, string? patchSection = null)
+    {
+        var c = r.Config;
+        var sb = new StringBuilder();
+        string E(string s) => WebUtility.HtmlEncode(s);
+        string F(double x, string fmt = "0.000") => double.IsFinite(x) ? x.ToString(fmt, CultureInfo.InvariantCulture) : "–";
+        void Img(PlotImage p, string cls = "plot") =>
+            sb.Append($"<figure class=\"{cls}\"><img alt=\"{E(p.Title)}\" src=\"data:image/png;base64,{Convert.ToBase64String(p.Png)}\"><figcaption><b>{E(p.Title)}</b>. {E(p.Caption)}</figcaption></figure>\n");
+        IEnumerable<PlotImage> Plots(string prefix) => plots.Where(p => p.FileName.StartsWith(prefix, StringComparison.Ordinal));
+
+        sb.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Circuits: ").Append(E(Path.GetFileName(r.Checkpoint))).Append("</title>\n<style>\n");
+        sb.Append(Css);
         // one colour per role, in registry order
         var roles = r.ScoreSet.RoleScores.Select(x => x.Role!.Name).ToList();
         for (int i = 0; i < roles.Count; i++) sb.Append($".role.{RoleClass(roles[i])} {{ background: {RoleColours[i % RoleColours.Length]}; }}\n");
@@ -168,6 +172,8 @@ public static class HtmlReport
         }
         else
             sb.Append($"<p class=\"notes\">{E(r.Notes.FirstOrDefault(n => n.StartsWith("path expansion", StringComparison.Ordinal)) ?? "not available for this model")}.</p>\n");
+
+        if (patchSection != null) sb.Append(patchSection);
 
         sb.Append("<h2 id=\"geometry\">Geometry</h2>\n");
         foreach (var p in Plots("embedding_cosines")) Img(p);

@@ -1,0 +1,27 @@
+using MiniGpt.Data;
+using MiniGpt.Patching;
+
+namespace MiniGpt.Train.Report;
+
+/// <summary>The cells of a patching grid by name ("L1H2", "L0 pos 5 'x'", "L1H2 pos 17"), and the ones that matter most.</summary>
+public static class PatchCells
+{
+    /// <summary>A cell's name: its layer, head and position, a position with the clean prompt's token there (pair 0).</summary>
+    public static string Name(PatchGrid g, int cell, PatchPrompts p, TokenText text)
+    {
+        var ix = g.Index(cell);
+        string Pos(int t) => $"pos {t} '{text.Show(p.Clean[t])}'";
+        return g.Axes switch
+        {
+            ["layer", "pos"] => $"L{ix[0]} {Pos(ix[1])}",
+            ["layer", "head"] => $"L{ix[0]}H{ix[1]}",
+            _ => $"L{ix[0]}H{ix[1]} {Pos(ix[2])}",
+        };
+    }
+
+    /// <summary>The k cells of largest |value| (finite ones), largest first.</summary>
+    public static List<(string Name, double Value)> Top(PatchGrid g, PatchPrompts p, TokenText text, int k) =>
+        Enumerable.Range(0, g.Values.Length).Where(i => double.IsFinite(g.Values[i]))
+            .OrderByDescending(i => Math.Abs(g.Values[i])).Take(k)
+            .Select(i => (Name(g, i, p, text), g.Values[i])).ToList();
+}

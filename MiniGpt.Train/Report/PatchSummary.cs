@@ -1,0 +1,50 @@
+using System.Globalization;
+using System.Text;
+using MiniGpt.Data;
+using MiniGpt.Patching;
+
+namespace MiniGpt.Train.Report;
+
+/// <summary>The patch verb's text summary: the baseline, each grid's strongest cells with attribution's agreement, the paths, the lens and DLA, the timings.</summary>
+public static class PatchSummary
+{
+    public static string Format(PatchingResult r, TokenText text, bool noising = false)
+    {
+        var sb = new StringBuilder();
+        string F(double x, string fmt = "0.000") => double.IsFinite(x) ? x.ToString(fmt, CultureInfo.InvariantCulture) : "–";
+        sb.AppendLine($"pairs: {r.Prompts.Description}");
+        sb.AppendLine(noising
+            ? $"noising: corrupted activations patched into the clean run; metric {r.Metric}: clean prompts {F(r.Corrupted)} (grids: 0), corrupted prompts {F(r.Clean)} (grids: 1)"
+            : $"metric {r.Metric}: clean {F(r.Clean)}, corrupted {F(r.Corrupted)} (grids: 0 = corrupted, 1 = clean)");
+        var grids = r.Exact.Count > 0 ? r.Exact : r.Attribution;
+        if (grids.Count > 0)
+        {
+            sb.AppendLine();
+            sb.AppendLine($"{"grid",-10} {"cells",6} {"exact s",8} {"attr r",7}  {(r.Exact.Count > 0 ? "strongest cells (exact)" : "strongest cells (attribution)")}");
+            foreach (var g in grids)
+            {
+                var cmp = r.Comparisons.FirstOrDefault(x => x.Name == g.Name);
+                string top = string.Join(", ", PatchCells.Top(g, r.Prompts, text, 3).Select(x => $"{x.Name} {F(x.Value, "0.00")}"));
+                sb.AppendLine($"{g.Name,-10} {g.Values.Length,6} {(r.Exact.Count > 0 ? F(g.Seconds) : "–"),8} {(cmp != null ? F(cmp.Correlation) : "–"),7}  {top}");
+            }
+        }
+        foreach (var receiver in r.Paths.GroupBy(x => $"L{x.ReceiverLayer}H{x.ReceiverHead}"))
+        {
+            sb.Append($"path patching into {receiver.Key}:");
+            foreach (var x in receiver)
+            {
+                var best = PatchCells.Top(x.Grid, r.Prompts, text, 1);
+                sb.Append($"  {x.Input.ToString().ToLowerInvariant()} ← {(best.Count > 0 ? $"{best[0].Name} {F(best[0].Value, "0.00")}" : "–")}");
+            }
+            sb.AppendLine();
+        }
+        if (r.LogitLens.Count > 0)
+            sb.AppendLine("logit lens (logit diff clean/corrupted): " +
+                string.Join(", ", r.LogitLens.Zip(r.CorruptedLogitLens).Select(x => $"{PatchLensPlot.Short(x.First.Name)} {F(x.First.LogitDiff, "0.00")}/{F(x.Second.LogitDiff, "0.00")}")));
+        var dla = r.DirectLogitAttribution;
+        sb.AppendLine($"direct logit attribution (sum {F(dla.Sum)} of logit diff {F(dla.LogitDiff)}): " +
+            string.Join(", ", dla.Parts.OrderByDescending(x => Math.Abs(x.Value)).Take(4).Select(x => $"{x.Name} {F(x.Value, "+0.00;-0.00")}")));
+        sb.AppendLine($"times: exact {F(r.ExactSeconds, "0.00")} s, attribution {F(r.AttributionSeconds, "0.000")} s, path {F(r.PathSeconds, "0.00")} s, all {F(r.Seconds, "0.00")} s");
+        return sb.ToString();
+    }
+}
