@@ -15,6 +15,13 @@ public sealed record PatchingOptions
     /// <summary>Receiving heads for path patching; null: the <see cref="AutoReceivers"/> heads of layers ≥ 1 whose z patching matters most.</summary>
     public IReadOnlyList<(int Layer, int Head)>? Receivers { get; init; }
     public int AutoReceivers { get; init; } = 2;
+    /// <summary>
+    /// Noising instead of denoising: the grids and paths patch one corrupted activation into the clean run
+    /// (<see cref="PatchPrompts.Swapped"/>), so a cell reads 0 = the clean run, 1 = the corrupted run: the share of the
+    /// damage that one site carries alone (necessity), where denoising measures what one site restores (sufficiency).
+    /// The logit lens and direct logit attribution read the pairs as given either way.
+    /// </summary>
+    public bool Noising { get; init; }
     /// <summary>Called with (done, total, stage) as the cells are run, for a live bar.</summary>
     public Action<int, int, string>? Progress { get; init; }
 }
@@ -29,13 +36,15 @@ public sealed record PatchComparison(string Name, double Correlation, double Max
 public sealed record PathPatchResult(int ReceiverLayer, int ReceiverHead, PathInput Input, PatchGrid Grid);
 
 /// <summary>
-/// Everything one patching run measured. Attribution's seconds cover all its grids (one forward and backward).
+/// Everything one patching run measured. Prompts are the pairs as given and Clean/Corrupted their metrics; with Noising
+/// the grids were run on the swapped pairs, so a grid's own Clean is the corrupted prompts' run (the patches' source).
+/// Attribution's seconds cover all its grids (one forward and backward).
 /// Saturation [layer, head] is each head's mean largest attention probability over the targets' query positions in
-/// the corrupted run, where attribution takes its gradient: near 1 the softmax is saturated, its gradient near 0, and
+/// the run patched into, where attribution takes its gradient: near 1 the softmax is saturated, its gradient near 0, and
 /// attribution through that head's q, k and pattern underestimates what patching does.
 /// </summary>
 public sealed record PatchingResult(
-    ModelConfig Config, PatchPrompts Prompts, string Metric, double Clean, double Corrupted,
+    ModelConfig Config, PatchPrompts Prompts, bool Noising, string Metric, double Clean, double Corrupted,
     IReadOnlyList<PatchGrid> Exact, IReadOnlyList<PatchGrid> Attribution, IReadOnlyList<PatchComparison> Comparisons,
     IReadOnlyList<PathPatchResult> Paths, IReadOnlyList<LogitLensLayer> LogitLens, IReadOnlyList<LogitLensLayer> CorruptedLogitLens,
     DirectLogitAttributionResult DirectLogitAttribution, double[] Saturation, double ExactSeconds, double AttributionSeconds, double PathSeconds, double Seconds);
@@ -47,9 +56,10 @@ public sealed record PatchingResult(
 /// </summary>
 public static class PatchingAnalysis
 {
-    public static PatchingResult Run(GptModel m, PatchPrompts p, PatchingOptions? options = null)
+    public static PatchingResult Run(GptModel m, PatchPrompts pairs, PatchingOptions? options = null)
     {
         var o = options ?? new PatchingOptions();
+        var p = o.Noising ? pairs.Swapped() : pairs; // the grids' experiment: p.Clean is the patches' source, p.Corrupted the run patched into
         var c = m.Config;
         var clock = Stopwatch.StartNew();
         var metric = o.Metric;
@@ -104,10 +114,11 @@ public static class PatchingAnalysis
         double pathSeconds = pathClock.Elapsed.TotalSeconds;
 
         o.Progress?.Invoke(0, 1, "logit lens and direct logit attribution");
-        var lens = LogitLens.Run(m, p);
-        var lensCorrupted = LogitLens.Run(m, p, corrupted: true);
-        var dla = DirectLogitAttribution.Run(m, p);
-        return new PatchingResult(c, p, metric.Name, clean, corrupted, exact, attribution, comparisons, paths, lens, lensCorrupted, dla, Saturation(m, p),
+        var lens = LogitLens.Run(m, pairs);
+        var lensCorrupted = LogitLens.Run(m, pairs, corrupted: true);
+        var dla = DirectLogitAttribution.Run(m, pairs);
+        if (o.Noising) (clean, corrupted) = (corrupted, clean);
+        return new PatchingResult(c, pairs, o.Noising, metric.Name, clean, corrupted, exact, attribution, comparisons, paths, lens, lensCorrupted, dla, Saturation(m, p),
             exactSeconds, attributionSeconds, pathSeconds, clock.Elapsed.TotalSeconds);
     }
 
@@ -145,7 +156,7 @@ public static class PatchingAnalysis
         return worst;
     }
 
-    /// <summary>Per head [layer, head]: the mean over rows and target positions of max_key pattern[query, key] in the corrupted run.</summary>
+    /// <summary>Per head [layer, head]: the mean over rows and target positions of max_key pattern[query, key] in p's corrupted run (the run patched into).</summary>
     public static double[] Saturation(GptModel m, PatchPrompts p)
     {
         var c = m.Config;
