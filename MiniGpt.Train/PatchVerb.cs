@@ -21,7 +21,7 @@ public static class PatchVerb
         "induction without a tokenizer, else none");
     private static readonly Option<int> Batch = Option.Int("batch", "pairs of the induction task", 16).Check(b => b is >= 1 and <= 1024, "must be in [1, 1024]");
     private static readonly Option<int?> Half = Option.Of<int?>("half", "tokens of each half of an induction pair", null, "n_ctx/2",
-        (n, v) => Option.ParseInt(n, v)).Check(h => h is >= 2, "must be ≥ 2");
+        (n, v) => Option.ParseInt(n, v));
     private static readonly Option<ulong> Seed = Option.ULong("seed", "seed of the induction pairs", 1);
     private static readonly Option<string?> Clean = Option.OptionalText("clean", "the clean prompt: text in the checkpoint's tokenizer, or token ids \"3 17 5\" without one", "none");
     private static readonly Option<string?> Corrupt = Option.OptionalText("corrupt", "the corrupted prompt, the same number of tokens as --clean", "none");
@@ -30,9 +30,8 @@ public static class PatchVerb
     private static readonly Option<string?> Pairs = Option.OptionalText("pairs",
         "JSON lines of pairs, one per line: {\"clean\": \"…\" or [ids], \"corrupt\": …, \"answer\": \" x\" or id, \"wrong\": …, \"position\": -1 (optional: where the metric reads, from the end if negative)}",
         "none");
-    private static readonly Option<PatchMetric> Metric = Option.Of("metric", "logit_diff (answer − wrong logit) or answer_loss (−log p(answer))",
-        PatchMetric.LogitDiff, "logit_diff", (n, v) => v is "logit_diff" or "answer_loss" ? PatchMetric.Named(v)
-            : throw new UsageError($"--{n} '{v}' is not a metric: use logit_diff or answer_loss"));
+    // text, checked when the verb runs (as train's --optimizer): parsing only stores what was typed
+    private static readonly Option<string> Metric = Option.Text("metric", "logit_diff (answer − wrong logit) or answer_loss (−log p(answer))", "logit_diff");
     private static readonly Option<string?> Sites = Option.OptionalText("sites",
         "grids to patch, comma-separated: resid_pre, attn_out, mlp_out (layer × position), z (layer × head), z_by_pos (layer × head × position), q, k, v, pattern (layer × head)",
         "all that the model has");
@@ -78,7 +77,6 @@ public static class PatchVerb
         var tokenizer = loaded.TokenizerJson is { } tj ? Tokenizers.FromJson(tj) : null;
         var inputs = new PatchInputs(tokenizer, c);
         var prompts = Prompts(o, inputs, c, ckpt);
-        if (o.Get(Noising)) prompts = PatchInputs.Swapped(prompts, c);
         var specs = siteNames?.Select(n => Spec(n).Validate(c)).ToList();
         if (parsedReceivers != null)
             foreach (var (l, h) in parsedReceivers)
@@ -92,27 +90,27 @@ public static class PatchVerb
 
         var options = new PatchingOptions
         {
-            Specs = specs, Metric = o.Get(Metric), Exact = exact, Attribution = attribution,
-            Receivers = parsedReceivers, AutoReceivers = receivers == "none" ? 0 : 2,
+            Specs = specs, Metric = MetricNamed(o.Get(Metric)), Exact = exact, Attribution = attribution,
+            Receivers = parsedReceivers, AutoReceivers = receivers == "none" ? 0 : 2, Noising = o.Get(Noising),
         };
-        Report(stdout, ckpt, model, prompts, inputs.Text, options, dir, o.Get(Json), clock, o.Get(Noising));
+        Report(stdout, ckpt, model, prompts, inputs.Text, options, dir, o.Get(Json), clock);
         return 0;
     }
 
     /// <summary>Runs the analyses with a live bar in a terminal, writes the report and prints the summary (or patch.json).</summary>
     internal static void Report(TextWriter stdout, string ckpt, GptModel model, PatchPrompts prompts, TokenText text, PatchingOptions options,
-        string dir, bool json, Stopwatch clock, bool noising = false)
+        string dir, bool json, Stopwatch clock)
     {
         var (result, written) = ProgressView.Run(stdout, "patch", sink =>
         {
             var r = PatchingAnalysis.Run(model, prompts, options with { Progress = (done, total, stage) => sink.Report(done, total, stage) });
             sink.Report(1, 1, "plots");
-            return (r, PatchReport.Write(r, ckpt, text, dir, noising));
+            return (r, PatchReport.Write(r, ckpt, text, dir));
         });
         if (json) stdout.WriteLine(written.Json);
         else
         {
-            stdout.Write(PatchSummary.Format(result, text, noising));
+            stdout.Write(PatchSummary.Format(result, text));
             stdout.WriteLine($"wrote {written.JsonPath}, {written.Plots} plots and {written.HtmlPath} in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
         }
     }
@@ -139,6 +137,8 @@ public static class PatchVerb
         if (!o.Has(Task) && inputs.Text.HasTokenizer)
             throw new UsageError($"'{ckpt}' was trained on text: give --clean/--corrupt/--answer/--wrong, --pairs FILE, or --task induction");
         int half = o.Get(Half) ?? c.NCtx / 2;
+        // checked here, not at parse time: the lower bound matters only when the induction task runs
+        if (half < 2) throw new UserError($"--half {half}: an induction pair needs halves of at least 2 tokens (one to repeat, one to predict): use --half ≥ 2");
         if (2 * half > c.NCtx) throw new UserError($"--half {half}: an induction pair is 2 × {half} tokens but the model reads at most n_ctx = {c.NCtx}: use --half ≤ {c.NCtx / 2}");
         return PatchPrompts.Induction(c.DVocab, o.Get(Batch), half, o.Get(Seed));
     }
@@ -182,4 +182,7 @@ public static class PatchVerb
         if (list.Count == 0) throw new UsageError("--receivers is empty: give layer.head pairs such as 1.0, or auto, or none");
         return list;
     }
+
+    private static PatchMetric MetricNamed(string v) => v is "logit_diff" or "answer_loss" ? PatchMetric.Named(v)
+        : throw new UsageError($"--metric '{v}' is not a metric: use logit_diff or answer_loss");
 }
