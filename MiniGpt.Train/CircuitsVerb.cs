@@ -95,7 +95,7 @@ public static class CircuitsVerb
                 int at = done++;
                 patch = PatchingAnalysis.Run(loaded.Model, PatchInCircuits.Prompts(c), new PatchingOptions
                 {
-                    Specs = PatchInCircuits.Specs(c),
+                    Specs = PatchInCircuits.Specs(c), Noising = true,
                     Progress = (d, t, stage) => { if (sink.WantsStatus) sink.Report(at + (double)d / Math.Max(1, t), stages, stage); },
                 });
             }

@@ -106,19 +106,6 @@ public sealed class PatchInputs(ITokenizer? tokenizer, ModelConfig config)
         return PatchPrompts.Create(clean, corrupt, targets, config.DVocab, config.NCtx, $"{clean.Count} pairs from {name}");
     }
 
-    /// <summary>
-    /// The noising experiment as a denoising one (the library's convention): the corrupted prompts become the
-    /// run that is patched into and the clean ones the source, the targets kept, so 0 is the clean run and 1
-    /// the corrupted one, and a cell near 1 is a site whose corruption alone breaks the behaviour.
-    /// </summary>
-    public static PatchPrompts Swapped(PatchPrompts p, ModelConfig c)
-    {
-        int T = p.SeqLen;
-        var rows = Enumerable.Range(0, p.Batch);
-        return PatchPrompts.Create(rows.Select(b => p.Corrupted.AsSpan(b * T, T).ToArray()).ToList(), rows.Select(b => p.Clean.AsSpan(b * T, T).ToArray()).ToList(),
-            p.Targets, c.DVocab, c.NCtx, p.Description + "; noising: the corrupted prompts' activations patched into the clean run");
-    }
-
     private int[] PromptNode(JsonNode? n, string what) => n switch
     {
         null => throw new UserError($"{what} is missing: every line needs clean, corrupt, answer and wrong"),

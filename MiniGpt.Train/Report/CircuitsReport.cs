@@ -23,7 +23,7 @@ public static class CircuitsReport
         if (clock != null) r.Seconds = clock.Elapsed.TotalSeconds;
         var all = plots.Concat(patchPlots).ToList();
         var jsonObject = CircuitsJson.Build(r, all);
-        if (patch != null) jsonObject["patching"] = PatchJson.Build(patch, r.Checkpoint, r.Text, patchPlots, noising: true);
+        if (patch != null) jsonObject["patching"] = PatchJson.Build(patch, r.Checkpoint, r.Text, patchPlots);
         var json = CircuitsJson.ToJson(jsonObject);
         // plots of an earlier run (other heads drawn, other scores logged) would sit beside the new ones as if they belonged to them
         var current = plots.Select(p => p.FileName).ToHashSet();
@@ -34,7 +34,7 @@ public static class CircuitsReport
         string jsonPath = Path.Combine(dir, "circuits.json");
         File.WriteAllText(jsonPath, json + "\n");
         string html = Path.Combine(dir, "report.html");
-        File.WriteAllText(html, HtmlReport.Build(r, all, patch != null ? PatchHtml.Section(patch, r.Text, patchPlots, noising: true) : null));
+        File.WriteAllText(html, HtmlReport.Build(r, all, patch != null ? PatchHtml.Section(patch, r.Text, patchPlots) : null));
         return new Written(json, jsonPath, html, all.Count);
     }
 }

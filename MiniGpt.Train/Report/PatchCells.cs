@@ -7,9 +7,11 @@ namespace MiniGpt.Train.Report;
 public static class PatchCells
 {
     /// <summary>A cell's name: its layer, head and position, a position with the clean prompt's token there (pair 0).</summary>
-    public static string Name(PatchGrid g, int cell, PatchPrompts p, TokenText text)
+    public static string Name(PatchGrid g, int cell, PatchPrompts p, TokenText text) => Name(g, g.Index(cell), p, text);
+
+    /// <summary>The name of the cell at indices ix along the grid's axes.</summary>
+    public static string Name(PatchGrid g, int[] ix, PatchPrompts p, TokenText text)
     {
-        var ix = g.Index(cell);
         string Pos(int t) => $"pos {t} '{text.Show(p.Clean[t])}'";
         return g.Axes switch
         {
@@ -18,6 +20,9 @@ public static class PatchCells
             _ => $"L{ix[0]}H{ix[1]} {Pos(ix[2])}",
         };
     }
+
+    /// <summary>What a grid's 0 and 1 are: the run patched into and the run the patches come from.</summary>
+    public static string Scale(PatchingResult r) => r.Noising ? "0 = clean run, 1 = corrupted run" : "0 = corrupted run, 1 = clean run";
 
     /// <summary>The k cells of largest |value| (finite ones), largest first.</summary>
     public static List<(string Name, double Value)> Top(PatchGrid g, PatchPrompts p, TokenText text, int k) =>

@@ -12,7 +12,7 @@ namespace MiniGpt.Train.Report;
 /// </summary>
 public static class PatchHtml
 {
-    public static string Page(PatchingResult r, string checkpoint, TokenText text, IReadOnlyList<PlotImage> plots, bool noising = false)
+    public static string Page(PatchingResult r, string checkpoint, TokenText text, IReadOnlyList<PlotImage> plots)
     {
         string E(string s) => WebUtility.HtmlEncode(s);
         var sb = new StringBuilder();
@@ -20,13 +20,13 @@ public static class PatchHtml
           .Append("</title>\n<style>\n").Append(HtmlReport.Css).Append("\n</style></head><body>\n");
         sb.Append($"<h1>Patching {E(Path.GetFileName(checkpoint))}</h1>\n<p class=\"notes\">{E(Path.GetFullPath(checkpoint))} · " +
                   $"{r.Config.NLayers} layers × {r.Config.NHeads} heads · tokenizer: {E(text.TokenizerName ?? "none (token ids)")} · analysed in {r.Seconds:0.00} s</p>\n");
-        sb.Append(Section(r, text, plots, heading: 2, noising: noising));
+        sb.Append(Section(r, text, plots, heading: 2));
         sb.Append("</body></html>\n");
         return sb.ToString();
     }
 
     /// <summary>The section's HTML. heading is the level of its title (2 in patch.html and in report.html, whose sections are h2).</summary>
-    public static string Section(PatchingResult r, TokenText text, IReadOnlyList<PlotImage> plots, int heading = 2, bool noising = false)
+    public static string Section(PatchingResult r, TokenText text, IReadOnlyList<PlotImage> plots, int heading = 2)
     {
         var sb = new StringBuilder();
         var p = r.Prompts;
@@ -42,12 +42,14 @@ public static class PatchHtml
 
         sb.Append($"<{H(0)} id=\"patching\">Causal interventions: patching</{H(0)}>\n");
         sb.Append($"<p>Pairs: {E(p.Description)}; {p.TargetCount} targets. Metric <code>{E(r.Metric)}</code>: clean <b>{F(r.Clean)}</b>, corrupted <b>{F(r.Corrupted)}</b>. " +
-                  "Activation patching (denoising) copies one clean activation into the corrupted run; each cell is " +
-                  "(m − m<sub>corrupted</sub>)/(m<sub>clean</sub> − m<sub>corrupted</sub>): 0 = the corrupted run, 1 = the clean run. " +
-                  "Attribution patching estimates every cell at once as (a<sub>clean</sub> − a<sub>corrupted</sub>)·∂m/∂a at the corrupted run.</p>\n");
-        if (noising)
-            sb.Append("<p class=\"headline\">Noising: the prompts are swapped, so below “clean” is the corrupted prompts' run (the source of the patches) and “corrupted” the clean prompts' run " +
-                      "(the run patched into): a cell of 1 is a site whose corrupted value alone breaks the behaviour. The logit lens and direct logit attribution read the corrupted prompts.</p>\n");
+                  (r.Noising
+                      ? "Activation patching by <b>noising</b> copies one corrupted activation into the clean run; each cell is " +
+                        "(m − m<sub>clean</sub>)/(m<sub>corrupted</sub> − m<sub>clean</sub>): 0 = the clean run, 1 = the corrupted run, so a cell near 1 is a site " +
+                        "whose corruption alone breaks the behaviour (what the site is necessary for; denoising asks what it restores alone). " +
+                        "Attribution patching estimates every cell at once as (a<sub>corrupted</sub> − a<sub>clean</sub>)·∂m/∂a at the clean run.</p>\n"
+                      : "Activation patching by denoising copies one clean activation into the corrupted run; each cell is " +
+                        "(m − m<sub>corrupted</sub>)/(m<sub>clean</sub> − m<sub>corrupted</sub>): 0 = the corrupted run, 1 = the clean run. " +
+                        "Attribution patching estimates every cell at once as (a<sub>clean</sub> − a<sub>corrupted</sub>)·∂m/∂a at the corrupted run.</p>\n"));
         var clean0 = p.Clean.AsSpan(0, p.SeqLen);
         var corrupted0 = p.Corrupted.AsSpan(0, p.SeqLen);
         sb.Append($"<p class=\"notes\">Pair 0, clean:</p><p class=\"tokens\">{E(text.ShowAll(clean0))}</p>\n<p class=\"notes\">corrupted:</p><p class=\"tokens\">{E(text.ShowAll(corrupted0))}</p>\n");
@@ -58,17 +60,28 @@ public static class PatchHtml
         var grids = r.Exact.Count > 0 ? r.Exact : r.Attribution;
         if (grids.Count > 0)
         {
-            sb.Append($"<{H(1)}>Activation and attribution patching</{H(1)}>\n<table><tr><th class=\"l\">grid</th><th class=\"l\">cells</th><th>exact s</th><th>attribution r</th><th>largest gap</th><th class=\"l\">strongest cells</th></tr>\n");
+            sb.Append($"<{H(1)}>Activation and attribution patching</{H(1)}>\n<table><tr><th class=\"l\">grid</th><th class=\"l\">cells</th><th>exact s</th><th>attribution r</th><th>largest gap</th><th class=\"l\">at</th><th class=\"l\">strongest cells</th></tr>\n");
             foreach (var g in grids)
             {
                 var cmp = r.Comparisons.FirstOrDefault(x => x.Name == g.Name);
                 string top = string.Join(", ", PatchCells.Top(g, p, text, 3).Select(x => $"{x.Name} {F(x.Value, "0.00")}"));
                 sb.Append($"<tr><td class=\"l\"><b>{E(g.Name)}</b></td><td class=\"l\">{E(PatchPlots.Describe(g))}</td><td>{(r.Exact.Count > 0 ? F(g.Seconds) : "–")}</td>" +
-                          $"<td>{(cmp != null ? F(cmp.Correlation) : "–")}</td><td>{(cmp != null ? F(cmp.MaxAbsDifference) : "–")}</td><td class=\"l\">{E(top)}</td></tr>\n");
+                          $"<td>{(cmp != null ? F(cmp.Correlation) : "–")}</td><td>{(cmp != null ? F(cmp.MaxAbsDifference) : "–")}</td><td class=\"l\">{(cmp is { WorstCell.Length: > 0 } ? E(PatchCells.Name(g, cmp.WorstCell, p, text)) : "–")}</td><td class=\"l\">{E(top)}</td></tr>\n");
             }
             sb.Append($"</table>\n<p class=\"notes\">Exact patching took {F(r.ExactSeconds, "0.00")} s in all; attribution patching {F(r.AttributionSeconds, "0.000")} s for every grid " +
-                      "(one forward of the clean prompts, one forward and one backward of the corrupted). Attribution is exact where the metric is linear in the activation " +
+                      $"(one forward of the patches' source, one forward and one backward of the run patched into). Attribution is exact where the metric is linear in the activation " +
                       "and poor where a softmax between the site and the logits saturates: its gradient is then near 0 although patching moves it a long way.</p>\n");
+            sb.Append($"<p class=\"notes\">Attention saturation in the {(r.Noising ? "clean" : "corrupted")} run (where attribution takes its gradient): the mean over the targets of the largest attention probability. " +
+                      "Near 1, ∂softmax is near 0 and attribution through that head's q, k and pattern reads too small.</p>\n<table><tr><th class=\"l\">layer</th>");
+            for (int h = 0; h < r.Config.NHeads; h++) sb.Append($"<th>H{h}</th>");
+            sb.Append("</tr>\n");
+            for (int l = 0; l < r.Config.NLayers; l++)
+            {
+                sb.Append($"<tr><td class=\"l\">L{l}</td>");
+                for (int h = 0; h < r.Config.NHeads; h++) sb.Append($"<td>{F(r.Saturation[l * r.Config.NHeads + h], "0.00")}</td>");
+                sb.Append("</tr>\n");
+            }
+            sb.Append("</table>\n");
             foreach (var g in grids)
             {
                 sb.Append("<div class=\"grid\">");
@@ -81,8 +94,8 @@ public static class PatchHtml
 
         if (r.Paths.Count > 0)
         {
-            sb.Append($"<{H(1)}>Path patching</{H(1)}>\n<p class=\"notes\">Wang et al. 2022: a sender head's clean output reaches the receiver only through its q, k or v input; " +
-                      "every other path is frozen at the corrupted run. An induction head reads the previous-token head through K.</p>\n");
+            sb.Append($"<{H(1)}>Path patching</{H(1)}>\n<p class=\"notes\">Wang et al. 2022: a sender head's {(r.Noising ? "corrupted" : "clean")} output reaches the receiver only through its q, k or v input; " +
+                      $"every other path is frozen at the {(r.Noising ? "clean" : "corrupted")} run. An induction head reads the previous-token head through K.</p>\n");
             sb.Append("<table><tr><th class=\"l\">receiver</th><th class=\"l\">input</th><th class=\"l\">strongest senders</th><th>s</th></tr>\n");
             foreach (var x in r.Paths)
                 sb.Append($"<tr><td class=\"l\">L{x.ReceiverLayer}H{x.ReceiverHead}</td><td class=\"l\">{x.Input.ToString().ToLowerInvariant()}</td>" +

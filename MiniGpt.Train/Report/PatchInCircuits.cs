@@ -15,7 +15,7 @@ public static class PatchInCircuits
     public const ulong Seed = 1;
 
     public static PatchPrompts Prompts(ModelConfig c) =>
-        PatchInputs.Swapped(PatchPrompts.Induction(c.DVocab, Batch, c.NCtx / 2, Seed), c);
+        PatchPrompts.Induction(c.DVocab, Batch, c.NCtx / 2, Seed);
 
     public static IReadOnlyList<PatchSpec> Specs(ModelConfig c) =>
         PatchSpec.Standard(c).Where(s => s.Axes != PatchAxes.LayerHeadPos && s.Site != PatchSite.AttnOut).ToList();

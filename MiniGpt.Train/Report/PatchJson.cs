@@ -11,7 +11,7 @@ namespace MiniGpt.Train.Report;
 /// </summary>
 public static class PatchJson
 {
-    public static JsonObject Build(PatchingResult r, string checkpoint, TokenText text, IReadOnlyList<PlotImage> plots, bool noising = false)
+    public static JsonObject Build(PatchingResult r, string checkpoint, TokenText text, IReadOnlyList<PlotImage> plots)
     {
         var p = r.Prompts;
         var c = r.Config;
@@ -39,11 +39,16 @@ public static class PatchJson
             ["config"] = JsonNode.Parse(c.ToJson()),
             ["tokenizer"] = text.TokenizerName,
             ["metric"] = r.Metric,
-            // noising: the pairs' prompts swapped, so "clean" below is the corrupted prompts' run (the patches' source)
-            ["direction"] = noising ? "noising" : "denoising",
+            // denoising: one clean activation patched into the corrupted run; noising: one corrupted activation into the clean run
+            ["direction"] = r.Noising ? "noising" : "denoising",
             ["clean_metric"] = N(r.Clean),
             ["corrupted_metric"] = N(r.Corrupted),
-            ["normalisation"] = "(m − corrupted_metric) / (clean_metric − corrupted_metric): 0 = corrupted run, 1 = clean run",
+            ["normalisation"] = r.Noising
+                ? "(m − clean_metric) / (corrupted_metric − clean_metric): 0 = clean run, 1 = corrupted run"
+                : "(m − corrupted_metric) / (clean_metric − corrupted_metric): 0 = corrupted run, 1 = clean run",
+            // [layer][head]: mean over the targets of the largest attention probability in the run patched into
+            ["attention_saturation"] = new JsonArray(Enumerable.Range(0, c.NLayers).Select(l =>
+                (JsonNode?)new JsonArray(Enumerable.Range(0, c.NHeads).Select(h => (JsonNode?)N(r.Saturation[l * c.NHeads + h])).ToArray())).ToArray()),
             ["prompts"] = new JsonObject
             {
                 ["description"] = p.Description, ["batch"] = p.Batch, ["seq_len"] = p.SeqLen, ["targets"] = p.TargetCount, ["pairs"] = pairs,
@@ -53,6 +58,7 @@ public static class PatchJson
             ["comparisons"] = new JsonArray(r.Comparisons.Select(x => (JsonNode?)new JsonObject
             {
                 ["name"] = x.Name, ["pearson_r"] = N(x.Correlation), ["max_abs_difference"] = N(x.MaxAbsDifference),
+                ["worst_cell"] = new JsonArray(x.WorstCell.Select(i => (JsonNode?)i).ToArray()),
                 ["exact_seconds"] = x.ExactSeconds, ["attribution_seconds"] = x.AttributionSeconds,
             }).ToArray()),
             ["paths"] = new JsonArray(r.Paths.Select(x => (JsonNode?)new JsonObject

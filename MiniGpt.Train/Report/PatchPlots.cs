@@ -38,12 +38,12 @@ public static class PatchPlots
                 string method = g.Method == "exact" ? "activation patching" : "attribution patching";
                 plots.Add(new PlotImage($"{Prefix}{name}_{g.Method}.png", $"{name}: {method}",
                     $"{Describe(any)}; {(g.Method == "exact" ? "one forward pass per cell" : "first-order estimate from one backward pass")}, " +
-                    $"{g.Seconds:0.000} s. 0 = corrupted, 1 = clean ({r.Metric} {r.Corrupted:0.000} → {r.Clean:0.000}).{pairNote}",
+                    $"{g.Seconds:0.000} s. {(r.Noising ? "Noising" : "Denoising")}: {PatchCells.Scale(r)} ({r.Metric} {g.Corrupted:0.000} → {g.Clean:0.000}).{pairNote}",
                     PatchHeatmap.Render(g.Values, rows, cols, rowLabels, colLabels, $"{name} ({method})", maxAbs, xLabel, yLabel)));
             }
             if (r.Comparisons.FirstOrDefault(x => x.Name == name) is { } cmp && exact != null && attr != null)
                 plots.Add(new PlotImage($"{Prefix}{name}_scatter.png", $"{name}: attribution against exact",
-                    $"each cell of the grid; Pearson r = {cmp.Correlation:0.000}, largest gap {cmp.MaxAbsDifference:0.000}; exact {cmp.ExactSeconds:0.000} s, attribution (all grids) {cmp.AttributionSeconds:0.000} s",
+                    $"each cell of the grid; Pearson r = {cmp.Correlation:0.000}, largest gap {cmp.MaxAbsDifference:0.000}{(cmp.WorstCell.Length > 0 ? $" at {PatchCells.Name(any, cmp.WorstCell, p, text)}" : "")}; exact {cmp.ExactSeconds:0.000} s, attribution (all grids) {cmp.AttributionSeconds:0.000} s",
                     PatchScatter.Render(exact.Values, attr.Values, name, cmp.Correlation)));
         }
 

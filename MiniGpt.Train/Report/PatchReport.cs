@@ -12,16 +12,16 @@ public static class PatchReport
 {
     public sealed record Written(string Json, string JsonPath, string HtmlPath, int Plots);
 
-    public static Written Write(PatchingResult r, string checkpoint, TokenText text, string dir, bool noising = false)
+    public static Written Write(PatchingResult r, string checkpoint, TokenText text, string dir)
     {
         Directory.CreateDirectory(dir);
         var plots = PatchPlots.Draw(r, text);
         WritePlots(plots, dir);
-        string json = CircuitsJson.ToJson(PatchJson.Build(r, checkpoint, text, plots, noising));
+        string json = CircuitsJson.ToJson(PatchJson.Build(r, checkpoint, text, plots));
         string jsonPath = Path.Combine(dir, "patch.json");
         AtomicFile.WriteAllText(jsonPath, json + "\n");
         string html = Path.Combine(dir, "patch.html");
-        AtomicFile.WriteAllText(html, PatchHtml.Page(r, checkpoint, text, plots, noising));
+        AtomicFile.WriteAllText(html, PatchHtml.Page(r, checkpoint, text, plots));
         return new Written(json, jsonPath, html, plots.Count);
     }
 

@@ -8,24 +8,25 @@ namespace MiniGpt.Train.Report;
 /// <summary>The patch verb's text summary: the baseline, each grid's strongest cells with attribution's agreement, the paths, the lens and DLA, the timings.</summary>
 public static class PatchSummary
 {
-    public static string Format(PatchingResult r, TokenText text, bool noising = false)
+    public static string Format(PatchingResult r, TokenText text)
     {
         var sb = new StringBuilder();
         string F(double x, string fmt = "0.000") => double.IsFinite(x) ? x.ToString(fmt, CultureInfo.InvariantCulture) : "–";
         sb.AppendLine($"pairs: {r.Prompts.Description}");
-        sb.AppendLine(noising
-            ? $"noising: corrupted activations patched into the clean run; metric {r.Metric}: clean prompts {F(r.Corrupted)} (grids: 0), corrupted prompts {F(r.Clean)} (grids: 1)"
-            : $"metric {r.Metric}: clean {F(r.Clean)}, corrupted {F(r.Corrupted)} (grids: 0 = corrupted, 1 = clean)");
+        sb.AppendLine($"{(r.Noising ? "noising (one corrupted activation patched into the clean run)" : "denoising (one clean activation patched into the corrupted run)")}; " +
+                      $"metric {r.Metric}: clean {F(r.Clean)}, corrupted {F(r.Corrupted)}; grids: {PatchCells.Scale(r)}");
         var grids = r.Exact.Count > 0 ? r.Exact : r.Attribution;
         if (grids.Count > 0)
         {
             sb.AppendLine();
-            sb.AppendLine($"{"grid",-10} {"cells",6} {"exact s",8} {"attr r",7}  {(r.Exact.Count > 0 ? "strongest cells (exact)" : "strongest cells (attribution)")}");
+            sb.AppendLine($"{"grid",-10} {"cells",6} {"exact s",8} {"attr r",7} {"worst gap",-26}  {(r.Exact.Count > 0 ? "strongest cells (exact)" : "strongest cells (attribution)")}");
             foreach (var g in grids)
             {
                 var cmp = r.Comparisons.FirstOrDefault(x => x.Name == g.Name);
                 string top = string.Join(", ", PatchCells.Top(g, r.Prompts, text, 3).Select(x => $"{x.Name} {F(x.Value, "0.00")}"));
-                sb.AppendLine($"{g.Name,-10} {g.Values.Length,6} {(r.Exact.Count > 0 ? F(g.Seconds) : "–"),8} {(cmp != null ? F(cmp.Correlation) : "–"),7}  {top}");
+                string gap = cmp is { WorstCell.Length: > 0 } ? $"{F(cmp.MaxAbsDifference, "0.00")} at {PatchCells.Name(g, cmp.WorstCell, r.Prompts, text)}" : "–";
+                if (gap.Length > 26) gap = gap[..25] + "…";
+                sb.AppendLine($"{g.Name,-10} {g.Values.Length,6} {(r.Exact.Count > 0 ? F(g.Seconds) : "–"),8} {(cmp != null ? F(cmp.Correlation) : "–"),7} {gap,-26}  {top}");
             }
         }
         foreach (var receiver in r.Paths.GroupBy(x => $"L{x.ReceiverLayer}H{x.ReceiverHead}"))
@@ -41,6 +42,12 @@ public static class PatchSummary
         if (r.LogitLens.Count > 0)
             sb.AppendLine("logit lens (logit diff clean/corrupted): " +
                 string.Join(", ", r.LogitLens.Zip(r.CorruptedLogitLens).Select(x => $"{PatchLensPlot.Short(x.First.Name)} {F(x.First.LogitDiff, "0.00")}/{F(x.Second.LogitDiff, "0.00")}")));
+        if (r.Saturation.Length > 0)
+        {
+            var sat = Enumerable.Range(0, r.Saturation.Length).Where(i => r.Saturation[i] >= 0.9).Select(i => $"L{i / r.Config.NHeads}H{i % r.Config.NHeads} {F(r.Saturation[i], "0.00")}").ToList();
+            if (sat.Count > 0)
+                sb.AppendLine($"saturated attention in the {(r.Noising ? "clean" : "corrupted")} run (mean max p ≥ 0.9, where attribution underestimates q, k and pattern): {string.Join(", ", sat)}");
+        }
         var dla = r.DirectLogitAttribution;
         sb.AppendLine($"direct logit attribution (sum {F(dla.Sum)} of logit diff {F(dla.LogitDiff)}): " +
             string.Join(", ", dla.Parts.OrderByDescending(x => Math.Abs(x.Value)).Take(4).Select(x => $"{x.Name} {F(x.Value, "+0.00;-0.00")}")));
