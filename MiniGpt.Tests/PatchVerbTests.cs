@@ -1,0 +1,266 @@
+using System.Text.Json;
+using MiniGpt.Checkpoints;
+using MiniGpt.Data;
+using MiniGpt.Model;
+using Xunit;
+
+namespace MiniGpt.Tests;
+
+/// <summary>
+/// The patch verb end to end: its report on disk (patch.json, the PNGs it lists, patch.html), numbers
+/// checked against direct forward passes of the checkpoint, the direction flag, and one-line errors.
+/// </summary>
+public class PatchVerbTests
+{
+    private static (string Dir, string Checkpoint) InductionCheckpoint(string name, int layers = 2)
+    {
+        // no tokenizer: the verb runs the induction pairs by default. Untrained weights are enough here:
+        // the tests check the plumbing and the numbers against direct computation, not what a model learned.
+        string dir = TestPaths.TempDir(name);
+        var m = GptModel.Create(new ModelConfig { NLayers = layers, DModel = 16, NHeads = 2, DHead = 8, AttnOnly = true, NCtx = 12, DVocab = 24 }, 3);
+        string ckpt = Path.Combine(dir, "ind.safetensors");
+        Checkpoint.Save(ckpt, m, null);
+        return (dir, ckpt);
+    }
+
+    private static (string Dir, string Checkpoint, CharTokenizer Tok) CharCheckpoint(string name)
+    {
+        string dir = TestPaths.TempDir(name);
+        var tok = CharTokenizer.FromText("abcdefgh xyz.");
+        var m = GptModel.Create(new ModelConfig { NLayers = 2, DModel = 16, NHeads = 2, DHead = 8, DMlp = 32, NCtx = 16, DVocab = tok.VocabSize }, 5);
+        string ckpt = Path.Combine(dir, "char.safetensors");
+        Checkpoint.Save(ckpt, m, tok.ToJson());
+        return (dir, ckpt, tok);
+    }
+
+    private static void AssertOneLineError((int Code, string Out, string Err) r, int code, string fragment)
+    {
+        Assert.True(code == r.Code, $"exit {r.Code}, stdout: {r.Out}, stderr: {r.Err}");
+        string err = r.Err.TrimEnd('\n', '\r');
+        Assert.DoesNotContain('\n', err);
+        Assert.StartsWith("error: ", err);
+        Assert.DoesNotContain("   at ", err);
+        Assert.Contains(fragment, err);
+    }
+
+    private static JsonElement Grid(JsonElement json, string name) =>
+        json.GetProperty("exact").EnumerateArray().Single(g => g.GetProperty("name").GetString() == name);
+
+    /// <summary>logit(answer) − logit(wrong) at position pos of one prompt, by a plain forward pass.</summary>
+    private static double LogitDiff(GptModel m, int[] tokens, int pos, int answer, int wrong)
+    {
+        m.Forward(tokens, default, 1, tokens.Length);
+        var row = m.Logits.Slice(pos * m.Config.DVocab, m.Config.DVocab);
+        return row[answer] - row[wrong];
+    }
+
+    [Fact]
+    public void InductionPatchingWritesJsonPlotsAndAPageThatEmbedsThem()
+    {
+        var (dir, ckpt) = InductionCheckpoint("patch-verb-ind");
+        var r = TestPaths.Cli("patch", "--checkpoint", ckpt, "--batch", "4", "--threads", "1");
+        Assert.True(r.Code == 0, r.Err);
+        Assert.Contains("denoising (one clean activation patched into the corrupted run)", r.Out);
+        Assert.Contains("path patching into L1H", r.Out);
+        Assert.Contains("direct logit attribution", r.Out);
+        string outDir = Path.Combine(dir, "ind.patch");
+        var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "patch.json"))).RootElement;
+
+        Assert.Equal("denoising", json.GetProperty("direction").GetString());
+        Assert.Equal("logit_diff", json.GetProperty("metric").GetString());
+        var prompts = json.GetProperty("prompts");
+        Assert.Equal(4, prompts.GetProperty("batch").GetInt32());
+        Assert.Equal(12, prompts.GetProperty("seq_len").GetInt32());
+        // an attention-only model has no mlp_out grid; every other standard grid is there, exact and attributed
+        string[] grids = ["resid_pre", "attn_out", "z", "z_by_pos", "q", "k", "v", "pattern"];
+        Assert.Equal(grids, json.GetProperty("exact").EnumerateArray().Select(g => g.GetProperty("name").GetString()!).ToArray());
+        Assert.Equal(grids, json.GetProperty("attribution").EnumerateArray().Select(g => g.GetProperty("name").GetString()!).ToArray());
+        Assert.Equal(grids.Length, json.GetProperty("comparisons").GetArrayLength());
+        Assert.Equal(new[] { 2, 2 }, Grid(json, "z").GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+        Assert.Equal(new[] { 2, 12 }, Grid(json, "resid_pre").GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+        // the induction pairs share their second halves, so patching resid_pre at layer 0 in the second half changes nothing
+        // (the patched run is the corrupted run: its raw metric is the corrupted one)
+        double corrupted = json.GetProperty("corrupted_metric").GetDouble();
+        var resid0 = Grid(json, "resid_pre").GetProperty("raw")[0].EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        for (int t = 6; t < 12; t++) Assert.True(Math.Abs(resid0[t] - corrupted) < 1e-5, $"resid_pre L0 pos {t} = {resid0[t]} vs corrupted {corrupted}");
+        // the receivers 'auto' picks are two heads of layer 1, each with q, k and v paths
+        Assert.Equal(6, json.GetProperty("paths").GetArrayLength());
+        Assert.All(json.GetProperty("paths").EnumerateArray(), p => Assert.Equal(1, p.GetProperty("receiver_layer").GetInt32()));
+        // DLA: the parts add up to the clean logit difference
+        var dla = json.GetProperty("direct_logit_attribution");
+        Assert.Equal(json.GetProperty("clean_metric").GetDouble(), dla.GetProperty("logit_diff").GetDouble(), 4);
+        Assert.Equal(dla.GetProperty("logit_diff").GetDouble(), dla.GetProperty("sum").GetDouble(), 3);
+        // saturation: one max-probability per head, each a probability
+        var sat = json.GetProperty("attention_saturation");
+        Assert.Equal(2, sat.GetArrayLength());
+        Assert.All(sat.EnumerateArray().SelectMany(l => l.EnumerateArray()), v => Assert.InRange(v.GetDouble(), 0, 1));
+
+        // every plot the JSON lists is on disk and embedded in the page; no other patch_*.png is left
+        var plots = json.GetProperty("plots").EnumerateArray().Select(p => p.GetString()!).ToList();
+        Assert.True(plots.Count >= 10, $"{plots.Count} plots");
+        Assert.Contains($"{plots.Count} plots", r.Out);
+        string html = File.ReadAllText(Path.Combine(outDir, "patch.html"));
+        foreach (string p in plots)
+        {
+            byte[] png = File.ReadAllBytes(Path.Combine(outDir, p));
+            Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
+            Assert.Contains($"src=\"data:image/png;base64,{Convert.ToBase64String(png)}\"", html);
+        }
+        Assert.Equal(plots.Order(), Directory.GetFiles(outDir, "*.png").Select(Path.GetFileName).Order()!);
+
+        // --json prints the same document the file holds
+        var j = TestPaths.Cli("patch", "--checkpoint", ckpt, "--batch", "4", "--threads", "1", "--json", "--out", Path.Combine(dir, "again"));
+        Assert.True(j.Code == 0, j.Err);
+        Assert.Equal(File.ReadAllText(Path.Combine(dir, "again", "patch.json")).TrimEnd(), j.Out.TrimEnd());
+        var again = JsonDocument.Parse(j.Out).RootElement;
+        Assert.Equal(Grid(json, "z").GetProperty("raw").GetRawText(), Grid(again, "z").GetProperty("raw").GetRawText()); // deterministic for a seed
+
+        // a narrower second run in the same folder removes the first run's plots it did not draw
+        var narrow = TestPaths.Cli("patch", "--checkpoint", ckpt, "--batch", "4", "--sites", "z", "--receivers", "none", "--no-attribution");
+        Assert.True(narrow.Code == 0, narrow.Err);
+        var nj = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "patch.json"))).RootElement;
+        Assert.Single(nj.GetProperty("exact").EnumerateArray());
+        Assert.Equal(0, nj.GetProperty("attribution").GetArrayLength());
+        Assert.Equal(0, nj.GetProperty("paths").GetArrayLength());
+        Assert.Equal(nj.GetProperty("plots").EnumerateArray().Select(p => p.GetString()!).Order(), Directory.GetFiles(outDir, "*.png").Select(Path.GetFileName).Order()!);
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void TextPairIsMeasuredAsADirectForwardPassMeasuresIt()
+    {
+        var (dir, ckpt, tok) = CharCheckpoint("patch-verb-text");
+        var m = Checkpoint.Load(ckpt).Model;
+        string clean = "abc xyz abc xy", corrupt = "abd xyz abd xy";
+        var r = TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", clean, "--corrupt", corrupt, "--answer", "z", "--wrong", "h", "--json", "--sites", "resid_pre,z");
+        Assert.True(r.Code == 0, r.Err);
+        var json = JsonDocument.Parse(r.Out).RootElement;
+        Assert.Equal("char", json.GetProperty("tokenizer").GetString());
+        int[] cl = tok.Encode(clean, "clean"), co = tok.Encode(corrupt, "corrupt");
+        int a = tok.Encode("z", "a")[0], w = tok.Encode("h", "w")[0];
+        double cleanDiff = LogitDiff(m, cl, cl.Length - 1, a, w), corruptDiff = LogitDiff(m, co, co.Length - 1, a, w);
+        Assert.Equal(cleanDiff, json.GetProperty("clean_metric").GetDouble(), 4);
+        Assert.Equal(corruptDiff, json.GetProperty("corrupted_metric").GetDouble(), 4);
+
+        // resid_pre at layer 0 is the embedding: patching it where the prompts differ (positions 2 and 10) turns
+        // the corrupted run into the clean one at that token; where they agree, it changes nothing (0)
+        var rp = Grid(json, "resid_pre").GetProperty("raw")[0].EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        for (int t = 0; t < cl.Length; t++)
+            if (t is not (2 or 10)) Assert.True(Math.Abs(rp[t] - corruptDiff) < 1e-4, $"pos {t}: {rp[t]} vs corrupted {corruptDiff}");
+        // patching position 10's embedding alone is the corrupted prompt with that one token restored
+        var mixed = (int[])co.Clone();
+        mixed[10] = cl[10];
+        Assert.Equal(LogitDiff(m, mixed, mixed.Length - 1, a, w), rp[10], 4);
+
+        // --noising: the same clean and corrupted metrics, grids measured in the clean run
+        var n = TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", clean, "--corrupt", corrupt, "--answer", "z", "--wrong", "h", "--json", "--sites", "resid_pre", "--noising", "--receivers", "none");
+        Assert.True(n.Code == 0, n.Err);
+        var nj = JsonDocument.Parse(n.Out).RootElement;
+        Assert.Equal("noising", nj.GetProperty("direction").GetString());
+        Assert.Equal(cleanDiff, nj.GetProperty("clean_metric").GetDouble(), 4);
+        Assert.NotEqual(json.GetProperty("normalisation").GetString(), nj.GetProperty("normalisation").GetString());
+        var np = Grid(nj, "resid_pre").GetProperty("raw")[0].EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        var broken = (int[])cl.Clone();
+        broken[10] = co[10];
+        Assert.Equal(LogitDiff(m, broken, broken.Length - 1, a, w), np[10], 4);
+        Assert.True(Math.Abs(np[0] - cleanDiff) < 1e-4, $"noising pos 0: {np[0]} vs clean {cleanDiff}");
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void PairsFileRunsEveryLineAndNamesTheLineOfAMistake()
+    {
+        var (dir, ckpt, _) = CharCheckpoint("patch-verb-pairs");
+        string pairs = Path.Combine(dir, "pairs.jsonl");
+        File.WriteAllLines(pairs, [
+            "# made-up word induction",
+            """{"clean": "abc xyz abc", "corrupt": "abd xyz abd", "answer": " ", "wrong": "h"}""",
+            "",
+            """{"clean": "fgh xyz fgh", "corrupt": "fge xyz fge", "answer": " ", "wrong": "a", "position": -1}""",
+        ]);
+        var r = TestPaths.Cli("patch", "--checkpoint", ckpt, "--pairs", pairs, "--json", "--sites", "z", "--no-attribution");
+        Assert.True(r.Code == 0, r.Err);
+        var json = JsonDocument.Parse(r.Out).RootElement;
+        Assert.Equal(2, json.GetProperty("prompts").GetProperty("batch").GetInt32());
+        Assert.Equal("fgh xyz fgh", json.GetProperty("prompts").GetProperty("pairs")[1].GetProperty("clean_text").GetString()!.Replace('␣', ' '));
+
+        void Bad(string line, string fragment)
+        {
+            File.WriteAllLines(pairs, ["""{"clean": "abc", "corrupt": "abd", "answer": "a", "wrong": "h"}""", line]);
+            AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--pairs", pairs), 1, fragment);
+        }
+        Bad("{\"clean\": \"abc\"", "pairs.jsonl line 2 is not valid JSON");
+        Bad("""{"clean": "abc", "corrupt": "abd", "answer": "a", "wrong": "h", "pos": 1}""", "line 2: unknown key 'pos'");
+        Bad("""{"clean": "abc", "corrupt": "abd", "answer": "a"}""", "line 2: wrong is missing");
+        Bad("""{"clean": "abc", "corrupt": "abd", "answer": "ab", "wrong": "h"}""", "is 2 tokens");
+        Bad("""{"clean": "abc", "corrupt": "abd", "answer": "a", "wrong": "h", "position": 7}""", "position 7 is outside");
+        Bad("""{"clean": "abcd", "corrupt": "abde", "answer": "a", "wrong": "h"}""", "pair 1 is 4 tokens but pair 0 is 3");
+        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--pairs", Path.Combine(dir, "none.jsonl")), 1, "does not exist");
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void BadInputIsAOneLineErrorAndWritesNothing()
+    {
+        var (dir, ckpt, _) = CharCheckpoint("patch-verb-errors");
+        string[] pair = ["--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abd", "--answer", "a", "--wrong", "h"];
+        string[] Args(params string[] more) => ["patch", .. pair, .. more];
+        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt), 2, "was trained on text");
+        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abd", "--answer", "a"), 2, "--wrong is missing");
+        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abcd", "--answer", "a", "--wrong", "h"), 1, "is 3 tokens and the corrupted one 4");
+        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abd", "--answer", "ab", "--wrong", "h"), 1, "give a single token");
+        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abd", "--answer", "a", "--wrong", "a"), 1, "are the same token");
+        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abQ", "--answer", "a", "--wrong", "h"), 1, "Q");
+        AssertOneLineError(TestPaths.Cli(Args("--sites", "resid_pre,mlp_in")), 2, "unknown site 'mlp_in'");
+        AssertOneLineError(TestPaths.Cli(Args("--receivers", "1.7")), 1, "L1H7 does not exist");
+        AssertOneLineError(TestPaths.Cli(Args("--receivers", "0.1")), 1, "is in layer 0");
+        AssertOneLineError(TestPaths.Cli(Args("--receivers", "one")), 2, "--receivers");
+        AssertOneLineError(TestPaths.Cli(Args("--no-exact", "--no-attribution", "--receivers", "none")), 2, "leave nothing to patch");
+        AssertOneLineError(TestPaths.Cli(Args("--no-exact", "--no-attribution")), 2, "name the receivers");
+        AssertOneLineError(TestPaths.Cli(Args("--metric", "accuracy")), 2, "--metric 'accuracy' is not a metric");
+        AssertOneLineError(TestPaths.Cli(Args("--batch", "4")), 2, "--batch sets the induction task's pairs");
+        AssertOneLineError(TestPaths.Cli(Args("--task", "induction")), 2, "give one source of pairs");
+        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--task", "ioi"), 2, "--task 'ioi' is not a task");
+        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--task", "induction", "--half", "1"), 1, "--half 1");
+        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--task", "induction", "--half", "9"), 1, "n_ctx = 16");
+        File.WriteAllText(Path.Combine(dir, "file"), "x");
+        AssertOneLineError(TestPaths.Cli(Args("--out", Path.Combine(dir, "file"))), 1, "is a file");
+        Assert.Equal("x", File.ReadAllText(Path.Combine(dir, "file")));
+        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", Path.Combine(dir, "none.safetensors")), 1, "none.safetensors");
+        // none of the mistakes above wrote a report
+        Assert.False(Directory.Exists(Path.Combine(dir, "char.patch")));
+
+        var (zdir, zero) = InductionCheckpoint("patch-verb-zero", layers: 0);
+        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", zero), 1, "zero-layer model");
+        Directory.Delete(zdir, true);
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void CircuitsOfAnInductionModelAddsNoisingPatchingUnlessToldNot()
+    {
+        var (dir, ckpt) = InductionCheckpoint("patch-verb-circuits");
+        var r = TestPaths.Cli("circuits", "--checkpoint", ckpt, "--batches", "1", "--out", Path.Combine(dir, "c"));
+        Assert.True(r.Code == 0, r.Err);
+        var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "c", "circuits.json"))).RootElement;
+        var patching = json.GetProperty("patching");
+        Assert.Equal("noising", patching.GetProperty("direction").GetString());
+        Assert.DoesNotContain(patching.GetProperty("exact").EnumerateArray(), g => g.GetProperty("name").GetString() is "z_by_pos" or "attn_out");
+        foreach (var p in patching.GetProperty("plots").EnumerateArray())
+            Assert.True(File.Exists(Path.Combine(dir, "c", p.GetString()!)), p.GetString());
+        Assert.Contains("patching", File.ReadAllText(Path.Combine(dir, "c", "report.html")), StringComparison.OrdinalIgnoreCase);
+
+        // --patching=false leaves it out, and removes the earlier run's patch plots from the folder
+        var off = TestPaths.Cli("circuits", "--checkpoint", ckpt, "--batches", "1", "--out", Path.Combine(dir, "c"), "--patching=false");
+        Assert.True(off.Code == 0, off.Err);
+        Assert.False(JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "c", "circuits.json"))).RootElement.TryGetProperty("patching", out _));
+        Assert.Empty(Directory.GetFiles(Path.Combine(dir, "c"), "patch_*.png"));
+
+        // a text model's circuits cannot patch the induction pairs: asked to, it says so
+        var (tdir, text, _) = CharCheckpoint("patch-verb-circuits-text");
+        File.WriteAllText(Path.Combine(tdir, "t.txt"), string.Concat(Enumerable.Repeat("abc xyz. ", 50)));
+        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", text, "--data", Path.Combine(tdir, "t.txt"), "--patching"), 1, "give the pairs to the patch verb");
+        Directory.Delete(tdir, true);
+        Directory.Delete(dir, true);
+    }
+}
