@@ -30,7 +30,19 @@ internal static class ChildTrain
     /// <summary>Sends SIGINT, what Ctrl-C in a terminal sends.</summary>
     public static void Interrupt(Process p)
     {
+        // a child inherits ignored signals, and .NET leaves an ignored SIGINT ignored, so Ctrl-C could not reach it
+        if (SigIntIgnoredHere())
+            throw new InvalidOperationException("SIGINT is ignored in the test process (started with '&' by a shell without job control), " +
+                                                "so the child would ignore it too: run the tests in the foreground, or under 'set -m'");
         if (kill(p.Id, 2) != 0) throw new InvalidOperationException($"kill -INT {p.Id} failed ({Marshal.GetLastPInvokeError()})");
+    }
+
+    /// <summary>Whether this process ignores SIGINT (bit 2 of SigIgn in /proc/self/status).</summary>
+    private static bool SigIntIgnoredHere()
+    {
+        if (!File.Exists("/proc/self/status")) return false;
+        string? line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal));
+        return line != null && (Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16) & 2) != 0;
     }
 
     /// <summary>Waits until cond() holds (polling every 5 ms) or the process exits; false on timeout or exit.</summary>
