@@ -170,19 +170,26 @@ public class PatchVerbTests
     [Fact]
     public void PairsFileRunsEveryLineAndNamesTheLineOfAMistake()
     {
-        var (dir, ckpt, _) = CharCheckpoint("patch-verb-pairs");
+        var (dir, ckpt, tok) = CharCheckpoint("patch-verb-pairs");
+        var m = Checkpoint.Load(ckpt).Model;
         string pairs = Path.Combine(dir, "pairs.jsonl");
         File.WriteAllLines(pairs, [
             "# made-up word induction",
             """{"clean": "abc xyz abc", "corrupt": "abd xyz abd", "answer": " ", "wrong": "h"}""",
             "",
-            """{"clean": "fgh xyz fgh", "corrupt": "fge xyz fge", "answer": " ", "wrong": "a", "position": -1}""",
+            """{"clean": "fgh xyz. fgh", "corrupt": "fge xyz. fge", "answer": " ", "wrong": "a", "position": -1}""",
         ]);
         var r = TestPaths.Cli("patch", "--checkpoint", ckpt, "--pairs", pairs, "--json", "--sites", "z", "--no-attribution");
         Assert.True(r.Code == 0, r.Err);
         var json = JsonDocument.Parse(r.Out).RootElement;
         Assert.Equal(2, json.GetProperty("prompts").GetProperty("batch").GetInt32());
-        Assert.Equal("fgh xyz fgh", json.GetProperty("prompts").GetProperty("pairs")[1].GetProperty("clean_text").GetString()!.Replace('␣', ' '));
+        Assert.Contains("11–12 tokens right-padded to 12", json.GetProperty("prompts").GetProperty("description").GetString());
+        // the shorter pair is right-padded; causal attention keeps the padding out of its target, so the
+        // clean metric is the mean of the two prompts' logit differences, each run alone at its own length
+        int space = tok.Encode(" ", "s")[0];
+        int[] p0 = tok.Encode("abc xyz abc", "p0"), p1 = tok.Encode("fgh xyz. fgh", "p1");
+        double expected = (LogitDiff(m, p0, p0.Length - 1, space, tok.Encode("h", "h")[0]) + LogitDiff(m, p1, p1.Length - 1, space, tok.Encode("a", "a")[0])) / 2;
+        Assert.Equal(expected, json.GetProperty("clean_metric").GetDouble(), 4);
 
         void Bad(string line, string fragment)
         {
@@ -194,7 +201,7 @@ public class PatchVerbTests
         Bad("""{"clean": "abc", "corrupt": "abd", "answer": "a"}""", "line 2: wrong is missing");
         Bad("""{"clean": "abc", "corrupt": "abd", "answer": "ab", "wrong": "h"}""", "is 2 tokens");
         Bad("""{"clean": "abc", "corrupt": "abd", "answer": "a", "wrong": "h", "position": 7}""", "position 7 is outside");
-        Bad("""{"clean": "abcd", "corrupt": "abde", "answer": "a", "wrong": "h"}""", "pair 1 is 4 tokens but pair 0 is 3");
+        Bad("""{"clean": "abcd", "corrupt": "abd", "answer": "a", "wrong": "h"}""", "of pair 1 is 4 tokens and the corrupted one 3");
         AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--pairs", Path.Combine(dir, "none.jsonl")), 1, "does not exist");
         Directory.Delete(dir, true);
     }

@@ -103,7 +103,10 @@ public sealed class PatchInputs(ITokenizer? tokenizer, ModelConfig config)
             clean.Add(cl); corrupt.Add(co); targets.Add([new PatchTarget(pos, a, w)]);
         }
         if (clean.Count == 0) throw new UserError($"--pairs '{path}' holds no pairs: write one JSON object per line (see patch --help)");
-        return PatchPrompts.Create(clean, corrupt, targets, config.DVocab, config.NCtx, $"{clean.Count} pairs from {name}");
+        // pairs of different lengths run as one batch, right-padded (token 0): causal attention keeps the padding out of every target
+        int shortest = clean.Min(c => c.Length), longest = clean.Max(c => c.Length);
+        string padded = shortest == longest ? "" : $", {shortest}–{longest} tokens right-padded to {longest}";
+        return PatchPrompts.Create(clean, corrupt, targets, config.DVocab, config.NCtx, $"{clean.Count} pairs from {name}{padded}", padToken: 0);
     }
 
     private int[] PromptNode(JsonNode? n, string what) => n switch

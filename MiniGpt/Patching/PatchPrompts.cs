@@ -32,14 +32,42 @@ public sealed class PatchPrompts
 
     public int TargetCount => Targets.Sum(t => t.Length);
 
-    /// <summary>The pairs, checked: equal lengths, at least one target per row, positions and tokens in range (UserError otherwise).</summary>
+    /// <summary>
+    /// The pairs, checked: equal lengths, at least one target per row, positions and tokens in range (UserError otherwise).
+    /// With padToken ≥ 0, pairs shorter than the longest are right-padded with it instead of refused: attention is causal,
+    /// so tokens after a pair's last one change none of its targets (each target must still lie inside its own pair), and
+    /// a position cell that falls in a pair's padding patches nothing that pair reads (it counts as 0 for that pair).
+    /// </summary>
     public static PatchPrompts Create(IReadOnlyList<int[]> clean, IReadOnlyList<int[]> corrupted, IReadOnlyList<PatchTarget[]> targets,
-        int vocab, int nCtx, string description)
+        int vocab, int nCtx, string description, int padToken = -1)
     {
         int B = clean.Count;
         if (B == 0) throw new UserError("patching needs at least one clean/corrupted pair");
         if (corrupted.Count != B || targets.Count != B)
             throw new UserError($"patching got {B} clean prompts, {corrupted.Count} corrupted and {targets.Count} target lists: give one of each per pair");
+        if (padToken >= vocab) throw new UserError($"the padding token {padToken} is outside the vocabulary [0, {vocab})");
+        if (padToken >= 0)
+        {
+            for (int b = 0; b < B; b++)
+            {
+                if (clean[b].Length != corrupted[b].Length) continue; // refused below with its own message
+                foreach (var t in targets[b])
+                    if (t.Position < 0 || t.Position >= clean[b].Length)
+                        throw new UserError($"a target of pair {b} reads position {t.Position}, outside its {clean[b].Length} tokens");
+            }
+            int longest = clean.Max(c => c.Length);
+            int[] Pad(int[] p) => p.Length >= longest ? p : [.. p, .. Enumerable.Repeat(padToken, longest - p.Length)];
+            var paddedClean = new List<int[]>(B);
+            var paddedCorrupted = new List<int[]>(B);
+            for (int b = 0; b < B; b++)
+            {
+                bool same = clean[b].Length == corrupted[b].Length; // a mismatched pair is refused below, unpadded
+                paddedClean.Add(same ? Pad(clean[b]) : clean[b]);
+                paddedCorrupted.Add(same ? Pad(corrupted[b]) : corrupted[b]);
+            }
+            clean = paddedClean;
+            corrupted = paddedCorrupted;
+        }
         int T = clean[0].Length;
         for (int b = 0; b < B; b++)
         {
