@@ -152,6 +152,16 @@ public class PatchVerbTests
         mixed[10] = cl[10];
         Assert.Equal(LogitDiff(m, mixed, mixed.Length - 1, a, w), rp[10], 4);
 
+        // a gap this small (an untrained model barely tells the prompts apart) or not: the warning says so exactly when it is
+        bool small = Math.Abs(cleanDiff - corruptDiff) < Math.Max(0.1, 0.05 * Math.Max(Math.Abs(cleanDiff), Math.Abs(corruptDiff)));
+        Assert.Equal(small ? 1 : 0, json.GetProperty("warnings").GetArrayLength());
+        // identical prompts: a gap of exactly 0, which the summary warns about instead of printing grids of 0/0 as findings
+        var same = TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", clean, "--corrupt", clean, "--answer", "z", "--wrong", "h",
+            "--sites", "z", "--receivers", "none", "--out", Path.Combine(dir, "same"));
+        Assert.True(same.Code == 0, same.Err);
+        Assert.Contains("warning: the clean and corrupted metrics differ by 0.000", same.Out);
+        Assert.Contains("<b>Warning:</b>", File.ReadAllText(Path.Combine(dir, "same", "patch.html")));
+
         // --noising: the same clean and corrupted metrics, grids measured in the clean run
         var n = TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", clean, "--corrupt", corrupt, "--answer", "z", "--wrong", "h", "--json", "--sites", "resid_pre", "--noising", "--receivers", "none");
         Assert.True(n.Code == 0, n.Err);

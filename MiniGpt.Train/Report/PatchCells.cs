@@ -24,6 +24,18 @@ public static class PatchCells
     /// <summary>What a grid's 0 and 1 are: the run patched into and the run the patches come from.</summary>
     public static string Scale(PatchingResult r) => r.Noising ? "0 = clean run, 1 = corrupted run" : "0 = corrupted run, 1 = clean run";
 
+    /// <summary>
+    /// A warning when the clean and corrupted metrics barely differ: every normalised cell divides by that gap, so a
+    /// gap under max(0.1, 5% of the larger |metric|) makes the grids noise (the model does not tell the pairs apart).
+    /// </summary>
+    public static string? GapWarning(PatchingResult r)
+    {
+        double gap = Math.Abs(r.Clean - r.Corrupted), floor = Math.Max(0.1, 0.05 * Math.Max(Math.Abs(r.Clean), Math.Abs(r.Corrupted)));
+        if (double.IsFinite(gap) && gap >= floor) return null;
+        return $"the clean and corrupted metrics differ by {gap.ToString("0.000", System.Globalization.CultureInfo.InvariantCulture)} " +
+               "and every normalised cell divides by that: the model does not tell these pairs apart, so read the raw values or choose pairs whose answers it predicts differently";
+    }
+
     /// <summary>The k cells of largest |value| (finite ones), largest first.</summary>
     public static List<(string Name, double Value)> Top(PatchGrid g, PatchPrompts p, TokenText text, int k) =>
         Enumerable.Range(0, g.Values.Length).Where(i => double.IsFinite(g.Values[i]))

@@ -19,6 +19,14 @@ public static class PatchHeatmap
         for (int r = 0; r < rows; r++)
             for (int c = 0; c < cols; c++) grid[r, c] = values[r * cols + c];
         if (!(maxAbs > 0) || !double.IsFinite(maxAbs)) maxAbs = 1;
+        // ScottPlot takes the data range from the cells and refuses one with no finite cell (every cell 0/0, as when
+        // the clean and corrupted metrics are equal): draw it as all 0 and say so, rather than fail the report
+        bool undefined = !values.Any(double.IsFinite);
+        if (undefined)
+        {
+            Array.Clear(grid);
+            title += " (undefined: clean = corrupted)";
+        }
 
         using var plot = new Plot();
         var hm = plot.Add.Heatmap(grid);
@@ -46,7 +54,7 @@ public static class PatchHeatmap
             for (int r = 0; r < rows; r++)
                 for (int c = 0; c < cols; c++)
                 {
-                    if (!double.IsFinite(grid[r, c])) continue;
+                    if (undefined || !double.IsFinite(grid[r, c])) continue;
                     var t = plot.Add.Text(grid[r, c].ToString("0.00", CultureInfo.InvariantCulture), c, rows - 1 - r);
                     t.Alignment = Alignment.MiddleCenter;
                     t.LabelFontSize = 11;
