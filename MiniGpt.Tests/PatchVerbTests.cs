@@ -260,6 +260,7 @@ public class PatchVerbTests
         var r = TestPaths.Cli("circuits", "--checkpoint", ckpt, "--batches", "1", "--out", Path.Combine(dir, "c"));
         Assert.True(r.Code == 0, r.Err);
         var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "c", "circuits.json"))).RootElement;
+        Assert.Contains($"noising patching of {MiniGpt.Train.Report.PatchInCircuits.Batch} pairs (1 = that site alone breaks the behaviour): z L", r.Out);
         var patching = json.GetProperty("patching");
         Assert.Equal("noising", patching.GetProperty("direction").GetString());
         Assert.DoesNotContain(patching.GetProperty("exact").EnumerateArray(), g => g.GetProperty("name").GetString() is "z_by_pos" or "attn_out");
@@ -271,6 +272,7 @@ public class PatchVerbTests
         var off = TestPaths.Cli("circuits", "--checkpoint", ckpt, "--batches", "1", "--out", Path.Combine(dir, "c"), "--patching=false");
         Assert.True(off.Code == 0, off.Err);
         Assert.False(JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "c", "circuits.json"))).RootElement.TryGetProperty("patching", out _));
+        Assert.DoesNotContain("noising patching", off.Out);
         Assert.Empty(Directory.GetFiles(Path.Combine(dir, "c"), "patch_*.png"));
 
         // a text model's circuits cannot patch the induction pairs: asked to, it says so

@@ -83,7 +83,7 @@ public static class CircuitsVerb
     internal static void Report(TextWriter stdout, string ckpt, Checkpoint.Loaded loaded, EvalSet data, CircuitsOptions options,
         string dir, bool json, Stopwatch clock, bool patching = false)
     {
-        var (result, written) = ProgressView.Run(stdout, "circuits", sink =>
+        var (result, patched, written) = ProgressView.Run(stdout, "circuits", sink =>
         {
             int stages = patching ? 8 : 7;
             int done = 0;
@@ -100,12 +100,13 @@ public static class CircuitsVerb
                 });
             }
             sink.Report(done, stages, "plots");
-            return (r, CircuitsReport.Write(r, dir, clock, patch));
+            return (r, patch, CircuitsReport.Write(r, dir, clock, patch));
         });
         if (json) stdout.WriteLine(written.Json);
         else
         {
             stdout.Write(SummaryTable.Format(result));
+            if (patched != null) stdout.WriteLine(PatchSummary.Brief(patched, result.Text));
             stdout.WriteLine($"wrote {written.JsonPath}, {written.Plots} plots and {written.HtmlPath} in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
         }
     }

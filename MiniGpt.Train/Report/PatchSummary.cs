@@ -55,4 +55,25 @@ public static class PatchSummary
         sb.AppendLine($"times: exact {F(r.ExactSeconds, "0.00")} s, attribution {F(r.AttributionSeconds, "0.000")} s, path {F(r.PathSeconds, "0.00")} s, all {F(r.Seconds, "0.00")} s");
         return sb.ToString();
     }
+
+    /// <summary>
+    /// The one line circuits prints for its patching section: the top exact head cells of z, k and v and the strongest
+    /// path into each receiver ("noising patching of 8 induction pairs (1 = that site alone breaks the repeat): z L0H1 0.96, …").
+    /// </summary>
+    public static string Brief(PatchingResult r, TokenText text)
+    {
+        string F(double x) => double.IsFinite(x) ? x.ToString("0.00", CultureInfo.InvariantCulture) : "–";
+        var parts = new List<string>();
+        foreach (var g in r.Exact.Where(g => g.Name is "z" or "k" or "v"))
+            parts.Add($"{g.Name} " + string.Join(", ", PatchCells.Top(g, r.Prompts, text, 2).Select(x => $"{x.Name} {F(x.Value)}")));
+        foreach (var receiver in r.Paths.GroupBy(x => $"L{x.ReceiverLayer}H{x.ReceiverHead}"))
+        {
+            var best = receiver.Select(x => (x.Input, Top: PatchCells.Top(x.Grid, r.Prompts, text, 1))).Where(x => x.Top.Count > 0)
+                .OrderByDescending(x => Math.Abs(x.Top[0].Value)).FirstOrDefault();
+            if (best.Top != null) parts.Add($"path {receiver.Key} {best.Input.ToString().ToLowerInvariant()} ← {best.Top[0].Name} {F(best.Top[0].Value)}");
+        }
+        string what = r.Noising ? "1 = that site alone breaks the behaviour" : "1 = that site alone restores it";
+        string line = $"{(r.Noising ? "noising" : "denoising")} patching of {r.Prompts.Batch} pairs ({what}): {string.Join(" · ", parts)}";
+        return PatchCells.GapWarning(r) is { } w ? line + $"\nwarning: {w}" : line;
+    }
 }
