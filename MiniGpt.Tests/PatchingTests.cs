@@ -214,6 +214,45 @@ public class PatchingTests
         Assert.True(double.IsNaN(grid[1, 0]), "a head in the receiver's layer cannot send to it");
     }
 
+    [Fact]
+    public void PathPatchingFromTheEmbeddingsMovesTheReceiversInputByTheEmbeddingsDifference()
+    {
+        // attention-only, no LayerNorm: patching only the embeddings' path into L1H0's v moves v by exactly
+        // (embed_clean − embed_corrupted)·W_V (the positions are the same in both runs, so hook_pos_embed cancels)
+        var m = Model(attnOnly: true, norm: null);
+        var p = Prompts(m.Config);
+        var c = m.Config;
+        int B = p.Batch, T = p.SeqLen, D = c.DModel, H = c.NHeads, dh = c.DHead;
+        var clean = m.RunWithCache(p.Clean, B, T, n => n == "hook_embed");
+        var corrupted = m.RunWithCache(p.Corrupted, B, T, n => n is "hook_embed" or "blocks.1.attn.hook_v");
+        var wV = m.Params["blocks.1.attn.W_V"].Span;
+        const int receiver = 0;
+        var v = corrupted["blocks.1.attn.hook_v"].Span.ToArray();
+        var e1 = clean["hook_embed"].Span; var e0 = corrupted["hook_embed"].Span;
+        for (int n = 0; n < B * T; n++)
+            for (int e = 0; e < dh; e++)
+            {
+                double dv = 0;
+                for (int d = 0; d < D; d++) dv += ((double)e1[n * D + d] - e0[n * D + d]) * wV[(receiver * D + d) * dh + e];
+                v[(n * H + receiver) * dh + e] += (float)dv;
+            }
+        var byHand = new ActivationCache();
+        byHand.Add(new Tensors.Tensor("blocks.1.attn.hook_v", v, 0, corrupted["blocks.1.attn.hook_v"].Shape));
+        double expected = PatchGrid.Normalise(ActivationPatching.Patched(m, p, PatchMetric.LogitDiff, byHand, [new PatchCell(PatchSite.V, 1, receiver)]),
+            ActivationPatching.Metric(m, p.Clean, p, PatchMetric.LogitDiff), ActivationPatching.Metric(m, p.Corrupted, p, PatchMetric.LogitDiff));
+        var others = PathPatching.NonHeadSenders(m, p, PatchMetric.LogitDiff, 1, receiver, PathInput.V);
+        Assert.Equal(PathSender.Embeddings, Assert.Single(others).Sender); // attention-only: no MLP senders
+        Near(expected, others[0].Value, 1e-4, "embed → L1H0.v");
+        Assert.True(Math.Abs(expected) > 1e-3, "the path has no effect, so the test says nothing");
+
+        // with MLPs, each MLP below the receiver is a sender too, the same effect as naming it alone
+        var mm = Model(attnOnly: false);
+        var pm = Prompts(mm.Config);
+        var withMlp = PathPatching.NonHeadSenders(mm, pm, PatchMetric.LogitDiff, 1, 1, PathInput.K);
+        Assert.Equal([PathSender.Embeddings, PathSender.OfMlp(0)], withMlp.Select(x => x.Sender).ToArray());
+        Near(PathPatching.Effect(mm, pm, PatchMetric.LogitDiff, [PathSender.OfMlp(0)], 1, 1, PathInput.K), withMlp[1].Value, 1e-9, "mlp0 → L1H1.k");
+    }
+
     [Theory, MemberData(nameof(Configs))]
     public void DirectLogitAttributionSumsToTheLogitDifference(bool attnOnly, string? norm, string pos)
     {

@@ -41,4 +41,9 @@ public static class PatchCells
         Enumerable.Range(0, g.Values.Length).Where(i => double.IsFinite(g.Values[i]))
             .OrderByDescending(i => Math.Abs(g.Values[i])).Take(k)
             .Select(i => (Name(g, i, p, text), g.Values[i])).ToList();
+
+    /// <summary>The k senders of a path with the largest |effect|: heads of its grid, the embeddings ("embed") and MLPs ("mlp0").</summary>
+    public static List<(string Name, double Value)> TopSenders(PathPatchResult x, PatchPrompts p, TokenText text, int k) =>
+        Top(x.Grid, p, text, k).Concat(x.Others.Where(o => double.IsFinite(o.Value)).Select(o => (o.Sender.ToString(), o.Value)))
+            .OrderByDescending(t => Math.Abs(t.Item2)).Take(k).ToList();
 }

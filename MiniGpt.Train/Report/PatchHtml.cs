@@ -96,11 +96,11 @@ public static class PatchHtml
         if (r.Paths.Count > 0)
         {
             sb.Append($"<{H(1)}>Path patching</{H(1)}>\n<p class=\"notes\">Wang et al. 2022: a sender head's {(r.Noising ? "corrupted" : "clean")} output reaches the receiver only through its q, k or v input; " +
-                      $"every other path is frozen at the {(r.Noising ? "clean" : "corrupted")} run. An induction head reads the previous-token head through K.</p>\n");
+                      $"every other path is frozen at the {(r.Noising ? "clean" : "corrupted")} run. Senders are each earlier head, the embeddings (embed) and each earlier MLP. An induction head reads the previous-token head through K.</p>\n");
             sb.Append("<table><tr><th class=\"l\">receiver</th><th class=\"l\">input</th><th class=\"l\">strongest senders</th><th>s</th></tr>\n");
             foreach (var x in r.Paths)
                 sb.Append($"<tr><td class=\"l\">L{x.ReceiverLayer}H{x.ReceiverHead}</td><td class=\"l\">{x.Input.ToString().ToLowerInvariant()}</td>" +
-                          $"<td class=\"l\">{E(string.Join(", ", PatchCells.Top(x.Grid, p, text, 3).Select(t => $"{t.Name} {F(t.Value, "0.00")}")))}</td><td>{F(x.Grid.Seconds)}</td></tr>\n");
+                          $"<td class=\"l\">{E(string.Join(", ", PatchCells.TopSenders(x, p, text, 3).Select(t => $"{t.Name} {F(t.Value, "0.00")}")))}</td><td>{F(x.Grid.Seconds)}</td></tr>\n");
             sb.Append("</table>\n<div class=\"grid\">");
             foreach (var receiver in r.Paths.Select(x => (x.ReceiverLayer, x.ReceiverHead)).Distinct())
                 Img(Plot($"path_L{receiver.ReceiverLayer}H{receiver.ReceiverHead}.png"));

@@ -66,6 +66,9 @@ public static class PatchJson
             {
                 ["receiver"] = $"L{x.ReceiverLayer}H{x.ReceiverHead}", ["receiver_layer"] = x.ReceiverLayer, ["receiver_head"] = x.ReceiverHead,
                 ["input"] = x.Input.ToString().ToLowerInvariant(), ["grid"] = Grid(x.Grid),
+                // the senders that are not heads: the embeddings, then each MLP below the receiver
+                ["other_senders"] = new JsonArray(x.Others.Select(e => (JsonNode?)new JsonObject
+                    { ["sender"] = e.Sender.ToString(), ["value"] = N(e.Value), ["raw"] = N(e.Raw) }).ToArray()),
             }).ToArray()),
             ["logit_lens"] = new JsonObject { ["clean"] = Lens(r.LogitLens), ["corrupted"] = Lens(r.CorruptedLogitLens) },
             ["direct_logit_attribution"] = new JsonObject

@@ -35,7 +35,7 @@ public static class PatchSummary
             sb.Append($"path patching into {receiver.Key}:");
             foreach (var x in receiver)
             {
-                var best = PatchCells.Top(x.Grid, r.Prompts, text, 1);
+                var best = PatchCells.TopSenders(x, r.Prompts, text, 1);
                 sb.Append($"  {x.Input.ToString().ToLowerInvariant()} ← {(best.Count > 0 ? $"{best[0].Name} {F(best[0].Value, "0.00")}" : "–")}");
             }
             sb.AppendLine();
@@ -68,7 +68,7 @@ public static class PatchSummary
             parts.Add($"{g.Name} " + string.Join(", ", PatchCells.Top(g, r.Prompts, text, 2).Select(x => $"{x.Name} {F(x.Value)}")));
         foreach (var receiver in r.Paths.GroupBy(x => $"L{x.ReceiverLayer}H{x.ReceiverHead}"))
         {
-            var best = receiver.Select(x => (x.Input, Top: PatchCells.Top(x.Grid, r.Prompts, text, 1))).Where(x => x.Top.Count > 0)
+            var best = receiver.Select(x => (x.Input, Top: PatchCells.TopSenders(x, r.Prompts, text, 1))).Where(x => x.Top.Count > 0)
                 .OrderByDescending(x => Math.Abs(x.Top[0].Value)).FirstOrDefault();
             if (best.Top != null) parts.Add($"path {receiver.Key} {best.Input.ToString().ToLowerInvariant()} ← {best.Top[0].Name} {F(best.Top[0].Value)}");
         }

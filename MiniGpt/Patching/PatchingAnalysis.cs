@@ -32,8 +32,11 @@ public sealed record PatchingOptions
 /// </summary>
 public sealed record PatchComparison(string Name, double Correlation, double MaxAbsDifference, int[] WorstCell, double ExactSeconds, double AttributionSeconds);
 
-/// <summary>Path patching into one input of one receiving head, from each head below it as the only sender.</summary>
-public sealed record PathPatchResult(int ReceiverLayer, int ReceiverHead, PathInput Input, PatchGrid Grid);
+/// <summary>
+/// Path patching into one input of one receiving head: from each head below it as the only sender (Grid, [layer, head]),
+/// and from the embeddings and each MLP below it (Others).
+/// </summary>
+public sealed record PathPatchResult(int ReceiverLayer, int ReceiverHead, PathInput Input, PatchGrid Grid, IReadOnlyList<PathSenderEffect> Others);
 
 /// <summary>
 /// Everything one patching run measured. Prompts are the pairs as given and Clean/Corrupted their metrics; with Noising
@@ -108,7 +111,7 @@ public static class PatchingAnalysis
             {
                 int offset = pathDone;
                 var g = PathPatching.Senders(m, p, metric, l, h, input, (i, _) => o.Progress?.Invoke(offset + i, pathTotal, $"path patching into L{l}H{h}.{input}"));
-                paths.Add(new PathPatchResult(l, h, input, g));
+                paths.Add(new PathPatchResult(l, h, input, g, PathPatching.NonHeadSenders(m, p, metric, l, h, input)));
                 pathDone += l * c.NHeads;
             }
         double pathSeconds = pathClock.Elapsed.TotalSeconds;

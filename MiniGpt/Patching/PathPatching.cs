@@ -17,6 +17,9 @@ public readonly record struct PathSender(PathSenderKind Kind, int Layer = -1, in
     public override string ToString() => Kind switch { PathSenderKind.Embeddings => "embed", PathSenderKind.Head => $"L{Layer}H{Head}", _ => $"mlp{Layer}" };
 }
 
+/// <summary>One sender's path effect: normalised (0 corrupted, 1 clean) and the raw metric.</summary>
+public readonly record struct PathSenderEffect(PathSender Sender, double Value, double Raw);
+
 /// <summary>
 /// Path patching (Wang et al. 2022, "Interpretability in the Wild", §3.1 and appendix B), denoising: how much
 /// of the clean behaviour comes back when the senders' clean outputs reach the metric only through one input
@@ -61,6 +64,25 @@ public static class PathPatching
             }
         string name = $"path_L{layer}H{head}_{input.ToString().ToLowerInvariant()}";
         return new PatchGrid(name, "path", ["layer", "head"], [c.NLayers, H], values, raw, run.Clean, run.Corrupted, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>
+    /// The effect of each sender that is not a head as the only sender: the embeddings (token and position), then each
+    /// MLP below the receiver's layer, normalised as <see cref="Senders"/>'s cells. A path grid shows which head feeds
+    /// the receiver; these show when the receiver reads the tokens themselves or an MLP's output instead.
+    /// </summary>
+    public static IReadOnlyList<PathSenderEffect> NonHeadSenders(GptModel m, PatchPrompts p, PatchMetric metric, int layer, int head, PathInput input)
+    {
+        var c = m.Config;
+        var run = Prepare(m, p, metric, layer, head, []);
+        var senders = new List<PathSender> { PathSender.Embeddings };
+        if (c.HasMlp)
+            for (int l = 0; l < layer; l++) senders.Add(PathSender.OfMlp(l));
+        return senders.Select(s =>
+        {
+            double raw = run.Patch([s], input);
+            return new PathSenderEffect(s, PatchGrid.Normalise(raw, run.Clean, run.Corrupted), raw);
+        }).ToList();
     }
 
     private static Run Prepare(GptModel m, PatchPrompts p, PatchMetric metric, int layer, int head, IReadOnlyList<PathSender> senders)
