@@ -112,21 +112,7 @@ public static class CircuitsVerb
     }
 
     /// <summary>"1.2,0.3" → [(1, 2), (0, 3)]; also accepts "L1H2".</summary>
-    public static List<(int Layer, int Head)> ParseHeads(string s)
-    {
-        var list = new List<(int, int)>();
-        foreach (string part in s.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
-        {
-            string p = part.ToUpperInvariant();
-            string[] lh = p.StartsWith('L') && p.Contains('H') ? p[1..].Split('H') : p.Split('.');
-            if (lh.Length != 2 || !int.TryParse(lh[0], NumberStyles.None, CultureInfo.InvariantCulture, out int l)
-                || !int.TryParse(lh[1], NumberStyles.None, CultureInfo.InvariantCulture, out int h))
-                throw new UsageError($"--heads expects layer.head pairs such as 1.2,0.3, got '{part}'");
-            if (!list.Contains((l, h))) list.Add((l, h));
-        }
-        if (list.Count == 0) throw new UsageError("--heads is empty: give layer.head pairs such as 1.2,0.3");
-        return list;
-    }
+    public static List<(int Layer, int Head)> ParseHeads(string s) => HeadPairs.Parse(s, "heads", "1.2,0.3");
 
     /// <summary>
     /// The evaluation batches, opened as eval opens them (<see cref="EvalData.Open"/>): without --data, the

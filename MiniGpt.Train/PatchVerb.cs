@@ -167,21 +167,7 @@ public static class PatchVerb
     }
 
     /// <summary>"1.2,1.3" (or "L1H2") → [(1, 2), (1, 3)].</summary>
-    internal static List<(int Layer, int Head)> ParseReceivers(string s)
-    {
-        var list = new List<(int, int)>();
-        foreach (string part in s.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
-        {
-            string p = part.ToUpperInvariant();
-            string[] lh = p.StartsWith('L') && p.Contains('H') ? p[1..].Split('H') : p.Split('.');
-            if (lh.Length != 2 || !int.TryParse(lh[0], NumberStyles.None, CultureInfo.InvariantCulture, out int l)
-                || !int.TryParse(lh[1], NumberStyles.None, CultureInfo.InvariantCulture, out int h))
-                throw new UsageError($"--receivers expects layer.head pairs such as 1.0,1.3 (or auto, none), got '{part}'");
-            if (!list.Contains((l, h))) list.Add((l, h));
-        }
-        if (list.Count == 0) throw new UsageError("--receivers is empty: give layer.head pairs such as 1.0, or auto, or none");
-        return list;
-    }
+    internal static List<(int Layer, int Head)> ParseReceivers(string s) => HeadPairs.Parse(s, "receivers", "1.0,1.3", " (or auto, none)");
 
     private static PatchMetric MetricNamed(string v) => v is "logit_diff" or "answer_loss" ? PatchMetric.Named(v)
         : throw new UsageError($"--metric '{v}' is not a metric: use logit_diff or answer_loss");
