@@ -33,16 +33,6 @@ public sealed class TrackedRun : IDisposable
 /// <summary>train --track-circuits and the circuits verb: the log, circuits.json, the PNGs, report.html, and one-line errors.</summary>
 public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
 {
-    private static void AssertOneLineError((int Code, string Out, string Err) r, int code, string fragment)
-    {
-        Assert.True(code == r.Code, $"exit {r.Code}, stderr: {r.Err}");
-        string err = r.Err.TrimEnd('\n', '\r');
-        Assert.DoesNotContain('\n', err);
-        Assert.StartsWith("error: ", err);
-        Assert.DoesNotContain("   at ", err);
-        Assert.Contains(fragment, err);
-    }
-
     private static void AssertScore(JsonElement head, string name, double lo = 0, double hi = 1)
     {
         double v = head.GetProperty(name).GetDouble();
@@ -193,7 +183,7 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
         string ckpt = Path.Combine(dir, "m.safetensors");
         Checkpoint.Save(ckpt, m, tok.ToJson());
 
-        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", ckpt), 2, "--data");
+        TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", ckpt), 2, "--data");
         var r = TestPaths.Cli("circuits", "--checkpoint", ckpt, "--data", text, "--json");
         Assert.True(r.Code == 0, r.Err);
         var json = JsonDocument.Parse(r.Out).RootElement;
@@ -251,7 +241,7 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
         Assert.Equal(0, json.GetProperty("heads").GetArrayLength());
         Assert.True(json.GetProperty("bigram_kl").GetDouble() > 0);
         Assert.True(File.Exists(Path.Combine(dir, "z.circuits", "report.html")));
-        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", ckpt, "--heads", "0.0"), 1, "no heads");
+        TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", ckpt, "--heads", "0.0"), 1, "no heads");
         Directory.Delete(dir, true);
     }
 
@@ -259,24 +249,24 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
     public void BadInputGivesOneLineErrors()
     {
         string dir = TestPaths.TempDir("circuits-bad");
-        AssertOneLineError(TestPaths.Cli("circuits"), 2, "--checkpoint");
-        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", Path.Combine(dir, "none.safetensors")), 1, "does not exist");
-        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--heads", "one.two"), 2, "--heads");
-        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--heads", "2.0"), 1, "L2H0 does not exist");
-        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--data", Path.Combine(dir, "none.bin")), 1, "does not exist");
-        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--data", Path.Combine(dir, "text.txt")), 1, "does not exist");
+        TestPaths.AssertOneLineError(TestPaths.Cli("circuits"), 2, "--checkpoint");
+        TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", Path.Combine(dir, "none.safetensors")), 1, "does not exist");
+        TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--heads", "one.two"), 2, "--heads");
+        TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--heads", "2.0"), 1, "L2H0 does not exist");
+        TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--data", Path.Combine(dir, "none.bin")), 1, "does not exist");
+        TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--data", Path.Combine(dir, "text.txt")), 1, "does not exist");
         string file = Path.Combine(dir, "file");
         File.WriteAllText(file, "");
-        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--out", file), 1, "is a file");
-        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--batches", "0"), 2, "--batches");
+        TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--out", file), 1, "is a file");
+        TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", run.Checkpoint, "--batches", "0"), 2, "--batches");
         string log = Path.Combine(dir, "broken.safetensors");
         File.Copy(run.Checkpoint, log);
         // a line without scores is an entry without them; a score that is not [layer][head], or a line that is not JSON, is damaged
         File.WriteAllText(CircuitsLog.PathFor(log), "{\"step\": 0}\n{\"step\": 100, \"induction\": \"high\"}\n");
-        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", log, "--batches", "1"), 1, "line 2");
+        TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", log, "--batches", "1"), 1, "line 2");
         File.WriteAllText(CircuitsLog.PathFor(log), "{\"step\": 0}\nnot json\n");
-        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", log, "--batches", "1"), 1, "line 2");
-        AssertOneLineError(TestPaths.Cli("train", "--track-circuits", "--n-layers", "0", "--out", Path.Combine(dir, "z.safetensors")), 1, "--track-circuits");
+        TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", log, "--batches", "1"), 1, "line 2");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--track-circuits", "--n-layers", "0", "--out", Path.Combine(dir, "z.safetensors")), 1, "--track-circuits");
         Directory.Delete(dir, true);
     }
 }

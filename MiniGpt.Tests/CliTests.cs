@@ -7,16 +7,6 @@ namespace MiniGpt.Tests;
 /// <summary>Every user mistake gives one line on stderr naming the problem, a non-zero exit code, and no stack trace.</summary>
 public class CliTests
 {
-    private static void AssertOneLineError((int Code, string Out, string Err) r, int code, string fragment)
-    {
-        Assert.Equal(code, r.Code);
-        string err = r.Err.TrimEnd('\n', '\r');
-        Assert.DoesNotContain('\n', err);
-        Assert.StartsWith("error: ", err);
-        Assert.DoesNotContain("   at ", err);
-        Assert.Contains(fragment, err);
-    }
-
     private static string SmallCheckpoint(string dir, string? tokenizer = null)
     {
         var m = GptModel.Create(new ModelConfig { NLayers = 1, DModel = 16, NHeads = 2, DHead = 8, DMlp = 32, NCtx = 8, DVocab = 12 }, 1);
@@ -28,11 +18,11 @@ public class CliTests
     [Fact]
     public void BadCommandLinesExitWithTwo()
     {
-        AssertOneLineError(TestPaths.Cli("fly"), 2, "unknown verb");
-        AssertOneLineError(TestPaths.Cli("train", "--bogus", "1"), 2, "--bogus");
-        AssertOneLineError(TestPaths.Cli("train", "--lr", "fast"), 2, "--lr");
-        AssertOneLineError(TestPaths.Cli("train", "--steps"), 2, "needs a value");
-        AssertOneLineError(TestPaths.Cli("eval", "--data", "x.bin"), 2, "--checkpoint");
+        TestPaths.AssertOneLineError(TestPaths.Cli("fly"), 2, "unknown verb");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--bogus", "1"), 2, "--bogus");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--lr", "fast"), 2, "--lr");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--steps"), 2, "needs a value");
+        TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--data", "x.bin"), 2, "--checkpoint");
     }
 
     [Fact]
@@ -40,11 +30,11 @@ public class CliTests
     {
         string dir = TestPaths.TempDir("cli-cfg");
         string o = Path.Combine(dir, "m.safetensors");
-        AssertOneLineError(TestPaths.Cli("train", "--d-model", "0", "--out", o), 1, "d_model");
-        AssertOneLineError(TestPaths.Cli("train", "--n-heads", "-2", "--out", o), 1, "n_heads");
-        AssertOneLineError(TestPaths.Cli("train", "--d-model", "30", "--n-heads", "4", "--out", o), 1, "divisible");
-        AssertOneLineError(TestPaths.Cli("train", "--batch-size", "0", "--out", o), 1, "--batch-size");
-        AssertOneLineError(TestPaths.Cli("train", "--normalization", "RMS", "--out", o), 1, "--normalization");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--d-model", "0", "--out", o), 1, "d_model");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--n-heads", "-2", "--out", o), 1, "n_heads");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--d-model", "30", "--n-heads", "4", "--out", o), 1, "divisible");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--batch-size", "0", "--out", o), 1, "--batch-size");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--normalization", "RMS", "--out", o), 1, "--normalization");
         Assert.False(File.Exists(o));
         Directory.Delete(dir, true);
     }
@@ -54,20 +44,20 @@ public class CliTests
     {
         string dir = TestPaths.TempDir("cli-data");
         string o = Path.Combine(dir, "out.safetensors");
-        AssertOneLineError(TestPaths.Cli("train", "--data", Path.Combine(dir, "missing.txt"), "--out", o), 1, "does not exist");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--data", Path.Combine(dir, "missing.txt"), "--out", o), 1, "does not exist");
         string empty = Path.Combine(dir, "empty.txt");
         File.WriteAllText(empty, "");
-        AssertOneLineError(TestPaths.Cli("train", "--data", empty, "--out", o), 1, "empty");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--data", empty, "--out", o), 1, "empty");
         string shortText = Path.Combine(dir, "short.txt");
         File.WriteAllText(shortText, "hello world, too short for a window of sixty-five characters");
-        AssertOneLineError(TestPaths.Cli("train", "--data", shortText, "--out", o), 1, "fewer than one window");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--data", shortText, "--out", o), 1, "fewer than one window");
         string bin = Path.Combine(dir, "t.bin");
         MiniGpt.Data.TokenFile.WriteBin(bin, Enumerable.Range(0, 300).ToArray());
-        AssertOneLineError(TestPaths.Cli("train", "--data", bin, "--d-vocab", "100", "--out", o), 1, "≥ the vocabulary size 100");
-        AssertOneLineError(TestPaths.Cli("train", "--data", bin, "--out", o), 1, "--d-vocab");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--data", bin, "--d-vocab", "100", "--out", o), 1, "≥ the vocabulary size 100");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--data", bin, "--out", o), 1, "--d-vocab");
         string notUtf8 = Path.Combine(dir, "latin1.txt");
         File.WriteAllBytes(notUtf8, new byte[] { 0x68, 0xE9, 0x6C, 0x6C, 0x6F });
-        AssertOneLineError(TestPaths.Cli("train", "--data", notUtf8, "--out", o), 1, "UTF-8");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--data", notUtf8, "--out", o), 1, "UTF-8");
         Assert.False(File.Exists(o));
         Directory.Delete(dir, true);
     }
@@ -82,19 +72,19 @@ public class CliTests
         Assert.Equal(0, TestPaths.Cli("eval", "--checkpoint", ckpt, "--data", data).Code);
 
         MiniGpt.Data.TokenFile.WriteBin(data, new[] { 1, 2, 3, 4, 5, 6, 7, 8, 9, 12 });
-        AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", ckpt, "--data", data), 1, "token 12");
+        TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", ckpt, "--data", data), 1, "token 12");
         MiniGpt.Data.TokenFile.WriteBin(data, new[] { 1, 2, 3 });
-        AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", ckpt, "--data", data), 1, "fewer than one window");
+        TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", ckpt, "--data", data), 1, "fewer than one window");
 
         string truncated = Path.Combine(dir, "trunc.safetensors");
         var bytes = File.ReadAllBytes(ckpt);
         File.WriteAllBytes(truncated, bytes[..(bytes.Length / 2)]);
-        AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", truncated, "--data", data), 1, "truncated");
+        TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", truncated, "--data", data), 1, "truncated");
         string foreign = Path.Combine(dir, "foreign.safetensors");
         File.WriteAllText(foreign, "{\"not\": \"a checkpoint\"}");
-        AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", foreign, "--data", data), 1, "not a safetensors checkpoint");
-        AssertOneLineError(TestPaths.Cli("sample", "--checkpoint", ckpt), 1, "no tokenizer");
-        AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", Path.Combine(dir, "nope.safetensors"), "--data", data), 1, "does not exist");
+        TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", foreign, "--data", data), 1, "not a safetensors checkpoint");
+        TestPaths.AssertOneLineError(TestPaths.Cli("sample", "--checkpoint", ckpt), 1, "no tokenizer");
+        TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", Path.Combine(dir, "nope.safetensors"), "--data", data), 1, "does not exist");
 
         // a failed write of --grads never leaves a half-written file behind
         Assert.Empty(Directory.GetFiles(dir, "*.tmp"));
@@ -124,11 +114,11 @@ public class CliTests
         Assert.True(s.Code == 0, s.Err);
         Assert.StartsWith("the ", s.Out);
         Assert.Equal(4 + 30, s.Out.TrimEnd('\n').Length);
-        AssertOneLineError(TestPaths.Cli("sample", "--checkpoint", o, "--prompt", "dog!"), 1, "not in the model's vocabulary");
-        AssertOneLineError(TestPaths.Cli("train", "--resume", o, "--steps", "500"), 2, "--steps cannot be changed when resuming");
-        AssertOneLineError(TestPaths.Cli("train", "--data", text, "--out", dir), 2, "is a directory");
+        TestPaths.AssertOneLineError(TestPaths.Cli("sample", "--checkpoint", o, "--prompt", "dog!"), 1, "not in the model's vocabulary");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--resume", o, "--steps", "500"), 2, "--steps cannot be changed when resuming");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--data", text, "--out", dir), 2, "is a directory");
         var before = File.ReadAllBytes(o);
-        AssertOneLineError(TestPaths.Cli("train", "--data", text, "--out", o, "--steps", "5"), 2, "--overwrite");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--data", text, "--out", o, "--steps", "5"), 2, "--overwrite");
         Assert.Equal(before, File.ReadAllBytes(o));
         Directory.Delete(dir, true);
     }

@@ -33,16 +33,6 @@ public class PatchVerbTests
         return (dir, ckpt, tok);
     }
 
-    private static void AssertOneLineError((int Code, string Out, string Err) r, int code, string fragment)
-    {
-        Assert.True(code == r.Code, $"exit {r.Code}, stdout: {r.Out}, stderr: {r.Err}");
-        string err = r.Err.TrimEnd('\n', '\r');
-        Assert.DoesNotContain('\n', err);
-        Assert.StartsWith("error: ", err);
-        Assert.DoesNotContain("   at ", err);
-        Assert.Contains(fragment, err);
-    }
-
     private static JsonElement Grid(JsonElement json, string name) =>
         json.GetProperty("exact").EnumerateArray().Single(g => g.GetProperty("name").GetString() == name);
 
@@ -204,7 +194,7 @@ public class PatchVerbTests
         void Bad(string line, string fragment)
         {
             File.WriteAllLines(pairs, ["""{"clean": "abc", "corrupt": "abd", "answer": "a", "wrong": "h"}""", line]);
-            AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--pairs", pairs), 1, fragment);
+            TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--pairs", pairs), 1, fragment);
         }
         Bad("{\"clean\": \"abc\"", "pairs.jsonl line 2 is not valid JSON");
         Bad("""{"clean": "abc", "corrupt": "abd", "answer": "a", "wrong": "h", "pos": 1}""", "line 2: unknown key 'pos'");
@@ -212,7 +202,7 @@ public class PatchVerbTests
         Bad("""{"clean": "abc", "corrupt": "abd", "answer": "ab", "wrong": "h"}""", "is 2 tokens");
         Bad("""{"clean": "abc", "corrupt": "abd", "answer": "a", "wrong": "h", "position": 7}""", "position 7 is outside");
         Bad("""{"clean": "abcd", "corrupt": "abd", "answer": "a", "wrong": "h"}""", "of pair 1 is 4 tokens and the corrupted one 3");
-        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--pairs", Path.Combine(dir, "none.jsonl")), 1, "does not exist");
+        TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--pairs", Path.Combine(dir, "none.jsonl")), 1, "does not exist");
         Directory.Delete(dir, true);
     }
 
@@ -222,33 +212,33 @@ public class PatchVerbTests
         var (dir, ckpt, _) = CharCheckpoint("patch-verb-errors");
         string[] pair = ["--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abd", "--answer", "a", "--wrong", "h"];
         string[] Args(params string[] more) => ["patch", .. pair, .. more];
-        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt), 2, "was trained on text");
-        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abd", "--answer", "a"), 2, "--wrong is missing");
-        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abcd", "--answer", "a", "--wrong", "h"), 1, "is 3 tokens and the corrupted one 4");
-        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abd", "--answer", "ab", "--wrong", "h"), 1, "give a single token");
-        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abd", "--answer", "a", "--wrong", "a"), 1, "are the same token");
-        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abQ", "--answer", "a", "--wrong", "h"), 1, "Q");
-        AssertOneLineError(TestPaths.Cli(Args("--sites", "resid_pre,mlp_in")), 2, "unknown site 'mlp_in'");
-        AssertOneLineError(TestPaths.Cli(Args("--receivers", "1.7")), 1, "L1H7 does not exist");
-        AssertOneLineError(TestPaths.Cli(Args("--receivers", "0.1")), 1, "is in layer 0");
-        AssertOneLineError(TestPaths.Cli(Args("--receivers", "one")), 2, "--receivers");
-        AssertOneLineError(TestPaths.Cli(Args("--no-exact", "--no-attribution", "--receivers", "none")), 2, "leave nothing to patch");
-        AssertOneLineError(TestPaths.Cli(Args("--no-exact", "--no-attribution")), 2, "name the receivers");
-        AssertOneLineError(TestPaths.Cli(Args("--metric", "accuracy")), 2, "--metric 'accuracy' is not a metric");
-        AssertOneLineError(TestPaths.Cli(Args("--batch", "4")), 2, "--batch sets the induction task's pairs");
-        AssertOneLineError(TestPaths.Cli(Args("--task", "induction")), 2, "give one source of pairs");
-        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--task", "ioi"), 2, "--task 'ioi' is not a task");
-        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--task", "induction", "--half", "1"), 1, "--half 1");
-        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--task", "induction", "--half", "9"), 1, "n_ctx = 16");
+        TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt), 2, "was trained on text");
+        TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abd", "--answer", "a"), 2, "--wrong is missing");
+        TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abcd", "--answer", "a", "--wrong", "h"), 1, "is 3 tokens and the corrupted one 4");
+        TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abd", "--answer", "ab", "--wrong", "h"), 1, "give a single token");
+        TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abd", "--answer", "a", "--wrong", "a"), 1, "are the same token");
+        TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abQ", "--answer", "a", "--wrong", "h"), 1, "Q");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Args("--sites", "resid_pre,mlp_in")), 2, "unknown site 'mlp_in'");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Args("--receivers", "1.7")), 1, "L1H7 does not exist");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Args("--receivers", "0.1")), 1, "is in layer 0");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Args("--receivers", "one")), 2, "--receivers");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Args("--no-exact", "--no-attribution", "--receivers", "none")), 2, "leave nothing to patch");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Args("--no-exact", "--no-attribution")), 2, "name the receivers");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Args("--metric", "accuracy")), 2, "--metric 'accuracy' is not a metric");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Args("--batch", "4")), 2, "--batch sets the induction task's pairs");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Args("--task", "induction")), 2, "give one source of pairs");
+        TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--task", "ioi"), 2, "--task 'ioi' is not a task");
+        TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--task", "induction", "--half", "1"), 1, "--half 1");
+        TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--task", "induction", "--half", "9"), 1, "n_ctx = 16");
         File.WriteAllText(Path.Combine(dir, "file"), "x");
-        AssertOneLineError(TestPaths.Cli(Args("--out", Path.Combine(dir, "file"))), 1, "is a file");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Args("--out", Path.Combine(dir, "file"))), 1, "is a file");
         Assert.Equal("x", File.ReadAllText(Path.Combine(dir, "file")));
-        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", Path.Combine(dir, "none.safetensors")), 1, "none.safetensors");
+        TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", Path.Combine(dir, "none.safetensors")), 1, "none.safetensors");
         // none of the mistakes above wrote a report
         Assert.False(Directory.Exists(Path.Combine(dir, "char.patch")));
 
         var (zdir, zero) = InductionCheckpoint("patch-verb-zero", layers: 0);
-        AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", zero), 1, "zero-layer model");
+        TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", zero), 1, "zero-layer model");
         Directory.Delete(zdir, true);
         Directory.Delete(dir, true);
     }
@@ -278,7 +268,7 @@ public class PatchVerbTests
         // a text model's circuits cannot patch the induction pairs: asked to, it says so
         var (tdir, text, _) = CharCheckpoint("patch-verb-circuits-text");
         File.WriteAllText(Path.Combine(tdir, "t.txt"), string.Concat(Enumerable.Repeat("abc xyz. ", 50)));
-        AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", text, "--data", Path.Combine(tdir, "t.txt"), "--patching"), 1, "give the pairs to the patch verb");
+        TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", text, "--data", Path.Combine(tdir, "t.txt"), "--patching"), 1, "give the pairs to the patch verb");
         Directory.Delete(tdir, true);
         Directory.Delete(dir, true);
     }

@@ -63,4 +63,15 @@ internal static class TestPaths
         int code = MiniGpt.Train.Cli.Run(args, o, e);
         return (code, o.ToString(), e.ToString());
     }
+
+    /// <summary>A user mistake's report: the exit code, and one line "error: …" on stderr holding fragment, with no stack trace.</summary>
+    public static void AssertOneLineError((int Code, string Out, string Err) r, int code, string fragment)
+    {
+        Xunit.Assert.True(code == r.Code, $"exit {r.Code}, stdout: {r.Out}, stderr: {r.Err}");
+        string err = r.Err.TrimEnd('\n', '\r');
+        Xunit.Assert.DoesNotContain('\n', err);
+        Xunit.Assert.StartsWith("error: ", err);
+        Xunit.Assert.DoesNotContain("   at ", err);
+        Xunit.Assert.Contains(fragment, err);
+    }
 }
