@@ -177,37 +177,50 @@ public class PatchingTests
         }
     }
 
-    [Fact]
-    public void PathPatchingOneSenderSeesOnlyItsDirectPath()
+    /// <summary>
+    /// Attention-only, no LayerNorm, 2 layers: L1H(receiver)'s v is linear in resid_pre₁, so a path that moves resid_pre₁ by
+    /// dResid(n, d) (row n of B·T, dimension d) only through that v moves v by dResid·W_V. The normalised metric of the corrupted
+    /// run with v moved so, computed by hand.
+    /// </summary>
+    private static double VMovedBy(GptModel m, PatchPrompts p, int receiver, Func<int, int, double> dResid)
     {
-        // attention-only, no LayerNorm, 2 layers: the receiver's v is linear in resid_pre₁ = embed + pos + Σ_h result₀,h + b_O, so patching
-        // one head's z through v alone moves v by exactly (z_clean − z_corrupted)·W_O·W_V; check it against that, computed by hand
-        var m = Model(attnOnly: true, norm: null);
-        var p = Prompts(m.Config);
         var c = m.Config;
         int B = p.Batch, T = p.SeqLen, D = c.DModel, H = c.NHeads, dh = c.DHead;
-        var clean = m.RunWithCache(p.Clean, B, T, n => n == "blocks.0.attn.hook_z");
-        var corrupted = m.RunWithCache(p.Corrupted, B, T, n => n is "blocks.0.attn.hook_z" or "blocks.1.attn.hook_v");
-        var wO = m.Params["blocks.0.attn.W_O"].Span; var wV = m.Params["blocks.1.attn.W_V"].Span;
-        const int sender = 1, receiver = 0;
+        var corrupted = m.RunWithCache(p.Corrupted, B, T, n => n == "blocks.1.attn.hook_v");
+        var wV = m.Params["blocks.1.attn.W_V"].Span.ToArray();
         var v = corrupted["blocks.1.attn.hook_v"].Span.ToArray();
-        var z1 = clean["blocks.0.attn.hook_z"].Span; var z0 = corrupted["blocks.0.attn.hook_z"].Span;
         for (int n = 0; n < B * T; n++)
             for (int e = 0; e < dh; e++)
             {
                 double dv = 0;
-                for (int d = 0; d < D; d++)
-                {
-                    double dr = 0;
-                    for (int f = 0; f < dh; f++) dr += ((double)z1[(n * H + sender) * dh + f] - z0[(n * H + sender) * dh + f]) * wO[(sender * dh + f) * D + d];
-                    dv += dr * wV[(receiver * D + d) * dh + e];
-                }
+                for (int d = 0; d < D; d++) dv += dResid(n, d) * wV[(receiver * D + d) * dh + e];
                 v[(n * H + receiver) * dh + e] += (float)dv;
             }
         var byHand = new ActivationCache();
         byHand.Add(new Tensors.Tensor("blocks.1.attn.hook_v", v, 0, corrupted["blocks.1.attn.hook_v"].Shape));
-        double expected = PatchGrid.Normalise(ActivationPatching.Patched(m, p, PatchMetric.LogitDiff, byHand, [new PatchCell(PatchSite.V, 1, receiver)]),
+        return PatchGrid.Normalise(ActivationPatching.Patched(m, p, PatchMetric.LogitDiff, byHand, [new PatchCell(PatchSite.V, 1, receiver)]),
             ActivationPatching.Metric(m, p.Clean, p, PatchMetric.LogitDiff), ActivationPatching.Metric(m, p.Corrupted, p, PatchMetric.LogitDiff));
+    }
+
+    [Fact]
+    public void PathPatchingOneSenderSeesOnlyItsDirectPath()
+    {
+        // resid_pre₁ = embed + pos + Σ_h result₀,h + b_O, so patching one head's z through v alone moves resid_pre₁ by
+        // exactly (z_clean − z_corrupted)·W_O of that head
+        var m = Model(attnOnly: true, norm: null);
+        var p = Prompts(m.Config);
+        var c = m.Config;
+        int B = p.Batch, T = p.SeqLen, D = c.DModel, H = c.NHeads, dh = c.DHead;
+        var z1 = m.RunWithCache(p.Clean, B, T, n => n == "blocks.0.attn.hook_z")["blocks.0.attn.hook_z"].Span.ToArray();
+        var z0 = m.RunWithCache(p.Corrupted, B, T, n => n == "blocks.0.attn.hook_z")["blocks.0.attn.hook_z"].Span.ToArray();
+        var wO = m.Params["blocks.0.attn.W_O"].Span.ToArray();
+        const int sender = 1, receiver = 0;
+        double expected = VMovedBy(m, p, receiver, (n, d) =>
+        {
+            double dr = 0;
+            for (int f = 0; f < dh; f++) dr += ((double)z1[(n * H + sender) * dh + f] - z0[(n * H + sender) * dh + f]) * wO[(sender * dh + f) * D + d];
+            return dr;
+        });
         var grid = PathPatching.Senders(m, p, PatchMetric.LogitDiff, 1, receiver, PathInput.V);
         Near(expected, grid[0, sender], 1e-4, "L0H1 → L1H0.v");
         Assert.True(Math.Abs(expected) > 1e-3, "the path has no effect, so the test says nothing");
@@ -217,29 +230,15 @@ public class PatchingTests
     [Fact]
     public void PathPatchingFromTheEmbeddingsMovesTheReceiversInputByTheEmbeddingsDifference()
     {
-        // attention-only, no LayerNorm: patching only the embeddings' path into L1H0's v moves v by exactly
-        // (embed_clean − embed_corrupted)·W_V (the positions are the same in both runs, so hook_pos_embed cancels)
+        // the embeddings' path alone moves resid_pre₁ by embed_clean − embed_corrupted (the positions are the same in
+        // both runs, so hook_pos_embed cancels)
         var m = Model(attnOnly: true, norm: null);
         var p = Prompts(m.Config);
-        var c = m.Config;
-        int B = p.Batch, T = p.SeqLen, D = c.DModel, H = c.NHeads, dh = c.DHead;
-        var clean = m.RunWithCache(p.Clean, B, T, n => n == "hook_embed");
-        var corrupted = m.RunWithCache(p.Corrupted, B, T, n => n is "hook_embed" or "blocks.1.attn.hook_v");
-        var wV = m.Params["blocks.1.attn.W_V"].Span;
+        int B = p.Batch, T = p.SeqLen, D = m.Config.DModel;
+        var e1 = m.RunWithCache(p.Clean, B, T, n => n == "hook_embed")["hook_embed"].Span.ToArray();
+        var e0 = m.RunWithCache(p.Corrupted, B, T, n => n == "hook_embed")["hook_embed"].Span.ToArray();
         const int receiver = 0;
-        var v = corrupted["blocks.1.attn.hook_v"].Span.ToArray();
-        var e1 = clean["hook_embed"].Span; var e0 = corrupted["hook_embed"].Span;
-        for (int n = 0; n < B * T; n++)
-            for (int e = 0; e < dh; e++)
-            {
-                double dv = 0;
-                for (int d = 0; d < D; d++) dv += ((double)e1[n * D + d] - e0[n * D + d]) * wV[(receiver * D + d) * dh + e];
-                v[(n * H + receiver) * dh + e] += (float)dv;
-            }
-        var byHand = new ActivationCache();
-        byHand.Add(new Tensors.Tensor("blocks.1.attn.hook_v", v, 0, corrupted["blocks.1.attn.hook_v"].Shape));
-        double expected = PatchGrid.Normalise(ActivationPatching.Patched(m, p, PatchMetric.LogitDiff, byHand, [new PatchCell(PatchSite.V, 1, receiver)]),
-            ActivationPatching.Metric(m, p.Clean, p, PatchMetric.LogitDiff), ActivationPatching.Metric(m, p.Corrupted, p, PatchMetric.LogitDiff));
+        double expected = VMovedBy(m, p, receiver, (n, d) => (double)e1[n * D + d] - e0[n * D + d]);
         var others = PathPatching.NonHeadSenders(m, p, PatchMetric.LogitDiff, 1, receiver, PathInput.V);
         Assert.Equal(PathSender.Embeddings, Assert.Single(others).Sender); // attention-only: no MLP senders
         Near(expected, others[0].Value, 1e-4, "embed → L1H0.v");
