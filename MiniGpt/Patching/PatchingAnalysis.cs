@@ -110,8 +110,8 @@ public static class PatchingAnalysis
             foreach (var input in new[] { PathInput.Q, PathInput.K, PathInput.V })
             {
                 int offset = pathDone;
-                var g = PathPatching.Senders(m, p, metric, l, h, input, (i, _) => o.Progress?.Invoke(offset + i, pathTotal, $"path patching into L{l}H{h}.{input}"));
-                paths.Add(new PathPatchResult(l, h, input, g, PathPatching.NonHeadSenders(m, p, metric, l, h, input)));
+                var (g, others) = PathPatching.AllSenders(m, p, metric, l, h, input, (i, _) => o.Progress?.Invoke(offset + i, pathTotal, $"path patching into L{l}H{h}.{input}"));
+                paths.Add(new PathPatchResult(l, h, input, g, others));
                 pathDone += l * c.NHeads;
             }
         double pathSeconds = pathClock.Elapsed.TotalSeconds;

@@ -45,12 +45,30 @@ public static class PathPatching
     /// The effect of each head of the layers below the receiver as the only sender: [layer, head], NaN for heads
     /// in the receiver's layer or above. progress gets (cells done, cells).
     /// </summary>
-    public static PatchGrid Senders(GptModel m, PatchPrompts p, PatchMetric metric, int layer, int head, PathInput input, Action<int, int>? progress = null)
+    public static PatchGrid Senders(GptModel m, PatchPrompts p, PatchMetric metric, int layer, int head, PathInput input, Action<int, int>? progress = null) =>
+        HeadSenders(Prepare(m, p, metric, layer, head, []), input, progress);
+
+    /// <summary>
+    /// The effect of each sender that is not a head as the only sender: the embeddings (token and position), then each
+    /// MLP below the receiver's layer, normalised as <see cref="Senders"/>'s cells. A path grid shows which head feeds
+    /// the receiver; these show when the receiver reads the tokens themselves or an MLP's output instead.
+    /// </summary>
+    public static IReadOnlyList<PathSenderEffect> NonHeadSenders(GptModel m, PatchPrompts p, PatchMetric metric, int layer, int head, PathInput input) =>
+        OtherSenders(Prepare(m, p, metric, layer, head, []), input);
+
+    /// <summary>Both of the above from one preparation (the clean and corrupted runs are cached once per receiver).</summary>
+    public static (PatchGrid Heads, IReadOnlyList<PathSenderEffect> Others) AllSenders(GptModel m, PatchPrompts p, PatchMetric metric, int layer, int head,
+        PathInput input, Action<int, int>? progress = null)
     {
-        var c = m.Config;
-        var clock = Stopwatch.StartNew();
         var run = Prepare(m, p, metric, layer, head, []);
-        int H = c.NHeads, cells = c.NLayers * H;
+        return (HeadSenders(run, input, progress), OtherSenders(run, input));
+    }
+
+    private static PatchGrid HeadSenders(Run run, PathInput input, Action<int, int>? progress)
+    {
+        var c = run.M.Config;
+        var clock = Stopwatch.StartNew();
+        int H = c.NHeads, cells = c.NLayers * H, layer = run.Layer;
         var values = new double[cells];
         var raw = new double[cells];
         Array.Fill(values, double.NaN);
@@ -62,22 +80,15 @@ public static class PathPatching
                 values[l * H + h] = PatchGrid.Normalise(raw[l * H + h], run.Clean, run.Corrupted);
                 progress?.Invoke(l * H + h + 1, layer * H);
             }
-        string name = $"path_L{layer}H{head}_{input.ToString().ToLowerInvariant()}";
+        string name = $"path_L{layer}H{run.Head}_{input.ToString().ToLowerInvariant()}";
         return new PatchGrid(name, "path", ["layer", "head"], [c.NLayers, H], values, raw, run.Clean, run.Corrupted, clock.Elapsed.TotalSeconds);
     }
 
-    /// <summary>
-    /// The effect of each sender that is not a head as the only sender: the embeddings (token and position), then each
-    /// MLP below the receiver's layer, normalised as <see cref="Senders"/>'s cells. A path grid shows which head feeds
-    /// the receiver; these show when the receiver reads the tokens themselves or an MLP's output instead.
-    /// </summary>
-    public static IReadOnlyList<PathSenderEffect> NonHeadSenders(GptModel m, PatchPrompts p, PatchMetric metric, int layer, int head, PathInput input)
+    private static IReadOnlyList<PathSenderEffect> OtherSenders(Run run, PathInput input)
     {
-        var c = m.Config;
-        var run = Prepare(m, p, metric, layer, head, []);
         var senders = new List<PathSender> { PathSender.Embeddings };
-        if (c.HasMlp)
-            for (int l = 0; l < layer; l++) senders.Add(PathSender.OfMlp(l));
+        if (run.M.Config.HasMlp)
+            for (int l = 0; l < run.Layer; l++) senders.Add(PathSender.OfMlp(l));
         return senders.Select(s =>
         {
             double raw = run.Patch([s], input);
