@@ -46,15 +46,13 @@ public sealed class PatchPrompts
         if (corrupted.Count != B || targets.Count != B)
             throw new UserError($"patching got {B} clean prompts, {corrupted.Count} corrupted and {targets.Count} target lists: give one of each per pair");
         if (padToken >= vocab) throw new UserError($"the padding token {padToken} is outside the vocabulary [0, {vocab})");
+        // each target inside its own pair's tokens, checked before any padding could make room for it
+        for (int b = 0; b < B; b++)
+            foreach (var t in targets[b])
+                if (t.Position < 0 || t.Position >= clean[b].Length)
+                    throw new UserError($"a target of pair {b} reads position {t.Position}, outside its {clean[b].Length} tokens");
         if (padToken >= 0)
         {
-            for (int b = 0; b < B; b++)
-            {
-                if (clean[b].Length != corrupted[b].Length) continue; // refused below with its own message
-                foreach (var t in targets[b])
-                    if (t.Position < 0 || t.Position >= clean[b].Length)
-                        throw new UserError($"a target of pair {b} reads position {t.Position}, outside its {clean[b].Length} tokens");
-            }
             int longest = clean.Max(c => c.Length);
             int[] Pad(int[] p) => p.Length >= longest ? p : [.. p, .. Enumerable.Repeat(padToken, longest - p.Length)];
             var paddedClean = new List<int[]>(B);
@@ -79,12 +77,8 @@ public sealed class PatchPrompts
                 throw new UserError($"pair {b} is {clean[b].Length} tokens but pair 0 is {T}: the pairs run as one batch, so give them one length");
             if (targets[b].Length == 0) throw new UserError($"pair {b} has no answer to measure: give an answer and a wrong token");
             foreach (var t in targets[b])
-            {
-                if (t.Position < 0 || t.Position >= T)
-                    throw new UserError($"a target of pair {b} reads position {t.Position}, outside its {T} tokens");
                 if ((uint)t.Answer >= (uint)vocab || (uint)t.Wrong >= (uint)vocab)
                     throw new UserError($"a target of pair {b} names token {((uint)t.Answer >= (uint)vocab ? t.Answer : t.Wrong)}, outside the vocabulary [0, {vocab})");
-            }
         }
         if (T < 1 || T > nCtx) throw new UserError($"the prompts are {T} tokens; the model reads 1 to n_ctx = {nCtx}: shorten them");
         var c = new int[B * T];
