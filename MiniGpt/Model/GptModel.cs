@@ -31,6 +31,12 @@ public sealed class GptModel
     /// <summary>Every hook point, in the order a forward pass reaches them.</summary>
     public IReadOnlyList<string> HookNames => _points.Names;
 
+    /// <summary>The shape kind of a hook point (<see cref="HookPoints.Shape"/> gives its dimensions), null for a name the model does not have.</summary>
+    public HookShape? HookShapeOf(string name) => _points.IndexOf(name) is int i and >= 0 ? _points.ShapeKindOf(i) : null;
+
+    /// <summary>The block a hook point belongs to, −1 outside the blocks (hook_embed, ln_final.hook_normalized, …).</summary>
+    public int HookLayerOf(string name) => _points.IndexOf(name) is int i and >= 0 ? _points.LayerOf(i) : -1;
+
     private readonly ModelParams _p, _g;
     private readonly HookPoints _points;
     private readonly LayerHooks[] _layerHooks;
