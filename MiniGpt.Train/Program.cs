@@ -21,6 +21,7 @@ namespace MiniGpt.Train
               sample   generate text from a checkpoint
               circuits find a checkpoint's heads and circuits: summary table, circuits.json, plots and report.html
               patch    activation, attribution and path patching, logit lens and direct logit attribution: patch.json, heatmaps, patch.html
+              sae      a sparse autoencoder on one hook point: SAELens-layout weights, L0, explained variance, loss recovered, report.html
               bench    median time of a training step for a model shape, with tokens/s and model FLOP utilisation
 
             '<verb> --help' lists a verb's options and their defaults.
@@ -30,7 +31,7 @@ namespace MiniGpt.Train
         internal static readonly IReadOnlyList<(string Verb, Func<Options> Declare)> Verbs =
         [
             ("prepare", PrepareVerb.Declare), ("train", TrainVerb.Declare), ("eval", EvalVerb.Declare), ("sample", SampleVerb.Declare),
-            ("circuits", CircuitsVerb.Declare), ("patch", PatchVerb.Declare), ("bench", BenchVerb.Declare),
+            ("circuits", CircuitsVerb.Declare), ("patch", PatchVerb.Declare), ("sae", SaeVerb.Declare), ("bench", BenchVerb.Declare),
         ];
 
         public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
@@ -52,7 +53,8 @@ namespace MiniGpt.Train
                     "bench" => BenchVerb.Run(rest, stdout),
                     "circuits" => CircuitsVerb.Run(rest, stdout),
                     "patch" => PatchVerb.Run(rest, stdout),
-                    _ => throw new UsageError($"unknown verb '{args[0]}': use prepare, train, eval, sample, circuits, patch or bench (see --help)"),
+                    "sae" => SaeVerb.Run(rest, stdout),
+                    _ => throw new UsageError($"unknown verb '{args[0]}': use prepare, train, eval, sample, circuits, patch, sae or bench (see --help)"),
                 };
             }
             catch (UsageError e) { stderr.WriteLine($"error: {e.Message}"); return 2; }

@@ -1,0 +1,117 @@
+using System.Diagnostics;
+using System.Globalization;
+using MiniGpt.Checkpoints;
+using MiniGpt.Data;
+using MiniGpt.Sae;
+using MiniGpt.Train.Progress;
+using MiniGpt.Train.Report;
+
+namespace MiniGpt.Train;
+
+/// <summary>
+/// sae: trains a sparse autoencoder on the activations at one hook point of a checkpoint, streamed from --data, then
+/// measures it on held-out windows and writes it in SAELens's layout with sae.json and report.html.
+/// </summary>
+public static class SaeVerb
+{
+    private static readonly Option<string?> Data = Option.OptionalText("data",
+        "tokens to read: a UTF-8 text (the checkpoint's tokenizer; first 90 % train, last 10 % held out), a folder written by prepare, a .bin, or induction",
+        "induction without a tokenizer, else required");
+    private static readonly Option<string> Hook = Option.Text("hook", "hook point to read, e.g. blocks.0.hook_resid_post, blocks.0.hook_mlp_out, blocks.0.mlp.hook_post", "blocks.0.hook_resid_post");
+    private static readonly Option<string> Architecture = Option.Text("architecture", "relu (L1 penalty weighted by decoder norms, Anthropic 2024) or topk (Gao et al. 2024)", "relu");
+    private static readonly Option<int> K = Option.Int("k", "features kept per activation by topk", 32);
+    private static readonly Option<int> DSae = Option.Int("d-sae", "features (0: 8 × d_in)", 0, "8 × d_in");
+    private static readonly Option<float> L1 = Option.Float("l1", "λ of relu's sparsity penalty, on activations scaled to E‖x‖² = d_in", 5f);
+    private static readonly Option<float> Lr = Option.Float("lr", "learning rate (AdamW, warm-up, linear decay to 0 over the last 20 %)", 1e-3f);
+    private static readonly Option<int> Steps = Option.Int("steps", "training steps", 4000);
+    private static readonly Option<int> BatchRows = Option.Int("batch-rows", "activations per step", 1024);
+    private static readonly Option<int> Buffer = Option.Int("buffer", "rows of the shuffled activation buffer", 65536);
+    private static readonly Option<bool> Resample = Option.Flag("resample", "resample dead features at 25 %, 50 % and 75 % of training (Anthropic 2023)");
+    private static readonly Option<int> EvalBatches = Option.Int("eval-batches", "held-out batches of 16 windows for the metrics and the report", 16);
+    private static readonly Option<int> Features = Option.Int("features", "features shown in the report", 24);
+    private static readonly Option<ulong> Seed = Option.ULong("seed", "seed of the initialisation and the data order", 1);
+    private static readonly Option<string?> Out = Option.OptionalText("out", "folder for sae_weights.safetensors, cfg.json, sae.json, the PNGs and report.html", "<checkpoint stem>.sae/");
+    private static readonly Option<bool> Json = Option.Flag("json", "print sae.json to stdout instead of the summary");
+
+    internal static Options Declare() =>
+        new Options("sae", "sae: a sparse autoencoder on one hook point of a checkpoint. Streams activations from --data into a shuffled buffer, trains\n" +
+                           "(relu or topk), measures L0, explained variance, MSE, loss recovered (the reconstruction spliced into the model) and dead/dense\n" +
+                           "features on held-out windows, and writes the SAE in SAELens's layout with sae.json, PNGs and report.html.",
+            SharedOptions.Checkpoint, Data, Hook, Architecture, K, DSae, L1, Lr, Steps, BatchRows, Buffer, Resample, EvalBatches, Features, Seed, Out, Json, SharedOptions.Threads);
+
+    public static int Run(string[] args, TextWriter stdout)
+    {
+        var o = Declare().Parse(args);
+        if (o.HelpRequested) { stdout.Write(Declare().Help()); return 0; }
+        Cli.ApplyThreads(o);
+        var clock = Stopwatch.StartNew();
+        string ckpt = o.Get(SharedOptions.Checkpoint);
+        var arch = o.Get(Architecture) switch
+        {
+            "relu" => SaeArchitecture.Relu,
+            "topk" => SaeArchitecture.TopK,
+            var a => throw new UsageError($"--architecture '{a}' is not an SAE architecture: use relu or topk"),
+        };
+        if (o.Get(DSae) < 0) throw new UsageError($"--d-sae {o.Get(DSae)}: give a positive number of features (or 0 for 8 × d_in)");
+        if (o.Get(Steps) < 1) throw new UsageError($"--steps {o.Get(Steps)}: give at least 1 step");
+        if (o.Get(BatchRows) < 1) throw new UsageError($"--batch-rows {o.Get(BatchRows)}: give at least 1 activation per step");
+        if (o.Get(EvalBatches) < 1) throw new UsageError($"--eval-batches {o.Get(EvalBatches)}: give at least 1 batch");
+        if (!(o.Get(L1) >= 0)) throw new UsageError($"--l1 {o.Get(L1)}: the penalty must be ≥ 0");
+        if (!(o.Get(Lr) > 0)) throw new UsageError($"--lr {o.Get(Lr)}: the learning rate must be > 0");
+        string dir = o.Get(Out) ?? Checkpoint.Stem(ckpt) + ".sae";
+        if (dir.Length == 0) throw new UsageError("--out is empty: give a folder for the SAE");
+        if (File.Exists(dir)) throw new UserError($"--out '{dir}' is a file: give a folder for the SAE");
+
+        var loaded = Checkpoint.Load(ckpt);
+        var model = loaded.Model;
+        if (model.Config.NLayers == 0 && o.Get(Hook).StartsWith("blocks.", StringComparison.Ordinal))
+            throw new UserError($"'{ckpt}' is a zero-layer model: it has no {o.Get(Hook)}; give --hook hook_embed");
+        string data = o.Get(Data) ?? (loaded.TokenizerJson == null ? "induction"
+            : throw new UsageError($"'{ckpt}' was trained on text: give --data with text to read (e.g. the training file)"));
+        var dIn = ActivationStore.WidthOf(model, o.Get(Hook)); // the hook's one-line error before anything else
+        if (arch == SaeArchitecture.TopK)
+        {
+            int dSae = o.Get(DSae) == 0 ? 8 * dIn : o.Get(DSae);
+            if (o.Get(K) < 1 || o.Get(K) > dSae) throw new UsageError($"--k {o.Get(K)} must be in [1, d_sae = {dSae}]");
+        }
+        var source = SaeData.Open(data, loaded);
+        var heldOut = source.ValidationBatches(16, model.Config.NCtx, o.Get(EvalBatches));
+        var options = new SaeTrainOptions
+        {
+            Hook = o.Get(Hook), DSae = o.Get(DSae), Architecture = arch, K = o.Get(K), L1Coefficient = o.Get(L1), Lr = o.Get(Lr),
+            Steps = o.Get(Steps), BatchRows = o.Get(BatchRows), BufferRows = o.Get(Buffer), Seed = o.Get(Seed),
+            ResampleAt = o.Get(Resample) ? [0.25, 0.5, 0.75] : [], LogInterval = Math.Max(1, o.Get(Steps) / 40),
+        };
+
+        var tokenizer = loaded.TokenizerJson is { } tj ? Tokenizers.FromJson(tj) : null;
+        var text = new TokenText(tokenizer);
+        var (trainer, sae, eval, features, trainSeconds) = ProgressView.Run(stdout, "sae", sink =>
+        {
+            var t = new SaeTrainer(model, source, options);
+            var sw = Stopwatch.StartNew();
+            t.Run(log =>
+            {
+                if (!sink.WantsStatus && !o.Get(Json)) sink.Line(Format(log, options.Steps));
+                sink.Report(log.Step, options.Steps, $"L0 {log.L0:0.0} · EV {log.ExplainedVariance:0.000} · dead {log.Dead}");
+            });
+            double secs = sw.Elapsed.TotalSeconds;
+            var sae = t.Result();
+            sink.Report(options.Steps, options.Steps, "evaluating");
+            var e = SaeEvaluation.Run(model, sae, heldOut);
+            var chosen = SaeReport.PickFeatures(e, o.Get(Features));
+            var f = SaeFeatures.Analyse(model, sae, heldOut, chosen);
+            return (t, sae, e, f, secs);
+        });
+        var written = SaeReport.Write(dir, ckpt, model, trainer, sae, eval, features, text, trainSeconds, data);
+        if (o.Get(Json)) stdout.WriteLine(written.Json);
+        else
+        {
+            stdout.Write(SaeReport.Summary(trainer, eval, trainSeconds));
+            stdout.WriteLine($"wrote {dir}{Path.DirectorySeparatorChar} ({SaeFile.WeightsName}, {SaeFile.ConfigName}, sae.json, {written.Plots} plots, report.html) in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
+        }
+        return 0;
+    }
+
+    private static string Format(SaeTrainLog l, int steps) => string.Create(CultureInfo.InvariantCulture,
+        $"step {l.Step,5}/{steps} | mse {l.Mse:0.0000} | L0 {l.L0,6:0.0} | EV {l.ExplainedVariance:0.000} | λ {l.L1Coefficient:0.00} | lr {l.Lr:0.00e+00} | dead {l.Dead} | {l.TokensPerSecond:N0} act/s");
+}
