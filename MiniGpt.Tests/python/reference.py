@@ -9,9 +9,11 @@ Commands:
   tokens --vocab V --count N --seed S --out F.bin
   eval   --checkpoint F --data D.bin --out R.json [--grads G.safetensors] [--batch 8]
   logits --checkpoint F --data D.bin --out L.safetensors
+  sae    --dir SAE-FOLDER --x X.safetensors --out R.safetensors   (SAELens formulas: features and reconstruction)
 """
 import argparse
 import json
+import os
 import math
 import struct
 import sys
@@ -282,6 +284,28 @@ def cmd_logits(args):
     save_safetensors(args.out, {"logits": logits})
 
 
+def cmd_sae(args):
+    # SAELens's forward of the two architectures (sae_lens SAE.encode / decode), written from its definitions:
+    #   standard: f = relu((x - b_dec) @ W_enc + b_enc);  topk: hidden_pre the same, keep its k largest, relu
+    #   x_hat = f @ W_dec + b_dec
+    with open(os.path.join(args.dir, "cfg.json")) as fh:
+        cfg = json.load(fh)
+    w, _ = load_safetensors(os.path.join(args.dir, "sae_weights.safetensors"))
+    x = load_safetensors(args.x)[0]["x"]
+    if x.shape[1] != cfg["d_in"] or tuple(w["W_enc"].shape) != (cfg["d_in"], cfg["d_sae"]) or tuple(w["W_dec"].shape) != (cfg["d_sae"], cfg["d_in"]):
+        raise ValueError("shapes do not match cfg.json")
+    with torch.no_grad():
+        pre = (x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]
+        if cfg["architecture"] == "topk":
+            k = cfg["activation_fn_kwargs"]["k"]
+            top = torch.topk(pre, k, dim=-1)
+            f = torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
+        else:
+            f = torch.relu(pre)
+        x_hat = f @ w["W_dec"] + w["b_dec"]
+    save_safetensors(args.out, {"features": f, "reconstruction": x_hat})
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -312,6 +336,12 @@ def main(argv=None):
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_logits)
+
+    p = sub.add_parser("sae")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--x", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_sae)
 
     args = ap.parse_args(argv)
     args.func(args)
