@@ -251,4 +251,23 @@ public class SaeTests
         }
         Assert.Equal(Train(1), Train(2));
     }
+
+    [Fact]
+    public void GeometryOfAnOrthonormalDictionaryIsExactAndRandomDirectionsSpreadAsOneOverRootD()
+    {
+        const int d = 16;
+        var sae = new SparseAutoencoder(new SaeConfig { DIn = d, DSae = d, HookName = "h" }, Kernels.Reference);
+        for (int i = 0; i < d; i++) sae.WDec[i * d + i] = 3f; // orthogonal rows of norm 3: unit directions after normalising
+        var g = SaeGeometry.Measure(sae);
+        Assert.Equal(0.0, g.Decoder.Mean, 9);
+        Assert.Equal(0.0, g.Decoder.Std, 9);
+        Assert.Equal(0.0, g.DecoderMaxAbsCos, 9);
+        // Z = I_d (n = d unit rows): R = ½ logdet(I + d/(n ε²) I) = (d/2) ln(1 + 1/ε²), ε = 0.5
+        Assert.Equal(d / 2.0 * Math.Log(1 + 4), g.DecoderCodingRate, 6);
+        // d random directions: cosines centred on 0 with spread near 1/√d, nearest neighbours well above 0
+        Assert.InRange(g.Random.Mean, -0.05, 0.05);
+        Assert.InRange(g.Random.Std / g.Random.ExpectedStd, 0.8, 1.2);
+        Assert.True(g.RandomMaxAbsCos > 0.3, $"random nearest |cos| {g.RandomMaxAbsCos}");
+        Assert.True(g.RandomCodingRate < g.DecoderCodingRate, "random directions code in fewer nats than orthonormal ones");
+    }
 }

@@ -85,7 +85,7 @@ public static class SaeVerb
 
         var tokenizer = loaded.TokenizerJson is { } tj ? Tokenizers.FromJson(tj) : null;
         var text = new TokenText(tokenizer);
-        var (trainer, sae, eval, features, trainSeconds) = ProgressView.Run(stdout, "sae", sink =>
+        var (trainer, sae, eval, features, geometry, trainSeconds) = ProgressView.Run(stdout, "sae", sink =>
         {
             var t = new SaeTrainer(model, source, options);
             var sw = Stopwatch.StartNew();
@@ -100,13 +100,14 @@ public static class SaeVerb
             var e = SaeEvaluation.Run(model, sae, heldOut);
             var chosen = SaeReport.PickFeatures(e, o.Get(Features));
             var f = SaeFeatures.Analyse(model, sae, heldOut, chosen);
-            return (t, sae, e, f, secs);
+            var g = SaeGeometry.Measure(sae, Enumerable.Range(0, e.Frequency.Length).Where(i => e.Frequency[i] > 0).ToList());
+            return (t, sae, e, f, g, secs);
         });
-        var written = SaeReport.Write(dir, ckpt, model, trainer, sae, eval, features, text, trainSeconds, data);
+        var written = SaeReport.Write(dir, ckpt, trainer, sae, eval, features, geometry, text, trainSeconds, data);
         if (o.Get(Json)) stdout.WriteLine(written.Json);
         else
         {
-            stdout.Write(SaeReport.Summary(trainer, eval, trainSeconds));
+            stdout.Write(SaeReport.Summary(trainer, eval, geometry, trainSeconds));
             stdout.WriteLine($"wrote {dir}{Path.DirectorySeparatorChar} ({SaeFile.WeightsName}, {SaeFile.ConfigName}, sae.json, {written.Plots} plots, report.html) in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
         }
         return 0;

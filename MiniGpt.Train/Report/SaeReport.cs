@@ -24,11 +24,11 @@ public static class SaeReport
         Enumerable.Range(0, e.Frequency.Length).Where(i => e.Frequency[i] > 0 && e.Frequency[i] <= e.DenseThreshold)
             .OrderByDescending(i => e.Frequency[i]).ThenBy(i => i).Take(count).ToList();
 
-    public static Written Write(string dir, string checkpoint, GptModel model, SaeTrainer t, SparseAutoencoder sae, SaeEvaluationResult e,
-        IReadOnlyList<FeatureSummary> features, TokenText text, double trainSeconds, string data)
+    public static Written Write(string dir, string checkpoint, SaeTrainer t, SparseAutoencoder sae, SaeEvaluationResult e,
+        IReadOnlyList<FeatureSummary> features, SaeGeometryResult geometry, TokenText text, double trainSeconds, string data)
     {
         Directory.CreateDirectory(dir);
-        var json = Build(checkpoint, t, sae, e, features, text, trainSeconds, data);
+        var json = Build(checkpoint, t, sae, e, features, geometry, text, trainSeconds, data);
         string jsonText = CircuitsJson.ToJson(json);
         SaeFile.Save(dir, sae, Path.GetFileNameWithoutExtension(checkpoint),
             new Dictionary<string, string> { ["format"] = "pt", ["minigpt_checkpoint"] = Path.GetFileName(checkpoint) });
@@ -41,11 +41,11 @@ public static class SaeReport
             plots.Add(new($"sae_feature_{f.Index}.png", $"Feature {f.Index}", "activations where it fires", Histogram(f)));
         foreach (var p in plots) AtomicFile.Write(Path.Combine(dir, p.FileName), fs => fs.Write(p.Png));
         AtomicFile.WriteAllText(Path.Combine(dir, "sae.json"), jsonText + "\n");
-        AtomicFile.WriteAllText(Path.Combine(dir, "report.html"), Html(checkpoint, sae, t, e, features, text, plots, trainSeconds));
+        AtomicFile.WriteAllText(Path.Combine(dir, "report.html"), Html(checkpoint, sae, t, e, features, geometry, text, plots, trainSeconds));
         return new Written(jsonText, plots.Count);
     }
 
-    public static string Summary(SaeTrainer t, SaeEvaluationResult e, double trainSeconds)
+    public static string Summary(SaeTrainer t, SaeEvaluationResult e, SaeGeometryResult g, double trainSeconds)
     {
         var c = t.Sae.Config;
         string F(double x, string f = "0.000") => x.ToString(f, CultureInfo.InvariantCulture);
@@ -56,11 +56,20 @@ public static class SaeReport
                       $"loss recovered {F(e.LossRecovered)} (clean {F(e.LossClean, "0.0000")}, with the SAE {F(e.LossSae, "0.0000")}, zero-ablated {F(e.LossZero, "0.0000")})");
         sb.AppendLine($"features: {e.Dead} dead (never fired held out), {e.Dense} dense (> {F(e.DenseThreshold * 100, "0")} % of tokens), {t.DeadCount()} dead in the last {t.Options.DeadWindow} training steps" +
                       (t.Resampled > 0 ? $", {t.Resampled} resampled" : ""));
+        sb.AppendLine(GeometryLine(g));
         return sb.ToString();
     }
 
+    /// <summary>The dictionary's geometry in one line: its cosines and nearest neighbours against random directions, and both coding rates.</summary>
+    public static string GeometryLine(SaeGeometryResult g)
+    {
+        string F(double x) => x.ToString("0.000", CultureInfo.InvariantCulture);
+        return $"geometry of the {g.Features} live decoder directions: cos mean {F(g.Decoder.Mean)} ± {F(g.Decoder.Std)} (random: {F(g.Random.Mean)} ± {F(g.Random.Std)}, 1/√d_in = {F(g.Decoder.ExpectedStd)}), " +
+               $"nearest-neighbour |cos| {F(g.DecoderMaxAbsCos)} (random {F(g.RandomMaxAbsCos)}), coding rate {g.DecoderCodingRate.ToString("0.0", CultureInfo.InvariantCulture)} nats (random {g.RandomCodingRate.ToString("0.0", CultureInfo.InvariantCulture)})";
+    }
+
     private static JsonObject Build(string checkpoint, SaeTrainer t, SparseAutoencoder sae, SaeEvaluationResult e, IReadOnlyList<FeatureSummary> features,
-        TokenText text, double trainSeconds, string data)
+        SaeGeometryResult g, TokenText text, double trainSeconds, string data)
     {
         var o = t.Options;
         JsonNode N(double x) => double.IsFinite(x) ? JsonValue.Create(x)! : JsonValue.Create("NaN")!;
@@ -85,6 +94,14 @@ public static class SaeReport
                 ["loss_clean"] = N(e.LossClean), ["loss_sae"] = N(e.LossSae), ["loss_zero_ablated"] = N(e.LossZero), ["loss_recovered"] = N(e.LossRecovered),
                 ["dead"] = e.Dead, ["dense"] = e.Dense, ["dense_threshold"] = e.DenseThreshold,
                 ["frequency"] = new JsonArray(e.Frequency.Select(f => (JsonNode?)JsonValue.Create(f)).ToArray()),
+            },
+            // the live features' unit decoder directions against as many random ones (the seeds' near-orthogonality and coding rate)
+            ["geometry"] = new JsonObject
+            {
+                ["features"] = g.Features, ["cos_mean"] = N(g.Decoder.Mean), ["cos_std"] = N(g.Decoder.Std), ["expected_std_random"] = N(g.Decoder.ExpectedStd),
+                ["random_cos_mean"] = N(g.Random.Mean), ["random_cos_std"] = N(g.Random.Std),
+                ["nearest_abs_cos"] = N(g.DecoderMaxAbsCos), ["random_nearest_abs_cos"] = N(g.RandomMaxAbsCos),
+                ["coding_rate"] = N(g.DecoderCodingRate), ["random_coding_rate"] = N(g.RandomCodingRate),
             },
             ["features"] = new JsonArray(features.Select(f => (JsonNode?)new JsonObject
             {
@@ -159,7 +176,7 @@ public static class SaeReport
     }
 
     private static string Html(string checkpoint, SparseAutoencoder sae, SaeTrainer t, SaeEvaluationResult e, IReadOnlyList<FeatureSummary> features,
-        TokenText text, IReadOnlyList<PlotImage> plots, double trainSeconds)
+        SaeGeometryResult g, TokenText text, IReadOnlyList<PlotImage> plots, double trainSeconds)
     {
         string E(string s) => WebUtility.HtmlEncode(s);
         string F(double x, string f = "0.000") => x.ToString(f, CultureInfo.InvariantCulture);
@@ -184,7 +201,7 @@ public static class SaeReport
         Row("loss: clean / with SAE / zero-ablated", $"{F(e.LossClean, "0.0000")} / {F(e.LossSae, "0.0000")} / {F(e.LossZero, "0.0000")}");
         Row("dead features (never fired held out)", e.Dead.ToString(CultureInfo.InvariantCulture));
         Row($"dense features (> {F(e.DenseThreshold * 100, "0")} % of tokens)", e.Dense.ToString(CultureInfo.InvariantCulture));
-        sb.Append("</table>\n<div class=\"grid\">");
+        sb.Append($"</table>\n<p class=\"notes\">{E(GeometryLine(g))}. With more features than dimensions the directions cannot all be orthogonal; random ones are nearly so, with cosines of spread 1/√d_in.</p>\n<div class=\"grid\">");
         sb.Append(Img(plots[0])).Append(Img(plots[1]));
         sb.Append("</div>\n<h2>Features</h2>\n<p class=\"notes\">The most frequent features that are neither dead nor dense. Each context is a held-out window, " +
                   "its tokens shaded by the feature's activation (darkest = its maximum over the shown contexts; the outlined token is the peak). " +
