@@ -37,6 +37,11 @@ public class SaeVerbTests
         Assert.Equal(60, json.GetProperty("training").GetProperty("steps").GetInt32());
         Assert.Equal("blocks.0.hook_mlp_out", json.GetProperty("config").GetProperty("hook_name").GetString());
         Assert.Equal(32, held.GetProperty("frequency").GetArrayLength());
+        // loss recovered measured during training too, ending at the step training ended
+        var during = json.GetProperty("during_training").EnumerateArray().ToList();
+        Assert.True(during.Count >= 2, $"{during.Count} evaluations during training");
+        Assert.Equal(60, during[^1].GetProperty("step").GetInt32());
+        Assert.Contains("| held out: L0 ", r.Out);
 
         // the SAE on disk, measured again on the same held-out windows, gives the numbers sae.json holds
         var loaded = Checkpoint.Load(ckpt);

@@ -85,16 +85,30 @@ public static class SaeVerb
 
         var tokenizer = loaded.TokenizerJson is { } tj ? Tokenizers.FromJson(tj) : null;
         var text = new TokenText(tokenizer);
+        var during = new List<(int Step, SaeEvaluationResult Result)>();
         var (trainer, sae, eval, features, geometry, trainSeconds) = ProgressView.Run(stdout, "sae", sink =>
         {
             var t = new SaeTrainer(model, source, options);
+            // loss recovered during training: the SAE so far measured on the first two held-out batches, ten times
+            var probe = heldOut.Take(2).ToList();
+            int every = 4 * options.LogInterval;
+            var evalClock = new Stopwatch();
             var sw = Stopwatch.StartNew();
             t.Run(log =>
             {
-                if (!sink.WantsStatus && !o.Get(Json)) sink.Line(Format(log, options.Steps));
+                string measured = "";
+                if (log.Step % every == 0 || log.Step == options.Steps)
+                {
+                    evalClock.Start();
+                    var r = SaeEvaluation.Run(model, t.Result(), probe);
+                    evalClock.Stop();
+                    during.Add((log.Step, r));
+                    measured = string.Create(CultureInfo.InvariantCulture, $" | held out: L0 {r.L0:0.0}, EV {r.ExplainedVariance:0.000}, loss recovered {r.LossRecovered:0.000}");
+                }
+                if (!sink.WantsStatus && !o.Get(Json)) sink.Line(Format(log, options.Steps) + measured);
                 sink.Report(log.Step, options.Steps, $"L0 {log.L0:0.0} · EV {log.ExplainedVariance:0.000} · dead {log.Dead}");
             });
-            double secs = sw.Elapsed.TotalSeconds;
+            double secs = sw.Elapsed.TotalSeconds - evalClock.Elapsed.TotalSeconds; // training alone
             var sae = t.Result();
             sink.Report(options.Steps, options.Steps, "evaluating");
             var e = SaeEvaluation.Run(model, sae, heldOut);
@@ -103,7 +117,7 @@ public static class SaeVerb
             var g = SaeGeometry.Measure(sae, Enumerable.Range(0, e.Frequency.Length).Where(i => e.Frequency[i] > 0).ToList());
             return (t, sae, e, f, g, secs);
         });
-        var written = SaeReport.Write(dir, ckpt, trainer, sae, eval, features, geometry, text, trainSeconds, data);
+        var written = SaeReport.Write(dir, ckpt, trainer, sae, eval, during, features, geometry, text, trainSeconds, data);
         if (o.Get(Json)) stdout.WriteLine(written.Json);
         else
         {

@@ -25,10 +25,17 @@ public static class SaeReport
             .OrderByDescending(i => e.Frequency[i]).ThenBy(i => i).Take(count).ToList();
 
     public static Written Write(string dir, string checkpoint, SaeTrainer t, SparseAutoencoder sae, SaeEvaluationResult e,
-        IReadOnlyList<FeatureSummary> features, SaeGeometryResult geometry, TokenText text, double trainSeconds, string data)
+        IReadOnlyList<(int Step, SaeEvaluationResult Result)> during, IReadOnlyList<FeatureSummary> features, SaeGeometryResult geometry, TokenText text, double trainSeconds, string data)
     {
         Directory.CreateDirectory(dir);
         var json = Build(checkpoint, t, sae, e, features, geometry, text, trainSeconds, data);
+        // the SAE so far on the first two held-out batches, ten times during training
+        JsonNode N(double x) => double.IsFinite(x) ? JsonValue.Create(x)! : JsonValue.Create("NaN")!;
+        json["during_training"] = new JsonArray(during.Select(x => (JsonNode?)new JsonObject
+        {
+            ["step"] = x.Step, ["tokens"] = x.Result.Tokens, ["l0"] = N(x.Result.L0), ["explained_variance"] = N(x.Result.ExplainedVariance),
+            ["mse"] = N(x.Result.Mse), ["loss_recovered"] = N(x.Result.LossRecovered), ["dead"] = x.Result.Dead,
+        }).ToArray());
         string jsonText = CircuitsJson.ToJson(json);
         SaeFile.Save(dir, sae, Path.GetFileNameWithoutExtension(checkpoint),
             new Dictionary<string, string> { ["format"] = "pt", ["minigpt_checkpoint"] = Path.GetFileName(checkpoint) });
