@@ -22,6 +22,7 @@ namespace MiniGpt.Train
               circuits find a checkpoint's heads and circuits: summary table, circuits.json, plots and report.html
               patch    activation, attribution and path patching, logit lens and direct logit attribution: patch.json, heatmaps, patch.html
               sae      a sparse autoencoder on one hook point: SAELens-layout weights, L0, explained variance, loss recovered, report.html
+              superposition  toy models of superposition (Elhage et al. 2022): WᵀW, feature norms and dimensionality by sparsity, the pentagon, the phase diagram
               bench    median time of a training step for a model shape, with tokens/s and model FLOP utilisation
 
             '<verb> --help' lists a verb's options and their defaults.
@@ -32,6 +33,7 @@ namespace MiniGpt.Train
         [
             ("prepare", PrepareVerb.Declare), ("train", TrainVerb.Declare), ("eval", EvalVerb.Declare), ("sample", SampleVerb.Declare),
             ("circuits", CircuitsVerb.Declare), ("patch", PatchVerb.Declare), ("sae", SaeVerb.Declare), ("bench", BenchVerb.Declare),
+            ("superposition", SuperpositionVerb.Declare),
         ];
 
         public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
@@ -54,7 +56,8 @@ namespace MiniGpt.Train
                     "circuits" => CircuitsVerb.Run(rest, stdout),
                     "patch" => PatchVerb.Run(rest, stdout),
                     "sae" => SaeVerb.Run(rest, stdout),
-                    _ => throw new UsageError($"unknown verb '{args[0]}': use prepare, train, eval, sample, circuits, patch, sae or bench (see --help)"),
+                    "superposition" => SuperpositionVerb.Run(rest, stdout),
+                    _ => throw new UsageError($"unknown verb '{args[0]}': use prepare, train, eval, sample, circuits, patch, sae, superposition or bench (see --help)"),
                 };
             }
             catch (UsageError e) { stderr.WriteLine($"error: {e.Message}"); return 2; }
