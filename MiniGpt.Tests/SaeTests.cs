@@ -270,4 +270,17 @@ public class SaeTests
         Assert.True(g.RandomMaxAbsCos > 0.3, $"random nearest |cos| {g.RandomMaxAbsCos}");
         Assert.True(g.RandomCodingRate < g.DecoderCodingRate, "random directions code in fewer nats than orthonormal ones");
     }
+
+    [Fact]
+    public void ATrainingStepAllocatesNothing()
+    {
+        var m = Model();
+        // a buffer that holds every step below: no refill (the only allocation, its hook's registration) falls among them
+        var o = new SaeTrainOptions { Hook = "blocks.0.hook_resid_post", DSae = 64, Steps = 100, BatchRows = 32, BufferRows = 8192, WindowsPerRefill = 8 };
+        var t = new SaeTrainer(m, new InductionTask(m.Config.DVocab, m.Config.NCtx, 3), o, Kernels.Fast);
+        for (int i = 0; i < 5; i++) t.TrainStep(); // warm-up: JIT, the pool's first tasks
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 50; i++) t.TrainStep();
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
 }
