@@ -168,6 +168,38 @@ public class PatchVerbTests
     }
 
     [Fact]
+    public void NoisingLabelsEveryGridWithThePairsOwnCleanAndCorruptedRuns()
+    {
+        var (dir, ckpt) = InductionCheckpoint("patch-verb-noising");
+        string outDir = Path.Combine(dir, "n");
+        var r = TestPaths.Cli("patch", "--checkpoint", ckpt, "--batch", "2", "--threads", "1", "--sites", "z,k", "--receivers", "1.0", "--noising", "--out", outDir);
+        Assert.True(r.Code == 0, r.Err);
+        var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "patch.json"))).RootElement;
+        double clean = json.GetProperty("clean_metric").GetDouble(), corrupted = json.GetProperty("corrupted_metric").GetDouble();
+        Assert.True(Math.Abs(clean - corrupted) > 1e-6, "the runs must differ, or swapped labels would not show");
+        // the pairs' clean prompts, run alone, give clean_metric (so it is not the swapped run's)
+        var m = Checkpoint.Load(ckpt).Model;
+        var p = MiniGpt.Patching.PatchPrompts.Induction(m.Config.DVocab, 2, 6, 1);
+        Assert.Equal(MiniGpt.Patching.ActivationPatching.Metric(m, p.Clean, p, MiniGpt.Patching.PatchMetric.LogitDiff), clean, 4);
+        // every grid, exact, attributed and path, names the same two runs as the top level
+        var grids = json.GetProperty("exact").EnumerateArray().Concat(json.GetProperty("attribution").EnumerateArray())
+            .Concat(json.GetProperty("paths").EnumerateArray().Select(x => x.GetProperty("grid"))).ToList();
+        Assert.Equal(2 + 2 + 3, grids.Count);
+        foreach (var g in grids)
+        {
+            Assert.Equal(clean, g.GetProperty("clean").GetDouble());
+            Assert.Equal(corrupted, g.GetProperty("corrupted").GetDouble());
+        }
+        // the captions say which run is patched into which
+        string html = File.ReadAllText(Path.Combine(outDir, "patch.html"));
+        Assert.Contains("its corrupted output reaching L1H0 only through its q, k or v input (every other path frozen at the clean run); 0 = clean run, 1 = corrupted run", html);
+        Assert.DoesNotContain("clean output reaching", html);
+        Assert.Contains("attribution (all grids)", html);
+        Assert.DoesNotContain("0 = corrupted run, 1 = clean run", html);
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
     public void PairsFileRunsEveryLineAndNamesTheLineOfAMistake()
     {
         var (dir, ckpt, tok) = CharCheckpoint("patch-verb-pairs");
