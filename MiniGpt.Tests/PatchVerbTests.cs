@@ -222,6 +222,18 @@ public class PatchVerbTests
         int[] p0 = tok.Encode("abc xyz abc", "p0"), p1 = tok.Encode("fgh xyz. fgh", "p1");
         double expected = (LogitDiff(m, p0, p0.Length - 1, space, tok.Encode("h", "h")[0]) + LogitDiff(m, p1, p1.Length - 1, space, tok.Encode("a", "a")[0])) / 2;
         Assert.Equal(expected, json.GetProperty("clean_metric").GetDouble(), 4);
+        // each pair is written as given, its length beside it, not with the padding that fits it into the batch
+        var jp = json.GetProperty("prompts").GetProperty("pairs");
+        Assert.Equal(new[] { 11, 12 }, jp.EnumerateArray().Select(x => x.GetProperty("length").GetInt32()).ToArray());
+        Assert.Equal(p0, jp[0].GetProperty("clean").EnumerateArray().Select(x => x.GetInt32()).ToArray());
+        // positions are labelled with pair 0's tokens, and pair 0 (the short one) has none at position 11: "pad", not token 0
+        var prompts = new MiniGpt.Train.PatchInputs(tok, m.Config).File(pairs);
+        var text = new TokenText(tok);
+        Assert.Equal("c", MiniGpt.Train.Report.PatchCells.PositionLabel(prompts, text, 10)); // "abc xyz abc"[10]
+        Assert.Equal("pad", MiniGpt.Train.Report.PatchCells.PositionLabel(prompts, text, 11));
+        var grid = new MiniGpt.Patching.PatchGrid("resid_pre", "exact", ["layer", "pos"], [2, 12], new double[24], new double[24], 1, 0, 0);
+        Assert.Equal("L1 pos 11 pad", MiniGpt.Train.Report.PatchCells.Name(grid, 23, prompts, text));
+        Assert.Equal("L1 pos 0 'a'", MiniGpt.Train.Report.PatchCells.Name(grid, 12, prompts, text));
 
         void Bad(string line, string fragment)
         {

@@ -309,6 +309,88 @@ public class PatchingTests
         Assert.NotEqual(lens[0].LogitDiff, lens[^1].LogitDiff);
     }
 
+    /// <summary>Two induction pairs of different lengths (10 tokens with 4 targets, 8 with 3), and each of them as its own PatchPrompts.</summary>
+    private static (PatchPrompts Long, PatchPrompts Short) TwoLengths(ModelConfig c)
+    {
+        var a = PatchPrompts.Induction(c.DVocab, batch: 1, half: 5, seed: 21);
+        var b = PatchPrompts.Induction(c.DVocab, batch: 1, half: 4, seed: 22);
+        return (a, b);
+    }
+
+    /// <summary>The pairs of ps (one pair each) as one batch, right-padded with token 0.</summary>
+    private static PatchPrompts Batched(ModelConfig c, params PatchPrompts[] ps) =>
+        PatchPrompts.Create(ps.Select(x => x.Clean).ToList(), ps.Select(x => x.Corrupted).ToList(), ps.Select(x => x.Targets[0]).ToList(),
+            c.DVocab, c.NCtx, "padded", padToken: 0);
+
+    [Theory]
+    [InlineData(false, "LN")]
+    [InlineData(true, null)]
+    public void APaddedBatchIsTheTargetWeightedMeanOfItsPairsRunAlone(bool attnOnly, string? norm)
+    {
+        // every metric is a mean over targets, so a batch of pairs A (n_A targets) and B (n_B) gives
+        //   m = (n_A·m_A + n_B·m_B)/(n_A + n_B)
+        // for every patched cell too, where m_A and m_B are the pairs run alone at their own lengths: causal attention keeps
+        // the padding after B out of B's targets, and a position cell in B's padding patches nothing B reads (m_B corrupted)
+        var m = Model(attnOnly, norm);
+        var c = m.Config;
+        var (a, b) = TwoLengths(c);
+        Assert.Equal((10, 8, 4, 3), (a.SeqLen, b.SeqLen, a.TargetCount, b.TargetCount));
+        var specs = new[]
+        {
+            new PatchSpec(PatchSite.ResidPre, PatchAxes.LayerPos), new PatchSpec(PatchSite.Z, PatchAxes.LayerHeadPos),
+            new PatchSpec(PatchSite.K, PatchAxes.LayerHead), new PatchSpec(PatchSite.Pattern, PatchAxes.LayerHead),
+        };
+        foreach (var metric in new[] { PatchMetric.LogitDiff, PatchMetric.AnswerLoss })
+            foreach (var spec in specs)
+            {
+                var ga = ActivationPatching.Run(m, a, metric, spec);
+                var gb = ActivationPatching.Run(m, b, metric, spec);
+                foreach (bool longFirst in new[] { true, false })
+                {
+                    var batch = longFirst ? Batched(c, a, b) : Batched(c, b, a);
+                    Assert.Equal(longFirst ? new[] { 10, 8 } : [8, 10], batch.Lengths);
+                    var g = ActivationPatching.Run(m, batch, metric, spec);
+                    Near((4 * ga.Clean + 3 * gb.Clean) / 7, g.Clean, 1e-5, $"{spec.Name} clean");
+                    Near((4 * ga.Corrupted + 3 * gb.Corrupted) / 7, g.Corrupted, 1e-5, $"{spec.Name} corrupted");
+                    Assert.Equal(ga.Shape, g.Shape); // T = the longer pair's 10
+                    for (int i = 0; i < g.Raw.Length; i++)
+                    {
+                        var cell = ActivationPatching.CellOf(spec, g.Shape, i);
+                        double rb = cell.Pos >= b.SeqLen ? gb.Corrupted // B's padding: nothing of B patched
+                            : gb.Raw[Array.IndexOf(Enumerable.Range(0, gb.Raw.Length).Select(j => ActivationPatching.CellOf(spec, gb.Shape, j)).ToArray(), cell)];
+                        Near((4 * ga.Raw[i] + 3 * rb) / 7, g.Raw[i], 1e-5, $"{metric.Name} {spec.Name} cell {i} ({(longFirst ? "long" : "short")} pair first)");
+                    }
+                    Assert.Contains(Enumerable.Range(0, g.Raw.Length), i => Math.Abs(g.Raw[i] - g.Corrupted) > 1e-3); // some cell moves
+                }
+            }
+    }
+
+    [Fact]
+    public void TheSequenceLossOfAPaddedBatchIsTheWeightedMeanOfItsPairs()
+    {
+        // pair b predicts len_b − 1 next tokens of its own; the padding after it is neither read nor predicted, so the batch's
+        // sequence loss is Σ_b (len_b − 1)·loss_b / Σ_b (len_b − 1), whichever pair comes first
+        var m = Model();
+        var c = m.Config;
+        var (a, b) = TwoLengths(c);
+        var la = LogitLens.Run(m, a);
+        var lb = LogitLens.Run(m, b);
+        foreach (var batch in new[] { Batched(c, a, b), Batched(c, b, a) })
+            foreach (bool corrupted in new[] { false, true })
+            {
+                var lab = LogitLens.Run(m, batch, corrupted);
+                var (ra, rb) = corrupted ? (LogitLens.Run(m, a, true), LogitLens.Run(m, b, true)) : (la, lb);
+                Assert.Equal(ra.Count, lab.Count);
+                for (int i = 0; i < lab.Count; i++)
+                {
+                    Near((9 * ra[i].SequenceLoss + 7 * rb[i].SequenceLoss) / 16, lab[i].SequenceLoss, 1e-5, $"{lab[i].Name} sequence loss");
+                    Near((4 * ra[i].TargetLoss + 3 * rb[i].TargetLoss) / 7, lab[i].TargetLoss, 1e-5, $"{lab[i].Name} target loss");
+                }
+            }
+        // the unpadded batch still counts every position
+        Assert.Equal(new[] { 10 }, a.Lengths);
+    }
+
     [Fact]
     public void MetricGradientsAreTheirFiniteDifferences()
     {

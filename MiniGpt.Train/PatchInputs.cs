@@ -72,7 +72,8 @@ public sealed class PatchInputs(ITokenizer? tokenizer, ModelConfig config)
     ///   {"clean": "…", "corrupt": "…", "answer": " x", "wrong": " y", "position": -1}
     /// clean/corrupt are text (through the tokenizer) or arrays of token ids; answer/wrong are text of one
     /// token or an id; position (optional, default −1 = the last token) is where the metric reads the
-    /// prediction of the next token, negative counting from the end. All pairs must have one length.
+    /// prediction of the next token, negative counting from the end. A pair's clean and corrupted prompts must be one
+    /// length; pairs of different lengths are right-padded (token 0) into one batch, each target inside its own pair.
     /// </summary>
     public PatchPrompts File(string path)
     {

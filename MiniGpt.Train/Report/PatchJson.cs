@@ -18,10 +18,12 @@ public static class PatchJson
         var pairs = new JsonArray();
         for (int b = 0; b < p.Batch; b++)
         {
-            var clean = p.Clean.AsSpan(b * p.SeqLen, p.SeqLen);
-            var corrupted = p.Corrupted.AsSpan(b * p.SeqLen, p.SeqLen);
+            // each pair as given, without the padding that fits it into the batch's seq_len
+            var clean = p.Clean.AsSpan(b * p.SeqLen, p.Lengths[b]);
+            var corrupted = p.Corrupted.AsSpan(b * p.SeqLen, p.Lengths[b]);
             pairs.Add(new JsonObject
             {
+                ["length"] = p.Lengths[b],
                 ["clean"] = Ints(clean.ToArray()), ["corrupted"] = Ints(corrupted.ToArray()),
                 ["clean_text"] = text.ShowAll(clean), ["corrupted_text"] = text.ShowAll(corrupted),
                 ["targets"] = new JsonArray(p.Targets[b].Select(t => (JsonNode?)new JsonObject

@@ -21,9 +21,9 @@ public static class PatchPlots
         var plots = new List<PlotImage>();
         var c = r.Config;
         var p = r.Prompts;
-        var tokens = Enumerable.Range(0, p.SeqLen).Select(t => text.Show(p.Clean[t])).ToList();
+        var tokens = Enumerable.Range(0, p.SeqLen).Select(t => PatchCells.PositionLabel(p, text, t)).ToList();
         string tokenAxis = text.HasTokenizer ? "position (the clean prompt's token)" : "position (the clean prompt's token id)";
-        string pairNote = p.Batch > 1 ? $" Positions are labelled with pair 0's clean tokens; values are means over the {p.Batch} pairs." : "";
+        string pairNote = p.Batch > 1 ? $" Positions are labelled with pair 0's clean tokens (pad past its end); values are means over the {p.Batch} pairs' targets." : "";
         var names = r.Exact.Select(g => g.Name).Concat(r.Attribution.Select(g => g.Name)).Distinct();
         foreach (string name in names)
         {

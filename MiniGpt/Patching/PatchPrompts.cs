@@ -6,21 +6,24 @@ namespace MiniGpt.Patching;
 public readonly record struct PatchTarget(int Position, int Answer, int Wrong);
 
 /// <summary>
-/// B clean/corrupted prompt pairs of T tokens each, run as one batch [B, T], with the targets each row's
-/// metric reads. A clean prompt and its corrupted one have the same length (patching copies position t of
-/// one into position t of the other), and every pair has the same length (one batch).
+/// B clean/corrupted prompt pairs run as one batch [B, T], with the targets each row's metric reads. A clean
+/// prompt and its corrupted one have the same length (patching copies position t of one into position t of the
+/// other); pairs shorter than the longest are right-padded to T (<see cref="Create"/>), and Lengths keeps each
+/// pair's own length, so what reads every position (the logit lens's sequence loss, position labels) can skip the padding.
 /// </summary>
 public sealed class PatchPrompts
 {
-    private PatchPrompts(int[] clean, int[] corrupted, PatchTarget[][] targets, int batch, int seqLen, string description)
+    private PatchPrompts(int[] clean, int[] corrupted, PatchTarget[][] targets, int[] lengths, int batch, int seqLen, string description)
     {
-        Clean = clean; Corrupted = corrupted; Targets = targets; Batch = batch; SeqLen = seqLen; Description = description;
+        Clean = clean; Corrupted = corrupted; Targets = targets; Lengths = lengths; Batch = batch; SeqLen = seqLen; Description = description;
     }
 
     /// <summary>B, the number of pairs.</summary>
     public int Batch { get; }
-    /// <summary>T, the tokens of every prompt.</summary>
+    /// <summary>T, the tokens of every row of the batch: the longest pair's length.</summary>
     public int SeqLen { get; }
+    /// <summary>Per pair, its own number of tokens before padding (≤ T): positions Lengths[b] … T−1 of row b are padding.</summary>
+    public int[] Lengths { get; }
     /// <summary>The clean prompts [B, T], row-major.</summary>
     public int[] Clean { get; }
     /// <summary>The corrupted prompts [B, T], row-major.</summary>
@@ -46,6 +49,7 @@ public sealed class PatchPrompts
         if (corrupted.Count != B || targets.Count != B)
             throw new UserError($"patching got {B} clean prompts, {corrupted.Count} corrupted and {targets.Count} target lists: give one of each per pair");
         if (padToken >= vocab) throw new UserError($"the padding token {padToken} is outside the vocabulary [0, {vocab})");
+        var lengths = clean.Select(x => x.Length).ToArray();
         // each target inside its own pair's tokens, checked before any padding could make room for it
         for (int b = 0; b < B; b++)
             foreach (var t in targets[b])
@@ -90,7 +94,7 @@ public sealed class PatchPrompts
         }
         foreach (int id in c.Concat(x))
             if ((uint)id >= (uint)vocab) throw new UserError($"a prompt holds token {id}, outside the vocabulary [0, {vocab})");
-        return new PatchPrompts(c, x, targets.Select(t => t.ToArray()).ToArray(), B, T, description);
+        return new PatchPrompts(c, x, targets.Select(t => t.ToArray()).ToArray(), lengths, B, T, description);
     }
 
     /// <summary>
@@ -98,7 +102,10 @@ public sealed class PatchPrompts
     /// the clean prompts patched with the corrupted run's, same targets. Grids then read 0 = the clean run, 1 = the
     /// corrupted one: the share of the damage one site carries (TransformerLens's and ARENA's "noising").
     /// </summary>
-    public PatchPrompts Swapped() => new(Corrupted, Clean, Targets, Batch, SeqLen, "noising: " + Description);
+    public PatchPrompts Swapped() => new(Corrupted, Clean, Targets, Lengths, Batch, SeqLen, "noising: " + Description);
+
+    /// <summary>Whether position t of pair b is padding (after the pair's own tokens).</summary>
+    public bool IsPadding(int b, int t) => t >= Lengths[b];
 
     /// <summary>One pair whose metric reads the last position: answer against wrong as the next token.</summary>
     public static PatchPrompts Single(int[] clean, int[] corrupted, int answer, int wrong, int vocab, int nCtx, string description) =>
