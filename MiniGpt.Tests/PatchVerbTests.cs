@@ -142,6 +142,15 @@ public class PatchVerbTests
         mixed[10] = cl[10];
         Assert.Equal(LogitDiff(m, mixed, mixed.Length - 1, a, w), rp[10], 4);
 
+        // --sites resid_post (a site ParseSite names): layer × position; the last block's resid_post at the target's position is
+        // the stream the unembedding reads there, so patching it gives the clean metric
+        var post = TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", clean, "--corrupt", corrupt, "--answer", "z", "--wrong", "h", "--json",
+            "--sites", "resid_post", "--receivers", "none", "--no-attribution");
+        Assert.True(post.Code == 0, post.Err);
+        var pg = Grid(JsonDocument.Parse(post.Out).RootElement, "resid_post");
+        Assert.Equal(new[] { 2, cl.Length }, pg.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+        Assert.Equal(cleanDiff, pg.GetProperty("raw")[1][cl.Length - 1].GetDouble(), 4);
+
         // a gap this small (an untrained model barely tells the prompts apart) or not: the warning says so exactly when it is
         bool small = Math.Abs(cleanDiff - corruptDiff) < Math.Max(0.1, 0.05 * Math.Max(Math.Abs(cleanDiff), Math.Abs(corruptDiff)));
         Assert.Equal(small ? 1 : 0, json.GetProperty("warnings").GetArrayLength());
@@ -263,6 +272,7 @@ public class PatchVerbTests
         TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abd", "--answer", "a", "--wrong", "a"), 1, "are the same token");
         TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abQ", "--answer", "a", "--wrong", "h"), 1, "Q");
         TestPaths.AssertOneLineError(TestPaths.Cli(Args("--sites", "resid_pre,mlp_in")), 2, "unknown site 'mlp_in'");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Args("--sites", "resid_post_by_pos")), 2, "use resid_pre, attn_out, mlp_out, resid_post, z");
         TestPaths.AssertOneLineError(TestPaths.Cli(Args("--receivers", "1.7")), 1, "L1H7 does not exist");
         TestPaths.AssertOneLineError(TestPaths.Cli(Args("--receivers", "0.1")), 1, "is in layer 0");
         TestPaths.AssertOneLineError(TestPaths.Cli(Args("--receivers", "one")), 2, "--receivers");

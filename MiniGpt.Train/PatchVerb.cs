@@ -33,7 +33,7 @@ public static class PatchVerb
     // text, checked when the verb runs (as train's --optimizer): parsing only stores what was typed
     private static readonly Option<string> Metric = Option.Text("metric", "logit_diff (answer − wrong logit) or answer_loss (−log p(answer))", "logit_diff");
     private static readonly Option<string?> Sites = Option.OptionalText("sites",
-        "grids to patch, comma-separated: resid_pre, attn_out, mlp_out (layer × position), z (layer × head), z_by_pos (layer × head × position), q, k, v, pattern (layer × head)",
+        "grids to patch, comma-separated: resid_pre, attn_out, mlp_out, resid_post (layer × position), z (layer × head), z_by_pos (layer × head × position), q, k, v, pattern (layer × head)",
         "all that the model has");
     private static readonly Option<string> Receivers = Option.Text("receivers",
         "path patching's receiving heads as L.H pairs (1.0,1.3), 'auto' (the two heads of layers ≥ 1 whose z patching matters most) or 'none'", "auto");
@@ -151,7 +151,7 @@ public static class PatchVerb
         foreach (string n in names)
         {
             try { Spec(n); }
-            catch (UserError) { throw new UsageError($"--sites: unknown site '{n}': use resid_pre, attn_out, mlp_out, z, z_by_pos, q, k, v or pattern"); }
+            catch (UserError) { throw new UsageError($"--sites: unknown site '{n}': use resid_pre, attn_out, mlp_out, resid_post, z, z_by_pos, q, k, v or pattern"); }
         }
         return names;
     }
@@ -162,8 +162,8 @@ public static class PatchVerb
         bool byPos = name.EndsWith("_by_pos", StringComparison.Ordinal);
         var site = PatchSpec.ParseSite(byPos ? name[..^"_by_pos".Length] : name);
         if (byPos && site != PatchSite.Z) throw new UserError($"{name}: only z is patched by layer × head × position");
-        bool residual = site is PatchSite.ResidPre or PatchSite.AttnOut or PatchSite.MlpOut;
-        return new PatchSpec(site, residual ? PatchAxes.LayerPos : byPos ? PatchAxes.LayerHeadPos : PatchAxes.LayerHead);
+        // the one list of residual sites (resid_post included), so every site ParseSite accepts gets its own axes
+        return new PatchSpec(site, PatchSpec.IsResidualSite(site) ? PatchAxes.LayerPos : byPos ? PatchAxes.LayerHeadPos : PatchAxes.LayerHead);
     }
 
     /// <summary>"1.2,1.3" (or "L1H2") → [(1, 2), (1, 3)].</summary>
