@@ -430,6 +430,25 @@ public class PatchingTests
             Assert.Equal(9, p.Targets[b].Length);
             for (int i = 0; i < 9; i++) Assert.Equal(new PatchTarget(10 + i, x[i + 1], y[i + 1]), p.Targets[b][i]);
         }
+
+        // a vocabulary just large enough (2L, and 2L + 1): rejection draws rarely find one of the few unused tokens, but the
+        // corrupted half still holds no clean token and no repeat, and no target compares a token with itself
+        foreach (var (vocab, half) in new[] { (20, 10), (21, 10), (64, 32), (65, 32) })
+            for (ulong seed = 1; seed <= 4; seed++)
+            {
+                var q = PatchPrompts.Induction(vocab, batch: 16, half, seed);
+                int T = 2 * half;
+                for (int b = 0; b < q.Batch; b++)
+                {
+                    var x = q.Clean.AsSpan(b * T, T).ToArray(); var y = q.Corrupted.AsSpan(b * T, T).ToArray();
+                    Assert.True(y[half..].SequenceEqual(x[half..]));
+                    Assert.Empty(y[..half].Intersect(x[..half]));
+                    Assert.Equal(half, y[..half].Distinct().Count());
+                    Assert.All(q.Targets[b], t => Assert.NotEqual(t.Answer, t.Wrong));
+                }
+                // deterministic for the seed
+                Assert.Equal(q.Corrupted, PatchPrompts.Induction(vocab, batch: 16, half, seed).Corrupted);
+            }
     }
 
     [Fact]

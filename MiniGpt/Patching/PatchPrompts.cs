@@ -133,11 +133,24 @@ public sealed class PatchPrompts
             var x = clean.AsSpan(b * T, T).ToArray();
             var y = new int[T];
             var used = new HashSet<int>(x.AsSpan(0, L).ToArray());
+            // With vocab ≥ 2L the clean half holds L distinct tokens, leaving vocab − L − i ≥ L − i ≥ 1 unused ones when y_i is
+            // drawn, so y_i can always avoid every x_j and every earlier y_j: the corrupted run then holds no repeat, and no
+            // target's wrong token y_{i+1} equals its answer x_{i+1}. A token of `other` that collides is replaced by a uniform
+            // draw from the unused tokens: a few rejection draws first (uniform over the unused set, and the draws earlier
+            // versions made, so the pairs of a roomy vocabulary stay as they were), then, when the unused tokens are too few
+            // for rejection to find one quickly (vocab just ≥ 2L), a direct draw from their list. Deterministic for the seed.
             for (int i = 0; i < L; i++)
             {
                 int t = other[b * T + i];
-                // redraw collisions with the clean half when there are tokens to spare, so the corrupted run holds no repeat
-                for (int tries = 0; used.Contains(t) && vocab >= 2 * L && tries < 64; tries++) t = rng.NextInt(vocab);
+                if (vocab >= 2 * L && used.Contains(t))
+                {
+                    for (int tries = 0; used.Contains(t) && tries < 64; tries++) t = rng.NextInt(vocab);
+                    if (used.Contains(t))
+                    {
+                        var unused = Enumerable.Range(0, vocab).Where(v => !used.Contains(v)).ToArray();
+                        t = unused[rng.NextInt(unused.Length)];
+                    }
+                }
                 y[i] = t;
                 used.Add(t);
             }
