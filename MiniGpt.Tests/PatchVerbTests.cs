@@ -251,6 +251,8 @@ public class PatchVerbTests
         }
         Bad("{\"clean\": \"abc\"", "pairs.jsonl line 2 is not valid JSON");
         Bad("""{"clean": "abc", "corrupt": "abd", "answer": "a", "wrong": "h", "pos": 1}""", "line 2: unknown key 'pos'");
+        Bad("""{"clean": "abc", "clean": "abd", "corrupt": "abd", "answer": "a", "wrong": "h"}""", "pairs.jsonl line 2 is not valid JSON");
+        Bad("""{"clean": "abc", "corrupt": "abd", "answer": "a", "wrong": "h", "wrong": "h"}""", "each key once");
         Bad("""{"clean": "abc", "corrupt": "abd", "answer": "a"}""", "line 2: wrong is missing");
         Bad("""{"clean": "abc", "corrupt": "abd", "answer": "ab", "wrong": "h"}""", "is 2 tokens");
         Bad("""{"clean": "abc", "corrupt": "abd", "answer": "a", "wrong": "h", "position": 7}""", "position 7 is outside");
