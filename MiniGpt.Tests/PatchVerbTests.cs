@@ -290,6 +290,14 @@ public class PatchVerbTests
         TestPaths.AssertOneLineError(TestPaths.Cli(Args("--out", Path.Combine(dir, "file"))), 1, "is a file");
         Assert.Equal("x", File.ReadAllText(Path.Combine(dir, "file")));
         TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", Path.Combine(dir, "none.safetensors")), 1, "none.safetensors");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Args("--out", "")), 2, "--out is empty");
+        TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", ckpt, "--out", " "), 2, "--out is empty");
+        // a folder that cannot be made (under a file): reported by the check made before the analysis, with nothing printed
+        // by the analysis, and the file left as it was
+        var under = TestPaths.Cli(Args("--out", Path.Combine(dir, "file", "sub")));
+        TestPaths.AssertOneLineError(under, 1, "cannot hold the report");
+        Assert.Equal("", under.Out);
+        Assert.Equal("x", File.ReadAllText(Path.Combine(dir, "file")));
         // none of the mistakes above wrote a report
         Assert.False(Directory.Exists(Path.Combine(dir, "char.patch")));
 

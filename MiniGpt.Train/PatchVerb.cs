@@ -63,6 +63,7 @@ public static class PatchVerb
         CheckInputOptions(o);
         string receivers = o.Get(Receivers);
         var parsedReceivers = receivers is "auto" or "none" ? null : ParseReceivers(receivers);
+        string? outOption = ReportFolder.Option(o.Get(Out));
         var siteNames = o.Get(Sites) is { } ss ? SiteNames(ss) : null;
         bool exact = !o.Get(NoExact), attribution = !o.Get(NoAttribution);
         if (!exact && !attribution && receivers == "none")
@@ -85,15 +86,17 @@ public static class PatchVerb
                     throw new UserError($"--receivers: L{l}H{h} does not exist: the model has layers 0–{c.NLayers - 1} and heads 0–{c.NHeads - 1}");
                 if (l == 0) throw new UserError($"--receivers: L{l}H{h} is in layer 0, which no head writes into: give a head of layer 1 or above");
             }
-        string dir = o.Get(Out) ?? Checkpoint.Stem(ckpt) + ".patch";
-        if (File.Exists(dir)) throw new UserError($"--out '{dir}' is a file: give a folder for the report");
 
         var options = new PatchingOptions
         {
             Specs = specs, Metric = MetricNamed(o.Get(Metric)), Exact = exact, Attribution = attribution,
             Receivers = parsedReceivers, AutoReceivers = receivers == "none" ? 0 : 2, Noising = o.Get(Noising),
         };
-        Report(stdout, ckpt, model, prompts, inputs.Text, options, dir, o.Get(Json), clock);
+        // every input checked: the folder last, so a mistake above leaves no folder behind, and before the analysis, so an
+        // unwritable one is reported now rather than after it
+        string dir = ReportFolder.Prepare(outOption ?? Checkpoint.Stem(ckpt) + ".patch", out bool created);
+        try { Report(stdout, ckpt, model, prompts, inputs.Text, options, dir, o.Get(Json), clock); }
+        catch { ReportFolder.RemoveIfUnused(dir, created); throw; }
         return 0;
     }
 
