@@ -105,6 +105,17 @@ public class PatchVerbTests
         var again = JsonDocument.Parse(j.Out).RootElement;
         Assert.Equal(Grid(json, "z").GetProperty("raw").GetRawText(), Grid(again, "z").GetProperty("raw").GetRawText()); // deterministic for a seed
 
+        // --receivers auto with no z among the grids: the receivers are still picked, from z patching run for that, and said so
+        var noZ = TestPaths.Cli("patch", "--checkpoint", ckpt, "--batch", "4", "--sites", "k", "--no-attribution", "--json", "--out", Path.Combine(dir, "noz"));
+        Assert.True(noZ.Code == 0, noZ.Err);
+        var nz = JsonDocument.Parse(noZ.Out).RootElement;
+        Assert.Equal(json.GetProperty("paths").EnumerateArray().Select(x => x.GetProperty("receiver").GetString()).ToArray(),
+            nz.GetProperty("paths").EnumerateArray().Select(x => x.GetProperty("receiver").GetString()).ToArray());
+        Assert.Contains("the grids hold no z", Assert.Single(nz.GetProperty("notes").EnumerateArray()).GetString());
+        Assert.Equal(0, json.GetProperty("notes").GetArrayLength());
+        Assert.Contains("note: --receivers auto: the grids hold no z",
+            TestPaths.Cli("patch", "--checkpoint", ckpt, "--batch", "4", "--sites", "k", "--no-attribution", "--out", Path.Combine(dir, "noz")).Out);
+
         // a narrower second run in the same folder removes the first run's plots it did not draw
         var narrow = TestPaths.Cli("patch", "--checkpoint", ckpt, "--batch", "4", "--sites", "z", "--receivers", "none", "--no-attribution");
         Assert.True(narrow.Code == 0, narrow.Err);

@@ -467,6 +467,34 @@ public class PatchingTests
         Near((direct - z.Clean) / (z.Corrupted - z.Clean), zn[1, 1], 1e-9, "normalised so that 0 is the clean run, 1 the corrupted");
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TheProgressOfAnAnalysisIsOneRunningCountThatEndsAtItsTotal(bool autoReceivers)
+    {
+        // one bar for the whole analysis: never back to 0 at a new stage, never past its total, and ending on it; the path
+        // stage counts the embeddings' and MLPs' senders too (a model with MLPs has them)
+        var m = Model(layers: 3);
+        var p = Prompts(m.Config);
+        var seen = new List<(int Done, int Total, string Stage)>();
+        var r = PatchingAnalysis.Run(m, p, new PatchingOptions
+        {
+            Specs = [new(PatchSite.ResidPre, PatchAxes.LayerPos), new(PatchSite.Z, PatchAxes.LayerHead)],
+            Receivers = autoReceivers ? null : [(2, 1)], Progress = (d, t, s) => seen.Add((d, t, s)),
+        });
+        Assert.Equal(autoReceivers ? 6 : 3, r.Paths.Count);
+        Assert.Contains(seen, x => x.Stage.StartsWith("path patching", StringComparison.Ordinal));
+        for (int i = 1; i < seen.Count; i++)
+            Assert.True(seen[i].Done >= seen[i - 1].Done && (double)seen[i].Done / seen[i].Total >= (double)seen[i - 1].Done / seen[i - 1].Total - 1e-12,
+                $"step {i}: {seen[i - 1]} then {seen[i]}");
+        Assert.All(seen, x => Assert.InRange(x.Done, 0, x.Total));
+        Assert.Equal(seen[^1].Total, seen[^1].Done);
+        // the count in forward passes: resid_pre's 3 × T cells and z's 3 × 2, attribution 3, per receiver input 2 + 2 per sender
+        // (2 heads per layer below, the embeddings, 1 MLP per layer below), the lens, attribution and saturation 4
+        int paths = r.Paths.Sum(x => 2 + 2 * (x.ReceiverLayer * 2 + 1 + x.ReceiverLayer));
+        Assert.Equal(3 * p.SeqLen + 3 * 2 + 3 + paths + 4, seen[^1].Total);
+    }
+
     [Fact]
     public void SaturationIsTheLargestAttentionProbabilityAtTheTargets()
     {

@@ -42,6 +42,7 @@ public static class PatchHtml
 
         sb.Append($"<{H(0)} id=\"patching\">Causal interventions: patching</{H(0)}>\n");
         if (PatchCells.GapWarning(r) is { } warning) sb.Append($"<p><b>Warning:</b> {E(warning)}.</p>\n");
+        foreach (string note in r.Notes ?? []) sb.Append($"<p class=\"notes\">Note: {E(note)}.</p>\n");
         sb.Append($"<p>Pairs: {E(p.Description)}; {p.TargetCount} targets. Metric <code>{E(r.Metric)}</code>: clean <b>{F(r.Clean)}</b>, corrupted <b>{F(r.Corrupted)}</b>. " +
                   (r.Noising
                       ? "Activation patching by <b>noising</b> copies one corrupted activation into the clean run; each cell is " +

@@ -46,6 +46,7 @@ public static class PatchJson
             ["clean_metric"] = N(r.Clean),
             ["corrupted_metric"] = N(r.Corrupted),
             ["warnings"] = new JsonArray(PatchCells.GapWarning(r) is { } w ? [(JsonNode?)w] : []),
+            ["notes"] = new JsonArray((r.Notes ?? []).Select(n => (JsonNode?)n).ToArray()),
             ["normalisation"] = r.Noising
                 ? "(m − clean_metric) / (corrupted_metric − clean_metric): 0 = clean run, 1 = corrupted run"
                 : "(m − corrupted_metric) / (clean_metric − corrupted_metric): 0 = corrupted run, 1 = clean run",
