@@ -153,6 +153,8 @@ public class PatchingTests
     [InlineData(false, "LNPre")]
     public void PathPatchingFromEverythingUpstreamIsActivationPatchingOfTheInput(bool attnOnly, string? norm)
     {
+        // with every component as a sender nothing is frozen, so this checks the recording and the final step, not freezing
+        // (PathPatchingOneSenderSeesOnlyItsDirectPath and PathPatchingFromAnMlp… check that against hand computations)
         var m = Model(attnOnly, norm, layers: 3);
         var p = Prompts(m.Config);
         var c = m.Config;
@@ -178,53 +180,126 @@ public class PatchingTests
     }
 
     /// <summary>
-    /// Attention-only, no LayerNorm, 2 layers: L1H(receiver)'s v is linear in resid_pre₁, so a path that moves resid_pre₁ by
-    /// dResid(n, d) (row n of B·T, dimension d) only through that v moves v by dResid·W_V. The normalised metric of the corrupted
-    /// run with v moved so, computed by hand.
+    /// The normalised metric of the corrupted run with the v of head (layer, receiver) recomputed by hand from a resid_pre of
+    /// layer moved by dResid(n, d) (row n of B·T, dimension d): a path that reaches the receiver only through its v, with every
+    /// other component frozen, moves only its resid_pre, and
+    ///   v = ln1(resid_pre_corrupted + dResid)·W_V + b_V
+    /// with ln1 (x − μ)/√(σ² + eps)·w + b recomputed from the moved stream (LNPre: without w and b; no LayerNorm: x itself).
+    /// Nothing here runs path patching's hooks: only the final step, the corrupted run with that v, is a forward pass.
     /// </summary>
-    private static double VMovedBy(GptModel m, PatchPrompts p, int receiver, Func<int, int, double> dResid)
+    private static double VMovedBy(GptModel m, PatchPrompts p, int receiver, Func<int, int, double> dResid, int layer = 1)
     {
         var c = m.Config;
         int B = p.Batch, T = p.SeqLen, D = c.DModel, H = c.NHeads, dh = c.DHead;
-        var corrupted = m.RunWithCache(p.Corrupted, B, T, n => n == "blocks.1.attn.hook_v");
-        var wV = m.Params["blocks.1.attn.W_V"].Span.ToArray();
-        var v = corrupted["blocks.1.attn.hook_v"].Span.ToArray();
+        string vHook = $"blocks.{layer}.attn.hook_v", residHook = $"blocks.{layer}.hook_resid_pre";
+        var corrupted = m.RunWithCache(p.Corrupted, B, T, n => n == vHook || n == residHook);
+        var wV = m.Params[$"blocks.{layer}.attn.W_V"].Span.ToArray();
+        var bV = m.Params[$"blocks.{layer}.attn.b_V"].Span.ToArray();
+        float[]? lnW = c.HasLayerNormParams ? m.Params[$"blocks.{layer}.ln1.w"].Span.ToArray() : null;
+        float[]? lnB = c.HasLayerNormParams ? m.Params[$"blocks.{layer}.ln1.b"].Span.ToArray() : null;
+        var resid = corrupted[residHook].Span;
+        var v = corrupted[vHook].Span.ToArray();
+        var x = new double[D];
         for (int n = 0; n < B * T; n++)
+        {
+            for (int d = 0; d < D; d++) x[d] = resid[n * D + d] + dResid(n, d);
+            if (c.HasLayerNorm)
+            {
+                double mean = x.Average(), var = x.Sum(u => (u - mean) * (u - mean)) / D, rstd = 1 / Math.Sqrt(var + Layers.LayerNorm.Eps);
+                for (int d = 0; d < D; d++) x[d] = (x[d] - mean) * rstd * (lnW?[d] ?? 1) + (lnB?[d] ?? 0);
+            }
             for (int e = 0; e < dh; e++)
             {
-                double dv = 0;
-                for (int d = 0; d < D; d++) dv += dResid(n, d) * wV[(receiver * D + d) * dh + e];
-                v[(n * H + receiver) * dh + e] += (float)dv;
+                double ve = bV[receiver * dh + e];
+                for (int d = 0; d < D; d++) ve += x[d] * wV[(receiver * D + d) * dh + e];
+                v[(n * H + receiver) * dh + e] = (float)ve;
             }
+        }
         var byHand = new ActivationCache();
-        byHand.Add(new Tensors.Tensor("blocks.1.attn.hook_v", v, 0, corrupted["blocks.1.attn.hook_v"].Shape));
-        return PatchGrid.Normalise(ActivationPatching.Patched(m, p, PatchMetric.LogitDiff, byHand, [new PatchCell(PatchSite.V, 1, receiver)]),
+        byHand.Add(new Tensors.Tensor(vHook, v, 0, corrupted[vHook].Shape));
+        return PatchGrid.Normalise(ActivationPatching.Patched(m, p, PatchMetric.LogitDiff, byHand, [new PatchCell(PatchSite.V, layer, receiver)]),
             ActivationPatching.Metric(m, p.Clean, p, PatchMetric.LogitDiff), ActivationPatching.Metric(m, p.Corrupted, p, PatchMetric.LogitDiff));
     }
 
-    [Fact]
-    public void PathPatchingOneSenderSeesOnlyItsDirectPath()
+    /// <summary>A cached activation of a run of tokens, as an array.</summary>
+    private static float[] Cached(GptModel m, PatchPrompts p, int[] tokens, string hook) =>
+        m.RunWithCache(tokens, p.Batch, p.SeqLen, n => n == hook)[hook].Span.ToArray();
+
+    /// <summary>(z_clean − z_corrupted)·W_O of head (layer, head) at row n, dimension d: what its path adds to every later resid_pre.</summary>
+    private static Func<int, int, double> HeadResultDifference(GptModel m, PatchPrompts p, int layer, int head)
     {
-        // resid_pre₁ = embed + pos + Σ_h result₀,h + b_O, so patching one head's z through v alone moves resid_pre₁ by
-        // exactly (z_clean − z_corrupted)·W_O of that head
-        var m = Model(attnOnly: true, norm: null);
-        var p = Prompts(m.Config);
         var c = m.Config;
-        int B = p.Batch, T = p.SeqLen, D = c.DModel, H = c.NHeads, dh = c.DHead;
-        var z1 = m.RunWithCache(p.Clean, B, T, n => n == "blocks.0.attn.hook_z")["blocks.0.attn.hook_z"].Span.ToArray();
-        var z0 = m.RunWithCache(p.Corrupted, B, T, n => n == "blocks.0.attn.hook_z")["blocks.0.attn.hook_z"].Span.ToArray();
-        var wO = m.Params["blocks.0.attn.W_O"].Span.ToArray();
-        const int sender = 1, receiver = 0;
-        double expected = VMovedBy(m, p, receiver, (n, d) =>
+        int D = c.DModel, H = c.NHeads, dh = c.DHead;
+        var z1 = Cached(m, p, p.Clean, $"blocks.{layer}.attn.hook_z");
+        var z0 = Cached(m, p, p.Corrupted, $"blocks.{layer}.attn.hook_z");
+        var wO = m.Params[$"blocks.{layer}.attn.W_O"].Span.ToArray();
+        return (n, d) =>
         {
             double dr = 0;
-            for (int f = 0; f < dh; f++) dr += ((double)z1[(n * H + sender) * dh + f] - z0[(n * H + sender) * dh + f]) * wO[(sender * dh + f) * D + d];
+            for (int f = 0; f < dh; f++) dr += ((double)z1[(n * H + head) * dh + f] - z0[(n * H + head) * dh + f]) * wO[(head * dh + f) * D + d];
             return dr;
-        });
-        var grid = PathPatching.Senders(m, p, PatchMetric.LogitDiff, 1, receiver, PathInput.V);
-        Near(expected, grid[0, sender], 1e-4, "L0H1 → L1H0.v");
+        };
+    }
+
+    [Theory]
+    [InlineData(true, null, 2)]
+    [InlineData(false, null, 2)]
+    [InlineData(false, "LN", 3)]
+    [InlineData(true, "LNPre", 3)]
+    public void PathPatchingOneSenderSeesOnlyItsDirectPath(bool attnOnly, string? norm, int layers)
+    {
+        // resid_pre of the receiver's layer = embed + pos + Σ_{l < layer} (Σ_h z_{l,h}·W_O + b_O + mlp_out_l). With L0H1 the only
+        // sender and every other head and MLP below the receiver frozen at the corrupted run, it moves by exactly
+        // (z_clean − z_corrupted)·W_O of L0H1; ln1 is recomputed from the moved stream. The MLPs (and, with 3 layers, the heads of
+        // layer 1) would pass L0H1's change on if they were not frozen, so this fails if freezing does nothing.
+        var m = Model(attnOnly, norm, layers: layers);
+        var p = Prompts(m.Config);
+        int layer = layers - 1, D = m.Config.DModel;
+        const int sender = 1, receiver = 0;
+        var direct = HeadResultDifference(m, p, 0, sender);
+        double expected = VMovedBy(m, p, receiver, direct, layer);
+        var grid = PathPatching.Senders(m, p, PatchMetric.LogitDiff, layer, receiver, PathInput.V);
+        Near(expected, grid[0, sender], 1e-4, $"L0H1 → L{layer}H0.v");
         Assert.True(Math.Abs(expected) > 1e-3, "the path has no effect, so the test says nothing");
-        Assert.True(double.IsNaN(grid[1, 0]), "a head in the receiver's layer cannot send to it");
+        Assert.True(double.IsNaN(grid[layer, 0]), "a head in the receiver's layer cannot send to it");
+
+        // where something sits between sender and receiver, the unfrozen effect (L0H1's z patched, everything after it free,
+        // resid_pre moving by whatever the MLPs and heads in between make of it) is measurably different
+        if (!attnOnly || layers > 2)
+        {
+            string residHook = $"blocks.{layer}.hook_resid_pre";
+            var corrupted = Cached(m, p, p.Corrupted, residHook);
+            var cleanZ = m.RunWithCache(p.Clean, p.Batch, p.SeqLen, n => n == "blocks.0.attn.hook_z");
+            var moved = new float[corrupted.Length];
+            using (m.Hooks.AddForward(residHook, (t, _) => t.Span.CopyTo(moved)))
+                ActivationPatching.Patched(m, p, PatchMetric.LogitDiff, cleanZ, [new PatchCell(PatchSite.Z, 0, sender)]);
+            double unfrozen = VMovedBy(m, p, receiver, (n, d) => (double)moved[n * D + d] - corrupted[n * D + d], layer);
+            Assert.True(Math.Abs(unfrozen - expected) > 1e-3, $"freezing changes nothing here ({unfrozen:G6} vs {expected:G6}), so the test could not catch it");
+        }
+    }
+
+    [Theory]
+    [InlineData(null, 2)]
+    [InlineData("LN", 3)]
+    public void PathPatchingFromAnMlpMovesTheReceiversInputByTheMlpsOutputDifference(string? norm, int layers)
+    {
+        // mlp0 alone as the sender: the receiver's resid_pre moves by mlp_out₀,clean − mlp_out₀,corrupted (the heads of layer 0
+        // run on the corrupted stream either way; with 3 layers, layer 1's heads and MLP are frozen), computed here from the two
+        // runs' caches, not by path patching's hooks
+        var m = Model(attnOnly: false, norm, layers: layers);
+        var p = Prompts(m.Config);
+        int layer = layers - 1, D = m.Config.DModel;
+        var out1 = Cached(m, p, p.Clean, "blocks.0.hook_mlp_out");
+        var out0 = Cached(m, p, p.Corrupted, "blocks.0.hook_mlp_out");
+        foreach (int receiver in new[] { 0, 1 })
+        {
+            double expected = VMovedBy(m, p, receiver, (n, d) => (double)out1[n * D + d] - out0[n * D + d], layer);
+            var others = PathPatching.NonHeadSenders(m, p, PatchMetric.LogitDiff, layer, receiver, PathInput.V);
+            Assert.Equal(PathSender.OfMlp(0), others[1].Sender);
+            Near(expected, others[1].Value, 1e-4, $"mlp0 → L{layer}H{receiver}.v");
+            Near(expected, PathPatching.Effect(m, p, PatchMetric.LogitDiff, [PathSender.OfMlp(0)], layer, receiver, PathInput.V), 1e-4, $"Effect(mlp0) → L{layer}H{receiver}.v");
+            Assert.True(Math.Abs(expected) > 1e-3, "the path has no effect, so the test says nothing");
+        }
     }
 
     [Fact]
@@ -244,12 +319,10 @@ public class PatchingTests
         Near(expected, others[0].Value, 1e-4, "embed → L1H0.v");
         Assert.True(Math.Abs(expected) > 1e-3, "the path has no effect, so the test says nothing");
 
-        // with MLPs, each MLP below the receiver is a sender too, the same effect as naming it alone
-        var mm = Model(attnOnly: false);
-        var pm = Prompts(mm.Config);
-        var withMlp = PathPatching.NonHeadSenders(mm, pm, PatchMetric.LogitDiff, 1, 1, PathInput.K);
-        Assert.Equal([PathSender.Embeddings, PathSender.OfMlp(0)], withMlp.Select(x => x.Sender).ToArray());
-        Near(PathPatching.Effect(mm, pm, PatchMetric.LogitDiff, [PathSender.OfMlp(0)], 1, 1, PathInput.K), withMlp[1].Value, 1e-9, "mlp0 → L1H1.k");
+        // with MLPs, each MLP below the receiver is a sender too (its effect: PathPatchingFromAnMlp…)
+        var mm = Model(attnOnly: false, layers: 3);
+        Assert.Equal([PathSender.Embeddings, PathSender.OfMlp(0), PathSender.OfMlp(1)],
+            PathPatching.NonHeadSenders(mm, Prompts(mm.Config), PatchMetric.LogitDiff, 2, 1, PathInput.K).Select(x => x.Sender).ToArray());
     }
 
     [Theory, MemberData(nameof(Configs))]
