@@ -67,6 +67,42 @@ public class PatchingTests
         Assert.Contains(z.Values, v => Math.Abs(v) > 1e-3);
     }
 
+    [Theory]
+    [InlineData(false, "LN")]
+    [InlineData(true, null)]
+    public void PatchingAHeadsZIsPatchingItsResult(bool attnOnly, string? norm)
+    {
+        // a head writes result_h = z_h·W_O[h] into the stream and nothing else reads z_h, so replacing z_h by its clean value
+        // (at every position, or at one) is replacing result_h by z_h,clean·W_O[h] there. The result is patched here by a hook of
+        // the test's own on hook_result, computed by a different path in the model (attn_out += Δresult), with its own offsets
+        // [B, T, H, d_model]: a grid that copied the wrong slice of hook_z, or whose patch did not reach attn_out, differs
+        var m = Model(attnOnly, norm);
+        var p = Prompts(m.Config);
+        var c = m.Config;
+        int B = p.Batch, T = p.SeqLen, H = c.NHeads, D = c.DModel;
+        var z = ActivationPatching.HeadOutputs(m, p, PatchMetric.LogitDiff);
+        var zPos = ActivationPatching.HeadOutputsByPosition(m, p, PatchMetric.LogitDiff);
+        for (int l = 0; l < c.NLayers; l++)
+        {
+            string hook = $"blocks.{l}.attn.hook_result";
+            var clean = Cached(m, p, p.Clean, hook);
+            for (int h = 0; h < H; h++)
+                foreach (int pos in new[] { -1, T - 1, T / 2 + 1 })
+                {
+                    double patched;
+                    using (m.Hooks.AddForward(hook, (t, _) =>
+                           {
+                               for (int n = 0; n < B * T; n++)
+                                   if (pos < 0 || n % T == pos) clean.AsSpan((n * H + h) * D, D).CopyTo(t.Span.Slice((n * H + h) * D, D));
+                           }))
+                        patched = ActivationPatching.Metric(m, p.Corrupted, p, PatchMetric.LogitDiff);
+                    double grid = pos < 0 ? z.Raw[l * H + h] : zPos.Raw[(l * H + h) * T + pos];
+                    Near(patched, grid, 1e-5, $"L{l}H{h} pos {pos}");
+                }
+        }
+        Assert.Contains(z.Raw, r => Math.Abs(r - z.Corrupted) > 1e-3);
+    }
+
     private static List<int[]> Rows(int[] tokens, int T) => Enumerable.Range(0, tokens.Length / T).Select(b => tokens[(b * T)..((b + 1) * T)]).ToList();
 
     [Theory]
