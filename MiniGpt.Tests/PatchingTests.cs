@@ -602,6 +602,10 @@ public class PatchingTests
         // (2 heads per layer below, the embeddings, 1 MLP per layer below), the lens, attribution and saturation 4
         int paths = r.Paths.Sum(x => 2 + 2 * (x.ReceiverLayer * 2 + 1 + x.ReceiverLayer));
         Assert.Equal(3 * p.SeqLen + 3 * 2 + 3 + paths + 4, seen[^1].Total);
+        // attribution's grids share one forward and backward: each carries the whole run's time, dot products included,
+        // which is at most what the analysis measured around it
+        Assert.Single(r.Attribution.Select(g => g.Seconds).Distinct());
+        Assert.InRange(r.Attribution[0].Seconds, 0, r.AttributionSeconds);
     }
 
     [Fact]
