@@ -105,6 +105,17 @@ public class PatchVerbTests
         var again = JsonDocument.Parse(j.Out).RootElement;
         Assert.Equal(Grid(json, "z").GetProperty("raw").GetRawText(), Grid(again, "z").GetProperty("raw").GetRawText()); // deterministic for a seed
 
+        // --receivers auto with no z among the grids: the receivers are still picked, from z patching run for that, and said so
+        var noZ = TestPaths.Cli("patch", "--checkpoint", ckpt, "--batch", "4", "--sites", "k", "--no-attribution", "--json", "--out", Path.Combine(dir, "noz"));
+        Assert.True(noZ.Code == 0, noZ.Err);
+        var nz = JsonDocument.Parse(noZ.Out).RootElement;
+        Assert.Equal(json.GetProperty("paths").EnumerateArray().Select(x => x.GetProperty("receiver").GetString()).ToArray(),
+            nz.GetProperty("paths").EnumerateArray().Select(x => x.GetProperty("receiver").GetString()).ToArray());
+        Assert.Contains("the grids hold no z", Assert.Single(nz.GetProperty("notes").EnumerateArray()).GetString());
+        Assert.Equal(0, json.GetProperty("notes").GetArrayLength());
+        Assert.Contains("note: --receivers auto: the grids hold no z",
+            TestPaths.Cli("patch", "--checkpoint", ckpt, "--batch", "4", "--sites", "k", "--no-attribution", "--out", Path.Combine(dir, "noz")).Out);
+
         // a narrower second run in the same folder removes the first run's plots it did not draw
         var narrow = TestPaths.Cli("patch", "--checkpoint", ckpt, "--batch", "4", "--sites", "z", "--receivers", "none", "--no-attribution");
         Assert.True(narrow.Code == 0, narrow.Err);
@@ -142,6 +153,15 @@ public class PatchVerbTests
         mixed[10] = cl[10];
         Assert.Equal(LogitDiff(m, mixed, mixed.Length - 1, a, w), rp[10], 4);
 
+        // --sites resid_post (a site ParseSite names): layer × position; the last block's resid_post at the target's position is
+        // the stream the unembedding reads there, so patching it gives the clean metric
+        var post = TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", clean, "--corrupt", corrupt, "--answer", "z", "--wrong", "h", "--json",
+            "--sites", "resid_post", "--receivers", "none", "--no-attribution");
+        Assert.True(post.Code == 0, post.Err);
+        var pg = Grid(JsonDocument.Parse(post.Out).RootElement, "resid_post");
+        Assert.Equal(new[] { 2, cl.Length }, pg.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+        Assert.Equal(cleanDiff, pg.GetProperty("raw")[1][cl.Length - 1].GetDouble(), 4);
+
         // a gap this small (an untrained model barely tells the prompts apart) or not: the warning says so exactly when it is
         bool small = Math.Abs(cleanDiff - corruptDiff) < Math.Max(0.1, 0.05 * Math.Max(Math.Abs(cleanDiff), Math.Abs(corruptDiff)));
         Assert.Equal(small ? 1 : 0, json.GetProperty("warnings").GetArrayLength());
@@ -168,6 +188,38 @@ public class PatchVerbTests
     }
 
     [Fact]
+    public void NoisingLabelsEveryGridWithThePairsOwnCleanAndCorruptedRuns()
+    {
+        var (dir, ckpt) = InductionCheckpoint("patch-verb-noising");
+        string outDir = Path.Combine(dir, "n");
+        var r = TestPaths.Cli("patch", "--checkpoint", ckpt, "--batch", "2", "--threads", "1", "--sites", "z,k", "--receivers", "1.0", "--noising", "--out", outDir);
+        Assert.True(r.Code == 0, r.Err);
+        var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "patch.json"))).RootElement;
+        double clean = json.GetProperty("clean_metric").GetDouble(), corrupted = json.GetProperty("corrupted_metric").GetDouble();
+        Assert.True(Math.Abs(clean - corrupted) > 1e-6, "the runs must differ, or swapped labels would not show");
+        // the pairs' clean prompts, run alone, give clean_metric (so it is not the swapped run's)
+        var m = Checkpoint.Load(ckpt).Model;
+        var p = MiniGpt.Patching.PatchPrompts.Induction(m.Config.DVocab, 2, 6, 1);
+        Assert.Equal(MiniGpt.Patching.ActivationPatching.Metric(m, p.Clean, p, MiniGpt.Patching.PatchMetric.LogitDiff), clean, 4);
+        // every grid, exact, attributed and path, names the same two runs as the top level
+        var grids = json.GetProperty("exact").EnumerateArray().Concat(json.GetProperty("attribution").EnumerateArray())
+            .Concat(json.GetProperty("paths").EnumerateArray().Select(x => x.GetProperty("grid"))).ToList();
+        Assert.Equal(2 + 2 + 3, grids.Count);
+        foreach (var g in grids)
+        {
+            Assert.Equal(clean, g.GetProperty("clean").GetDouble());
+            Assert.Equal(corrupted, g.GetProperty("corrupted").GetDouble());
+        }
+        // the captions say which run is patched into which
+        string html = File.ReadAllText(Path.Combine(outDir, "patch.html"));
+        Assert.Contains("its corrupted output reaching L1H0 only through its q, k or v input (every other path frozen at the clean run); 0 = clean run, 1 = corrupted run", html);
+        Assert.DoesNotContain("clean output reaching", html);
+        Assert.Contains("attribution (all grids)", html);
+        Assert.DoesNotContain("0 = corrupted run, 1 = clean run", html);
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
     public void PairsFileRunsEveryLineAndNamesTheLineOfAMistake()
     {
         var (dir, ckpt, tok) = CharCheckpoint("patch-verb-pairs");
@@ -190,6 +242,18 @@ public class PatchVerbTests
         int[] p0 = tok.Encode("abc xyz abc", "p0"), p1 = tok.Encode("fgh xyz. fgh", "p1");
         double expected = (LogitDiff(m, p0, p0.Length - 1, space, tok.Encode("h", "h")[0]) + LogitDiff(m, p1, p1.Length - 1, space, tok.Encode("a", "a")[0])) / 2;
         Assert.Equal(expected, json.GetProperty("clean_metric").GetDouble(), 4);
+        // each pair is written as given, its length beside it, not with the padding that fits it into the batch
+        var jp = json.GetProperty("prompts").GetProperty("pairs");
+        Assert.Equal(new[] { 11, 12 }, jp.EnumerateArray().Select(x => x.GetProperty("length").GetInt32()).ToArray());
+        Assert.Equal(p0, jp[0].GetProperty("clean").EnumerateArray().Select(x => x.GetInt32()).ToArray());
+        // positions are labelled with pair 0's tokens, and pair 0 (the short one) has none at position 11: "pad", not token 0
+        var prompts = new MiniGpt.Train.PatchInputs(tok, m.Config).File(pairs);
+        var text = new TokenText(tok);
+        Assert.Equal("c", MiniGpt.Train.Report.PatchCells.PositionLabel(prompts, text, 10)); // "abc xyz abc"[10]
+        Assert.Equal("pad", MiniGpt.Train.Report.PatchCells.PositionLabel(prompts, text, 11));
+        var grid = new MiniGpt.Patching.PatchGrid("resid_pre", "exact", ["layer", "pos"], [2, 12], new double[24], new double[24], 1, 0, 0);
+        Assert.Equal("L1 pos 11 pad", MiniGpt.Train.Report.PatchCells.Name(grid, 23, prompts, text));
+        Assert.Equal("L1 pos 0 'a'", MiniGpt.Train.Report.PatchCells.Name(grid, 12, prompts, text));
 
         void Bad(string line, string fragment)
         {
@@ -198,6 +262,8 @@ public class PatchVerbTests
         }
         Bad("{\"clean\": \"abc\"", "pairs.jsonl line 2 is not valid JSON");
         Bad("""{"clean": "abc", "corrupt": "abd", "answer": "a", "wrong": "h", "pos": 1}""", "line 2: unknown key 'pos'");
+        Bad("""{"clean": "abc", "clean": "abd", "corrupt": "abd", "answer": "a", "wrong": "h"}""", "pairs.jsonl line 2 is not valid JSON");
+        Bad("""{"clean": "abc", "corrupt": "abd", "answer": "a", "wrong": "h", "wrong": "h"}""", "each key once");
         Bad("""{"clean": "abc", "corrupt": "abd", "answer": "a"}""", "line 2: wrong is missing");
         Bad("""{"clean": "abc", "corrupt": "abd", "answer": "ab", "wrong": "h"}""", "is 2 tokens");
         Bad("""{"clean": "abc", "corrupt": "abd", "answer": "a", "wrong": "h", "position": 7}""", "position 7 is outside");
@@ -219,6 +285,7 @@ public class PatchVerbTests
         TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abd", "--answer", "a", "--wrong", "a"), 1, "are the same token");
         TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", ckpt, "--clean", "abc", "--corrupt", "abQ", "--answer", "a", "--wrong", "h"), 1, "Q");
         TestPaths.AssertOneLineError(TestPaths.Cli(Args("--sites", "resid_pre,mlp_in")), 2, "unknown site 'mlp_in'");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Args("--sites", "resid_post_by_pos")), 2, "use resid_pre, attn_out, mlp_out, resid_post, z");
         TestPaths.AssertOneLineError(TestPaths.Cli(Args("--receivers", "1.7")), 1, "L1H7 does not exist");
         TestPaths.AssertOneLineError(TestPaths.Cli(Args("--receivers", "0.1")), 1, "is in layer 0");
         TestPaths.AssertOneLineError(TestPaths.Cli(Args("--receivers", "one")), 2, "--receivers");
@@ -234,6 +301,14 @@ public class PatchVerbTests
         TestPaths.AssertOneLineError(TestPaths.Cli(Args("--out", Path.Combine(dir, "file"))), 1, "is a file");
         Assert.Equal("x", File.ReadAllText(Path.Combine(dir, "file")));
         TestPaths.AssertOneLineError(TestPaths.Cli("patch", "--checkpoint", Path.Combine(dir, "none.safetensors")), 1, "none.safetensors");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Args("--out", "")), 2, "--out is empty");
+        TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", ckpt, "--out", " "), 2, "--out is empty");
+        // a folder that cannot be made (under a file): reported by the check made before the analysis, with nothing printed
+        // by the analysis, and the file left as it was
+        var under = TestPaths.Cli(Args("--out", Path.Combine(dir, "file", "sub")));
+        TestPaths.AssertOneLineError(under, 1, "cannot hold the report");
+        Assert.Equal("", under.Out);
+        Assert.Equal("x", File.ReadAllText(Path.Combine(dir, "file")));
         // none of the mistakes above wrote a report
         Assert.False(Directory.Exists(Path.Combine(dir, "char.patch")));
 

@@ -67,6 +67,42 @@ public class PatchingTests
         Assert.Contains(z.Values, v => Math.Abs(v) > 1e-3);
     }
 
+    [Theory]
+    [InlineData(false, "LN")]
+    [InlineData(true, null)]
+    public void PatchingAHeadsZIsPatchingItsResult(bool attnOnly, string? norm)
+    {
+        // a head writes result_h = z_h·W_O[h] into the stream and nothing else reads z_h, so replacing z_h by its clean value
+        // (at every position, or at one) is replacing result_h by z_h,clean·W_O[h] there. The result is patched here by a hook of
+        // the test's own on hook_result, computed by a different path in the model (attn_out += Δresult), with its own offsets
+        // [B, T, H, d_model]: a grid that copied the wrong slice of hook_z, or whose patch did not reach attn_out, differs
+        var m = Model(attnOnly, norm);
+        var p = Prompts(m.Config);
+        var c = m.Config;
+        int B = p.Batch, T = p.SeqLen, H = c.NHeads, D = c.DModel;
+        var z = ActivationPatching.HeadOutputs(m, p, PatchMetric.LogitDiff);
+        var zPos = ActivationPatching.HeadOutputsByPosition(m, p, PatchMetric.LogitDiff);
+        for (int l = 0; l < c.NLayers; l++)
+        {
+            string hook = $"blocks.{l}.attn.hook_result";
+            var clean = Cached(m, p, p.Clean, hook);
+            for (int h = 0; h < H; h++)
+                foreach (int pos in new[] { -1, T - 1, T / 2 + 1 })
+                {
+                    double patched;
+                    using (m.Hooks.AddForward(hook, (t, _) =>
+                           {
+                               for (int n = 0; n < B * T; n++)
+                                   if (pos < 0 || n % T == pos) clean.AsSpan((n * H + h) * D, D).CopyTo(t.Span.Slice((n * H + h) * D, D));
+                           }))
+                        patched = ActivationPatching.Metric(m, p.Corrupted, p, PatchMetric.LogitDiff);
+                    double grid = pos < 0 ? z.Raw[l * H + h] : zPos.Raw[(l * H + h) * T + pos];
+                    Near(patched, grid, 1e-5, $"L{l}H{h} pos {pos}");
+                }
+        }
+        Assert.Contains(z.Raw, r => Math.Abs(r - z.Corrupted) > 1e-3);
+    }
+
     private static List<int[]> Rows(int[] tokens, int T) => Enumerable.Range(0, tokens.Length / T).Select(b => tokens[(b * T)..((b + 1) * T)]).ToList();
 
     [Theory]
@@ -153,6 +189,8 @@ public class PatchingTests
     [InlineData(false, "LNPre")]
     public void PathPatchingFromEverythingUpstreamIsActivationPatchingOfTheInput(bool attnOnly, string? norm)
     {
+        // with every component as a sender nothing is frozen, so this checks the recording and the final step, not freezing
+        // (PathPatchingOneSenderSeesOnlyItsDirectPath and PathPatchingFromAnMlp… check that against hand computations)
         var m = Model(attnOnly, norm, layers: 3);
         var p = Prompts(m.Config);
         var c = m.Config;
@@ -178,53 +216,126 @@ public class PatchingTests
     }
 
     /// <summary>
-    /// Attention-only, no LayerNorm, 2 layers: L1H(receiver)'s v is linear in resid_pre₁, so a path that moves resid_pre₁ by
-    /// dResid(n, d) (row n of B·T, dimension d) only through that v moves v by dResid·W_V. The normalised metric of the corrupted
-    /// run with v moved so, computed by hand.
+    /// The normalised metric of the corrupted run with the v of head (layer, receiver) recomputed by hand from a resid_pre of
+    /// layer moved by dResid(n, d) (row n of B·T, dimension d): a path that reaches the receiver only through its v, with every
+    /// other component frozen, moves only its resid_pre, and
+    ///   v = ln1(resid_pre_corrupted + dResid)·W_V + b_V
+    /// with ln1 (x − μ)/√(σ² + eps)·w + b recomputed from the moved stream (LNPre: without w and b; no LayerNorm: x itself).
+    /// Nothing here runs path patching's hooks: only the final step, the corrupted run with that v, is a forward pass.
     /// </summary>
-    private static double VMovedBy(GptModel m, PatchPrompts p, int receiver, Func<int, int, double> dResid)
+    private static double VMovedBy(GptModel m, PatchPrompts p, int receiver, Func<int, int, double> dResid, int layer = 1)
     {
         var c = m.Config;
         int B = p.Batch, T = p.SeqLen, D = c.DModel, H = c.NHeads, dh = c.DHead;
-        var corrupted = m.RunWithCache(p.Corrupted, B, T, n => n == "blocks.1.attn.hook_v");
-        var wV = m.Params["blocks.1.attn.W_V"].Span.ToArray();
-        var v = corrupted["blocks.1.attn.hook_v"].Span.ToArray();
+        string vHook = $"blocks.{layer}.attn.hook_v", residHook = $"blocks.{layer}.hook_resid_pre";
+        var corrupted = m.RunWithCache(p.Corrupted, B, T, n => n == vHook || n == residHook);
+        var wV = m.Params[$"blocks.{layer}.attn.W_V"].Span.ToArray();
+        var bV = m.Params[$"blocks.{layer}.attn.b_V"].Span.ToArray();
+        float[]? lnW = c.HasLayerNormParams ? m.Params[$"blocks.{layer}.ln1.w"].Span.ToArray() : null;
+        float[]? lnB = c.HasLayerNormParams ? m.Params[$"blocks.{layer}.ln1.b"].Span.ToArray() : null;
+        var resid = corrupted[residHook].Span;
+        var v = corrupted[vHook].Span.ToArray();
+        var x = new double[D];
         for (int n = 0; n < B * T; n++)
+        {
+            for (int d = 0; d < D; d++) x[d] = resid[n * D + d] + dResid(n, d);
+            if (c.HasLayerNorm)
+            {
+                double mean = x.Average(), var = x.Sum(u => (u - mean) * (u - mean)) / D, rstd = 1 / Math.Sqrt(var + Layers.LayerNorm.Eps);
+                for (int d = 0; d < D; d++) x[d] = (x[d] - mean) * rstd * (lnW?[d] ?? 1) + (lnB?[d] ?? 0);
+            }
             for (int e = 0; e < dh; e++)
             {
-                double dv = 0;
-                for (int d = 0; d < D; d++) dv += dResid(n, d) * wV[(receiver * D + d) * dh + e];
-                v[(n * H + receiver) * dh + e] += (float)dv;
+                double ve = bV[receiver * dh + e];
+                for (int d = 0; d < D; d++) ve += x[d] * wV[(receiver * D + d) * dh + e];
+                v[(n * H + receiver) * dh + e] = (float)ve;
             }
+        }
         var byHand = new ActivationCache();
-        byHand.Add(new Tensors.Tensor("blocks.1.attn.hook_v", v, 0, corrupted["blocks.1.attn.hook_v"].Shape));
-        return PatchGrid.Normalise(ActivationPatching.Patched(m, p, PatchMetric.LogitDiff, byHand, [new PatchCell(PatchSite.V, 1, receiver)]),
+        byHand.Add(new Tensors.Tensor(vHook, v, 0, corrupted[vHook].Shape));
+        return PatchGrid.Normalise(ActivationPatching.Patched(m, p, PatchMetric.LogitDiff, byHand, [new PatchCell(PatchSite.V, layer, receiver)]),
             ActivationPatching.Metric(m, p.Clean, p, PatchMetric.LogitDiff), ActivationPatching.Metric(m, p.Corrupted, p, PatchMetric.LogitDiff));
     }
 
-    [Fact]
-    public void PathPatchingOneSenderSeesOnlyItsDirectPath()
+    /// <summary>A cached activation of a run of tokens, as an array.</summary>
+    private static float[] Cached(GptModel m, PatchPrompts p, int[] tokens, string hook) =>
+        m.RunWithCache(tokens, p.Batch, p.SeqLen, n => n == hook)[hook].Span.ToArray();
+
+    /// <summary>(z_clean − z_corrupted)·W_O of head (layer, head) at row n, dimension d: what its path adds to every later resid_pre.</summary>
+    private static Func<int, int, double> HeadResultDifference(GptModel m, PatchPrompts p, int layer, int head)
     {
-        // resid_pre₁ = embed + pos + Σ_h result₀,h + b_O, so patching one head's z through v alone moves resid_pre₁ by
-        // exactly (z_clean − z_corrupted)·W_O of that head
-        var m = Model(attnOnly: true, norm: null);
-        var p = Prompts(m.Config);
         var c = m.Config;
-        int B = p.Batch, T = p.SeqLen, D = c.DModel, H = c.NHeads, dh = c.DHead;
-        var z1 = m.RunWithCache(p.Clean, B, T, n => n == "blocks.0.attn.hook_z")["blocks.0.attn.hook_z"].Span.ToArray();
-        var z0 = m.RunWithCache(p.Corrupted, B, T, n => n == "blocks.0.attn.hook_z")["blocks.0.attn.hook_z"].Span.ToArray();
-        var wO = m.Params["blocks.0.attn.W_O"].Span.ToArray();
-        const int sender = 1, receiver = 0;
-        double expected = VMovedBy(m, p, receiver, (n, d) =>
+        int D = c.DModel, H = c.NHeads, dh = c.DHead;
+        var z1 = Cached(m, p, p.Clean, $"blocks.{layer}.attn.hook_z");
+        var z0 = Cached(m, p, p.Corrupted, $"blocks.{layer}.attn.hook_z");
+        var wO = m.Params[$"blocks.{layer}.attn.W_O"].Span.ToArray();
+        return (n, d) =>
         {
             double dr = 0;
-            for (int f = 0; f < dh; f++) dr += ((double)z1[(n * H + sender) * dh + f] - z0[(n * H + sender) * dh + f]) * wO[(sender * dh + f) * D + d];
+            for (int f = 0; f < dh; f++) dr += ((double)z1[(n * H + head) * dh + f] - z0[(n * H + head) * dh + f]) * wO[(head * dh + f) * D + d];
             return dr;
-        });
-        var grid = PathPatching.Senders(m, p, PatchMetric.LogitDiff, 1, receiver, PathInput.V);
-        Near(expected, grid[0, sender], 1e-4, "L0H1 → L1H0.v");
+        };
+    }
+
+    [Theory]
+    [InlineData(true, null, 2)]
+    [InlineData(false, null, 2)]
+    [InlineData(false, "LN", 3)]
+    [InlineData(true, "LNPre", 3)]
+    public void PathPatchingOneSenderSeesOnlyItsDirectPath(bool attnOnly, string? norm, int layers)
+    {
+        // resid_pre of the receiver's layer = embed + pos + Σ_{l < layer} (Σ_h z_{l,h}·W_O + b_O + mlp_out_l). With L0H1 the only
+        // sender and every other head and MLP below the receiver frozen at the corrupted run, it moves by exactly
+        // (z_clean − z_corrupted)·W_O of L0H1; ln1 is recomputed from the moved stream. The MLPs (and, with 3 layers, the heads of
+        // layer 1) would pass L0H1's change on if they were not frozen, so this fails if freezing does nothing.
+        var m = Model(attnOnly, norm, layers: layers);
+        var p = Prompts(m.Config);
+        int layer = layers - 1, D = m.Config.DModel;
+        const int sender = 1, receiver = 0;
+        var direct = HeadResultDifference(m, p, 0, sender);
+        double expected = VMovedBy(m, p, receiver, direct, layer);
+        var grid = PathPatching.Senders(m, p, PatchMetric.LogitDiff, layer, receiver, PathInput.V);
+        Near(expected, grid[0, sender], 1e-4, $"L0H1 → L{layer}H0.v");
         Assert.True(Math.Abs(expected) > 1e-3, "the path has no effect, so the test says nothing");
-        Assert.True(double.IsNaN(grid[1, 0]), "a head in the receiver's layer cannot send to it");
+        Assert.True(double.IsNaN(grid[layer, 0]), "a head in the receiver's layer cannot send to it");
+
+        // where something sits between sender and receiver, the unfrozen effect (L0H1's z patched, everything after it free,
+        // resid_pre moving by whatever the MLPs and heads in between make of it) is measurably different
+        if (!attnOnly || layers > 2)
+        {
+            string residHook = $"blocks.{layer}.hook_resid_pre";
+            var corrupted = Cached(m, p, p.Corrupted, residHook);
+            var cleanZ = m.RunWithCache(p.Clean, p.Batch, p.SeqLen, n => n == "blocks.0.attn.hook_z");
+            var moved = new float[corrupted.Length];
+            using (m.Hooks.AddForward(residHook, (t, _) => t.Span.CopyTo(moved)))
+                ActivationPatching.Patched(m, p, PatchMetric.LogitDiff, cleanZ, [new PatchCell(PatchSite.Z, 0, sender)]);
+            double unfrozen = VMovedBy(m, p, receiver, (n, d) => (double)moved[n * D + d] - corrupted[n * D + d], layer);
+            Assert.True(Math.Abs(unfrozen - expected) > 1e-3, $"freezing changes nothing here ({unfrozen:G6} vs {expected:G6}), so the test could not catch it");
+        }
+    }
+
+    [Theory]
+    [InlineData(null, 2)]
+    [InlineData("LN", 3)]
+    public void PathPatchingFromAnMlpMovesTheReceiversInputByTheMlpsOutputDifference(string? norm, int layers)
+    {
+        // mlp0 alone as the sender: the receiver's resid_pre moves by mlp_out₀,clean − mlp_out₀,corrupted (the heads of layer 0
+        // run on the corrupted stream either way; with 3 layers, layer 1's heads and MLP are frozen), computed here from the two
+        // runs' caches, not by path patching's hooks
+        var m = Model(attnOnly: false, norm, layers: layers);
+        var p = Prompts(m.Config);
+        int layer = layers - 1, D = m.Config.DModel;
+        var out1 = Cached(m, p, p.Clean, "blocks.0.hook_mlp_out");
+        var out0 = Cached(m, p, p.Corrupted, "blocks.0.hook_mlp_out");
+        foreach (int receiver in new[] { 0, 1 })
+        {
+            double expected = VMovedBy(m, p, receiver, (n, d) => (double)out1[n * D + d] - out0[n * D + d], layer);
+            var others = PathPatching.NonHeadSenders(m, p, PatchMetric.LogitDiff, layer, receiver, PathInput.V);
+            Assert.Equal(PathSender.OfMlp(0), others[1].Sender);
+            Near(expected, others[1].Value, 1e-4, $"mlp0 → L{layer}H{receiver}.v");
+            Near(expected, PathPatching.Effect(m, p, PatchMetric.LogitDiff, [PathSender.OfMlp(0)], layer, receiver, PathInput.V), 1e-4, $"Effect(mlp0) → L{layer}H{receiver}.v");
+            Assert.True(Math.Abs(expected) > 1e-3, "the path has no effect, so the test says nothing");
+        }
     }
 
     [Fact]
@@ -244,12 +355,10 @@ public class PatchingTests
         Near(expected, others[0].Value, 1e-4, "embed → L1H0.v");
         Assert.True(Math.Abs(expected) > 1e-3, "the path has no effect, so the test says nothing");
 
-        // with MLPs, each MLP below the receiver is a sender too, the same effect as naming it alone
-        var mm = Model(attnOnly: false);
-        var pm = Prompts(mm.Config);
-        var withMlp = PathPatching.NonHeadSenders(mm, pm, PatchMetric.LogitDiff, 1, 1, PathInput.K);
-        Assert.Equal([PathSender.Embeddings, PathSender.OfMlp(0)], withMlp.Select(x => x.Sender).ToArray());
-        Near(PathPatching.Effect(mm, pm, PatchMetric.LogitDiff, [PathSender.OfMlp(0)], 1, 1, PathInput.K), withMlp[1].Value, 1e-9, "mlp0 → L1H1.k");
+        // with MLPs, each MLP below the receiver is a sender too (its effect: PathPatchingFromAnMlp…)
+        var mm = Model(attnOnly: false, layers: 3);
+        Assert.Equal([PathSender.Embeddings, PathSender.OfMlp(0), PathSender.OfMlp(1)],
+            PathPatching.NonHeadSenders(mm, Prompts(mm.Config), PatchMetric.LogitDiff, 2, 1, PathInput.K).Select(x => x.Sender).ToArray());
     }
 
     [Theory, MemberData(nameof(Configs))]
@@ -309,6 +418,88 @@ public class PatchingTests
         Assert.NotEqual(lens[0].LogitDiff, lens[^1].LogitDiff);
     }
 
+    /// <summary>Two induction pairs of different lengths (10 tokens with 4 targets, 8 with 3), and each of them as its own PatchPrompts.</summary>
+    private static (PatchPrompts Long, PatchPrompts Short) TwoLengths(ModelConfig c)
+    {
+        var a = PatchPrompts.Induction(c.DVocab, batch: 1, half: 5, seed: 21);
+        var b = PatchPrompts.Induction(c.DVocab, batch: 1, half: 4, seed: 22);
+        return (a, b);
+    }
+
+    /// <summary>The pairs of ps (one pair each) as one batch, right-padded with token 0.</summary>
+    private static PatchPrompts Batched(ModelConfig c, params PatchPrompts[] ps) =>
+        PatchPrompts.Create(ps.Select(x => x.Clean).ToList(), ps.Select(x => x.Corrupted).ToList(), ps.Select(x => x.Targets[0]).ToList(),
+            c.DVocab, c.NCtx, "padded", padToken: 0);
+
+    [Theory]
+    [InlineData(false, "LN")]
+    [InlineData(true, null)]
+    public void APaddedBatchIsTheTargetWeightedMeanOfItsPairsRunAlone(bool attnOnly, string? norm)
+    {
+        // every metric is a mean over targets, so a batch of pairs A (n_A targets) and B (n_B) gives
+        //   m = (n_A·m_A + n_B·m_B)/(n_A + n_B)
+        // for every patched cell too, where m_A and m_B are the pairs run alone at their own lengths: causal attention keeps
+        // the padding after B out of B's targets, and a position cell in B's padding patches nothing B reads (m_B corrupted)
+        var m = Model(attnOnly, norm);
+        var c = m.Config;
+        var (a, b) = TwoLengths(c);
+        Assert.Equal((10, 8, 4, 3), (a.SeqLen, b.SeqLen, a.TargetCount, b.TargetCount));
+        var specs = new[]
+        {
+            new PatchSpec(PatchSite.ResidPre, PatchAxes.LayerPos), new PatchSpec(PatchSite.Z, PatchAxes.LayerHeadPos),
+            new PatchSpec(PatchSite.K, PatchAxes.LayerHead), new PatchSpec(PatchSite.Pattern, PatchAxes.LayerHead),
+        };
+        foreach (var metric in new[] { PatchMetric.LogitDiff, PatchMetric.AnswerLoss })
+            foreach (var spec in specs)
+            {
+                var ga = ActivationPatching.Run(m, a, metric, spec);
+                var gb = ActivationPatching.Run(m, b, metric, spec);
+                foreach (bool longFirst in new[] { true, false })
+                {
+                    var batch = longFirst ? Batched(c, a, b) : Batched(c, b, a);
+                    Assert.Equal(longFirst ? new[] { 10, 8 } : [8, 10], batch.Lengths);
+                    var g = ActivationPatching.Run(m, batch, metric, spec);
+                    Near((4 * ga.Clean + 3 * gb.Clean) / 7, g.Clean, 1e-5, $"{spec.Name} clean");
+                    Near((4 * ga.Corrupted + 3 * gb.Corrupted) / 7, g.Corrupted, 1e-5, $"{spec.Name} corrupted");
+                    Assert.Equal(ga.Shape, g.Shape); // T = the longer pair's 10
+                    for (int i = 0; i < g.Raw.Length; i++)
+                    {
+                        var cell = ActivationPatching.CellOf(spec, g.Shape, i);
+                        double rb = cell.Pos >= b.SeqLen ? gb.Corrupted // B's padding: nothing of B patched
+                            : gb.Raw[Array.IndexOf(Enumerable.Range(0, gb.Raw.Length).Select(j => ActivationPatching.CellOf(spec, gb.Shape, j)).ToArray(), cell)];
+                        Near((4 * ga.Raw[i] + 3 * rb) / 7, g.Raw[i], 1e-5, $"{metric.Name} {spec.Name} cell {i} ({(longFirst ? "long" : "short")} pair first)");
+                    }
+                    Assert.Contains(Enumerable.Range(0, g.Raw.Length), i => Math.Abs(g.Raw[i] - g.Corrupted) > 1e-3); // some cell moves
+                }
+            }
+    }
+
+    [Fact]
+    public void TheSequenceLossOfAPaddedBatchIsTheWeightedMeanOfItsPairs()
+    {
+        // pair b predicts len_b − 1 next tokens of its own; the padding after it is neither read nor predicted, so the batch's
+        // sequence loss is Σ_b (len_b − 1)·loss_b / Σ_b (len_b − 1), whichever pair comes first
+        var m = Model();
+        var c = m.Config;
+        var (a, b) = TwoLengths(c);
+        var la = LogitLens.Run(m, a);
+        var lb = LogitLens.Run(m, b);
+        foreach (var batch in new[] { Batched(c, a, b), Batched(c, b, a) })
+            foreach (bool corrupted in new[] { false, true })
+            {
+                var lab = LogitLens.Run(m, batch, corrupted);
+                var (ra, rb) = corrupted ? (LogitLens.Run(m, a, true), LogitLens.Run(m, b, true)) : (la, lb);
+                Assert.Equal(ra.Count, lab.Count);
+                for (int i = 0; i < lab.Count; i++)
+                {
+                    Near((9 * ra[i].SequenceLoss + 7 * rb[i].SequenceLoss) / 16, lab[i].SequenceLoss, 1e-5, $"{lab[i].Name} sequence loss");
+                    Near((4 * ra[i].TargetLoss + 3 * rb[i].TargetLoss) / 7, lab[i].TargetLoss, 1e-5, $"{lab[i].Name} target loss");
+                }
+            }
+        // the unpadded batch still counts every position
+        Assert.Equal(new[] { 10 }, a.Lengths);
+    }
+
     [Fact]
     public void MetricGradientsAreTheirFiniteDifferences()
     {
@@ -348,6 +539,25 @@ public class PatchingTests
             Assert.Equal(9, p.Targets[b].Length);
             for (int i = 0; i < 9; i++) Assert.Equal(new PatchTarget(10 + i, x[i + 1], y[i + 1]), p.Targets[b][i]);
         }
+
+        // a vocabulary just large enough (2L, and 2L + 1): rejection draws rarely find one of the few unused tokens, but the
+        // corrupted half still holds no clean token and no repeat, and no target compares a token with itself
+        foreach (var (vocab, half) in new[] { (20, 10), (21, 10), (64, 32), (65, 32) })
+            for (ulong seed = 1; seed <= 4; seed++)
+            {
+                var q = PatchPrompts.Induction(vocab, batch: 16, half, seed);
+                int T = 2 * half;
+                for (int b = 0; b < q.Batch; b++)
+                {
+                    var x = q.Clean.AsSpan(b * T, T).ToArray(); var y = q.Corrupted.AsSpan(b * T, T).ToArray();
+                    Assert.True(y[half..].SequenceEqual(x[half..]));
+                    Assert.Empty(y[..half].Intersect(x[..half]));
+                    Assert.Equal(half, y[..half].Distinct().Count());
+                    Assert.All(q.Targets[b], t => Assert.NotEqual(t.Answer, t.Wrong));
+                }
+                // deterministic for the seed
+                Assert.Equal(q.Corrupted, PatchPrompts.Induction(vocab, batch: 16, half, seed).Corrupted);
+            }
     }
 
     [Fact]
@@ -364,6 +574,38 @@ public class PatchingTests
         double direct = ActivationPatching.Patched(m, n, PatchMetric.LogitDiff, corrupted, [new PatchCell(PatchSite.Z, 1, Head: 1)]);
         Near(direct, zn.Raw[m.Config.NHeads + 1], 1e-12, "L1H1 noised");
         Near((direct - z.Clean) / (z.Corrupted - z.Clean), zn[1, 1], 1e-9, "normalised so that 0 is the clean run, 1 the corrupted");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TheProgressOfAnAnalysisIsOneRunningCountThatEndsAtItsTotal(bool autoReceivers)
+    {
+        // one bar for the whole analysis: never back to 0 at a new stage, never past its total, and ending on it; the path
+        // stage counts the embeddings' and MLPs' senders too (a model with MLPs has them)
+        var m = Model(layers: 3);
+        var p = Prompts(m.Config);
+        var seen = new List<(int Done, int Total, string Stage)>();
+        var r = PatchingAnalysis.Run(m, p, new PatchingOptions
+        {
+            Specs = [new(PatchSite.ResidPre, PatchAxes.LayerPos), new(PatchSite.Z, PatchAxes.LayerHead)],
+            Receivers = autoReceivers ? null : [(2, 1)], Progress = (d, t, s) => seen.Add((d, t, s)),
+        });
+        Assert.Equal(autoReceivers ? 6 : 3, r.Paths.Count);
+        Assert.Contains(seen, x => x.Stage.StartsWith("path patching", StringComparison.Ordinal));
+        for (int i = 1; i < seen.Count; i++)
+            Assert.True(seen[i].Done >= seen[i - 1].Done && (double)seen[i].Done / seen[i].Total >= (double)seen[i - 1].Done / seen[i - 1].Total - 1e-12,
+                $"step {i}: {seen[i - 1]} then {seen[i]}");
+        Assert.All(seen, x => Assert.InRange(x.Done, 0, x.Total));
+        Assert.Equal(seen[^1].Total, seen[^1].Done);
+        // the count in forward passes: resid_pre's 3 × T cells and z's 3 × 2, attribution 3, per receiver input 2 + 2 per sender
+        // (2 heads per layer below, the embeddings, 1 MLP per layer below), the lens, attribution and saturation 4
+        int paths = r.Paths.Sum(x => 2 + 2 * (x.ReceiverLayer * 2 + 1 + x.ReceiverLayer));
+        Assert.Equal(3 * p.SeqLen + 3 * 2 + 3 + paths + 4, seen[^1].Total);
+        // attribution's grids share one forward and backward: each carries the whole run's time, dot products included,
+        // which is at most what the analysis measured around it
+        Assert.Single(r.Attribution.Select(g => g.Seconds).Distinct());
+        Assert.InRange(r.Attribution[0].Seconds, 0, r.AttributionSeconds);
     }
 
     [Fact]

@@ -45,6 +45,7 @@ public static class CircuitsVerb
         int? batchOption = o.Get(BatchSize);
         int batches = o.Get(Batches);
         var heads = o.Get(Heads) is { } hs ? ParseHeads(hs) : null;
+        string? outOption = ReportFolder.Option(o.Get(Out));
         var clock = Stopwatch.StartNew();
 
         var loaded = Checkpoint.Load(ckpt);
@@ -60,12 +61,13 @@ public static class CircuitsVerb
         }
         int batch = batchOption ?? DefaultBatchSize(c.NCtx);
         var data = LoadData(o.Get(Data), loaded, ckpt, batch, batches);
-        string dir = o.Get(Out) ?? Checkpoint.Stem(ckpt) + ".circuits";
-        if (File.Exists(dir)) throw new UserError($"--out '{dir}' is a file: give a folder for the report");
         bool applies = PatchInCircuits.Applies(c, loaded.TokenizerJson != null);
         if (o.Get(Patching) == true && !applies)
             throw new UserError($"--patching: circuits patches the induction pairs of a model without a tokenizer; for '{ckpt}' give the pairs to the patch verb");
-        Report(stdout, ckpt, loaded, data, new CircuitsOptions { AttentionHeads = heads }, dir, o.Get(Json), clock, patching: o.Get(Patching) ?? applies);
+        // checked (created, written to) before the analysis: an unwritable --out is reported now, not after it
+        string dir = ReportFolder.Prepare(outOption ?? Checkpoint.Stem(ckpt) + ".circuits", out bool created);
+        try { Report(stdout, ckpt, loaded, data, new CircuitsOptions { AttentionHeads = heads }, dir, o.Get(Json), clock, patching: o.Get(Patching) ?? applies); }
+        catch { ReportFolder.RemoveIfUnused(dir, created); throw; }
         return 0;
     }
 

@@ -72,7 +72,8 @@ public sealed class PatchInputs(ITokenizer? tokenizer, ModelConfig config)
     ///   {"clean": "…", "corrupt": "…", "answer": " x", "wrong": " y", "position": -1}
     /// clean/corrupt are text (through the tokenizer) or arrays of token ids; answer/wrong are text of one
     /// token or an id; position (optional, default −1 = the last token) is where the metric reads the
-    /// prediction of the next token, negative counting from the end. All pairs must have one length.
+    /// prediction of the next token, negative counting from the end. A pair's clean and corrupted prompts must be one
+    /// length; pairs of different lengths are right-padded (token 0) into one batch, each target inside its own pair.
     /// </summary>
     public PatchPrompts File(string path)
     {
@@ -89,8 +90,10 @@ public sealed class PatchInputs(ITokenizer? tokenizer, ModelConfig config)
             if (line.Length == 0 || line.StartsWith('#')) continue;
             string at = $"{name} line {lineNo}";
             JsonObject o;
-            try { o = JsonNode.Parse(line) as JsonObject ?? throw new UserError($"{at} is not a JSON object: write one {{\"clean\": …, \"corrupt\": …, \"answer\": …, \"wrong\": …}} per line"); }
-            catch (JsonException e) { throw new UserError($"{at} is not valid JSON ({e.Message.Split('.')[0]}): write one object per line"); }
+            // a key given twice ({"clean": "abc", "clean": "abd"}) is refused by the parser (which of the two was meant is a
+            // guess), so it is a JsonException here, not an ArgumentException when the object is first read
+            try { o = JsonNode.Parse(line, documentOptions: NoDuplicates) as JsonObject ?? throw new UserError($"{at} is not a JSON object: write one {{\"clean\": …, \"corrupt\": …, \"answer\": …, \"wrong\": …}} per line"); }
+            catch (JsonException e) { throw new UserError($"{at} is not valid JSON ({e.Message.Split('.')[0]}): write one object per line, each key once"); }
             foreach (var key in o.Select(kv => kv.Key))
                 if (key is not ("clean" or "corrupt" or "answer" or "wrong" or "position"))
                     throw new UserError($"{at}: unknown key '{key}': use clean, corrupt, answer, wrong and position");
@@ -108,6 +111,8 @@ public sealed class PatchInputs(ITokenizer? tokenizer, ModelConfig config)
         string padded = shortest == longest ? "" : $", {shortest}–{longest} tokens right-padded to {longest}";
         return PatchPrompts.Create(clean, corrupt, targets, config.DVocab, config.NCtx, $"{clean.Count} pairs from {name}{padded}", padToken: 0);
     }
+
+    private static readonly JsonDocumentOptions NoDuplicates = new() { AllowDuplicateProperties = false };
 
     private int[] PromptNode(JsonNode? n, string what) => n switch
     {

@@ -33,7 +33,7 @@ public static class PatchVerb
     // text, checked when the verb runs (as train's --optimizer): parsing only stores what was typed
     private static readonly Option<string> Metric = Option.Text("metric", "logit_diff (answer − wrong logit) or answer_loss (−log p(answer))", "logit_diff");
     private static readonly Option<string?> Sites = Option.OptionalText("sites",
-        "grids to patch, comma-separated: resid_pre, attn_out, mlp_out (layer × position), z (layer × head), z_by_pos (layer × head × position), q, k, v, pattern (layer × head)",
+        "grids to patch, comma-separated: resid_pre, attn_out, mlp_out, resid_post (layer × position), z (layer × head), z_by_pos (layer × head × position), q, k, v, pattern (layer × head)",
         "all that the model has");
     private static readonly Option<string> Receivers = Option.Text("receivers",
         "path patching's receiving heads as L.H pairs (1.0,1.3), 'auto' (the two heads of layers ≥ 1 whose z patching matters most) or 'none'", "auto");
@@ -63,6 +63,7 @@ public static class PatchVerb
         CheckInputOptions(o);
         string receivers = o.Get(Receivers);
         var parsedReceivers = receivers is "auto" or "none" ? null : ParseReceivers(receivers);
+        string? outOption = ReportFolder.Option(o.Get(Out));
         var siteNames = o.Get(Sites) is { } ss ? SiteNames(ss) : null;
         bool exact = !o.Get(NoExact), attribution = !o.Get(NoAttribution);
         if (!exact && !attribution && receivers == "none")
@@ -85,15 +86,17 @@ public static class PatchVerb
                     throw new UserError($"--receivers: L{l}H{h} does not exist: the model has layers 0–{c.NLayers - 1} and heads 0–{c.NHeads - 1}");
                 if (l == 0) throw new UserError($"--receivers: L{l}H{h} is in layer 0, which no head writes into: give a head of layer 1 or above");
             }
-        string dir = o.Get(Out) ?? Checkpoint.Stem(ckpt) + ".patch";
-        if (File.Exists(dir)) throw new UserError($"--out '{dir}' is a file: give a folder for the report");
 
         var options = new PatchingOptions
         {
             Specs = specs, Metric = MetricNamed(o.Get(Metric)), Exact = exact, Attribution = attribution,
             Receivers = parsedReceivers, AutoReceivers = receivers == "none" ? 0 : 2, Noising = o.Get(Noising),
         };
-        Report(stdout, ckpt, model, prompts, inputs.Text, options, dir, o.Get(Json), clock);
+        // every input checked: the folder last, so a mistake above leaves no folder behind, and before the analysis, so an
+        // unwritable one is reported now rather than after it
+        string dir = ReportFolder.Prepare(outOption ?? Checkpoint.Stem(ckpt) + ".patch", out bool created);
+        try { Report(stdout, ckpt, model, prompts, inputs.Text, options, dir, o.Get(Json), clock); }
+        catch { ReportFolder.RemoveIfUnused(dir, created); throw; }
         return 0;
     }
 
@@ -151,7 +154,7 @@ public static class PatchVerb
         foreach (string n in names)
         {
             try { Spec(n); }
-            catch (UserError) { throw new UsageError($"--sites: unknown site '{n}': use resid_pre, attn_out, mlp_out, z, z_by_pos, q, k, v or pattern"); }
+            catch (UserError) { throw new UsageError($"--sites: unknown site '{n}': use resid_pre, attn_out, mlp_out, resid_post, z, z_by_pos, q, k, v or pattern"); }
         }
         return names;
     }
@@ -162,8 +165,8 @@ public static class PatchVerb
         bool byPos = name.EndsWith("_by_pos", StringComparison.Ordinal);
         var site = PatchSpec.ParseSite(byPos ? name[..^"_by_pos".Length] : name);
         if (byPos && site != PatchSite.Z) throw new UserError($"{name}: only z is patched by layer × head × position");
-        bool residual = site is PatchSite.ResidPre or PatchSite.AttnOut or PatchSite.MlpOut;
-        return new PatchSpec(site, residual ? PatchAxes.LayerPos : byPos ? PatchAxes.LayerHeadPos : PatchAxes.LayerHead);
+        // the one list of residual sites (resid_post included), so every site ParseSite accepts gets its own axes
+        return new PatchSpec(site, PatchSpec.IsResidualSite(site) ? PatchAxes.LayerPos : byPos ? PatchAxes.LayerHeadPos : PatchAxes.LayerHead);
     }
 
     /// <summary>"1.2,1.3" (or "L1H2") → [(1, 2), (1, 3)].</summary>

@@ -6,13 +6,13 @@ namespace MiniGpt.Train.Report;
 /// <summary>The cells of a patching grid by name ("L1H2", "L0 pos 5 'x'", "L1H2 pos 17"), and the ones that matter most.</summary>
 public static class PatchCells
 {
-    /// <summary>A cell's name: its layer, head and position, a position with the clean prompt's token there (pair 0).</summary>
+    /// <summary>A cell's name: its layer, head and position, a position with the clean prompt's token there (pair 0; "pad" past its end).</summary>
     public static string Name(PatchGrid g, int cell, PatchPrompts p, TokenText text) => Name(g, g.Index(cell), p, text);
 
     /// <summary>The name of the cell at indices ix along the grid's axes.</summary>
     public static string Name(PatchGrid g, int[] ix, PatchPrompts p, TokenText text)
     {
-        string Pos(int t) => $"pos {t} '{text.Show(p.Clean[t])}'";
+        string Pos(int t) => $"pos {t} {Quoted(p, text, t)}";
         return g.Axes switch
         {
             ["layer", "pos"] => $"L{ix[0]} {Pos(ix[1])}",
@@ -20,6 +20,14 @@ public static class PatchCells
             _ => $"L{ix[0]}H{ix[1]} {Pos(ix[2])}",
         };
     }
+
+    /// <summary>
+    /// The label of position t: pair 0's clean token there, or "pad" where pair 0 is shorter than the batch and t is its
+    /// padding (the padding token is an arbitrary one, e.g. the char tokenizer's '↵', that pair 0 does not hold).
+    /// </summary>
+    public static string PositionLabel(PatchPrompts p, TokenText text, int t) => p.IsPadding(0, t) ? "pad" : text.Show(p.Clean[t]);
+
+    private static string Quoted(PatchPrompts p, TokenText text, int t) => p.IsPadding(0, t) ? "pad" : $"'{text.Show(p.Clean[t])}'";
 
     /// <summary>What a grid's 0 and 1 are: the run patched into and the run the patches come from.</summary>
     public static string Scale(PatchingResult r) => r.Noising ? "0 = clean run, 1 = corrupted run" : "0 = corrupted run, 1 = clean run";

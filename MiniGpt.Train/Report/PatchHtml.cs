@@ -42,6 +42,7 @@ public static class PatchHtml
 
         sb.Append($"<{H(0)} id=\"patching\">Causal interventions: patching</{H(0)}>\n");
         if (PatchCells.GapWarning(r) is { } warning) sb.Append($"<p><b>Warning:</b> {E(warning)}.</p>\n");
+        foreach (string note in r.Notes ?? []) sb.Append($"<p class=\"notes\">Note: {E(note)}.</p>\n");
         sb.Append($"<p>Pairs: {E(p.Description)}; {p.TargetCount} targets. Metric <code>{E(r.Metric)}</code>: clean <b>{F(r.Clean)}</b>, corrupted <b>{F(r.Corrupted)}</b>. " +
                   (r.Noising
                       ? "Activation patching by <b>noising</b> copies one corrupted activation into the clean run; each cell is " +
@@ -51,8 +52,8 @@ public static class PatchHtml
                       : "Activation patching by denoising copies one clean activation into the corrupted run; each cell is " +
                         "(m − m<sub>corrupted</sub>)/(m<sub>clean</sub> − m<sub>corrupted</sub>): 0 = the corrupted run, 1 = the clean run. " +
                         "Attribution patching estimates every cell at once as (a<sub>clean</sub> − a<sub>corrupted</sub>)·∂m/∂a at the corrupted run.</p>\n"));
-        var clean0 = p.Clean.AsSpan(0, p.SeqLen);
-        var corrupted0 = p.Corrupted.AsSpan(0, p.SeqLen);
+        var clean0 = p.Clean.AsSpan(0, p.Lengths[0]); // pair 0 as given, without its padding
+        var corrupted0 = p.Corrupted.AsSpan(0, p.Lengths[0]);
         sb.Append($"<p class=\"notes\">Pair 0, clean:</p><p class=\"tokens\">{E(text.ShowAll(clean0))}</p>\n<p class=\"notes\">corrupted:</p><p class=\"tokens\">{E(text.ShowAll(corrupted0))}</p>\n");
         sb.Append("<p class=\"notes\">Targets of pair 0 (position: answer against wrong): ")
           .Append(E(string.Join(", ", p.Targets[0].Take(12).Select(t => $"{t.Position}: '{text.Show(t.Answer)}' vs '{text.Show(t.Wrong)}'"))))

@@ -18,10 +18,12 @@ public static class PatchJson
         var pairs = new JsonArray();
         for (int b = 0; b < p.Batch; b++)
         {
-            var clean = p.Clean.AsSpan(b * p.SeqLen, p.SeqLen);
-            var corrupted = p.Corrupted.AsSpan(b * p.SeqLen, p.SeqLen);
+            // each pair as given, without the padding that fits it into the batch's seq_len
+            var clean = p.Clean.AsSpan(b * p.SeqLen, p.Lengths[b]);
+            var corrupted = p.Corrupted.AsSpan(b * p.SeqLen, p.Lengths[b]);
             pairs.Add(new JsonObject
             {
+                ["length"] = p.Lengths[b],
                 ["clean"] = Ints(clean.ToArray()), ["corrupted"] = Ints(corrupted.ToArray()),
                 ["clean_text"] = text.ShowAll(clean), ["corrupted_text"] = text.ShowAll(corrupted),
                 ["targets"] = new JsonArray(p.Targets[b].Select(t => (JsonNode?)new JsonObject
@@ -44,6 +46,7 @@ public static class PatchJson
             ["clean_metric"] = N(r.Clean),
             ["corrupted_metric"] = N(r.Corrupted),
             ["warnings"] = new JsonArray(PatchCells.GapWarning(r) is { } w ? [(JsonNode?)w] : []),
+            ["notes"] = new JsonArray((r.Notes ?? []).Select(n => (JsonNode?)n).ToArray()),
             ["normalisation"] = r.Noising
                 ? "(m − clean_metric) / (corrupted_metric − clean_metric): 0 = clean run, 1 = corrupted run"
                 : "(m − corrupted_metric) / (clean_metric − corrupted_metric): 0 = corrupted run, 1 = clean run",
@@ -54,8 +57,8 @@ public static class PatchJson
             {
                 ["description"] = p.Description, ["batch"] = p.Batch, ["seq_len"] = p.SeqLen, ["targets"] = p.TargetCount, ["pairs"] = pairs,
             },
-            ["exact"] = new JsonArray(r.Exact.Select(g => (JsonNode?)Grid(g)).ToArray()),
-            ["attribution"] = new JsonArray(r.Attribution.Select(g => (JsonNode?)Grid(g)).ToArray()),
+            ["exact"] = new JsonArray(r.Exact.Select(g => (JsonNode?)Grid(g, r.Noising)).ToArray()),
+            ["attribution"] = new JsonArray(r.Attribution.Select(g => (JsonNode?)Grid(g, r.Noising)).ToArray()),
             ["comparisons"] = new JsonArray(r.Comparisons.Select(x => (JsonNode?)new JsonObject
             {
                 ["name"] = x.Name, ["pearson_r"] = N(x.Correlation), ["max_abs_difference"] = N(x.MaxAbsDifference),
@@ -65,7 +68,7 @@ public static class PatchJson
             ["paths"] = new JsonArray(r.Paths.Select(x => (JsonNode?)new JsonObject
             {
                 ["receiver"] = $"L{x.ReceiverLayer}H{x.ReceiverHead}", ["receiver_layer"] = x.ReceiverLayer, ["receiver_head"] = x.ReceiverHead,
-                ["input"] = x.Input.ToString().ToLowerInvariant(), ["grid"] = Grid(x.Grid),
+                ["input"] = x.Input.ToString().ToLowerInvariant(), ["grid"] = Grid(x.Grid, r.Noising),
                 // the senders that are not heads: the embeddings, then each MLP below the receiver
                 ["other_senders"] = new JsonArray(x.Others.Select(e => (JsonNode?)new JsonObject
                     { ["sender"] = e.Sender.ToString(), ["value"] = N(e.Value), ["raw"] = N(e.Raw) }).ToArray()),
@@ -89,12 +92,17 @@ public static class PatchJson
         };
     }
 
-    public static JsonObject Grid(PatchGrid g) => new()
+    /// <summary>
+    /// One grid. Its "clean" and "corrupted" are the metrics of the pairs' clean and corrupted prompts, as the top-level
+    /// clean_metric and corrupted_metric: under noising the grid was run on the swapped pairs (<see cref="PatchPrompts.Swapped"/>),
+    /// so its own Clean (the patches' source) is the corrupted prompts' run and its Corrupted (the run patched into) the clean one.
+    /// </summary>
+    public static JsonObject Grid(PatchGrid g, bool noising) => new()
     {
         ["name"] = g.Name, ["method"] = g.Method,
         ["axes"] = new JsonArray(g.Axes.Select(a => (JsonNode?)a).ToArray()),
         ["shape"] = Ints(g.Shape),
-        ["clean"] = N(g.Clean), ["corrupted"] = N(g.Corrupted), ["seconds"] = g.Seconds,
+        ["clean"] = N(noising ? g.Corrupted : g.Clean), ["corrupted"] = N(noising ? g.Clean : g.Corrupted), ["seconds"] = g.Seconds,
         ["values"] = Nested(g.Values, g.Shape), ["raw"] = Nested(g.Raw, g.Shape),
     };
 

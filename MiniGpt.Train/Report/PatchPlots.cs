@@ -21,9 +21,9 @@ public static class PatchPlots
         var plots = new List<PlotImage>();
         var c = r.Config;
         var p = r.Prompts;
-        var tokens = Enumerable.Range(0, p.SeqLen).Select(t => text.Show(p.Clean[t])).ToList();
+        var tokens = Enumerable.Range(0, p.SeqLen).Select(t => PatchCells.PositionLabel(p, text, t)).ToList();
         string tokenAxis = text.HasTokenizer ? "position (the clean prompt's token)" : "position (the clean prompt's token id)";
-        string pairNote = p.Batch > 1 ? $" Positions are labelled with pair 0's clean tokens; values are means over the {p.Batch} pairs." : "";
+        string pairNote = p.Batch > 1 ? $" Positions are labelled with pair 0's clean tokens (pad past its end); values are means over the {p.Batch} pairs' targets." : "";
         var names = r.Exact.Select(g => g.Name).Concat(r.Attribution.Select(g => g.Name)).Distinct();
         foreach (string name in names)
         {
@@ -43,8 +43,8 @@ public static class PatchPlots
             }
             if (r.Comparisons.FirstOrDefault(x => x.Name == name) is { } cmp && exact != null && attr != null)
                 plots.Add(new PlotImage($"{Prefix}{name}_scatter.png", $"{name}: attribution against exact",
-                    $"each cell of the grid; Pearson r = {cmp.Correlation:0.000}, largest gap {cmp.MaxAbsDifference:0.000}{(cmp.WorstCell.Length > 0 ? $" at {PatchCells.Name(any, cmp.WorstCell, p, text)}" : "")}; exact {cmp.ExactSeconds:0.000} s, attribution (all grids) {cmp.AttributionSeconds:0.000} s",
-                    PatchScatter.Render(exact.Values, attr.Values, name, cmp.Correlation)));
+                    $"each cell of the grid; Pearson r = {cmp.Correlation:0.000}, largest gap {cmp.MaxAbsDifference:0.000}{(cmp.WorstCell.Length > 0 ? $" at {PatchCells.Name(any, cmp.WorstCell, p, text)}" : "")}; exact {cmp.ExactSeconds:0.000} s, attribution (all grids) {cmp.AttributionSeconds:0.000} s; {PatchCells.Scale(r)}",
+                    PatchScatter.Render(exact.Values, attr.Values, name, cmp.Correlation, PatchCells.Scale(r))));
         }
 
         foreach (var receiver in r.Paths.GroupBy(x => (x.ReceiverLayer, x.ReceiverHead)))
@@ -58,7 +58,8 @@ public static class PatchPlots
             var rowLabels = Enumerable.Range(0, senders).Select(s => $"L{s / c.NHeads}H{s % c.NHeads}").ToList();
             var colLabels = inputs.Select(x => x.Input.ToString().ToLowerInvariant()).ToList();
             plots.Add(new PlotImage($"{Prefix}path_L{l}H{h}.png", $"Path patching into L{l}H{h}",
-                $"each earlier head alone as the sender, its clean output reaching L{l}H{h} only through its q, k or v input (every other path frozen at the corrupted run); " +
+                $"each earlier head alone as the sender, its {(r.Noising ? "corrupted" : "clean")} output reaching L{l}H{h} only through its q, k or v input " +
+                $"(every other path frozen at the {(r.Noising ? "clean" : "corrupted")} run); {PatchCells.Scale(r)}; " +
                 $"{inputs.Sum(x => x.Grid.Seconds):0.000} s.{pairNote}",
                 PatchHeatmap.Render(values, senders, inputs.Count, rowLabels, colLabels, $"senders → L{l}H{h}", PatchHeatmap.MaxAbs(values),
                     "receiver's input", "sender head")));

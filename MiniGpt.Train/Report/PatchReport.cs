@@ -5,23 +5,31 @@ namespace MiniGpt.Train.Report;
 
 /// <summary>
 /// The patch verb's report on disk: the PNGs, patch.json (every number) and patch.html (the plots embedded)
-/// in one folder, each file written whole or not at all (<see cref="AtomicFile"/>), and plots of an earlier
-/// run that this one did not draw removed, so the folder never mixes two runs' grids.
+/// in one folder, each file written whole or not at all (<see cref="AtomicFile"/>), plots of an earlier run that
+/// this one did not draw removed, and patch.json written last, so a patch.json always describes the files beside it.
 /// </summary>
 public static class PatchReport
 {
     public sealed record Written(string Json, string JsonPath, string HtmlPath, int Plots);
 
+    /// <summary>
+    /// Everything is drawn and formatted in memory first; then an earlier run's patch.json is removed, the plots and
+    /// patch.html written, and patch.json last. So patch.json is on disk only beside the plots and page of its own run: a
+    /// write that fails part-way (disk full) leaves a folder without patch.json, never one whose patch.json describes
+    /// plots that were since deleted or redrawn.
+    /// </summary>
     public static Written Write(PatchingResult r, string checkpoint, TokenText text, string dir)
     {
-        Directory.CreateDirectory(dir);
         var plots = PatchPlots.Draw(r, text);
-        WritePlots(plots, dir);
         string json = CircuitsJson.ToJson(PatchJson.Build(r, checkpoint, text, plots));
+        string page = PatchHtml.Page(r, checkpoint, text, plots);
+        Directory.CreateDirectory(dir);
         string jsonPath = Path.Combine(dir, "patch.json");
-        AtomicFile.WriteAllText(jsonPath, json + "\n");
+        File.Delete(jsonPath);
+        WritePlots(plots, dir);
         string html = Path.Combine(dir, "patch.html");
-        AtomicFile.WriteAllText(html, PatchHtml.Page(r, checkpoint, text, plots));
+        AtomicFile.WriteAllText(html, page);
+        AtomicFile.WriteAllText(jsonPath, json + "\n");
         return new Written(json, jsonPath, html, plots.Count);
     }
 

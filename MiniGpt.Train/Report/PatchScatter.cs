@@ -9,7 +9,8 @@ namespace MiniGpt.Train.Report;
 /// </summary>
 public static class PatchScatter
 {
-    public static byte[] Render(double[] exact, double[] attribution, string name, double r)
+    /// <param name="scale">what 0 and 1 are (<see cref="PatchCells.Scale"/>): denoising and noising swap them.</param>
+    public static byte[] Render(double[] exact, double[] attribution, string name, double r, string scale)
     {
         var pairs = exact.Zip(attribution).Where(p => double.IsFinite(p.First) && double.IsFinite(p.Second)).ToList();
         var xs = pairs.Select(p => p.First).ToArray();
@@ -23,7 +24,7 @@ public static class PatchScatter
         var pts = plot.Add.Markers(xs, ys, MarkerShape.FilledCircle, 6, Colors.SteelBlue.WithAlpha(0.7));
         pts.LegendText = $"{xs.Length} cells";
         plot.Title($"{name}: attribution vs exact (r = {(double.IsFinite(r) ? r.ToString("0.000", System.Globalization.CultureInfo.InvariantCulture) : "–")})", 13);
-        plot.Axes.Bottom.Label.Text = "exact patching (0 corrupted, 1 clean)";
+        plot.Axes.Bottom.Label.Text = $"exact patching ({scale})";
         plot.Axes.Left.Label.Text = "attribution patching";
         plot.Axes.SetLimits(lo - pad, hi + pad, lo - pad, hi + pad);
         return PlotImage.Render(plot, 420, 400);

@@ -16,6 +16,7 @@ public static class PatchSummary
         sb.AppendLine($"{(r.Noising ? "noising (one corrupted activation patched into the clean run)" : "denoising (one clean activation patched into the corrupted run)")}; " +
                       $"metric {r.Metric}: clean {F(r.Clean)}, corrupted {F(r.Corrupted)}; grids: {PatchCells.Scale(r)}");
         if (PatchCells.GapWarning(r) is { } warning) sb.AppendLine($"warning: {warning}");
+        foreach (string note in r.Notes ?? []) sb.AppendLine($"note: {note}");
         var grids = r.Exact.Count > 0 ? r.Exact : r.Attribution;
         if (grids.Count > 0)
         {

@@ -124,11 +124,13 @@ public static class ActivationPatching
                     if (cell.Head < 0 || h == cell.Head)
                         yield return cell.Pos < 0 ? ((b * H + h) * T * T, T * T) : ((b * H + h) * T * T + cell.Pos * T, T);
             }
+            else if (cell.Pos >= 0)
+                // one position: its offset directly, not a scan of all T (attribution runs this per cell of z_by_pos)
+                yield return cell.Head < 0 ? ((b * T + cell.Pos) * H * dh, H * dh) : (((b * T + cell.Pos) * H + cell.Head) * dh, dh);
             else
             {
                 for (int t = 0; t < T; t++)
-                    if (cell.Pos < 0 || t == cell.Pos)
-                        yield return cell.Head < 0 ? ((b * T + t) * H * dh, H * dh) : (((b * T + t) * H + cell.Head) * dh, dh);
+                    yield return cell.Head < 0 ? ((b * T + t) * H * dh, H * dh) : (((b * T + t) * H + cell.Head) * dh, dh);
             }
         }
     }

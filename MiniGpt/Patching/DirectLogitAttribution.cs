@@ -73,15 +73,17 @@ public static class DirectLogitAttribution
         var parts = new List<LogitAttribution> { new("embed", -1, -1, Contribution(cache["hook_embed"].Span)) };
         if (!c.Shortformer) parts.Add(new("pos_embed", -1, -1, Contribution(cache["hook_pos_embed"].Span)));
         var result = new float[B * T * D];
+        // Contribution reads only the targets' rows, so each head's result is formed there alone (not for all B·T rows)
+        var targetRows = targets.Select(t => t.Row).Distinct().ToArray();
         for (int l = 0; l < c.NLayers; l++)
         {
             var z = cache[$"blocks.{l}.attn.hook_z"].Span;
             var wO = m.Params[$"blocks.{l}.attn.W_O"].Span;
             for (int h = 0; h < H; h++)
             {
-                // result_h = z_h · W_O[h]  ([B·T, d_head]·[d_head, d_model])
-                Array.Clear(result);
-                for (int n = 0; n < B * T; n++)
+                // result_h = z_h · W_O[h]  ([rows, d_head]·[d_head, d_model])
+                foreach (int n in targetRows) Array.Clear(result, n * D, D);
+                foreach (int n in targetRows)
                     for (int e = 0; e < dh; e++)
                     {
                         float zv = z[(n * H + h) * dh + e];

@@ -7,7 +7,8 @@ namespace MiniGpt.Patching;
 /// What one residual stream predicts when decoded as the final one is: ln_final (with this stream's own
 /// mean and variance) then W_U and b_U. TargetLoss and LogitDiff are the metrics' means over the prompts'
 /// targets, AnswerLogit the mean logit of the answer there, SequenceLoss the mean next-token loss over
-/// every position of the prompts (each predicting the prompt's own next token).
+/// every position of the prompts that has a next token of its own (each predicting the prompt's next token; a
+/// padded pair's padding neither predicts nor is predicted).
 /// </summary>
 public sealed record LogitLensLayer(string Name, double TargetLoss, double AnswerLogit, double LogitDiff, double SequenceLoss);
 
@@ -46,11 +47,18 @@ public static class LogitLens
             double answer = 0;
             for (int b = 0; b < B; b++)
                 foreach (var t in p.Targets[b]) answer += logits[(b * T + t.Position) * V + t.Answer];
+            // Σ_b Σ_{t+1 < len_b} (logsumexp(logits[b, t]) − logits[b, t, x_{b,t+1}]) / Σ_b (len_b − 1): only pairs of tokens
+            // inside a pair's own length, so a padded pair weighs its len_b − 1 predictions, as if run alone
             double seq = 0;
+            int predictions = 0;
             for (int b = 0; b < B; b++)
-                for (int t = 0; t + 1 < T; t++) seq += PatchMetric.LogSumExp(logits.AsSpan((b * T + t) * V, V)) - logits[(b * T + t) * V + tokens[b * T + t + 1]];
+                for (int t = 0; t + 1 < p.Lengths[b]; t++)
+                {
+                    seq += PatchMetric.LogSumExp(logits.AsSpan((b * T + t) * V, V)) - logits[(b * T + t) * V + tokens[b * T + t + 1]];
+                    predictions++;
+                }
             rows.Add(new LogitLensLayer(name, PatchMetric.AnswerLoss.Value(logits, p, V), answer / p.TargetCount,
-                PatchMetric.LogitDiff.Value(logits, p, V), T > 1 ? seq / (B * (T - 1)) : double.NaN));
+                PatchMetric.LogitDiff.Value(logits, p, V), predictions > 0 ? seq / predictions : double.NaN));
         }
         return rows;
     }

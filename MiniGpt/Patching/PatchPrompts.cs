@@ -6,21 +6,24 @@ namespace MiniGpt.Patching;
 public readonly record struct PatchTarget(int Position, int Answer, int Wrong);
 
 /// <summary>
-/// B clean/corrupted prompt pairs of T tokens each, run as one batch [B, T], with the targets each row's
-/// metric reads. A clean prompt and its corrupted one have the same length (patching copies position t of
-/// one into position t of the other), and every pair has the same length (one batch).
+/// B clean/corrupted prompt pairs run as one batch [B, T], with the targets each row's metric reads. A clean
+/// prompt and its corrupted one have the same length (patching copies position t of one into position t of the
+/// other); pairs shorter than the longest are right-padded to T (<see cref="Create"/>), and Lengths keeps each
+/// pair's own length, so what reads every position (the logit lens's sequence loss, position labels) can skip the padding.
 /// </summary>
 public sealed class PatchPrompts
 {
-    private PatchPrompts(int[] clean, int[] corrupted, PatchTarget[][] targets, int batch, int seqLen, string description)
+    private PatchPrompts(int[] clean, int[] corrupted, PatchTarget[][] targets, int[] lengths, int batch, int seqLen, string description)
     {
-        Clean = clean; Corrupted = corrupted; Targets = targets; Batch = batch; SeqLen = seqLen; Description = description;
+        Clean = clean; Corrupted = corrupted; Targets = targets; Lengths = lengths; Batch = batch; SeqLen = seqLen; Description = description;
     }
 
     /// <summary>B, the number of pairs.</summary>
     public int Batch { get; }
-    /// <summary>T, the tokens of every prompt.</summary>
+    /// <summary>T, the tokens of every row of the batch: the longest pair's length.</summary>
     public int SeqLen { get; }
+    /// <summary>Per pair, its own number of tokens before padding (≤ T): positions Lengths[b] … T−1 of row b are padding.</summary>
+    public int[] Lengths { get; }
     /// <summary>The clean prompts [B, T], row-major.</summary>
     public int[] Clean { get; }
     /// <summary>The corrupted prompts [B, T], row-major.</summary>
@@ -46,6 +49,7 @@ public sealed class PatchPrompts
         if (corrupted.Count != B || targets.Count != B)
             throw new UserError($"patching got {B} clean prompts, {corrupted.Count} corrupted and {targets.Count} target lists: give one of each per pair");
         if (padToken >= vocab) throw new UserError($"the padding token {padToken} is outside the vocabulary [0, {vocab})");
+        var lengths = clean.Select(x => x.Length).ToArray();
         // each target inside its own pair's tokens, checked before any padding could make room for it
         for (int b = 0; b < B; b++)
             foreach (var t in targets[b])
@@ -90,7 +94,7 @@ public sealed class PatchPrompts
         }
         foreach (int id in c.Concat(x))
             if ((uint)id >= (uint)vocab) throw new UserError($"a prompt holds token {id}, outside the vocabulary [0, {vocab})");
-        return new PatchPrompts(c, x, targets.Select(t => t.ToArray()).ToArray(), B, T, description);
+        return new PatchPrompts(c, x, targets.Select(t => t.ToArray()).ToArray(), lengths, B, T, description);
     }
 
     /// <summary>
@@ -98,7 +102,10 @@ public sealed class PatchPrompts
     /// the clean prompts patched with the corrupted run's, same targets. Grids then read 0 = the clean run, 1 = the
     /// corrupted one: the share of the damage one site carries (TransformerLens's and ARENA's "noising").
     /// </summary>
-    public PatchPrompts Swapped() => new(Corrupted, Clean, Targets, Batch, SeqLen, "noising: " + Description);
+    public PatchPrompts Swapped() => new(Corrupted, Clean, Targets, Lengths, Batch, SeqLen, "noising: " + Description);
+
+    /// <summary>Whether position t of pair b is padding (after the pair's own tokens).</summary>
+    public bool IsPadding(int b, int t) => t >= Lengths[b];
 
     /// <summary>One pair whose metric reads the last position: answer against wrong as the next token.</summary>
     public static PatchPrompts Single(int[] clean, int[] corrupted, int answer, int wrong, int vocab, int nCtx, string description) =>
@@ -126,11 +133,24 @@ public sealed class PatchPrompts
             var x = clean.AsSpan(b * T, T).ToArray();
             var y = new int[T];
             var used = new HashSet<int>(x.AsSpan(0, L).ToArray());
+            // With vocab ≥ 2L the clean half holds L distinct tokens, leaving vocab − L − i ≥ L − i ≥ 1 unused ones when y_i is
+            // drawn, so y_i can always avoid every x_j and every earlier y_j: the corrupted run then holds no repeat, and no
+            // target's wrong token y_{i+1} equals its answer x_{i+1}. A token of `other` that collides is replaced by a uniform
+            // draw from the unused tokens: a few rejection draws first (uniform over the unused set, and the draws earlier
+            // versions made, so the pairs of a roomy vocabulary stay as they were), then, when the unused tokens are too few
+            // for rejection to find one quickly (vocab just ≥ 2L), a direct draw from their list. Deterministic for the seed.
             for (int i = 0; i < L; i++)
             {
                 int t = other[b * T + i];
-                // redraw collisions with the clean half when there are tokens to spare, so the corrupted run holds no repeat
-                for (int tries = 0; used.Contains(t) && vocab >= 2 * L && tries < 64; tries++) t = rng.NextInt(vocab);
+                if (vocab >= 2 * L && used.Contains(t))
+                {
+                    for (int tries = 0; used.Contains(t) && tries < 64; tries++) t = rng.NextInt(vocab);
+                    if (used.Contains(t))
+                    {
+                        var unused = Enumerable.Range(0, vocab).Where(v => !used.Contains(v)).ToArray();
+                        t = unused[rng.NextInt(unused.Length)];
+                    }
+                }
                 y[i] = t;
                 used.Add(t);
             }

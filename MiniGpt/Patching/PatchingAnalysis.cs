@@ -45,12 +45,14 @@ public sealed record PathPatchResult(int ReceiverLayer, int ReceiverHead, PathIn
 /// Saturation [layer, head] is each head's mean largest attention probability over the targets' query positions in
 /// the run patched into, where attribution takes its gradient: near 1 the softmax is saturated, its gradient near 0, and
 /// attribution through that head's q, k and pattern underestimates what patching does.
+/// Notes say what the run did differently from what was asked (e.g. how --receivers auto picked, or why it picked none).
 /// </summary>
 public sealed record PatchingResult(
     ModelConfig Config, PatchPrompts Prompts, bool Noising, string Metric, double Clean, double Corrupted,
     IReadOnlyList<PatchGrid> Exact, IReadOnlyList<PatchGrid> Attribution, IReadOnlyList<PatchComparison> Comparisons,
     IReadOnlyList<PathPatchResult> Paths, IReadOnlyList<LogitLensLayer> LogitLens, IReadOnlyList<LogitLensLayer> CorruptedLogitLens,
-    DirectLogitAttributionResult DirectLogitAttribution, double[] Saturation, double ExactSeconds, double AttributionSeconds, double PathSeconds, double Seconds);
+    DirectLogitAttributionResult DirectLogitAttribution, double[] Saturation, double ExactSeconds, double AttributionSeconds, double PathSeconds, double Seconds,
+    IReadOnlyList<string>? Notes = null);
 
 /// <summary>
 /// The patching report's analyses in one call: exact and attribution patching of every grid, their agreement,
@@ -69,29 +71,41 @@ public static class PatchingAnalysis
         var specs = (o.Specs ?? PatchSpec.Standard(c)).Select(s => s.Validate(c)).ToList();
         var (clean, corrupted) = ActivationPatching.Baseline(m, p, metric);
 
+        // one running count for the bar, in forward passes: an exact cell is one, attribution three (two forwards and a
+        // backward), a path sender two (the run that records the receiver's input, the run that reads the metric) plus two per
+        // receiver input for its clean and corrupted caches, the lens, attribution and saturation at the end four. With
+        // --receivers auto the receivers are not known until z is patched, so their share starts as its largest value (all
+        // in the last layer) and is made exact once they are picked: the bar only ever jumps forward.
+        int Cells(PatchSpec s) => s.Dimensions(c, p.SeqLen).Shape.Aggregate(1, (a, b) => a * b);
+        int PathPasses(IEnumerable<int> layers) => layers.Sum(l => 3 * (2 + 2 * PathPatching.SenderCount(c, l)));
+        var zSpec = new PatchSpec(PatchSite.Z, PatchAxes.LayerHead);
+        bool auto = o.Receivers == null && o.AutoReceivers > 0;
+        bool pickingZ = auto && c.NLayers >= 2 && !specs.Contains(zSpec); // no z grid to pick the receivers from: patch z for that alone
+        int autoCount = Math.Min(o.AutoReceivers, (c.NLayers - 1) * c.NHeads);
+        int done = 0, total = (o.Exact ? specs.Sum(Cells) : 0) + (o.Attribution ? 3 : 0) + (pickingZ ? (o.Exact ? Cells(zSpec) : 3) : 0)
+            + (auto ? PathPasses(Enumerable.Repeat(c.NLayers - 1, Math.Max(0, autoCount))) : PathPasses((o.Receivers ?? []).Select(r => r.Layer))) + 4;
+        void Report(int d, string stage) => o.Progress?.Invoke(d, total, stage);
+
         var exact = new List<PatchGrid>();
         if (o.Exact)
-        {
-            int total = specs.Sum(s => s.Dimensions(c, p.SeqLen).Shape.Aggregate(1, (a, b) => a * b)), before = 0;
             foreach (var s in specs)
             {
-                int offset = before;
-                var g = ActivationPatching.Run(m, p, metric, s, (i, _) => o.Progress?.Invoke(offset + i, total, $"patching {s.Name}"));
+                int offset = done;
+                var g = ActivationPatching.Run(m, p, metric, s, (i, _) => Report(offset + i, $"patching {s.Name}"));
                 exact.Add(g);
-                before += g.Values.Length;
+                done += g.Values.Length;
             }
-        }
         double exactSeconds = exact.Sum(g => g.Seconds);
 
         IReadOnlyList<PatchGrid> attribution = [];
         double attributionSeconds = 0;
         if (o.Attribution)
         {
-            o.Progress?.Invoke(0, 1, "attribution patching");
+            Report(done, "attribution patching");
             var sw = Stopwatch.StartNew();
             attribution = AttributionPatching.Run(m, p, metric, specs);
             attributionSeconds = sw.Elapsed.TotalSeconds;
-            o.Progress?.Invoke(1, 1, "attribution patching");
+            Report(done += 3, "attribution patching");
         }
         var comparisons = new List<PatchComparison>();
         foreach (var e in exact)
@@ -102,27 +116,48 @@ public static class PatchingAnalysis
                     worst < 0 ? [] : e.Index(worst), e.Seconds, attributionSeconds));
             }
 
-        var receivers = o.Receivers ?? AutoPick(c, exact.Concat(attribution).FirstOrDefault(g => g.Name == "z"), o.AutoReceivers);
+        var notes = new List<string>();
+        IReadOnlyList<(int Layer, int Head)> receivers = o.Receivers ?? [];
+        if (auto)
+        {
+            var z = exact.Concat(attribution).FirstOrDefault(g => g.Name == "z");
+            if (pickingZ)
+            {
+                // the grids asked for hold no z: patch z (exactly, unless exact patching is off) only to pick the receivers,
+                // rather than skip path patching without a word
+                int offset = done;
+                z = o.Exact ? ActivationPatching.Run(m, p, metric, zSpec, (i, _) => Report(offset + i, "patching z to pick the receivers"))
+                    : AttributionPatching.Run(m, p, metric, [zSpec])[0];
+                done += o.Exact ? z.Values.Length : 3;
+                notes.Add($"--receivers auto: the grids hold no z, so the receivers were picked from {(o.Exact ? "exact" : "attribution")} z patching run for that (not shown)");
+            }
+            receivers = AutoPick(c, z, o.AutoReceivers);
+            if (receivers.Count == 0)
+                notes.Add(c.NLayers < 2 ? "--receivers auto: a one-layer model has no head that reads another head's output, so no path was patched"
+                    : "--receivers auto: no head of layer ≥ 1 has a finite z patching value (clean and corrupted give one metric), so no path was patched; name the receivers (--receivers 1.0)");
+            total += PathPasses(receivers.Select(r => r.Layer)) - PathPasses(Enumerable.Repeat(c.NLayers - 1, Math.Max(0, autoCount)));
+        }
         var paths = new List<PathPatchResult>();
         var pathClock = Stopwatch.StartNew();
-        int pathTotal = receivers.Sum(r => 3 * r.Layer * c.NHeads), pathDone = 0;
         foreach (var (l, h) in receivers)
             foreach (var input in new[] { PathInput.Q, PathInput.K, PathInput.V })
             {
-                int offset = pathDone;
-                var (g, others) = PathPatching.AllSenders(m, p, metric, l, h, input, (i, _) => o.Progress?.Invoke(offset + i, pathTotal, $"path patching into L{l}H{h}.{input}"));
+                int offset = done + 2; // the receiver input's clean and corrupted caches
+                var (g, others) = PathPatching.AllSenders(m, p, metric, l, h, input, (i, _) => Report(offset + 2 * i, $"path patching into L{l}H{h}.{input}"));
                 paths.Add(new PathPatchResult(l, h, input, g, others));
-                pathDone += l * c.NHeads;
+                done += 2 + 2 * PathPatching.SenderCount(c, l);
             }
         double pathSeconds = pathClock.Elapsed.TotalSeconds;
 
-        o.Progress?.Invoke(0, 1, "logit lens and direct logit attribution");
+        Report(done, "logit lens and direct logit attribution");
         var lens = LogitLens.Run(m, pairs);
         var lensCorrupted = LogitLens.Run(m, pairs, corrupted: true);
         var dla = DirectLogitAttribution.Run(m, pairs);
+        var saturation = Saturation(m, p);
+        Report(done += 4, "logit lens and direct logit attribution");
         if (o.Noising) (clean, corrupted) = (corrupted, clean);
-        return new PatchingResult(c, pairs, o.Noising, metric.Name, clean, corrupted, exact, attribution, comparisons, paths, lens, lensCorrupted, dla, Saturation(m, p),
-            exactSeconds, attributionSeconds, pathSeconds, clock.Elapsed.TotalSeconds);
+        return new PatchingResult(c, pairs, o.Noising, metric.Name, clean, corrupted, exact, attribution, comparisons, paths, lens, lensCorrupted, dla, saturation,
+            exactSeconds, attributionSeconds, pathSeconds, clock.Elapsed.TotalSeconds, notes);
     }
 
     /// <summary>The heads of layers ≥ 1 with the largest |z patching|, at most count of them.</summary>

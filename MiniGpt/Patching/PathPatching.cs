@@ -56,13 +56,21 @@ public static class PathPatching
     public static IReadOnlyList<PathSenderEffect> NonHeadSenders(GptModel m, PatchPrompts p, PatchMetric metric, int layer, int head, PathInput input) =>
         OtherSenders(Prepare(m, p, metric, layer, head, []), input);
 
-    /// <summary>Both of the above from one preparation (the clean and corrupted runs are cached once per receiver).</summary>
+    /// <summary>
+    /// Both of the above from one preparation (the clean and corrupted runs are cached once per receiver). progress gets
+    /// (senders done, <see cref="SenderCount"/>): the heads, then the embeddings and the MLPs.
+    /// </summary>
     public static (PatchGrid Heads, IReadOnlyList<PathSenderEffect> Others) AllSenders(GptModel m, PatchPrompts p, PatchMetric metric, int layer, int head,
         PathInput input, Action<int, int>? progress = null)
     {
         var run = Prepare(m, p, metric, layer, head, []);
-        return (HeadSenders(run, input, progress), OtherSenders(run, input));
+        int heads = layer * m.Config.NHeads, all = SenderCount(m.Config, layer);
+        var grid = HeadSenders(run, input, progress == null ? null : (i, _) => progress(i, all));
+        return (grid, OtherSenders(run, input, progress == null ? null : i => progress(heads + i, all)));
     }
+
+    /// <summary>The senders of a receiver in layer: every head below it, the embeddings and every MLP below it.</summary>
+    public static int SenderCount(ModelConfig c, int layer) => layer * c.NHeads + 1 + (c.HasMlp ? layer : 0);
 
     private static PatchGrid HeadSenders(Run run, PathInput input, Action<int, int>? progress)
     {
@@ -84,16 +92,19 @@ public static class PathPatching
         return new PatchGrid(name, "path", ["layer", "head"], [c.NLayers, H], values, raw, run.Clean, run.Corrupted, clock.Elapsed.TotalSeconds);
     }
 
-    private static IReadOnlyList<PathSenderEffect> OtherSenders(Run run, PathInput input)
+    private static IReadOnlyList<PathSenderEffect> OtherSenders(Run run, PathInput input, Action<int>? progress = null)
     {
         var senders = new List<PathSender> { PathSender.Embeddings };
         if (run.M.Config.HasMlp)
             for (int l = 0; l < run.Layer; l++) senders.Add(PathSender.OfMlp(l));
-        return senders.Select(s =>
+        var effects = new List<PathSenderEffect>();
+        foreach (var s in senders)
         {
             double raw = run.Patch([s], input);
-            return new PathSenderEffect(s, PatchGrid.Normalise(raw, run.Clean, run.Corrupted), raw);
-        }).ToList();
+            effects.Add(new PathSenderEffect(s, PatchGrid.Normalise(raw, run.Clean, run.Corrupted), raw));
+            progress?.Invoke(effects.Count);
+        }
+        return effects;
     }
 
     private static Run Prepare(GptModel m, PatchPrompts p, PatchMetric metric, int layer, int head, IReadOnlyList<PathSender> senders)
