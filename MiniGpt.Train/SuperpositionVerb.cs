@@ -28,6 +28,7 @@ public static class SuperpositionVerb
     private static readonly Option<float> WeightDecay = Option.Float("weight-decay", "AdamW's decoupled weight decay of W (0: Adam, as the paper)", D.Train.WeightDecay);
     private static readonly Option<int> Restarts = Option.Int("restarts", "initialisations of each sweep model, the one of least held-out loss kept", D.Train.Restarts);
     private static readonly Option<int> PlaneN = Option.Int("plane-n", "features of the m = 2 sweep drawn as arrows (5: the pentagon; 0 skips it)", D.PlaneN);
+    private static readonly Option<int> PlaneRestarts = Option.Int("plane-restarts", "initialisations of each m = 2 model, the best kept", D.PlaneRestarts);
     private static readonly Option<int> PhaseGrid = Option.Int("phase-grid", "points a side of the n = 2, m = 1 phase diagram (0 skips it)", D.PhaseGrid);
     private static readonly Option<int> PhaseSteps = Option.Int("phase-steps", "AdamW steps of each phase-diagram model", D.PhaseSteps);
     private static readonly Option<int> PhaseRestarts = Option.Int("phase-restarts", "initialisations of each phase-diagram model, the best kept", D.PhaseRestarts);
@@ -40,7 +41,7 @@ public static class SuperpositionVerb
                                      "(0 with probability S, else U[0, 1]; importance r^i) in m < n dimensions, one model per sparsity; reports WᵀW, the feature norms\n" +
                                      "coloured by superposition, each feature's dimensionality and the represented directions' orthogonality against random ones;\n" +
                                      "an m = 2 sweep as arrows (n = 5: the pentagon) and the n = 2, m = 1 phase diagram. Writes superposition.json, PNGs and superposition.html.",
-            N, M, Sparsities, Importance, Steps, BatchSize, Lr, WeightDecay, Restarts, PlaneN, PhaseGrid, PhaseSteps, PhaseRestarts, Seed, Out, Json,
+            N, M, Sparsities, Importance, Steps, BatchSize, Lr, WeightDecay, Restarts, PlaneN, PlaneRestarts, PhaseGrid, PhaseSteps, PhaseRestarts, Seed, Out, Json,
             SharedOptions.Threads);
 
     public static int Run(string[] args, TextWriter stdout)
@@ -52,7 +53,7 @@ public static class SuperpositionVerb
         var options = new SuperpositionOptions
         {
             N = o.Get(N), M = o.Get(M), Sparsities = ParseSparsities(o.Get(Sparsities)), Importance = o.Get(Importance),
-            PlaneN = o.Get(PlaneN), PhaseGrid = o.Get(PhaseGrid), PhaseSteps = o.Get(PhaseSteps), PhaseRestarts = o.Get(PhaseRestarts), Seed = o.Get(Seed),
+            PlaneN = o.Get(PlaneN), PlaneRestarts = o.Get(PlaneRestarts), PhaseGrid = o.Get(PhaseGrid), PhaseSteps = o.Get(PhaseSteps), PhaseRestarts = o.Get(PhaseRestarts), Seed = o.Get(Seed),
             Train = new ToyTrainOptions
             {
                 Steps = o.Get(Steps), BatchSize = o.Get(BatchSize), Lr = o.Get(Lr), WeightDecay = o.Get(WeightDecay), Restarts = o.Get(Restarts),

@@ -22,7 +22,7 @@ public static class SuperpositionJson
             ["options"] = new JsonObject
             {
                 ["n"] = o.N, ["m"] = o.M, ["sparsities"] = Doubles(o.Sparsities), ["importance"] = o.Importance,
-                ["plane_n"] = o.PlaneN, ["phase_grid"] = o.PhaseGrid, ["phase_restarts"] = o.PhaseRestarts, ["phase_steps"] = o.PhaseSteps,
+                ["plane_n"] = o.PlaneN, ["plane_restarts"] = o.PlaneRestarts, ["phase_grid"] = o.PhaseGrid, ["phase_restarts"] = o.PhaseRestarts, ["phase_steps"] = o.PhaseSteps,
                 ["steps"] = t.Steps, ["batch_size"] = t.BatchSize, ["lr"] = t.Lr, ["lr_schedule"] = "cosine from lr to lr/10",
                 ["optimizer"] = "adamw", ["beta1"] = t.Beta1, ["beta2"] = t.Beta2, ["eps"] = t.Eps, ["weight_decay"] = t.WeightDecay,
                 ["restarts"] = t.Restarts, ["eval_samples"] = t.EvalSamples, ["seed"] = o.Seed,

@@ -21,6 +21,8 @@ public sealed record SuperpositionOptions
     public double Importance { get; init; } = 0.9;
     public int PlaneN { get; init; } = 5;
     public int PhaseGrid { get; init; } = 9;
+    /// <summary>Restarts of each model of the plane sweep (cheap models, where a stalled run shows most: a half-grown third arrow at S = 0).</summary>
+    public int PlaneRestarts { get; init; } = 2;
     /// <summary>Restarts of each phase-diagram cell (the best of them is kept; see <see cref="ToyTrainOptions.Restarts"/>).</summary>
     public int PhaseRestarts { get; init; } = 3;
     /// <summary>Training steps of each phase-diagram cell (two parameters and two biases learn faster than the sweeps' models).</summary>
@@ -39,6 +41,7 @@ public sealed record SuperpositionOptions
             if (!(s >= 0 && s < 1)) throw new UserError($"--sparsities: {s} is not a sparsity in [0, 1) (S is the probability that a feature is 0; S = 1 would never show one)");
         if (!(Importance > 0 && Importance <= 1)) throw new UserError($"--importance {Importance}: the ratio r of I_i = r^i must be in (0, 1]");
         if (PlaneN != 0 && PlaneN < 3) throw new UserError($"--plane-n {PlaneN}: the m = 2 pictures need at least 3 features (0 skips them)");
+        if (PlaneRestarts < 1 || PlaneRestarts > 16) throw new UserError($"--plane-restarts {PlaneRestarts}: use 1 … 16");
         if (PlaneN > 64) throw new UserError($"--plane-n {PlaneN}: at most 64 features in the plane");
         if (PhaseGrid != 0 && (PhaseGrid < 2 || PhaseGrid > 64)) throw new UserError($"--phase-grid {PhaseGrid}: use 2 … 64 points a side (0 skips the phase diagram)");
         if (PhaseRestarts < 1 || PhaseRestarts > 16) throw new UserError($"--phase-restarts {PhaseRestarts}: use 1 … 16");
@@ -85,19 +88,24 @@ public static class SuperpositionExperiment
             var planeImp = ToyModel.GeometricImportance(o.PlaneN, o.Importance);
             for (int s = 0; s < o.Sparsities.Length; s++) jobs.Add(new ToyJob(o.PlaneN, 2, planeImp, o.Sparsities[s], o.SeedFor(1_000_000 + s)));
         }
-        // the sweeps and the phase cells differ in restarts, so they are two pool regions; the big models go first
-        var trained = ToyJobs.TrainAll(jobs, o.Train, progress == null ? null : (d, _) => progress(d, jobs.Count + PhaseCount(o)));
+        // the sweeps and the phase cells differ in steps and restarts, so they are separate pool regions, the big models first
+        int total = jobs.Count + PhaseCount(o);
+        var mainJobs = jobs.GetRange(0, planeStart);
+        var planeJobs = jobs.GetRange(planeStart, jobs.Count - planeStart);
+        var trainedMain = ToyJobs.TrainAll(mainJobs, o.Train, progress == null ? null : (d, _) => progress(d, total));
+        var trainedPlane = ToyJobs.TrainAll(planeJobs, o.Train with { Restarts = o.PlaneRestarts },
+            progress == null ? null : (d, _) => progress(planeStart + d, total));
         var main = new List<SparsityRun>();
         var plane = new List<SparsityRun>();
-        for (int i = 0; i < jobs.Count; i++)
-            (i < planeStart ? main : plane).Add(SparsityRun.Of(trained[i], o.SeedFor(3_000_000 + i)));
+        for (int i = 0; i < trainedMain.Length; i++) main.Add(SparsityRun.Of(trainedMain[i], o.SeedFor(3_000_000 + i)));
+        for (int i = 0; i < trainedPlane.Length; i++) plane.Add(SparsityRun.Of(trainedPlane[i], o.SeedFor(3_000_000 + planeStart + i)));
 
         PhaseDiagram? phase = null;
         if (o.PhaseGrid > 0)
         {
             var (ss, rs) = PhaseDiagram.Axes(o.PhaseGrid);
             var cells = ToyJobs.TrainAll(PhaseDiagram.Jobs(ss, rs, o.Seed), o.Train with { Restarts = o.PhaseRestarts, Steps = o.PhaseSteps, CurvePoints = 1 },
-                progress == null ? null : (d, _) => progress(jobs.Count + d, jobs.Count + PhaseCount(o)));
+                progress == null ? null : (d, _) => progress(jobs.Count + d, total));
             phase = PhaseDiagram.From(ss, rs, cells);
         }
         return new SuperpositionResult(o, main, plane, phase, clock.Elapsed.TotalSeconds, MiniGpt.Tensors.WorkerPool.Current.Threads);
