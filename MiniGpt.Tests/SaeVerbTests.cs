@@ -115,6 +115,10 @@ public class SaeVerbTests
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--data", Path.Combine(dir, "none.txt")), 1, "none.txt");
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--data", Path.Combine(dir, "m.safetensors")), 1, "no tokenizer");
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--out", ""), 2, "--out is empty");
+        File.WriteAllText(Path.Combine(dir, "afile"), "x");
+        var sub = TestPaths.Cli("sae", "--checkpoint", ckpt, "--out", Path.Combine(dir, "afile", "sub"));
+        TestPaths.AssertOneLineError(sub, 1, "cannot hold the report");
+        Assert.DoesNotContain("step", sub.Out); // refused before training, not after
         var (adir, attnOnly) = ModelCheckpoint("sae-verb-attn", attnOnly: true);
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", attnOnly, "--hook", "blocks.0.hook_mlp_out"), 1, "is not in this model");
         var (zdir, zero) = ModelCheckpoint("sae-verb-zero", layers: 0);

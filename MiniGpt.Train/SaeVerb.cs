@@ -58,9 +58,7 @@ public static class SaeVerb
         if (o.Get(EvalBatches) < 1) throw new UsageError($"--eval-batches {o.Get(EvalBatches)}: give at least 1 batch");
         if (!(o.Get(L1) >= 0)) throw new UsageError($"--l1 {o.Get(L1)}: the penalty must be ≥ 0");
         if (!(o.Get(Lr) > 0)) throw new UsageError($"--lr {o.Get(Lr)}: the learning rate must be > 0");
-        string dir = o.Get(Out) ?? Checkpoint.Stem(ckpt) + ".sae";
-        if (dir.Length == 0) throw new UsageError("--out is empty: give a folder for the SAE");
-        if (File.Exists(dir)) throw new UserError($"--out '{dir}' is a file: give a folder for the SAE");
+        string? outOption = ReportFolder.Option(o.Get(Out));
 
         var loaded = Checkpoint.Load(ckpt);
         var model = loaded.Model;
@@ -83,6 +81,16 @@ public static class SaeVerb
             ResampleAt = o.Get(Resample) ? [0.25, 0.5, 0.75] : [], LogInterval = Math.Max(1, o.Get(Steps) / 40),
         };
 
+        // the folder last among the checks (a mistake above leaves none behind) and before minutes of training
+        string dir = ReportFolder.Prepare(outOption ?? Checkpoint.Stem(ckpt) + ".sae", out bool created);
+        try { Train(o, stdout, ckpt, loaded, model, source, heldOut, options, data, dir, clock); }
+        catch { ReportFolder.RemoveIfUnused(dir, created); throw; }
+        return 0;
+    }
+
+    private static void Train(Options o, TextWriter stdout, string ckpt, Checkpoint.Loaded loaded, Model.GptModel model, IBatchSource source,
+        IReadOnlyList<EvalBatch> heldOut, SaeTrainOptions options, string data, string dir, Stopwatch clock)
+    {
         var tokenizer = loaded.TokenizerJson is { } tj ? Tokenizers.FromJson(tj) : null;
         var text = new TokenText(tokenizer);
         var during = new List<(int Step, SaeEvaluationResult Result)>();
@@ -124,7 +132,6 @@ public static class SaeVerb
             stdout.Write(SaeReport.Summary(trainer, eval, geometry, trainSeconds));
             stdout.WriteLine($"wrote {dir}{Path.DirectorySeparatorChar} ({SaeFile.WeightsName}, {SaeFile.ConfigName}, sae.json, {written.Plots} plots, report.html) in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
         }
-        return 0;
     }
 
     private static string Format(SaeTrainLog l, int steps) => string.Create(CultureInfo.InvariantCulture,
