@@ -61,15 +61,20 @@ public static class SuperpositionVerb
         };
         CheckRanges(options);
         options.Validate();
-        string dir = o.Get(Out);
-        if (File.Exists(dir)) throw new UserError($"--out '{dir}' is a file: give a folder for the report");
-
-        var (result, written) = ProgressView.Run(stdout, "superposition", sink =>
+        // checked as the other report verbs check it: writable before a minute of training, removed again if the run fails
+        string dir = ReportFolder.Prepare(ReportFolder.Option(o.Get(Out))!, out bool created);
+        SuperpositionResult result;
+        SuperpositionReport.Written written;
+        try
         {
-            var r = SuperpositionExperiment.Run(options, (done, total) => sink.Report(done, total, $"{done}/{total} models"));
-            sink.Report(1, 1, "plots");
-            return (r, SuperpositionReport.Write(r, dir));
-        });
+            (result, written) = ProgressView.Run(stdout, "superposition", sink =>
+            {
+                var r = SuperpositionExperiment.Run(options, (done, total) => sink.Report(done, total, $"{done}/{total} models"));
+                sink.Report(1, 1, "plots");
+                return (r, SuperpositionReport.Write(r, dir));
+            });
+        }
+        catch { ReportFolder.RemoveIfUnused(dir, created); throw; }
         if (o.Get(Json)) stdout.WriteLine(written.Json);
         else
         {
