@@ -60,7 +60,7 @@ public sealed class SaeTrainer
     public int[] LastFired { get; }
     public int Resampled { get; private set; }
 
-    private readonly float[] _x, _m, _v;
+    private readonly float[] _x, _m, _v, _mean;
     private readonly SaeActivations _act;
     private readonly ParamSegment[] _segments;
     private int _step;
@@ -82,6 +82,7 @@ public sealed class SaeTrainer
         Store = new ActivationStore(model, data, o.Hook, buffer, o.WindowsPerRefill, o.Seed);
         if (o.BatchRows > Store.Capacity / 2) throw new UserError($"--batch-rows {o.BatchRows} is more than half the buffer ({Store.Capacity}): raise --buffer");
         _x = new float[o.BatchRows * dIn];
+        _mean = new float[dIn];
         _act = new SaeActivations(config, o.BatchRows);
         _m = new float[Sae.Parameters.Length];
         _v = new float[Sae.Parameters.Length];
@@ -167,14 +168,12 @@ public sealed class SaeTrainer
         for (int n = 0; n < N; n++)
             for (int i = 0; i < s; i++)
                 if (f[n * s + i] > 0) { active++; LastFired[i] = _step; }
-        double total = 0;
-        for (int j = 0; j < d; j++)
-        {
-            double mean = 0;
-            for (int n = 0; n < N; n++) mean += _x[n * d + j];
-            mean /= N;
-            for (int n = 0; n < N; n++) { double e = _x[n * d + j] - mean; total += e * e; }
-        }
+        // Σ_n ‖x_n − x̄‖² = Σ_n ‖x_n‖² − N‖x̄‖², rows read in order
+        var mean = _mean.AsSpan();
+        mean.Clear();
+        for (int n = 0; n < N; n++) TensorPrimitives.Add(mean, _x.AsSpan(n * d, d), mean);
+        TensorPrimitives.Multiply(mean, 1f / N, mean);
+        double total = (double)TensorPrimitives.SumOfSquares(_x.AsSpan(0, N * d)) - (double)N * TensorPrimitives.SumOfSquares(mean);
         return (loss.Mse, (double)active / N, 1 - loss.Mse * N / total);
     }
 

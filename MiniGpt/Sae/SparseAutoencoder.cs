@@ -23,6 +23,8 @@ public sealed class SaeActivations
         DFeatures = new float[rows * c.DSae];
         DCentered = new float[rows * c.DIn];
         TopKScratch = new float[c.DSae];
+        DecoderNorms = new float[c.DSae];
+        FeatureSums = new float[c.DSae];
     }
 
     public int Rows { get; }
@@ -38,6 +40,9 @@ public sealed class SaeActivations
     internal float[] DFeatures { get; }
     internal float[] DCentered { get; }
     internal float[] TopKScratch { get; }
+    /// <summary>‖W_dec,i‖ and Σ_n f_ni of the last Loss or Backward (the sparsity penalty's two factors).</summary>
+    internal float[] DecoderNorms { get; }
+    internal float[] FeatureSums { get; }
 }
 
 /// <summary>The loss of one pass: L = mse + λ·sparsity, mse = (1/N) Σ_n ‖x̂_n − x_n‖², sparsity = (1/N) Σ_n Σ_i f_ni ‖W_dec,i‖ (Relu only, else 0).</summary>
@@ -204,14 +209,8 @@ public sealed class SparseAutoencoder
         double sparsity = 0;
         if (Config.Architecture == SaeArchitecture.Relu)
         {
-            var wDec = WDec;
-            var f = a.Features.AsSpan(0, N * s);
-            for (int i = 0; i < s; i++)
-            {
-                double norm = TensorPrimitives.Norm(wDec.Slice(i * d, d)), sum = 0;
-                for (int n = 0; n < N; n++) sum += f[n * s + i];
-                sparsity += norm * sum;
-            }
+            PenaltyFactors(N, a);
+            sparsity = TensorPrimitives.Dot(a.DecoderNorms, a.FeatureSums);
         }
         return new SaeLoss(se / N, sparsity / N, Config.Architecture == SaeArchitecture.Relu ? l1Coefficient : 0);
     }
@@ -243,17 +242,15 @@ public sealed class SparseAutoencoder
         if (Config.Architecture == SaeArchitecture.Relu && l1Coefficient != 0)
         {
             // L_sparse = (λ/N) Σ_n Σ_i f_ni ‖W_dec,i‖  ⇒  df_ni += (λ/N) ‖W_dec,i‖,   dW_dec,i += (λ/N) (Σ_n f_ni) W_dec,i / ‖W_dec,i‖
+            // (row by row over f and df, so both are read contiguously)
+            PenaltyFactors(N, a);
+            var norms = a.DecoderNorms.AsSpan(0, s);
+            float w = l1Coefficient / N;
+            for (int n = 0; n < N; n++) TensorPrimitives.MultiplyAdd(norms, w, df.Slice(n * s, s), df.Slice(n * s, s));
             var wDec = WDec;
             var dwDec = DWDec;
-            float w = l1Coefficient / N;
             for (int i = 0; i < s; i++)
-            {
-                var row = wDec.Slice(i * d, d);
-                float norm = TensorPrimitives.Norm(row);
-                double sum = 0;
-                for (int n = 0; n < N; n++) { df[n * s + i] += w * norm; sum += f[n * s + i]; }
-                if (norm > 0) TensorPrimitives.MultiplyAdd(row, (float)(w * sum / norm), dwDec.Slice(i * d, d), dwDec.Slice(i * d, d));
-            }
+                if (norms[i] > 0) TensorPrimitives.MultiplyAdd(wDec.Slice(i * d, d), w * a.FeatureSums[i] / norms[i], dwDec.Slice(i * d, d), dwDec.Slice(i * d, d));
         }
 
         // f = σ(pre): ReLU (and TopK) pass the gradient where f > 0, block it elsewhere ⇒ dpre = df ⊙ [f > 0] (in place in df)
@@ -268,6 +265,17 @@ public sealed class SparseAutoencoder
         var dxc = a.DCentered.AsSpan(0, N * d);
         var dbDec = DBDec;
         for (int n = 0; n < N; n++) TensorPrimitives.Subtract(dbDec, dxc.Slice(n * d, d), dbDec);
+    }
+
+    // a.DecoderNorms[i] = ‖W_dec,i‖, a.FeatureSums[i] = Σ_n f_ni over the last Forward's N rows
+    private void PenaltyFactors(int N, SaeActivations a)
+    {
+        int d = Config.DIn, s = Config.DSae;
+        var wDec = WDec;
+        for (int i = 0; i < s; i++) a.DecoderNorms[i] = TensorPrimitives.Norm(wDec.Slice(i * d, d));
+        var sums = a.FeatureSums.AsSpan(0, s);
+        sums.Clear();
+        for (int n = 0; n < N; n++) TensorPrimitives.Add(sums, a.Features.AsSpan(n * s, s), sums);
     }
 
     /// <summary>TopK keeps W_dec's rows at unit norm (Gao et al. 2024), applied after every update.</summary>
