@@ -108,6 +108,7 @@ public class SaeVerbTests
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--hook", "blocks.0.hook_nothing"), 1, "hook point 'blocks.0.hook_nothing' is not in this model");
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--hook", "blocks.0.attn.hook_pattern"), 1, "not one vector per token");
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--d-sae", "-3"), 2, "--d-sae -3");
+        TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--d-sae", "0"), 2, "--d-sae 0: an SAE needs at least 1 feature");
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--architecture", "gated"), 2, "--architecture 'gated'");
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--architecture", "topk", "--k", "0"), 2, "--k 0");
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--architecture", "topk", "--k", "500", "--d-sae", "64"), 2, "d_sae = 64");

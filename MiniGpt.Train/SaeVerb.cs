@@ -20,7 +20,7 @@ public static class SaeVerb
     private static readonly Option<string> Hook = Option.Text("hook", "hook point to read, e.g. blocks.0.hook_resid_post, blocks.0.hook_mlp_out, blocks.0.mlp.hook_post", "blocks.0.hook_resid_post");
     private static readonly Option<string> Architecture = Option.Text("architecture", "relu (L1 penalty weighted by decoder norms, Anthropic 2024) or topk (Gao et al. 2024)", "relu");
     private static readonly Option<int> K = Option.Int("k", "features kept per activation by topk", 32);
-    private static readonly Option<int> DSae = Option.Int("d-sae", "features (0: 8 × d_in)", 0, "8 × d_in");
+    private static readonly Option<int?> DSae = Option.Of<int?>("d-sae", "features of the SAE", null, "8 × d_in", (n, v) => Option.ParseInt(n, v));
     private static readonly Option<float> L1 = Option.Float("l1", "λ of relu's sparsity penalty, on activations scaled to E‖x‖² = d_in", 5f);
     private static readonly Option<float> Lr = Option.Float("lr", "learning rate (AdamW, warm-up, linear decay to 0 over the last 20 %)", 1e-3f);
     private static readonly Option<int> Steps = Option.Int("steps", "training steps", 4000);
@@ -52,7 +52,7 @@ public static class SaeVerb
             "topk" => SaeArchitecture.TopK,
             var a => throw new UsageError($"--architecture '{a}' is not an SAE architecture: use relu or topk"),
         };
-        if (o.Get(DSae) < 0) throw new UsageError($"--d-sae {o.Get(DSae)}: give a positive number of features (or 0 for 8 × d_in)");
+        if (o.Get(DSae) is int ds && ds < 1) throw new UsageError($"--d-sae {ds}: an SAE needs at least 1 feature; give e.g. 8 × d_in (the default)");
         if (o.Get(Steps) < 1) throw new UsageError($"--steps {o.Get(Steps)}: give at least 1 step");
         if (o.Get(BatchRows) < 1) throw new UsageError($"--batch-rows {o.Get(BatchRows)}: give at least 1 activation per step");
         if (o.Get(EvalBatches) < 1) throw new UsageError($"--eval-batches {o.Get(EvalBatches)}: give at least 1 batch");
@@ -69,14 +69,14 @@ public static class SaeVerb
         var dIn = ActivationStore.WidthOf(model, o.Get(Hook)); // the hook's one-line error before anything else
         if (arch == SaeArchitecture.TopK)
         {
-            int dSae = o.Get(DSae) == 0 ? 8 * dIn : o.Get(DSae);
+            int dSae = o.Get(DSae) ?? 8 * dIn;
             if (o.Get(K) < 1 || o.Get(K) > dSae) throw new UsageError($"--k {o.Get(K)} must be in [1, d_sae = {dSae}]");
         }
         var source = SaeData.Open(data, loaded);
         var heldOut = source.ValidationBatches(16, model.Config.NCtx, o.Get(EvalBatches));
         var options = new SaeTrainOptions
         {
-            Hook = o.Get(Hook), DSae = o.Get(DSae), Architecture = arch, K = o.Get(K), L1Coefficient = o.Get(L1), Lr = o.Get(Lr),
+            Hook = o.Get(Hook), DSae = o.Get(DSae) ?? 0, Architecture = arch, K = o.Get(K), L1Coefficient = o.Get(L1), Lr = o.Get(Lr),
             Steps = o.Get(Steps), BatchRows = o.Get(BatchRows), BufferRows = o.Get(Buffer), Seed = o.Get(Seed),
             ResampleAt = o.Get(Resample) ? [0.25, 0.5, 0.75] : [], LogInterval = Math.Max(1, o.Get(Steps) / 40),
         };
