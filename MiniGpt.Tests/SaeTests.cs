@@ -231,7 +231,7 @@ public class SaeTests
     {
         var m = Model();
         var data = new InductionTask(m.Config.DVocab, m.Config.NCtx, 3);
-        var o = new SaeTrainOptions { Hook = "blocks.0.hook_resid_post", DSae = 64, Steps = 300, BatchRows = 128, BufferRows = 2048, WindowsPerRefill = 8, L1Coefficient = 1f, LogInterval = 50 };
+        var o = new SaeTrainOptions { Hook = "blocks.0.hook_resid_post", DSae = 64, Architecture = SaeArchitecture.Relu, Steps = 300, BatchRows = 128, BufferRows = 2048, WindowsPerRefill = 8, L1Coefficient = 1f, LogInterval = 50 };
         var t = new SaeTrainer(m, data, o);
         t.Run();
         Assert.True(t.History[^1].ExplainedVariance > 0.6, $"explained variance {t.History[^1].ExplainedVariance:0.000} after 300 steps");

@@ -13,8 +13,9 @@ public sealed record SaeTrainOptions
     public required string Hook { get; init; }
     /// <summary>Features; 0: 8 × d_in.</summary>
     public int DSae { get; init; }
-    public SaeArchitecture Architecture { get; init; } = SaeArchitecture.Relu;
-    public int K { get; init; } = 32;
+    /// <summary>TopK by default: on the README's shakespeare model it reaches L0 16 at loss recovered 0.965, where relu stays below 0.52 at any L0 tried.</summary>
+    public SaeArchitecture Architecture { get; init; } = SaeArchitecture.TopK;
+    public int K { get; init; } = 16;
     /// <summary>λ of the decoder-norm-weighted L1 penalty, on activations scaled so E‖x‖² = d_in (Relu only).</summary>
     public float L1Coefficient { get; init; } = 5f;
     /// <summary>λ rises linearly from 0 over this share of the steps (Anthropic: 5 %).</summary>
