@@ -269,6 +269,10 @@ public class SaeTests
         Assert.InRange(g.Random.Std / g.Random.ExpectedStd, 0.8, 1.2);
         Assert.True(g.RandomMaxAbsCos > 0.3, $"random nearest |cos| {g.RandomMaxAbsCos}");
         Assert.True(g.RandomCodingRate < g.DecoderCodingRate, "random directions code in fewer nats than orthonormal ones");
+        // no live feature (an L1 penalty that killed them all): no pairs, NaN statistics instead of an exception
+        var none = SaeGeometry.Measure(sae, alive: []);
+        Assert.Equal(0, none.Features);
+        Assert.True(double.IsNaN(none.Decoder.Mean) && double.IsNaN(none.DecoderCodingRate));
     }
 
     [Fact]

@@ -113,6 +113,10 @@ public class SaeVerbTests
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--architecture", "topk", "--k", "0"), 2, "--k 0");
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--architecture", "topk", "--k", "500", "--d-sae", "64"), 2, "d_sae = 64");
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--steps", "0"), 2, "--steps 0");
+        TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--d-sae", "100000000"), 1, "is too large for d_in 16");
+        TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--features", "-3"), 2, "--features -3");
+        TestPaths.AssertOneLineError(TestPaths.Cli(["sae", "--checkpoint", ckpt, .. Small, "--lr", "1e30", "--out", Path.Combine(dir, "diverged")]), 1, "diverged");
+        Assert.False(Directory.Exists(Path.Combine(dir, "diverged")), "a diverged run left its folder");
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--data", Path.Combine(dir, "none.txt")), 1, "none.txt");
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--data", Path.Combine(dir, "m.safetensors")), 1, "no tokenizer");
         TestPaths.AssertOneLineError(TestPaths.Cli("sae", "--checkpoint", ckpt, "--out", ""), 2, "--out is empty");

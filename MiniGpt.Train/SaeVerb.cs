@@ -55,6 +55,8 @@ public static class SaeVerb
         if (o.Get(DSae) is int ds && ds < 1) throw new UsageError($"--d-sae {ds}: an SAE needs at least 1 feature; give e.g. 8 × d_in (the default)");
         if (o.Get(Steps) < 1) throw new UsageError($"--steps {o.Get(Steps)}: give at least 1 step");
         if (o.Get(BatchRows) < 1) throw new UsageError($"--batch-rows {o.Get(BatchRows)}: give at least 1 activation per step");
+        if (o.Get(Features) < 0) throw new UsageError($"--features {o.Get(Features)}: give how many features the report shows (0 or more)");
+        if (o.Get(Buffer) < 1) throw new UsageError($"--buffer {o.Get(Buffer)}: give the activation buffer's rows (it is raised to at least 2 × --batch-rows)");
         if (o.Get(EvalBatches) < 1) throw new UsageError($"--eval-batches {o.Get(EvalBatches)}: give at least 1 batch");
         if (!(o.Get(L1) >= 0)) throw new UsageError($"--l1 {o.Get(L1)}: the penalty must be ≥ 0");
         if (!(o.Get(Lr) > 0)) throw new UsageError($"--lr {o.Get(Lr)}: the learning rate must be > 0");

@@ -70,6 +70,7 @@ public static class SaeReport
     /// <summary>The dictionary's geometry in one line: its cosines and nearest neighbours against random directions, and both coding rates.</summary>
     public static string GeometryLine(SaeGeometryResult g)
     {
+        if (g.Features < 2) return $"geometry: {g.Features} live decoder direction(s), no pairs to compare";
         string F(double x) => x.ToString("0.000", CultureInfo.InvariantCulture);
         return $"geometry of the {g.Features} live decoder directions: cos mean {F(g.Decoder.Mean)} ± {F(g.Decoder.Std)} (random: {F(g.Random.Mean)} ± {F(g.Random.Std)}, 1/√d_in = {F(g.Decoder.ExpectedStd)}), " +
                $"nearest-neighbour |cos| {F(g.DecoderMaxAbsCos)} (random {F(g.RandomMaxAbsCos)}), coding rate {g.DecoderCodingRate.ToString("0.0", CultureInfo.InvariantCulture)} nats (random {g.RandomCodingRate.ToString("0.0", CultureInfo.InvariantCulture)})";

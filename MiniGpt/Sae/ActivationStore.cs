@@ -35,7 +35,7 @@ public sealed class ActivationStore
         _t = model.Config.NCtx;
         int perBatch = _b * _t;
         if (capacity < 2 * perBatch) capacity = 2 * perBatch;
-        Capacity = capacity / perBatch * perBatch; // whole batches, so every refill is exact
+        Capacity = capacity / perBatch * perBatch; // whole batches, so the first fill is exact (later refills may use part of their last batch)
         _inputs = new int[perBatch];
         _targets = new int[perBatch];
         _buffer = new float[(long)Capacity * DIn <= int.MaxValue ? Capacity * DIn : throw new UserError($"an activation buffer of {Capacity:N0} × {DIn} floats is too large: lower --buffer")];

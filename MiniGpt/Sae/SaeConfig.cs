@@ -36,6 +36,8 @@ public sealed record SaeConfig
     {
         if (DIn < 1) throw new UserError($"d_in must be ≥ 1, got {DIn}");
         if (DSae < 1) throw new UserError($"--d-sae must be ≥ 1, got {DSae}: give the number of features, e.g. 8 × d_in");
+        if (2L * DIn * DSae + DSae + DIn > Array.MaxLength)
+            throw new UserError($"--d-sae {DSae} is too large for d_in {DIn}: the SAE would hold {2L * DIn * DSae + DSae + DIn:N0} parameters, more than one array can; lower --d-sae");
         if (Architecture == SaeArchitecture.TopK && (K < 1 || K > DSae))
             throw new UserError($"--k {K} must be in [1, d_sae = {DSae}]: k is the number of features each activation keeps");
     }

@@ -21,6 +21,12 @@ public static class SaeGeometry
         int d = sae.Config.DIn;
         var rows = (alive ?? Enumerable.Range(0, sae.Config.DSae).ToList()).Take(maxRows).ToList();
         int n = rows.Count;
+        if (n < 2)
+        {
+            // fewer than two live features (e.g. an L1 penalty that killed them all): no pairs to measure
+            var none = new CosineStats(double.NaN, double.NaN, 1 / Math.Sqrt(d), [], double.NaN, double.NaN);
+            return new SaeGeometryResult(none, none, double.NaN, double.NaN, double.NaN, double.NaN, n);
+        }
         var dec = new float[n * d];
         var wDec = sae.WDec;
         for (int r = 0; r < n; r++) wDec.Slice(rows[r] * d, d).CopyTo(dec.AsSpan(r * d, d));

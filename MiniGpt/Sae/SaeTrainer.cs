@@ -156,6 +156,8 @@ public sealed class SaeTrainer
         float l1 = L1At(_step);
         Sae.Forward(_x, N, _act);
         var loss = Sae.Loss(_x, N, _act, l1);
+        if (!double.IsFinite(loss.Total))
+            throw new UserError($"SAE training diverged at step {_step + 1}: the loss is not finite; lower --lr (it is {Options.Lr:G3}){(Options.Architecture == SaeArchitecture.Relu ? " or --l1" : "")}");
         Sae.Backward(_x, N, _act, l1);
         float lr = LrAt(_step);
         _step++;
