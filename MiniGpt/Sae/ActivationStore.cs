@@ -35,7 +35,9 @@ public sealed class ActivationStore
         _t = model.Config.NCtx;
         int perBatch = _b * _t;
         if (capacity < 2 * perBatch) capacity = 2 * perBatch;
-        Capacity = capacity / perBatch * perBatch; // whole batches, so the first fill is exact (later refills may use part of their last batch)
+        // rounded up to whole batches (so the first fill is exact, and the buffer never ends up below what was asked);
+        // later refills may use only part of their last batch
+        Capacity = (capacity + perBatch - 1) / perBatch * perBatch;
         _inputs = new int[perBatch];
         _targets = new int[perBatch];
         _buffer = new float[(long)Capacity * DIn <= int.MaxValue ? Capacity * DIn : throw new UserError($"an activation buffer of {Capacity:N0} × {DIn} floats is too large: lower --buffer")];

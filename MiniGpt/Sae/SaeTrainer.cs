@@ -81,7 +81,8 @@ public sealed class SaeTrainer
         Sae = new SparseAutoencoder(config, kernels);
         int buffer = Math.Max(o.BufferRows, 2 * o.BatchRows);
         Store = new ActivationStore(model, data, o.Hook, buffer, o.WindowsPerRefill, o.Seed);
-        if (o.BatchRows > Store.Capacity / 2) throw new UserError($"--batch-rows {o.BatchRows} is more than half the buffer ({Store.Capacity}): raise --buffer");
+        if (o.BatchRows > Store.Capacity / 2)
+            throw new UserError($"--batch-rows {o.BatchRows} is more than half the buffer ({Store.Capacity} rows, whole batches of {o.WindowsPerRefill} windows): use --buffer {2 * o.BatchRows + o.WindowsPerRefill * model.Config.NCtx} or more");
         _x = new float[o.BatchRows * dIn];
         _mean = new float[dIn];
         _act = new SaeActivations(config, o.BatchRows);
