@@ -15,6 +15,7 @@ public class TokenizerTests
     [InlineData("bpe:512")]
     [InlineData("cl100k_base")]
     [InlineData("o200k_base")]
+    [InlineData("gpt2")]
     public void WholeCorpusRoundTrips(string name)
     {
         string text = Corpus.Value;
@@ -30,6 +31,31 @@ public class TokenizerTests
         var again = Tokenizers.FromJson(tok.ToJson());
         Assert.Equal(tok.VocabSize, again.VocabSize);
         Assert.Equal(ids, again.Encode(text, "corpus"));
+    }
+
+    /// <summary>
+    /// gpt2 keeps GPT-2's own ids, uncompacted, whatever text it is made for: "Hello world" is [15496, 995] (OpenAI's
+    /// published example), &lt;|endoftext|&gt; is 50256, and the vocabulary is GPT-2's 50,257.
+    /// </summary>
+    [Fact]
+    public void Gpt2GivesGpt2sOwnIds()
+    {
+        var tok = Tokenizers.Create("gpt2", "any training text at all");
+        Assert.Equal(50257, tok.VocabSize);
+        Assert.Equal(new[] { 15496, 995 }, tok.Encode("Hello world", "t"));
+        Assert.Equal("Hello world", tok.Decode([15496, 995]));
+        Assert.Equal("<|endoftext|>", tok.Decode([50256]));
+        Assert.Equal(" world", Encoding.UTF8.GetString(tok.TokenBytes(995)));
+        // stored in a checkpoint as the encoding alone, and rebuilt with the same ids
+        Assert.DoesNotContain("\"ids\"", tok.ToJson());
+        var again = Tokenizers.FromJson(tok.ToJson());
+        Assert.Equal(50257, again.VocabSize);
+        Assert.Equal(new[] { 15496, 995 }, again.Encode("Hello world", "t"));
+        // tiny-shakespeare in GPT-2 tokens: 338,025 of them, the 301,966 + 36,059 that nanoGPT's data/shakespeare
+        // prepare.py reports, starting "First Citizen:\n" = 5962 22307 25 198
+        var ids = tok.Encode(Corpus.Value, "corpus");
+        Assert.Equal(338_025, ids.Length);
+        Assert.Equal(new[] { 5962, 22307, 25, 198 }, ids[..4]);
     }
 
     /// <summary>
@@ -93,7 +119,8 @@ public class TokenizerTests
     [Fact]
     public void BadNamesAreRefused()
     {
-        Assert.Contains("unknown tokenizer 'gpt2'", Assert.Throws<UserError>(() => Tokenizers.CheckName("gpt2")).Message);
+        Assert.Contains("unknown tokenizer 'gpt3'", Assert.Throws<UserError>(() => Tokenizers.CheckName("gpt3")).Message);
+        Assert.Contains("gpt2", Assert.Throws<UserError>(() => Tokenizers.CheckName("gpt3")).Message); // the message lists the choices
         Assert.Contains("at least", Assert.Throws<UserError>(() => Tokenizers.CheckName("bpe:100")).Message);
         Assert.Contains("whole number", Assert.Throws<UserError>(() => Tokenizers.CheckName("bpe:x")).Message);
     }

@@ -8,7 +8,7 @@ public static class PrepareVerb
 {
     private static readonly Option<string> Data = Option.Required("data", "the UTF-8 text corpus (read in chunks: it may be larger than memory)", "TEXT");
     private static readonly Option<string> Tokenizer = SharedOptions.Tokenizer.WithHelpLine(
-        $"char, bpe:N (learned from the first {Preparer.LearnChars >> 20} Mi characters), cl100k_base or o200k_base");
+        $"char, bpe:N (learned from the first {Preparer.LearnChars >> 20} Mi characters), cl100k_base, o200k_base or gpt2 (all 50,257 ids)");
     private static readonly Option<string> Out = Option.Required("out", "output folder", "FOLDER");
     private static readonly Option<bool> Overwrite = Option.Flag("overwrite", "replace token files already in --out");
 

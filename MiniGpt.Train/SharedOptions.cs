@@ -17,5 +17,5 @@ internal static class SharedOptions
     public static readonly Option<int> BatchSize = Option.Int("batch-size", "windows per step", new TrainOptions().BatchSize);
 
     /// <summary>How train and prepare tokenize text; each verb says in its help where a BPE is learned from.</summary>
-    public static readonly Option<string> Tokenizer = Option.Text("tokenizer", "char, bpe:N, cl100k_base or o200k_base", new TrainOptions().Tokenizer);
+    public static readonly Option<string> Tokenizer = Option.Text("tokenizer", "char, bpe:N, cl100k_base, o200k_base or gpt2", new TrainOptions().Tokenizer);
 }

@@ -17,7 +17,7 @@ public static class TrainVerb
         "'induction' (generated task), a UTF-8 text file (tokenized with --tokenizer), a folder written by prepare, or a .bin of uint16 tokens", D.Data);
     private static readonly Option<string?> Val = Option.OptionalText("val", "separate validation file (otherwise the last 10 % of --data)", "none: the last 10 % of --data");
     private static readonly Option<string> Tokenizer = SharedOptions.Tokenizer.WithHelpLine(
-        "for text data: char, bpe:N (byte-level BPE of N tokens learned from the text), cl100k_base or o200k_base (GPT-4/4o, compacted to the corpus's tokens)");
+        "for text data: char, bpe:N (byte-level BPE of N tokens learned from the text), cl100k_base or o200k_base (GPT-4/4o, compacted to the corpus's tokens), gpt2 (GPT-2's own 50,257 ids, not compacted)");
     private static readonly Option<string?> Name = Option.OptionalText("name", "run folder runs/NAME/: config.json, metrics.jsonl, model.safetensors, loss.png",
         "date-time and data, e.g. 20261125-143512-induction");
     private static readonly Option<string> RunsDir = Option.Text("runs-dir", "folder that holds the run folders", RunFolder.Root);

@@ -13,7 +13,13 @@ namespace MiniGpt.Data;
 /// </summary>
 public sealed class TiktokenTokens : ITokenizer
 {
-    public static readonly string[] Encodings = ["cl100k_base", "o200k_base"];
+    public static readonly string[] Encodings = ["cl100k_base", "o200k_base", "gpt2"];
+
+    /// <summary>
+    /// Encodings kept whole rather than compacted to a corpus: gpt2 keeps GPT-2's own 50,257 ids (50,256 = &lt;|endoftext|&gt;),
+    /// so a model with this tokenizer has GPT-2's embedding rows, and pretrained GPT-2 weights and their token ids line up.
+    /// </summary>
+    public static bool IsFull(string encoding) => encoding == "gpt2";
 
     private readonly TiktokenTokenizer _tk;
     private readonly int[] _ids;                      // model id → tiktoken id
@@ -47,7 +53,7 @@ public sealed class TiktokenTokens : ITokenizer
         lock (BytesCache)
         {
             if (BytesCache.TryGetValue(encoding, out var cached)) return cached;
-            string pkg = encoding == "cl100k_base" ? "Cl100kBase" : "O200kBase";
+            string pkg = encoding switch { "cl100k_base" => "Cl100kBase", "gpt2" => "Gpt2", _ => "O200kBase" };
             var asm = System.Reflection.Assembly.Load($"Microsoft.ML.Tokenizers.Data.{pkg}");
             using var raw = asm.GetManifestResourceStream($"{encoding}.tiktoken.deflate")
                 ?? throw new UserError($"the {encoding} data package lacks its vocabulary file: reinstall Microsoft.ML.Tokenizers.Data.{pkg}");
@@ -70,23 +76,36 @@ public sealed class TiktokenTokens : ITokenizer
         }
     }
 
-    /// <summary>The tokenizer compacted to the tokens of text (its training corpus).</summary>
-    public static TiktokenTokens Learn(string encoding, string text) => Compact(encoding, Load(encoding).EncodeToIds(text));
+    /// <summary>The tokenizer compacted to the tokens of text (its training corpus); a full encoding (gpt2) keeps every id.</summary>
+    public static TiktokenTokens Learn(string encoding, string text) => IsFull(encoding) ? Full(encoding) : Compact(encoding, Load(encoding).EncodeToIds(text));
+
+    // (Compact of a full encoding is the full vocabulary too, so prepare's streaming path keeps GPT-2's ids)
+
+    /// <summary>The whole vocabulary, model id = tiktoken id.</summary>
+    public static TiktokenTokens Full(string encoding)
+    {
+        var tk = Load(encoding);
+        int n = TokenBytesOf(encoding).Keys.Max() + 1 + (encoding == "gpt2" ? 1 : 0); // gpt2: the 50,256 ranks and <|endoftext|>
+        return new TiktokenTokens(encoding, tk, [.. Enumerable.Range(0, n)]);
+    }
 
     /// <summary>The tokenizer compacted to the given tiktoken ids (any order, repeats allowed).</summary>
     public static TiktokenTokens Compact(string encoding, IEnumerable<int> tiktokenIds)
     {
+        if (IsFull(encoding)) return Full(encoding);
         var set = new SortedSet<int>(tiktokenIds);
         return new TiktokenTokens(encoding, Load(encoding), [.. set]);
     }
 
     /// <summary>The full tokenizer, for encoding with tiktoken ids before compaction.</summary>
-    public static TiktokenTokenizer Load(string encoding) => TiktokenTokenizer.CreateForEncoding(encoding);
+    public static TiktokenTokenizer Load(string encoding) =>
+        encoding == "gpt2" ? TiktokenTokenizer.CreateForModel("gpt2") : TiktokenTokenizer.CreateForEncoding(encoding); // gpt2 is a model name, not an encoding, to the library
 
     public string Name { get; }
 
     /// <summary>For the log: how far the vocabulary was compacted.</summary>
-    public string Describe() => $"{Name} compacted to the {VocabSize:N0} of its {TokenBytesOf(Name).Count:N0} tokens that occur in the training text";
+    public string Describe() => IsFull(Name) ? $"{Name}, all {VocabSize:N0} of its ids"
+        : $"{Name} compacted to the {VocabSize:N0} of its {TokenBytesOf(Name).Count:N0} tokens that occur in the training text";
     public int VocabSize => _ids.Length;
     public ReadOnlySpan<byte> TokenBytes(int id) => _bytes[id];
 
@@ -114,13 +133,16 @@ public sealed class TiktokenTokens : ITokenizer
     }
 
     // {"type":"tiktoken","encoding":"cl100k_base","ids":[…]}: the compacted vocabulary, model id = index
-    public string ToJson() =>
-        new JsonObject { ["type"] = "tiktoken", ["encoding"] = Name, ["ids"] = new JsonArray([.. _ids.Select(i => (JsonNode)i)]) }.ToJsonString();
+    // a full encoding writes {"type":"tiktoken","encoding":"gpt2","full":true}: its ids are 0 … n−1
+    public string ToJson() => IsFull(Name)
+        ? new JsonObject { ["type"] = "tiktoken", ["encoding"] = Name, ["full"] = true }.ToJsonString()
+        : new JsonObject { ["type"] = "tiktoken", ["encoding"] = Name, ["ids"] = new JsonArray([.. _ids.Select(i => (JsonNode)i)]) }.ToJsonString();
 
     public static TiktokenTokens FromJson(JsonObject o)
     {
         string enc = o["encoding"]?.GetValue<string>() ?? throw new UserError("the tiktoken tokenizer metadata lacks its encoding: the file is damaged");
         if (!Encodings.Contains(enc)) throw new UserError($"the checkpoint's tokenizer is tiktoken '{enc}', which this version does not have (it has {string.Join(", ", Encodings)})");
+        if (o["full"] is JsonValue full && full.GetValue<bool>()) return Full(enc);
         var arr = o["ids"] as JsonArray ?? throw new UserError("the tiktoken tokenizer metadata lacks its ids: the file is damaged");
         return new TiktokenTokens(enc, Load(enc), [.. arr.Select(n => n?.GetValue<int>() ?? throw new UserError("the tiktoken tokenizer metadata has a missing id: the file is damaged"))]);
     }

@@ -7,7 +7,7 @@ namespace MiniGpt.Data;
 /// <summary>Tokenizers by name (for --tokenizer) and from checkpoint JSON.</summary>
 public static class Tokenizers
 {
-    public const string Names = "char, bpe:N (N ≥ 257), cl100k_base or o200k_base";
+    public const string Names = "char, bpe:N (N ≥ 257), cl100k_base, o200k_base or gpt2";
 
     /// <summary>Checks a --tokenizer name before any data is read: a UserError naming the choices otherwise.</summary>
     public static void CheckName(string name)
