@@ -9,6 +9,8 @@ Commands:
   tokens --vocab V --count N --seed S --out F.bin
   eval   --checkpoint F --data D.bin --out R.json [--grads G.safetensors] [--batch 8]
   logits --checkpoint F --data D.bin --out L.safetensors
+  gpt2hf --config JSON --seed S --out DIR [--prefix]   (a random GPT-2 in the Hugging Face layout)
+  gpt2logits --dir DIR --data D.bin --out L.safetensors (an independent GPT-2 forward in that layout)
   sae    --dir SAE-FOLDER --x X.safetensors --out R.safetensors   (SAELens formulas: features and reconstruction)
 """
 import argparse
@@ -306,6 +308,68 @@ def cmd_sae(args):
     save_safetensors(args.out, {"features": f, "reconstruction": x_hat})
 
 
+def hf_gpt2_forward(w, cfg, toks):
+    # GPT-2 as transformers' modeling_gpt2 computes it, in its own layout: Conv1D weights are [in, out] (y = x @ W + b),
+    # c_attn holds q, k, v side by side, lm_head is tied to wte
+    D, H = cfg["n_embd"], cfg["n_head"]
+    dh = D // H
+    T = toks.shape[1]
+    def ln(x, g, b):
+        mu = x.mean(-1, keepdim=True)
+        var = ((x - mu) ** 2).mean(-1, keepdim=True)
+        return (x - mu) / torch.sqrt(var + 1e-5) * g + b
+    def gelu(x):
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+    x = w["wte.weight"][toks] + w["wpe.weight"][:T]
+    mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
+    for l in range(cfg["n_layer"]):
+        p = f"h.{l}."
+        a = ln(x, w[p + "ln_1.weight"], w[p + "ln_1.bias"]) @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]
+        q, k, v = a.split(D, dim=-1)
+        q, k, v = (t.view(t.shape[0], T, H, dh).transpose(1, 2) for t in (q, k, v))
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
+        att = att.masked_fill(~mask, float("-inf")).softmax(-1)
+        z = (att @ v).transpose(1, 2).reshape(x.shape[0], T, D)
+        x = x + z @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"]
+        m = gelu(ln(x, w[p + "ln_2.weight"], w[p + "ln_2.bias"]) @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"])
+        x = x + m @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
+    x = ln(x, w["ln_f.weight"], w["ln_f.bias"])
+    return x @ w["wte.weight"].T
+
+
+def cmd_gpt2hf(args):
+    # a randomly initialised GPT-2 in the Hugging Face layout (model.safetensors + config.json), GPT-2's init scale
+    cfg = json.loads(args.config)
+    D, L, V, P = cfg["n_embd"], cfg["n_layer"], cfg["vocab_size"], cfg["n_positions"]
+    g = torch.Generator().manual_seed(args.seed)
+    r = lambda *s: torch.randn(*s, generator=g) * 0.02
+    w = {"wte.weight": r(V, D), "wpe.weight": r(P, D), "ln_f.weight": 1 + r(D), "ln_f.bias": r(D)}
+    for l in range(L):
+        p = f"h.{l}."
+        w.update({p + "ln_1.weight": 1 + r(D), p + "ln_1.bias": r(D), p + "ln_2.weight": 1 + r(D), p + "ln_2.bias": r(D),
+                  p + "attn.c_attn.weight": r(D, 3 * D), p + "attn.c_attn.bias": r(3 * D),
+                  p + "attn.c_proj.weight": r(D, D), p + "attn.c_proj.bias": r(D),
+                  p + "mlp.c_fc.weight": r(D, 4 * D), p + "mlp.c_fc.bias": r(4 * D),
+                  p + "mlp.c_proj.weight": r(4 * D, D), p + "mlp.c_proj.bias": r(D)})
+    os.makedirs(args.out, exist_ok=True)
+    prefix = "transformer." if args.prefix else ""
+    save_safetensors(os.path.join(args.out, "model.safetensors"), {prefix + k: v for k, v in w.items()}, {"format": "pt"})
+    full = dict(model_type="gpt2", architectures=["GPT2LMHeadModel"], activation_function="gelu_new", layer_norm_epsilon=1e-5, n_ctx=P, **cfg)
+    with open(os.path.join(args.out, "config.json"), "w") as fh:
+        json.dump(full, fh, indent=2)
+
+
+def cmd_gpt2logits(args):
+    with open(os.path.join(args.dir, "config.json")) as fh:
+        cfg = json.load(fh)
+    w, _ = load_safetensors(os.path.join(args.dir, "model.safetensors"))
+    w = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in w.items()}
+    toks = torch.from_numpy(read_tokens(args.data)).unsqueeze(0)
+    with torch.no_grad():
+        logits = hf_gpt2_forward(w, cfg, toks)[0]
+    save_safetensors(args.out, {"logits": logits})
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -336,6 +400,19 @@ def main(argv=None):
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_logits)
+
+    p = sub.add_parser("gpt2hf")
+    p.add_argument("--config", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--prefix", action="store_true")
+    p.set_defaults(func=cmd_gpt2hf)
+
+    p = sub.add_parser("gpt2logits")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_gpt2logits)
 
     p = sub.add_parser("sae")
     p.add_argument("--dir", required=True)

@@ -41,9 +41,17 @@ public static class Checkpoint
     /// <summary>Loads a checkpoint into a new model running the given kernels (null: <see cref="Layers.Kernels.Default"/>).</summary>
     public static Loaded Load(string path, Layers.IKernels? kernels = null)
     {
+        // a Hugging Face GPT-2 folder (or its model.safetensors beside a config.json of model_type gpt2) converts on load
+        if (HuggingFaceGpt2.Is(path)) return HuggingFaceGpt2.Load(path, kernels);
+        if (Directory.Exists(path))
+            throw new UserError(File.Exists(Path.Combine(path, "config.json"))
+                ? $"'{path}' is a folder whose config.json is not a GPT-2 config (model_type \"gpt2\"): give a Hugging Face GPT-2 folder or a MiniGpt .safetensors checkpoint"
+                : $"'{path}' is a folder: give a MiniGpt .safetensors checkpoint, or a Hugging Face GPT-2 folder (model.safetensors and config.json)");
         var f = SafeTensorsFile.Open(path);
         if (!f.Metadata.TryGetValue(ConfigKey, out var cfgJson))
-            throw new UserError($"'{path}' has no 'config' metadata: save it with the HookedTransformerConfig JSON under __metadata__['config']");
+            throw new UserError(f.Entries.ContainsKey("wte.weight") || f.Entries.ContainsKey("transformer.wte.weight")
+                ? $"'{path}' holds GPT-2 weights in the Hugging Face layout but no config.json beside it: put the model's config.json in the same folder"
+                : $"'{path}' has no 'config' metadata: save it with the HookedTransformerConfig JSON under __metadata__['config']");
         ModelConfig cfg;
         try { cfg = ModelConfig.FromJson(cfgJson); }
         catch (UserError e) { throw new UserError($"'{path}': {e.Message}"); }

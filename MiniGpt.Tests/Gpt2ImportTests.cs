@@ -1,0 +1,75 @@
+using System.Text.Json.Nodes;
+using MiniGpt.Checkpoints;
+using Xunit;
+
+namespace MiniGpt.Tests;
+
+/// <summary>GPT-2 in the Hugging Face layout, written by PyTorch, loads with PyTorch's logits; broken folders are one-line errors.</summary>
+public class Gpt2ImportTests
+{
+    private const string Small = """{"n_layer": 2, "n_head": 4, "n_embd": 32, "n_positions": 24, "vocab_size": 53}""";
+
+    private static float[] Logits(Checkpoint.Loaded loaded, int[] tokens)
+    {
+        loaded.Model.Forward(tokens, default, 1, tokens.Length);
+        return loaded.Model.Logits.ToArray();
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // names under transformers' "transformer." prefix, as GPT2LMHeadModel saves them
+    public void HuggingFaceGpt2GivesPyTorchsLogits(bool prefix)
+    {
+        string dir = TestPaths.TempDir("gpt2-hf");
+        string hf = Path.Combine(dir, "gpt2"), data = Path.Combine(dir, "tokens.bin"), refLogits = Path.Combine(dir, "logits.safetensors");
+        TestPaths.RunReference(["gpt2hf", "--config", Small, "--seed", "5", "--out", hf, .. prefix ? new[] { "--prefix" } : []]);
+        TestPaths.RunReference("tokens", "--vocab", "53", "--count", "24", "--seed", "6", "--out", data);
+        TestPaths.RunReference("gpt2logits", "--dir", hf, "--data", data, "--out", refLogits);
+
+        var loaded = Checkpoint.Load(hf); // the folder itself, as `eval --checkpoint DIR` gives it
+        var c = loaded.Model.Config;
+        Assert.Equal((2, 4, 32, 8, 128, 24, 53), (c.NLayers, c.NHeads, c.DModel, c.DHead, c.DMlp, c.NCtx, c.DVocab));
+        int[] tokens = Data.TokenFile.ReadBin(data, 53);
+        var ours = Logits(loaded, tokens);
+        var theirs = new float[24 * 53];
+        SafeTensorsFile.Open(refLogits).ReadF32("logits", theirs);
+        double worst = 0;
+        for (int i = 0; i < theirs.Length; i++) worst = Math.Max(worst, Math.Abs(ours[i] - theirs[i]));
+        Assert.True(worst < 1e-4, $"largest logit difference {worst:G3}");
+        // and the model.safetensors path beside its config.json loads the same
+        Assert.Equal(ours, Logits(Checkpoint.Load(Path.Combine(hf, "model.safetensors")), tokens));
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void ABrokenFolderIsAOneLineError()
+    {
+        string dir = TestPaths.TempDir("gpt2-hf-bad");
+        string hf = Path.Combine(dir, "gpt2");
+        TestPaths.RunReference("gpt2hf", "--config", Small, "--seed", "5", "--out", hf);
+        string cfgPath = Path.Combine(hf, "config.json");
+        var cfg = JsonNode.Parse(File.ReadAllText(cfgPath))!.AsObject();
+
+        // config.json claims a wider model than the tensors hold
+        var wide = cfg.DeepClone().AsObject(); wide["n_embd"] = 64;
+        File.WriteAllText(cfgPath, wide.ToJsonString());
+        var r = TestPaths.Cli("eval", "--checkpoint", hf, "--data", "induction");
+        TestPaths.AssertOneLineError(r, 1, "the file and its config.json disagree");
+
+        // a layer more than the file has
+        var deep = cfg.DeepClone().AsObject(); deep["n_layer"] = 3;
+        File.WriteAllText(cfgPath, deep.ToJsonString());
+        TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", hf, "--data", "induction"), 1, "has no tensor h.2.ln_1.weight");
+
+        // an activation MiniGpt does not run
+        var relu = cfg.DeepClone().AsObject(); relu["activation_function"] = "relu";
+        File.WriteAllText(cfgPath, relu.ToJsonString());
+        TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", hf, "--data", "induction"), 1, "activation_function 'relu'");
+
+        File.WriteAllText(cfgPath, "{ not json");
+        TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", hf, "--data", "induction"), 1, "is not a GPT-2 config");
+        File.Delete(cfgPath);
+        TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", Path.Combine(hf, "model.safetensors"), "--data", "induction"), 1, "no config.json beside it");
+        Directory.Delete(dir, true);
+    }
+}
