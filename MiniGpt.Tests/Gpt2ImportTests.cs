@@ -72,4 +72,45 @@ public class Gpt2ImportTests
         TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", Path.Combine(hf, "model.safetensors"), "--data", "induction"), 1, "no config.json beside it");
         Directory.Delete(dir, true);
     }
+
+    [Fact]
+    public void LlmcBinGivesPyTorchsLogitsAndAWrongFileIsAOneLineError()
+    {
+        string dir = TestPaths.TempDir("gpt2-llmc");
+        string hf = Path.Combine(dir, "gpt2"), bin = Path.Combine(dir, "gpt2_small.bin"), data = Path.Combine(dir, "tokens.bin"), refLogits = Path.Combine(dir, "logits.safetensors");
+        TestPaths.RunReference("gpt2hf", "--config", Small, "--seed", "7", "--out", hf);
+        TestPaths.RunReference("gpt2llmc", "--dir", hf, "--out", bin, "--padded-vocab", "64"); // 53 padded to 64, as 50257 to 50304
+        TestPaths.RunReference("tokens", "--vocab", "53", "--count", "24", "--seed", "8", "--out", data);
+        TestPaths.RunReference("gpt2logits", "--dir", hf, "--data", data, "--out", refLogits);
+
+        var loaded = Checkpoint.Load(bin);
+        Assert.Equal(53, loaded.Model.Config.DVocab); // the padding rows dropped
+        int[] tokens = Data.TokenFile.ReadBin(data, 53);
+        var ours = Logits(loaded, tokens);
+        var theirs = new float[24 * 53];
+        SafeTensorsFile.Open(refLogits).ReadF32("logits", theirs);
+        double worst = 0;
+        for (int i = 0; i < theirs.Length; i++) worst = Math.Max(worst, Math.Abs(ours[i] - theirs[i]));
+        Assert.True(worst < 1e-4, $"largest logit difference {worst:G3}");
+        // and the same model read from either layout is the same model
+        Assert.Equal(Logits(Checkpoint.Load(hf), tokens), ours);
+
+        byte[] all = File.ReadAllBytes(bin);
+        string truncated = Path.Combine(dir, "truncated.bin");
+        File.WriteAllBytes(truncated, all[..(all.Length - 100)]);
+        TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", truncated, "--data", "induction"), 1, "truncated");
+        string v5 = Path.Combine(dir, "bf16.bin");
+        var copy = (byte[])all.Clone();
+        copy[4] = 5; // version 5: llm.c's bfloat16 export
+        File.WriteAllBytes(v5, copy);
+        TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", v5, "--data", "induction"), 1, "version 5");
+        var huge = (byte[])all.Clone();
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(huge.AsSpan(16), 100_000); // 100,000 layers claimed
+        string hugePath = Path.Combine(dir, "huge.bin");
+        File.WriteAllBytes(hugePath, huge);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", hugePath, "--data", "induction"), 1, "its header implies");
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 8 << 20, "the claimed model was allocated before the file was checked");
+        Directory.Delete(dir, true);
+    }
 }

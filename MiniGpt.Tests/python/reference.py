@@ -10,6 +10,7 @@ Commands:
   eval   --checkpoint F --data D.bin --out R.json [--grads G.safetensors] [--batch 8]
   logits --checkpoint F --data D.bin --out L.safetensors
   gpt2hf --config JSON --seed S --out DIR [--prefix]   (a random GPT-2 in the Hugging Face layout)
+  gpt2llmc --dir DIR --out F.bin --padded-vocab VP   (that model as llm.c's gpt2_124M.bin layout)
   gpt2logits --dir DIR --data D.bin --out L.safetensors (an independent GPT-2 forward in that layout)
   sae    --dir SAE-FOLDER --x X.safetensors --out R.safetensors   (SAELens formulas: features and reconstruction)
 """
@@ -359,6 +360,33 @@ def cmd_gpt2hf(args):
         json.dump(full, fh, indent=2)
 
 
+def cmd_gpt2llmc(args):
+    # the Hugging Face GPT-2 of --dir written as llm.c's gpt2_124M.bin (train_gpt2.py's write_model, version 3, float32):
+    # a 256-int32 header, then the parameters stacked over layers, Linear weights [out, in] (Conv1D's transposed),
+    # wte padded with zero rows to padded_vocab_size
+    with open(os.path.join(args.dir, "config.json")) as fh:
+        cfg = json.load(fh)
+    w, _ = load_safetensors(os.path.join(args.dir, "model.safetensors"))
+    w = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in w.items()}
+    L, C, V, T = cfg["n_layer"], cfg["n_embd"], cfg["vocab_size"], cfg["n_positions"]
+    Vp = args.padded_vocab
+    header = np.zeros(256, dtype="<i4")
+    header[:8] = [20240326, 3, T, V, L, cfg["n_head"], C, Vp]
+    wte = torch.cat([w["wte.weight"], torch.zeros(Vp - V, C)])
+    stack = lambda name, f=lambda t: t: torch.stack([f(w[f"h.{l}.{name}"]) for l in range(L)])
+    params = [wte, w["wpe.weight"], stack("ln_1.weight"), stack("ln_1.bias"),
+              stack("attn.c_attn.weight", lambda t: t.T), stack("attn.c_attn.bias"),
+              stack("attn.c_proj.weight", lambda t: t.T), stack("attn.c_proj.bias"),
+              stack("ln_2.weight"), stack("ln_2.bias"),
+              stack("mlp.c_fc.weight", lambda t: t.T), stack("mlp.c_fc.bias"),
+              stack("mlp.c_proj.weight", lambda t: t.T), stack("mlp.c_proj.bias"),
+              w["ln_f.weight"], w["ln_f.bias"]]
+    with open(args.out, "wb") as fh:
+        fh.write(header.tobytes())
+        for t in params:
+            fh.write(np.ascontiguousarray(t.to(torch.float32).numpy(), dtype="<f4").tobytes())
+
+
 def cmd_gpt2logits(args):
     with open(os.path.join(args.dir, "config.json")) as fh:
         cfg = json.load(fh)
@@ -407,6 +435,12 @@ def main(argv=None):
     p.add_argument("--out", required=True)
     p.add_argument("--prefix", action="store_true")
     p.set_defaults(func=cmd_gpt2hf)
+
+    p = sub.add_parser("gpt2llmc")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--padded-vocab", type=int, required=True)
+    p.set_defaults(func=cmd_gpt2llmc)
 
     p = sub.add_parser("gpt2logits")
     p.add_argument("--dir", required=True)

@@ -36,13 +36,14 @@ public static class Checkpoint
     public static bool IsIgnoredBuffer(string name) =>
         name.EndsWith("attn.mask", StringComparison.Ordinal) || name.EndsWith("attn.IGNORE", StringComparison.Ordinal);
 
-    public sealed record Loaded(GptModel Model, string? TokenizerJson, SafeTensorsFile File);
+    public sealed record Loaded(GptModel Model, string? TokenizerJson, SafeTensorsFile? File);
 
     /// <summary>Loads a checkpoint into a new model running the given kernels (null: <see cref="Layers.Kernels.Default"/>).</summary>
     public static Loaded Load(string path, Layers.IKernels? kernels = null)
     {
         // a Hugging Face GPT-2 folder (or its model.safetensors beside a config.json of model_type gpt2) converts on load
         if (HuggingFaceGpt2.Is(path)) return HuggingFaceGpt2.Load(path, kernels);
+        if (LlmcGpt2.Is(path)) return LlmcGpt2.Load(path, kernels); // llm.c's gpt2_124M.bin layout, recognised by its magic number
         if (Directory.Exists(path))
             throw new UserError(File.Exists(Path.Combine(path, "config.json"))
                 ? $"'{path}' is a folder whose config.json is not a GPT-2 config (model_type \"gpt2\"): give a Hugging Face GPT-2 folder or a MiniGpt .safetensors checkpoint"

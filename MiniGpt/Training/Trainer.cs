@@ -346,7 +346,9 @@ public sealed class Trainer
         var loaded = Checkpoint.Load(checkpoint, kernels);
         // the state whose step matches the weights: normally *.train.safetensors; after a save that stopped
         // between writing the state and the weights, the previous one (see Save)
-        loaded.File.Metadata.TryGetValue("step", out var weightStep);
+        string? weightStep = null;
+        if (loaded.File is not { } weights || !weights.Metadata.TryGetValue("step", out weightStep))
+            weightStep = null; // a converted GPT-2 (Hugging Face or llm.c) has no training state to resume
         string statePath = Checkpoint.TrainStatePath(checkpoint);
         SafeTensorsFile? st = null;
         string? stepText = null;
