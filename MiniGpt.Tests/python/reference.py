@@ -360,14 +360,19 @@ def cmd_gpt2hf(args):
         json.dump(full, fh, indent=2)
 
 
+def load_hf_gpt2(folder):
+    """(config.json, weights by name without transformers' "transformer." prefix) of a Hugging Face GPT-2 folder."""
+    with open(os.path.join(folder, "config.json")) as fh:
+        cfg = json.load(fh)
+    w, _ = load_safetensors(os.path.join(folder, "model.safetensors"))
+    return cfg, {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in w.items()}
+
+
 def cmd_gpt2llmc(args):
     # the Hugging Face GPT-2 of --dir written as llm.c's gpt2_124M.bin (train_gpt2.py's write_model, version 3, float32):
     # a 256-int32 header, then the parameters stacked over layers, Linear weights [out, in] (Conv1D's transposed),
     # wte padded with zero rows to padded_vocab_size
-    with open(os.path.join(args.dir, "config.json")) as fh:
-        cfg = json.load(fh)
-    w, _ = load_safetensors(os.path.join(args.dir, "model.safetensors"))
-    w = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in w.items()}
+    cfg, w = load_hf_gpt2(args.dir)
     L, C, V, T = cfg["n_layer"], cfg["n_embd"], cfg["vocab_size"], cfg["n_positions"]
     Vp = args.padded_vocab
     header = np.zeros(256, dtype="<i4")
@@ -388,10 +393,7 @@ def cmd_gpt2llmc(args):
 
 
 def cmd_gpt2logits(args):
-    with open(os.path.join(args.dir, "config.json")) as fh:
-        cfg = json.load(fh)
-    w, _ = load_safetensors(os.path.join(args.dir, "model.safetensors"))
-    w = {k[len("transformer."):] if k.startswith("transformer.") else k: v for k, v in w.items()}
+    cfg, w = load_hf_gpt2(args.dir)
     toks = torch.from_numpy(read_tokens(args.data)).unsqueeze(0)
     with torch.no_grad():
         logits = hf_gpt2_forward(w, cfg, toks)[0]
