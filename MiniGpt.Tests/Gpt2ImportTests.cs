@@ -115,4 +115,36 @@ public class Gpt2ImportTests
         Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 8 << 20, "the claimed model was allocated before the file was checked");
         Directory.Delete(dir, true);
     }
+
+    [Fact]
+    public void ConvertRoundTripsThroughMiniGptAndBackToTheHuggingFaceLayout()
+    {
+        string dir = TestPaths.TempDir("gpt2-convert");
+        string hf = Path.Combine(dir, "gpt2"), mine = Path.Combine(dir, "mine.safetensors"), back = Path.Combine(dir, "back");
+        string data = Path.Combine(dir, "tokens.bin"), refLogits = Path.Combine(dir, "logits.safetensors");
+        TestPaths.RunReference("gpt2hf", "--config", Small, "--seed", "9", "--out", hf);
+        TestPaths.RunReference("tokens", "--vocab", "53", "--count", "24", "--seed", "10", "--out", data);
+        int[] tokens = Data.TokenFile.ReadBin(data, 53);
+        var original = Logits(Checkpoint.Load(hf), tokens);
+
+        var r1 = TestPaths.Cli("convert", "--checkpoint", hf, "--out", mine);
+        Assert.True(r1.Code == 0, r1.Err);
+        Assert.Equal(original, Logits(Checkpoint.Load(mine), tokens));
+        var r2 = TestPaths.Cli("convert", "--checkpoint", mine, "--to", "hf", "--out", back);
+        Assert.True(r2.Code == 0, r2.Err);
+        // the exported folder, read by PyTorch's independent forward in transformers' layout, gives our logits
+        TestPaths.RunReference("gpt2logits", "--dir", back, "--data", data, "--out", refLogits);
+        AssertNearReference(original, refLogits);
+        Assert.Equal(original, Logits(Checkpoint.Load(back), tokens)); // and back again, bit for bit
+
+        TestPaths.AssertOneLineError(TestPaths.Cli("convert", "--checkpoint", hf, "--out", mine), 1, "exists");
+        TestPaths.AssertOneLineError(TestPaths.Cli("convert", "--checkpoint", hf, "--out", Path.Combine(dir, "x"), "--to", "onnx"), 2, "--to 'onnx'");
+        // a model GPT-2 cannot hold: attention-only, untied
+        var toy = Model.GptModel.Create(new Model.ModelConfig { NLayers = 1, DModel = 16, NHeads = 2, DHead = 8, AttnOnly = true, NCtx = 8, DVocab = 12 }, 1);
+        string toyPath = Path.Combine(dir, "toy.safetensors");
+        Checkpoint.Save(toyPath, toy, null);
+        TestPaths.AssertOneLineError(TestPaths.Cli("convert", "--checkpoint", toyPath, "--to", "hf", "--out", Path.Combine(dir, "toy")), 1, "attention-only");
+        Assert.False(Directory.Exists(Path.Combine(dir, "toy")), "a refused export wrote a folder");
+        Directory.Delete(dir, true);
+    }
 }

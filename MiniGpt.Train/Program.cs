@@ -21,6 +21,7 @@ namespace MiniGpt.Train
               sample   generate text from a checkpoint
               circuits find a checkpoint's heads and circuits: summary table, circuits.json, plots and report.html
               patch    activation, attribution and path patching, logit lens and direct logit attribution: patch.json, heatmaps, patch.html
+              convert  a checkpoint (MiniGpt, Hugging Face GPT-2, llm.c .bin) as MiniGpt's safetensors or the Hugging Face GPT-2 layout
               sae      a sparse autoencoder on one hook point: SAELens-layout weights, L0, explained variance, loss recovered, report.html
               superposition  toy models of superposition (Elhage et al. 2022): WᵀW, feature norms and dimensionality by sparsity, the pentagon, the phase diagram
               bench    median time of a training step for a model shape, with tokens/s and model FLOP utilisation
@@ -32,7 +33,7 @@ namespace MiniGpt.Train
         internal static readonly IReadOnlyList<(string Verb, Func<Options> Declare)> Verbs =
         [
             ("prepare", PrepareVerb.Declare), ("train", TrainVerb.Declare), ("eval", EvalVerb.Declare), ("sample", SampleVerb.Declare),
-            ("circuits", CircuitsVerb.Declare), ("patch", PatchVerb.Declare), ("sae", SaeVerb.Declare), ("bench", BenchVerb.Declare),
+            ("circuits", CircuitsVerb.Declare), ("patch", PatchVerb.Declare), ("sae", SaeVerb.Declare), ("convert", ConvertVerb.Declare), ("bench", BenchVerb.Declare),
             ("superposition", SuperpositionVerb.Declare),
         ];
 
@@ -56,8 +57,9 @@ namespace MiniGpt.Train
                     "circuits" => CircuitsVerb.Run(rest, stdout),
                     "patch" => PatchVerb.Run(rest, stdout),
                     "sae" => SaeVerb.Run(rest, stdout),
+                    "convert" => ConvertVerb.Run(rest, stdout),
                     "superposition" => SuperpositionVerb.Run(rest, stdout),
-                    _ => throw new UsageError($"unknown verb '{args[0]}': use prepare, train, eval, sample, circuits, patch, sae, superposition or bench (see --help)"),
+                    _ => throw new UsageError($"unknown verb '{args[0]}': use prepare, train, eval, sample, circuits, patch, sae, superposition, convert or bench (see --help)"),
                 };
             }
             catch (UsageError e) { stderr.WriteLine($"error: {e.Message}"); return 2; }

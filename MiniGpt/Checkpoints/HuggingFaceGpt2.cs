@@ -139,4 +139,77 @@ public static class HuggingFaceGpt2
             DVocab = Int("vocab_size"), AttnOnly = false, NormalizationType = "LN", ActFn = "gelu_new",
         }.Validate();
     }
+
+    /// <summary>
+    /// Whether a model has GPT-2's form, so that the Hugging Face layout can hold it: LayerNorm with parameters, MLPs with
+    /// gelu_new, learned positions, d_head · n_heads = d_model, d_mlp = 4·d_model, and W_U = W_Eᵀ with b_U = 0 (GPT-2 ties
+    /// them and has no unembedding bias). The reason it cannot, or null.
+    /// </summary>
+    public static string? WhyNotGpt2(GptModel m)
+    {
+        var c = m.Config;
+        if (c.AttnOnly) return "it is attention-only (GPT-2 has MLPs)";
+        if (!c.HasLayerNormParams) return "it has no LayerNorm parameters (GPT-2 has LN with weights and biases)";
+        if (c.Shortformer) return "it uses shortformer positions (GPT-2 adds learned positions to the stream)";
+        if (c.DHead * c.NHeads != c.DModel) return $"d_head × n_heads = {c.DHead * c.NHeads} is not d_model {c.DModel}";
+        if (c.DMlp != 4 * c.DModel) return $"d_mlp {c.DMlp} is not 4 × d_model (GPT-2's config.json would need n_inner)";
+        var wE = m.Params["embed.W_E"].Span; var wU = m.Params["unembed.W_U"].Span;
+        int D = c.DModel, V = c.DVocab;
+        for (int v = 0; v < V; v++)
+            for (int d = 0; d < D; d++)
+                if (wU[d * V + v] != wE[v * D + d]) return "its W_U is not W_Eᵀ (GPT-2 ties them: train with --tie-embeddings)";
+        foreach (float b in m.Params["unembed.b_U"].Span)
+            if (b != 0) return "it has a non-zero unembedding bias b_U (GPT-2 has none)";
+        return null;
+    }
+
+    /// <summary>Writes m as transformers' GPT2LMHeadModel saves it: dir/model.safetensors (names under "transformer.") and dir/config.json.</summary>
+    public static void Save(string dir, GptModel m)
+    {
+        if (WhyNotGpt2(m) is { } why) throw new UserError($"the model cannot be written as GPT-2: {why}");
+        var c = m.Config;
+        var p = m.Params;
+        int D = c.DModel, H = c.NHeads, dh = c.DHead, M = c.DMlp;
+        var tensors = new List<(string Name, int[] Shape, ReadOnlyMemory<float> Data)>();
+        void Add(string name, int[] shape, float[] data) => tensors.Add(("transformer." + name, shape, data));
+        float[] Get(string name) => p[name].Span.ToArray();
+        Add("wte.weight", [c.DVocab, D], Get("embed.W_E"));
+        Add("wpe.weight", [c.NCtx, D], Get("pos_embed.W_pos"));
+        for (int l = 0; l < c.NLayers; l++)
+        {
+            string h = $"h.{l}.", b = $"blocks.{l}.";
+            Add(h + "ln_1.weight", [D], Get(b + "ln1.w")); Add(h + "ln_1.bias", [D], Get(b + "ln1.b"));
+            // the inverse of Load's split: W_{Q,K,V}[h, d, e] → c_attn.weight[d, part·D + h·dh + e]
+            var cAttn = new float[D * 3 * D];
+            var cAttnB = new float[3 * D];
+            string[] w = ["attn.W_Q", "attn.W_K", "attn.W_V"], bias = ["attn.b_Q", "attn.b_K", "attn.b_V"];
+            for (int part = 0; part < 3; part++)
+            {
+                var src = p[b + w[part]].Span; var srcB = p[b + bias[part]].Span;
+                for (int head = 0; head < H; head++)
+                    for (int e = 0; e < dh; e++)
+                    {
+                        int col = part * D + head * dh + e;
+                        for (int d = 0; d < D; d++) cAttn[d * 3 * D + col] = src[(head * D + d) * dh + e];
+                        cAttnB[col] = srcB[head * dh + e];
+                    }
+            }
+            Add(h + "attn.c_attn.weight", [D, 3 * D], cAttn); Add(h + "attn.c_attn.bias", [3 * D], cAttnB);
+            Add(h + "attn.c_proj.weight", [D, D], Get(b + "attn.W_O")); Add(h + "attn.c_proj.bias", [D], Get(b + "attn.b_O"));
+            Add(h + "ln_2.weight", [D], Get(b + "ln2.w")); Add(h + "ln_2.bias", [D], Get(b + "ln2.b"));
+            Add(h + "mlp.c_fc.weight", [D, M], Get(b + "mlp.W_in")); Add(h + "mlp.c_fc.bias", [M], Get(b + "mlp.b_in"));
+            Add(h + "mlp.c_proj.weight", [M, D], Get(b + "mlp.W_out")); Add(h + "mlp.c_proj.bias", [D], Get(b + "mlp.b_out"));
+        }
+        Add("ln_f.weight", [D], Get("ln_final.w")); Add("ln_f.bias", [D], Get("ln_final.b"));
+        Directory.CreateDirectory(dir);
+        SafeTensorsFile.Write(Path.Combine(dir, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        var config = new JsonObject
+        {
+            ["model_type"] = "gpt2", ["architectures"] = new JsonArray("GPT2LMHeadModel"),
+            ["n_layer"] = c.NLayers, ["n_head"] = H, ["n_embd"] = D, ["n_positions"] = c.NCtx, ["n_ctx"] = c.NCtx, ["vocab_size"] = c.DVocab,
+            ["activation_function"] = "gelu_new", ["layer_norm_epsilon"] = 1e-5, ["tie_word_embeddings"] = true,
+            ["resid_pdrop"] = 0.0, ["embd_pdrop"] = 0.0, ["attn_pdrop"] = 0.0, ["torch_dtype"] = "float32",
+        };
+        AtomicFile.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+    }
 }
