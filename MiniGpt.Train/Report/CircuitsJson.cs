@@ -154,7 +154,8 @@ public static class CircuitsJson
     };
 
     private static JsonArray Pair(Complex c) => new(N(c.Real), N(c.Imaginary));
-    private static JsonNode? N(double x) => double.IsFinite(x) ? JsonValue.Create(x) : null;
+    /// <summary>A number for the reports' JSON: non-finite values (an undefined normalisation, 0/0) are null.</summary>
+    internal static JsonNode? N(double x) => double.IsFinite(x) ? JsonValue.Create(x) : null;
     private static JsonArray Nums(IEnumerable<double> xs) => Arr(xs.Select(N));
     private static JsonArray Arr(IEnumerable<JsonNode?> xs) => new(xs.ToArray());
 }

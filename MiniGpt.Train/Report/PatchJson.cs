@@ -2,6 +2,8 @@ using System.Text.Json.Nodes;
 using MiniGpt.Data;
 using MiniGpt.Patching;
 
+using static MiniGpt.Train.Report.CircuitsJson;
+
 namespace MiniGpt.Train.Report;
 
 /// <summary>
@@ -128,5 +130,4 @@ public static class PatchJson
 
     private static JsonArray Ints(int[] v) => new(v.Select(x => (JsonNode?)x).ToArray());
 
-    private static JsonNode? N(double x) => double.IsFinite(x) ? JsonValue.Create(x) : null;
 }

@@ -7,6 +7,8 @@ using MiniGpt.Model;
 using MiniGpt.Sae;
 using ScottPlot;
 
+using static MiniGpt.Train.Report.CircuitsJson;
+
 namespace MiniGpt.Train.Report;
 
 /// <summary>
@@ -30,7 +32,6 @@ public static class SaeReport
         Directory.CreateDirectory(dir);
         var json = Build(checkpoint, t, sae, e, features, geometry, text, trainSeconds, data);
         // the SAE so far on the first two held-out batches, ten times during training
-        JsonNode N(double x) => double.IsFinite(x) ? JsonValue.Create(x)! : JsonValue.Create("NaN")!;
         json["during_training"] = new JsonArray(during.Select(x => (JsonNode?)new JsonObject
         {
             ["step"] = x.Step, ["tokens"] = x.Result.Tokens, ["l0"] = N(x.Result.L0), ["explained_variance"] = N(x.Result.ExplainedVariance),
@@ -80,7 +81,6 @@ public static class SaeReport
         SaeGeometryResult g, TokenText text, double trainSeconds, string data)
     {
         var o = t.Options;
-        JsonNode N(double x) => double.IsFinite(x) ? JsonValue.Create(x)! : JsonValue.Create("NaN")!;
         return new JsonObject
         {
             ["checkpoint"] = checkpoint,

@@ -1,6 +1,8 @@
 using System.Text.Json.Nodes;
 using MiniGpt.Superposition;
 
+using static MiniGpt.Train.Report.CircuitsJson;
+
 namespace MiniGpt.Train.Report;
 
 /// <summary>
@@ -112,5 +114,4 @@ public static class SuperpositionJson
         foreach (float f in v) a.Add(N(f));
         return a;
     }
-    private static JsonNode? N(double x) => double.IsFinite(x) ? JsonValue.Create(x) : null;
 }
