@@ -282,7 +282,7 @@ public class SaeTests
         // a buffer that holds every step below: no refill (the only allocation, its hook's registration) falls among them
         var o = new SaeTrainOptions { Hook = "blocks.0.hook_resid_post", DSae = 64, Steps = 100, BatchRows = 32, BufferRows = 8192, WindowsPerRefill = 8 };
         var t = new SaeTrainer(m, new InductionTask(m.Config.DVocab, m.Config.NCtx, 3), o, Kernels.Fast);
-        for (int i = 0; i < 5; i++) t.TrainStep(); // warm-up: JIT, the pool's first tasks
+        for (int i = 0; i < 40; i++) t.TrainStep(); // warm-up past the runtime's tiering threshold (30 calls), as PrepareTests does
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 50; i++) t.TrainStep();
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
