@@ -3,14 +3,23 @@ using MiniGpt.Tensors;
 namespace MiniGpt.Model;
 
 /// <summary>
-/// Every activation of a forward pass, under its TransformerLens hook name, in one buffer sized for
-/// [batch, n_ctx]; a pass over T ≤ n_ctx positions uses the leading B·T rows of each. Nothing is
+/// Every activation of a forward pass, under its TransformerLens hook name, in one buffer sized for the
+/// passes asked of it: RowCapacity token rows (the largest B·T) and AttentionCapacity query–key pairs per head
+/// (the largest B·T², which for a 1,024-context model probed on 8 × 256 tokens is 0.5 M, not 8 × 1,024² = 8.4 M).
+/// A pass [B, T] uses the leading B·T rows of each tensor and the leading B·H·T·T floats of a pattern; hooks
+/// are handed views with the pass's shape (HookViews), the buffers are declared flat ([rows, D], [H·pairs]). Nothing is
 /// freed between forward and backward, which is what backward reads and what a cache returns.
 /// Gradient scratch for the backward pass lives in a second, smaller buffer.
 /// </summary>
 public sealed class Activations
 {
-    public int BatchCapacity { get; }
+    /// <summary>Token rows the buffers hold: the largest B·T of a pass.</summary>
+    public int RowCapacity { get; }
+    /// <summary>Query–key pairs per head the attention buffers hold: the largest B·T·T of a pass.</summary>
+    public long AttentionCapacity { get; }
+
+    /// <summary>Whether a pass of B rows of T tokens fits these buffers.</summary>
+    public bool Fits(int batch, int seqLen) => (long)batch * seqLen <= RowCapacity && (long)batch * seqLen * seqLen <= AttentionCapacity;
     public Arena Acts { get; }
     public Arena Scratch { get; }
     public int[] Tokens { get; }
@@ -46,57 +55,68 @@ public sealed class Activations
     /// <summary>The residual stream after the last block (what ln_final reads).</summary>
     public Tensor FinalResid => Blocks.Length == 0 ? Embedded : Blocks[^1].ResidPost;
 
-    public Activations(ModelConfig c, int batch)
+    /// <summary>Buffers for passes of batch rows of n_ctx tokens (and anything smaller).</summary>
+    public Activations(ModelConfig c, int batch) : this(c, batch * c.NCtx, (long)batch * c.NCtx * c.NCtx) { }
+
+    /// <param name="rows">token rows: the largest B·T a pass will have.</param>
+    /// <param name="pairs">query–key pairs per head: the largest B·T·T.</param>
+    public Activations(ModelConfig c, int rows, long pairs)
     {
-        BatchCapacity = batch;
-        int B = batch, T = c.NCtx, D = c.DModel, H = c.NHeads, dh = c.DHead, V = c.DVocab;
+        if (rows < 1 || pairs < rows || pairs > (long)rows * c.NCtx)
+            throw new ArgumentOutOfRangeException(nameof(pairs), $"{rows} rows and {pairs} query–key pairs are not the capacity of passes with T ≤ n_ctx={c.NCtx}");
+        long attnFloats = pairs * c.NHeads;
+        if (attnFloats > Array.MaxLength)
+            throw new UserError($"one attention pattern would need {attnFloats:N0} floats, more than .NET can allocate: use a smaller batch or shorter sequences");
+        RowCapacity = rows;
+        AttentionCapacity = pairs;
+        int R = rows, A = (int)attnFloats, D = c.DModel, H = c.NHeads, dh = c.DHead, V = c.DVocab;
         var a = new Arena();
-        a.Add("hook_embed", B, T, D);
-        a.Add("hook_pos_embed", B, T, D);
-        a.Add("blocks.0.hook_resid_pre", B, T, D);
+        a.Add("hook_embed", R, D);
+        a.Add("hook_pos_embed", R, D);
+        a.Add("blocks.0.hook_resid_pre", R, D);
         for (int l = 0; l < c.NLayers; l++)
         {
             string p = $"blocks.{l}.";
             if (l > 0) a.AddAlias(p + "hook_resid_pre", $"blocks.{l - 1}.hook_resid_post");
-            if (c.HasLayerNorm) { a.Add(p + "ln1.hook_normalized", B, T, D); a.Add(p + "ln1.mean", B, T); a.Add(p + "ln1.rstd", B, T); }
-            if (c.Shortformer) a.Add(p + "attn.qk_input", B, T, D);
-            a.Add(p + "attn.hook_q", B, T, H, dh);
-            a.Add(p + "attn.hook_k", B, T, H, dh);
-            a.Add(p + "attn.hook_v", B, T, H, dh);
-            a.Add(p + "attn.hook_attn_scores", B, H, T, T);
-            a.Add(p + "attn.hook_pattern", B, H, T, T);
-            a.Add(p + "attn.hook_z", B, T, H, dh);
-            a.Add(p + "hook_attn_out", B, T, D);
+            if (c.HasLayerNorm) { a.Add(p + "ln1.hook_normalized", R, D); a.Add(p + "ln1.mean", R); a.Add(p + "ln1.rstd", R); }
+            if (c.Shortformer) a.Add(p + "attn.qk_input", R, D);
+            a.Add(p + "attn.hook_q", R, H, dh);
+            a.Add(p + "attn.hook_k", R, H, dh);
+            a.Add(p + "attn.hook_v", R, H, dh);
+            a.Add(p + "attn.hook_attn_scores", A);
+            a.Add(p + "attn.hook_pattern", A);
+            a.Add(p + "attn.hook_z", R, H, dh);
+            a.Add(p + "hook_attn_out", R, D);
             if (c.HasMlp)
             {
-                a.Add(p + "hook_resid_mid", B, T, D);
-                if (c.HasLayerNorm) { a.Add(p + "ln2.hook_normalized", B, T, D); a.Add(p + "ln2.mean", B, T); a.Add(p + "ln2.rstd", B, T); }
-                a.Add(p + "mlp.hook_pre", B, T, c.DMlp);
-                a.Add(p + "mlp.hook_post", B, T, c.DMlp);
-                a.Add(p + "hook_mlp_out", B, T, D);
+                a.Add(p + "hook_resid_mid", R, D);
+                if (c.HasLayerNorm) { a.Add(p + "ln2.hook_normalized", R, D); a.Add(p + "ln2.mean", R); a.Add(p + "ln2.rstd", R); }
+                a.Add(p + "mlp.hook_pre", R, c.DMlp);
+                a.Add(p + "mlp.hook_post", R, c.DMlp);
+                a.Add(p + "hook_mlp_out", R, D);
             }
-            a.Add(p + "hook_resid_post", B, T, D);
+            a.Add(p + "hook_resid_post", R, D);
         }
-        if (c.HasLayerNorm) { a.Add("ln_final.hook_normalized", B, T, D); a.Add("ln_final.mean", B, T); a.Add("ln_final.rstd", B, T); }
-        a.Add("logits", B, T, V);
-        a.Add("losses", B, T);
+        if (c.HasLayerNorm) { a.Add("ln_final.hook_normalized", R, D); a.Add("ln_final.mean", R); a.Add("ln_final.rstd", R); }
+        a.Add("logits", R, V);
+        a.Add("losses", R);
         Acts = a.Build();
 
         var s = new Arena();
-        s.Add("d_resid", B, T, D);
-        s.Add("d_ln", B, T, D);
-        s.Add("d_branch", B, T, D);
-        s.Add("d_pos_embed", B, T, D);
-        if (c.Shortformer) s.Add("d_qk_input", B, T, D);
+        s.Add("d_resid", R, D);
+        s.Add("d_ln", R, D);
+        s.Add("d_branch", R, D);
+        s.Add("d_pos_embed", R, D);
+        if (c.Shortformer) s.Add("d_qk_input", R, D);
         if (c.NLayers > 0)
         {
-            s.Add("d_q", B, T, H, dh);
-            s.Add("d_k", B, T, H, dh);
-            s.Add("d_v", B, T, H, dh);
-            s.Add("d_z", B, T, H, dh);
+            s.Add("d_q", R, H, dh);
+            s.Add("d_k", R, H, dh);
+            s.Add("d_v", R, H, dh);
+            s.Add("d_z", R, H, dh);
         }
-        if (c.HasMlp && c.NLayers > 0) { s.Add("d_mlp_pre", B, T, c.DMlp); s.Add("d_mlp_post", B, T, c.DMlp); }
-        s.Add("d_logits", B, T, V);
+        if (c.HasMlp && c.NLayers > 0) { s.Add("d_mlp_pre", R, c.DMlp); s.Add("d_mlp_post", R, c.DMlp); }
+        s.Add("d_logits", R, V);
         s.Add("ln_xhat", D);
         s.Add("ln_g", D);
         Scratch = s.Build();
@@ -113,14 +133,15 @@ public sealed class Activations
         DMlpPre = Scratch.TryGet("d_mlp_pre", out var dpre) ? dpre : null;
         DMlpPost = Scratch.TryGet("d_mlp_post", out var dpost) ? dpost : null;
         LnXhat = Scratch["ln_xhat"]; LnG = Scratch["ln_g"];
-        Tokens = new int[B * T];
-        Targets = new int[B * T];
+        Tokens = new int[R];
+        Targets = new int[R];
     }
 
-    /// <summary>Floats the activations and scratch of a batch will take, without allocating them.</summary>
-    public static long EstimateFloats(ModelConfig c, int batch)
+    /// <summary>Floats the activations and scratch of a batch of seqLen-token rows (0: n_ctx) will take, without allocating them.</summary>
+    public static long EstimateFloats(ModelConfig c, int batch, int seqLen = 0)
     {
-        long N = (long)batch * c.NCtx, D = c.DModel, HD = (long)c.NHeads * c.DHead, TT = (long)batch * c.NHeads * c.NCtx * c.NCtx;
+        long T = seqLen > 0 ? seqLen : c.NCtx;
+        long N = batch * T, D = c.DModel, HD = (long)c.NHeads * c.DHead, TT = batch * c.NHeads * T * T;
         long perLayer = (c.HasLayerNorm ? N * D + 2 * N : 0) + (c.Shortformer ? N * D : 0) + 4 * N * HD + 2 * TT + 2 * N * D
             + (c.HasMlp ? N * D + (c.HasLayerNorm ? N * D + 2 * N : 0) + 2 * N * c.DMlp + N * D : 0);
         long acts = 3 * N * D + c.NLayers * perLayer + (c.HasLayerNorm ? N * D + 2 * N : 0) + N * c.DVocab + N;

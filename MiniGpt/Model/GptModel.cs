@@ -98,12 +98,19 @@ public sealed class GptModel
         return cache;
     }
 
-    /// <summary>Makes sure activations exist for a batch of this size (allocates only when it grows).</summary>
-    public Activations EnsureBatch(int batch)
+    /// <summary>
+    /// Makes sure activations exist for batch rows of seqLen tokens (0: n_ctx). Allocates only when the pass does
+    /// not fit, then for the larger of the old and new row count and of the old and new B·T², so alternating
+    /// shapes (a probe of 8 × 256 tokens, data windows of 1 × 1,024) settle on one buffer.
+    /// </summary>
+    public Activations EnsureBatch(int batch, int seqLen = 0)
     {
-        if (Cache == null || Cache.BatchCapacity < batch)
+        if (seqLen <= 0) seqLen = Config.NCtx;
+        if (Cache == null || !Cache.Fits(batch, seqLen))
         {
-            Cache = new Activations(Config, batch);
+            long rows = (long)batch * seqLen, pairs = rows * seqLen;
+            if (rows > Array.MaxLength) throw new UserError($"a pass of {batch} × {seqLen} tokens is more than .NET can hold: use a smaller batch");
+            Cache = new Activations(Config, (int)Math.Max(rows, Cache?.RowCapacity ?? 0), Math.Max(pairs, Cache?.AttentionCapacity ?? 0));
             Array.Clear(_results);
             Array.Clear(_keptPatterns);
             _dResults = _resultScratch = _dPattern = _dScores = null;
@@ -129,7 +136,7 @@ public sealed class GptModel
         if (!targets.IsEmpty && targets.Length != B * T) throw new ArgumentException($"expected {B * T} targets, got {targets.Length}");
         CheckVocab(tokens, "token");
         CheckVocab(targets, "target token");
-        var a = EnsureBatch(B);
+        var a = EnsureBatch(B, T);
         tokens.CopyTo(a.Tokens);
         targets.CopyTo(a.Targets);
         _b = B; _t = T;
@@ -372,7 +379,7 @@ public sealed class GptModel
             });
         }
 
-        private int Rows => m.Cache!.BatchCapacity * m.Config.NCtx;
+        private int Rows => m.Cache!.RowCapacity;
         private int Used(int perRow) => m._b * m._t * perRow;
 
         public Span<float> ResultBuffer(bool gradient)
@@ -384,8 +391,8 @@ public sealed class GptModel
 
         public Span<float> ResultScratch() => (m._resultScratch ??= Tensor.Zeros("result_scratch", Rows * m.Config.DModel)).Span[..Used(m.Config.DModel)];
 
-        // B·H·T·T = (B·T)·(H·T): at most (B·n_ctx)·(H·n_ctx)
-        private int AttentionFloats => Rows * m.Config.NHeads * m.Config.NCtx;
+        // B·H·T·T: at most H times the largest B·T² asked for
+        private int AttentionFloats => (int)(m.Cache!.AttentionCapacity * m.Config.NHeads);
         private int AttentionUsed => m._b * m.Config.NHeads * m._t * m._t;
 
         public Span<float> StageGradient(AttentionPoint p)
