@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using MiniGpt.Checkpoints;
 using MiniGpt.Data;
+using MiniGpt.Circuits;
 using MiniGpt.Model;
 using MiniGpt.Patching;
 using MiniGpt.Train.Progress;
@@ -20,7 +21,7 @@ public static class PatchVerb
         "'induction': pairs of a random sequence repeated (clean) and the same second half after another first half (corrupted)",
         "induction without a tokenizer, else none");
     private static readonly Option<int> Batch = Option.Int("batch", "pairs of the induction task", 16).Check(b => b is >= 1 and <= 1024, "must be in [1, 1024]");
-    private static readonly Option<int?> Half = Option.Of<int?>("half", "tokens of each half of an induction pair", null, "n_ctx/2",
+    private static readonly Option<int?> Half = Option.Of<int?>("half", "tokens of each half of an induction pair", null, "n_ctx/2, at most 128",
         (n, v) => Option.ParseInt(n, v));
     private static readonly Option<ulong> Seed = Option.ULong("seed", "seed of the induction pairs", 1);
     private static readonly Option<string?> Clean = Option.OptionalText("clean", "the clean prompt: text in the checkpoint's tokenizer, or token ids \"3 17 5\" without one", "none");
@@ -139,7 +140,7 @@ public static class PatchVerb
         if (o.Get(Clean) is { } clean) return inputs.Single(clean, o.Get(Corrupt)!, o.Get(Answer)!, o.Get(Wrong)!);
         if (!o.Has(Task) && inputs.Text.HasTokenizer)
             throw new UsageError($"'{ckpt}' was trained on text: give --clean/--corrupt/--answer/--wrong, --pairs FILE, or --task induction");
-        int half = o.Get(Half) ?? c.NCtx / 2;
+        int half = o.Get(Half) ?? HeadProbe.HalfFor(c.NCtx);
         // checked here, not at parse time: the lower bound matters only when the induction task runs
         if (half < 2) throw new UserError($"--half {half}: an induction pair needs halves of at least 2 tokens (one to repeat, one to predict): use --half ≥ 2");
         if (2 * half > c.NCtx) throw new UserError($"--half {half}: an induction pair is 2 × {half} tokens but the model reads at most n_ctx = {c.NCtx}: use --half ≤ {c.NCtx / 2}");

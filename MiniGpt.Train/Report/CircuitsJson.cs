@@ -51,7 +51,7 @@ public static class CircuitsJson
             o["ablation"] = new JsonObject
             {
                 ["method"] = "zero the head's slice of blocks.{l}.attn.hook_z",
-                ["probe"] = $"{HeadAblation.ProbeBatchFor(c.NCtx)} repeated random sequences of {c.NCtx / 2}+{c.NCtx / 2} tokens; repeat loss = mean loss of predicting tokens L+1 … 2L−1",
+                ["probe"] = $"{HeadAblation.ProbeBatchFor(c.NCtx)} repeated random sequences of {HeadProbe.HalfFor(c.NCtx)}+{HeadProbe.HalfFor(c.NCtx)} tokens; repeat loss = mean loss of predicting tokens L+1 … 2L−1",
                 ["clean"] = Losses(cl),
                 ["groups"] = Arr(r.GroupAblations.Select(g => (JsonNode?)new JsonObject
                 {

@@ -1,3 +1,4 @@
+using MiniGpt.Circuits;
 using MiniGpt.Model;
 using MiniGpt.Patching;
 
@@ -15,7 +16,7 @@ public static class PatchInCircuits
     public const ulong Seed = 1;
 
     public static PatchPrompts Prompts(ModelConfig c) =>
-        PatchPrompts.Induction(c.DVocab, Batch, c.NCtx / 2, Seed);
+        PatchPrompts.Induction(c.DVocab, Batch, HeadProbe.HalfFor(c.NCtx), Seed);
 
     public static IReadOnlyList<PatchSpec> Specs(ModelConfig c) =>
         PatchSpec.Standard(c).Where(s => s.Axes != PatchAxes.LayerHeadPos && s.Site != PatchSite.AttnOut).ToList();

@@ -31,10 +31,11 @@ public sealed record HeadAblationResult(int Layer, int Head, AblationLosses Loss
 public static class HeadAblation
 {
     /// <summary>
-    /// Repeated random sequences per probe: about 1024 tokens (32 sequences at n_ctx 32, 8 at n_ctx 128), which
-    /// pins the mean loss down to a few percent and keeps a forward pass per head cheap for wide models.
+    /// Repeated random sequences per probe: about 1024 tokens (32 sequences at n_ctx 32, 8 at n_ctx 128 and
+    /// beyond, where the sequence stops growing at 2·<see cref="HeadProbe.MaxHalf"/>), which pins the mean loss
+    /// down to a few percent and keeps a forward pass per head cheap for wide models.
     /// </summary>
-    public static int ProbeBatchFor(int nCtx) => Math.Clamp(1024 / nCtx, 8, 32);
+    public static int ProbeBatchFor(int nCtx) => Math.Clamp(1024 / (2 * HeadProbe.HalfFor(nCtx)), 8, 32);
 
     /// <summary>The probe's seed, its own (not the head scores' 1), so the ablation is not measured on the sequences the heads were picked on.</summary>
     public const ulong ProbeSeed = 7;
@@ -56,7 +57,7 @@ public static class HeadAblation
         var hooks = ablated.Select(x => ZeroHead(model, x.Layer, x.Head)).ToList();
         try
         {
-            var probe = Evaluator.Run(model, [Probe(model.Config)], 2 * (model.Config.NCtx / 2));
+            var probe = Evaluator.Run(model, [Probe(model.Config)], 2 * HeadProbe.HalfFor(model.Config.NCtx));
             var (all, predictable) = DataLoss(model, data);
             return new AblationLosses(probe.MaskedLoss!.Value, all, predictable);
         }
@@ -64,12 +65,12 @@ public static class HeadAblation
     }
 
     /// <summary>
-    /// The probe as one batch of [batch, 2L] sequences (L = n_ctx/2), masked to the positions L … 2L−2 whose
+    /// The probe as one batch of [batch, 2L] sequences (L = n_ctx/2, at most <see cref="HeadProbe.MaxHalf"/>), masked to the positions L … 2L−2 whose
     /// targets are tokens L+1 … 2L−1. The last position's target (0) is never scored.
     /// </summary>
     public static EvalBatch Probe(ModelConfig c)
     {
-        int half = c.NCtx / 2, T = 2 * half, batch = ProbeBatchFor(c.NCtx);
+        int half = HeadProbe.HalfFor(c.NCtx), T = 2 * half, batch = ProbeBatchFor(c.NCtx);
         var probe = HeadProbe.RepeatedRandomTokens(c.DVocab, batch, half, ProbeSeed);
         var targets = new int[probe.Length];
         var mask = new bool[probe.Length];

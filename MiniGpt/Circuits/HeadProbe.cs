@@ -14,6 +14,16 @@ public sealed class HeadProbe
 {
     private readonly ActivationCache _cache;
 
+    /// <summary>
+    /// The longest random half the probes use: L = min(n_ctx/2, 128). Induction is read the same at 128 as at 512
+    /// (TransformerLens's GPT-2 demos use 50), while a 1,024-context model's probe at n_ctx/2 would hold
+    /// B·H·1,024² attention floats per layer: 4.8 GB for GPT-2 small's 8 sequences.
+    /// </summary>
+    public const int MaxHalf = 128;
+
+    /// <summary>L of the probes for a model of this context: n_ctx/2, at most <see cref="MaxHalf"/>.</summary>
+    public static int HalfFor(int nCtx) => Math.Min(nCtx / 2, MaxHalf);
+
     private HeadProbe(GptModel model, int batch, int half, int[] tokens, ActivationCache cache)
     {
         Model = model; Batch = batch; Half = half; Tokens = tokens; _cache = cache;

@@ -41,14 +41,14 @@ public sealed class HeadScores
 
     /// <summary>
     /// Runs <paramref name="batch"/> repeated random sequences of 2·seqLen tokens (seqLen 0: n_ctx/2 rounded
-    /// down) through the model once, caching the hook points the scores need, and computes every score of
+    /// down, at most <see cref="HeadProbe.MaxHalf"/>) through the model once, caching the hook points the scores need, and computes every score of
     /// <paramref name="scores"/> (null: <see cref="HeadScoreSet.Default"/>) for every head.
     /// </summary>
     public static HeadScores Compute(GptModel model, int batch = 16, int seqLen = 0, ulong seed = 1, HeadScoreSet? scores = null)
     {
         scores ??= HeadScoreSet.Default;
         var c = model.Config;
-        int L = seqLen == 0 ? c.NCtx / 2 : seqLen;
+        int L = seqLen == 0 ? HeadProbe.HalfFor(c.NCtx) : seqLen;
         if (batch < 1) throw new ArgumentException($"batch must be ≥ 1, got {batch}");
         if (L < 2 || 2 * L > c.NCtx)
             throw new ArgumentException($"seqLen {L} must be in [2, n_ctx/2 = {c.NCtx / 2}] so that the repeated sequence fits n_ctx={c.NCtx}");
