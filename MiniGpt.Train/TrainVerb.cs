@@ -32,7 +32,7 @@ public static class TrainVerb
     private static readonly Option<bool> TrackCircuits = Option.Flag("track-circuits",
         "score every head (previous-token, induction, …) at each evaluation: shown on the progress line, logged to <checkpoint stem>.circuits.jsonl; a run folder also gets the circuits report at the end");
     private static readonly Option<bool> Overwrite = Option.Flag("overwrite", "replace an existing run folder or checkpoint (otherwise train refuses, so no run is lost)");
-    private static readonly Option<bool> TieEmbeddings = Option.Flag("tie-embeddings", "tie W_U to W_Eᵀ as nanoGPT does (written to the checkpoint as an explicit W_U)");
+    private static readonly Option<bool> TieEmbeddings = Option.Flag("tie-embeddings", "tie W_U to W_Eᵀ as nanoGPT does: one tensor with the summed gradient, no b_U (written to the checkpoint as an explicit W_U); with --init-from, on when the checkpoint's are tied");
     private static readonly Option<string> Optimizer = Option.Text("optimizer", "adamw or sgd", D.Optimizer);
     private static readonly Option<int> Steps = Option.Int("steps", "optimizer steps", D.Steps);
     // 0 and -1 are TrainOptions' "unset" for lr and min_lr: a given lr must be a real one
