@@ -25,10 +25,14 @@ public static class TrainVerb
         "write only a checkpoint at this path instead of a run folder; training state goes beside it as *.train.safetensors", "none: runs/NAME/model.safetensors");
     private static readonly Option<string?> Resume = Option.OptionalText("resume",
         "continue a run exactly where it stopped: a run folder (runs/NAME) or a checkpoint path (other options come from it)", "none");
+    private static readonly Option<string?> InitFrom = Option.OptionalText("init-from",
+        "fine-tune: start from this checkpoint's weights (MiniGpt .safetensors, Hugging Face GPT-2 folder, llm.c .bin) with a fresh optimizer, step 0 and its tokenizer; " +
+        "the model options must agree with it or be left out (--n-ctx may be shorter: W_pos is cropped); ties W_U = W_Eᵀ when its are (--tie-embeddings=false unties)",
+        "none: random init");
     private static readonly Option<bool> TrackCircuits = Option.Flag("track-circuits",
         "score every head (previous-token, induction, …) at each evaluation: shown on the progress line, logged to <checkpoint stem>.circuits.jsonl; a run folder also gets the circuits report at the end");
     private static readonly Option<bool> Overwrite = Option.Flag("overwrite", "replace an existing run folder or checkpoint (otherwise train refuses, so no run is lost)");
-    private static readonly Option<bool> TieEmbeddings = Option.Flag("tie-embeddings", "tie W_U to W_Eᵀ as nanoGPT does (written to the checkpoint as an explicit W_U)");
+    private static readonly Option<bool> TieEmbeddings = Option.Flag("tie-embeddings", "tie W_U to W_Eᵀ as nanoGPT does: one tensor with the summed gradient, no b_U (written to the checkpoint as an explicit W_U); with --init-from, on when the checkpoint's are tied");
     private static readonly Option<string> Optimizer = Option.Text("optimizer", "adamw or sgd", D.Optimizer);
     private static readonly Option<int> Steps = Option.Int("steps", "optimizer steps", D.Steps);
     // 0 and -1 are TrainOptions' "unset" for lr and min_lr: a given lr must be a real one
@@ -47,7 +51,7 @@ public static class TrainVerb
 
     public static Options Declare() =>
         new Options("train", "train: trains a GPT and writes checkpoints (safetensors, loadable by TransformerLens).",
-                Data, Val, Tokenizer, Name, RunsDir, Out, Resume, TrackCircuits, Overwrite)
+                Data, Val, Tokenizer, Name, RunsDir, Out, Resume, InitFrom, TrackCircuits, Overwrite)
             .Add(ModelOptions.All)
             .Add(TieEmbeddings, Optimizer, SharedOptions.BatchSize, Steps, Lr, MinLr, WarmupSteps, WeightDecay, Beta1, Beta2, GradClip,
                 EvalInterval, EvalBatches, LogInterval, CheckpointInterval, Seed, SharedOptions.Threads);
@@ -63,6 +67,8 @@ public static class TrainVerb
         bool overwrite = o.Get(Overwrite);
         Trainer trainer;
         RunFolder? run = null;
+        if (o.Has(InitFrom) && o.Has(Resume))
+            throw new UsageError("--init-from starts a new run from a checkpoint's weights and --resume continues a run (whose source its folder records): give one of them");
         if (o.Get(Resume) is { } resume)
         {
             // a resumed run is the same run: its settings come from the checkpoint, so other options would be ignored
@@ -87,6 +93,12 @@ public static class TrainVerb
         else
         {
             var opts = FromOptions(o);
+            Checkpoint.Loaded? source = null;
+            if (o.Get(InitFrom) is { } from)
+            {
+                source = Checkpoint.Load(from); // a missing or unreadable F is the loaders' one-line error
+                opts = FineTuneOptions(o, opts, from, source);
+            }
             if (o.Has(Out))
             {
                 if (o.Has(Name) || o.Has(RunsDir)) throw new UsageError("--name/--runs-dir and --out cannot be combined: --name writes a run folder runs/NAME/, --out a single checkpoint");
@@ -97,7 +109,7 @@ public static class TrainVerb
                 run = RunFolder.Plan(o.Get(Name), opts.Data, overwrite, o.Get(RunsDir));
                 opts = opts with { Out = run.Checkpoint };
             }
-            trainer = Trainer.Start(opts);
+            trainer = source != null ? Trainer.StartFrom(opts, source) : Trainer.Start(opts);
             run?.Begin(trainer);
         }
 
@@ -109,6 +121,11 @@ public static class TrainVerb
             $"{(c.HasLayerNorm ? "LayerNorm" : "no LayerNorm")}, {c.PositionalEmbeddingType} positions, {trainer.Model.ParameterCount:N0} parameters");
         stdout.WriteLine($"training: {t.Optimizer} lr {t.Lr:G3}→{t.MinLr:G3} (warm-up {t.WarmupSteps}), batch {t.BatchSize}, {t.Steps} steps, " +
             $"seed {t.Seed}, {Tensors.WorkerPool.Shared.Threads} threads → {t.Out}");
+        if (t.InitSource is { } src)
+            stdout.WriteLine($"init from: {src.Describe()}: weights, shape and tokenizer ({trainer.Tokenizer?.Name ?? "none: token ids"}); " +
+                $"optimizer, step, schedule and data order fresh; " +
+                (t.TieEmbeddings ? "tied embeddings: W_U = W_Eᵀ trains as one tensor, as in the checkpoint (--tie-embeddings=false unties)"
+                    : Trainer.HasTiedEmbeddings(trainer.Model) ? "untied (--tie-embeddings=false): W_E and W_U train apart from now on" : "untied embeddings, as in the checkpoint"));
         if (run != null) stdout.WriteLine($"run folder: {run.Dir}{Path.DirectorySeparatorChar} (config.json, metrics.jsonl, loss.png)");
 
         // resuming appends to the run's log, a new run starts it afresh
@@ -199,6 +216,49 @@ public static class TrainVerb
             parts.Add($"{l.Elapsed:m\\:ss} elapsed, ETA {l.Eta:m\\:ss}");
         }
         return string.Join(" | ", parts);
+    }
+
+    /// <summary>
+    /// The options of a fine-tuning run from F: the model-shape options and --tokenizer may be given only when they
+    /// agree with F (a usage error otherwise: the shape comes from the checkpoint), --n-ctx may be shorter than F's
+    /// (W_pos is cropped), and --tie-embeddings defaults to whether F's W_U is exactly W_Eᵀ.
+    /// </summary>
+    private static TrainOptions FineTuneOptions(Options o, TrainOptions opts, string from, Checkpoint.Loaded source)
+    {
+        var f = source.Model.Config;
+        void Agree<T>(Option<T> opt, T theirs, string key, Func<T, T, bool>? same = null)
+        {
+            if (!o.Has(opt)) return;
+            T ours = o.Get(opt);
+            if (!(same ?? EqualityComparer<T>.Default.Equals)(ours, theirs))
+                throw new UsageError($"--{opt.Name} {Show(ours)} disagrees with '{from}', whose {key} is {Show(theirs)}: with --init-from the model's shape comes from the checkpoint; drop --{opt.Name}");
+        }
+        static string Show<T>(T v) => v switch { null => "none", bool b => b ? "true" : "false", IFormattable x => x.ToString(null, CultureInfo.InvariantCulture), _ => v.ToString()! };
+        Agree(ModelOptions.NLayers, f.NLayers, "n_layers");
+        Agree(ModelOptions.DModel, f.DModel, "d_model");
+        Agree(ModelOptions.NHeads, f.NHeads, "n_heads");
+        Agree(ModelOptions.DHead, f.DHead, "d_head");
+        Agree(ModelOptions.DMlp, f.DMlp, "d_mlp");
+        Agree(ModelOptions.DVocab, f.DVocab, "d_vocab");
+        Agree(ModelOptions.AttnOnly, f.AttnOnly, "attn_only");
+        Agree(ModelOptions.Normalization, f.NormalizationType, "normalization_type");
+        Agree(ModelOptions.PositionalEmbedding, f.PositionalEmbeddingType, "positional_embedding_type");
+        // a float on the command line: compared at float precision
+        Agree(ModelOptions.InitializerRange, f.EffectiveInitRange, "initializer_range", (a, b) => (float)a.GetValueOrDefault() == (float)b.GetValueOrDefault());
+        string? theirTok = source.TokenizerJson != null ? Tokenizers.FromJson(source.TokenizerJson).Name : null;
+        if (o.Has(Tokenizer) && o.Get(Tokenizer) != theirTok)
+            throw new UsageError($"--tokenizer {o.Get(Tokenizer)} disagrees with '{from}', whose tokenizer is {theirTok ?? "none (token ids)"}: with --init-from the text is encoded with the checkpoint's; drop --tokenizer");
+        if (o.Has(ModelOptions.NCtx) && o.Get(ModelOptions.NCtx) > f.NCtx)
+            throw new UsageError($"--n-ctx {o.Get(ModelOptions.NCtx)} is longer than the n_ctx {f.NCtx} of '{from}': W_pos has no rows beyond it; give --n-ctx ≤ {f.NCtx} or leave it out");
+        bool tied = Trainer.HasTiedEmbeddings(source.Model);
+        if (o.Has(TieEmbeddings) && o.Get(TieEmbeddings) && !tied)
+            throw new UsageError($"--tie-embeddings: the W_U of '{from}' is not W_Eᵀ, so tying would change the model; drop --tie-embeddings (it trains untied)");
+        return opts with
+        {
+            InitFrom = from,
+            Model = f with { NCtx = o.Has(ModelOptions.NCtx) ? o.Get(ModelOptions.NCtx) : f.NCtx },
+            TieEmbeddings = o.Has(TieEmbeddings) ? o.Get(TieEmbeddings) : tied,
+        };
     }
 
     private static TrainOptions FromOptions(Options o) => new()

@@ -163,13 +163,17 @@ public sealed class RunFolder
 
     /// <summary>
     /// config.json: the run's settings with every default filled in: "train" the training settings, "model" the
-    /// model as built (its HookedTransformerConfig, every value stated), then the machine.
+    /// model as built (its HookedTransformerConfig, every value stated), for a fine-tuning run "init_from" (what F
+    /// was: InitSource), then the machine.
     /// </summary>
     public static string ConfigJson(Trainer t)
     {
         var c = t.Model.Config;
         var train = JsonNode.Parse(t.Options.ToJson())!.AsObject();
         train.Remove("model"); // as asked for, with unset values; "model" below is what they became
+        // a fine-tuning run's source (format, size, SHA-256) stands on its own at the top, beside what it made
+        var source = t.Options.InitSource is { } src ? JsonNode.Parse(src.ToJson()) : null;
+        train.Remove("init_source");
         var o = new JsonObject
         {
             ["train"] = train,
@@ -177,8 +181,9 @@ public sealed class RunFolder
             ["parameters"] = t.Model.ParameterCount,
             ["threads"] = Tensors.WorkerPool.Shared.Threads,
             ["data"] = t.Data.Describe(),
-            ["created"] = DateTimeOffset.Now.ToString("O", CultureInfo.InvariantCulture),
         };
+        if (source != null) o.Insert(2, "init_from", source);
+        o["created"] = DateTimeOffset.Now.ToString("O", CultureInfo.InvariantCulture);
         // relaxed escaping keeps "4–16" and "+00:00" readable in the file
         return o.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
     }

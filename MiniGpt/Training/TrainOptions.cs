@@ -44,6 +44,18 @@ public sealed record TrainOptions
     public string Out { get; init; } = "out/model.safetensors";
 
     /// <summary>
+    /// Fine-tuning (train --init-from F, nanoGPT's init_from): the checkpoint whose weights, shape and tokenizer the
+    /// run starts from (anything Checkpoint.Load reads); null for a run from random init. The optimizer, step,
+    /// schedule and data order still start fresh. A resumed run reads its own checkpoint, never F again.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? InitFrom { get; init; }
+
+    /// <summary>What F was when the run started (format, size, SHA-256): filled in by Trainer.Start.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public InitSource? InitSource { get; init; }
+
+    /// <summary>
     /// Fills the defaults that depend on the kind of data, here and nowhere else, so the saved options say
     /// what was used: the induction task trains an attention-only model with n_ctx 32 at lr 3e-3, files one
     /// with MLPs, n_ctx 128, lr 1e-3; min_lr is lr / 10.
@@ -71,6 +83,7 @@ public sealed record TrainOptions
         if (!(Beta2 >= 0 && Beta2 < 1)) throw new UserError($"--beta2 must be in [0, 1), got {Beta2}");
         if (!(GradClip >= 0)) throw new UserError($"--grad-clip must be ≥ 0 (0 turns clipping off), got {GradClip}");
         Tokenizers.CheckName(Tokenizer);
+        if (InitFrom is { Length: 0 }) throw new UserError("--init-from is empty: give a checkpoint (a .safetensors, a Hugging Face GPT-2 folder or llm.c's .bin)");
         // training builds LayerNorm with its parameters or none; LNPre exists only in a folded model
         if (Model.NormalizationType is not ("LN" or null)) throw new UserError($"--normalization must be LN or none, got '{Model.NormalizationType}'");
         if (Model.PositionalEmbeddingType is not ("standard" or "shortformer"))

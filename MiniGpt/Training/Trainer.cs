@@ -67,15 +67,70 @@ public sealed class Trainer
     /// <summary>Builds the data and a freshly initialised model from options (running the given kernels; null: Kernels.Default).</summary>
     public static Trainer Start(TrainOptions o, IKernels? kernels = null)
     {
+        // before Resolved, which would give n_ctx the data's default rather than F's
+        if (o.InitFrom != null) return StartFrom(o, Checkpoint.Load(o.InitFrom, kernels));
         o = o.Resolved();
         o.Validate();
-        var (data, tok, vocab) = LoadData(o);
+        var (data, tok, vocab) = LoadData(o, null);
         var cfg = ModelConfigFor(o, vocab);
         EnsureMemory(cfg, o);
         var model = GptModel.Create(cfg, o.Seed, kernels);
         var t = new Trainer(o, model, data, tok, new Rng(o.Seed ^ 0xDA7A_5EEDUL));
         if (o.TieEmbeddings) t.TieUnembed();
         return t;
+    }
+
+    /// <summary>
+    /// Fine-tuning (--init-from, nanoGPT's init_from): the run starts from <paramref name="from"/>'s weights, shape and
+    /// tokenizer (o.Model may only ask for a shorter n_ctx: W_pos keeps its first rows, as nanoGPT's crop_block_size),
+    /// with a fresh optimizer (zero moments), step 0, the schedule from its start and the data order of o.Seed.
+    /// With o.TieEmbeddings, F's W_U must already be W_Eᵀ (a GPT-2's is): tying another model would change it.
+    /// from is the loaded o.InitFrom (the caller may have loaded it already to check its options against it).
+    /// </summary>
+    public static Trainer StartFrom(TrainOptions o, Checkpoint.Loaded from)
+    {
+        string src = o.InitFrom ?? throw new ArgumentException("StartFrom needs o.InitFrom, the checkpoint's path", nameof(o));
+        var fc = from.Model.Config;
+        if (fc.NormalizationType == "LNPre")
+            throw new UserError($"'{o.InitFrom}' is a LayerNorm-folded model (LNPre), which training does not build: fine-tune the checkpoint it was folded from");
+        int nCtx = o.Model.NCtx == ModelConfig.Unset ? fc.NCtx : o.Model.NCtx;
+        if (nCtx > fc.NCtx)
+            throw new UserError($"n_ctx {nCtx} is longer than the {fc.NCtx} of '{o.InitFrom}': W_pos has no rows for positions beyond it; give --n-ctx ≤ {fc.NCtx} or leave it out");
+        var tok = from.TokenizerJson != null ? Tokenizers.FromJson(from.TokenizerJson) : null;
+        var cfg = fc with { NCtx = nCtx };
+        o = (o with
+        {
+            Model = cfg, Tokenizer = tok?.Name ?? o.Tokenizer,
+            InitSource = o.InitSource ?? InitSource.Of(src, from),
+        }).Resolved();
+        o.Validate();
+        if (o.TieEmbeddings && !HasTiedEmbeddings(from.Model))
+            throw new UserError($"'{o.InitFrom}' has a W_U that is not W_Eᵀ, so it cannot train tied without changing the model: leave out --tie-embeddings");
+        var (data, _, vocab) = LoadData(o, (tok, src));
+        if (vocab != fc.DVocab) throw new UserError($"'{o.Data}' gives d_vocab {vocab} but '{o.InitFrom}' has {fc.DVocab}: the data must use the checkpoint's token ids");
+        EnsureMemory(cfg, o);
+        var model = nCtx == fc.NCtx ? from.Model : Cropped(from.Model, cfg);
+        return new Trainer(o, model, data, tok, new Rng(o.Seed ^ 0xDA7A_5EEDUL));
+    }
+
+    /// <summary>The same model with a shorter context: every parameter copied, W_pos [n_ctx, d_model] its first rows.</summary>
+    private static GptModel Cropped(GptModel m, ModelConfig cfg)
+    {
+        var c = new GptModel(cfg, m.Kernels);
+        foreach (var t in c.Params.Tensors)
+            m.Params[t.Name].Span[..t.Span.Length].CopyTo(t.Span); // W_pos is row-major: its first n_ctx·d_model floats
+        return c;
+    }
+
+    /// <summary>Whether W_U [d_model, d_vocab] is exactly W_Eᵀ (W_E [d_vocab, d_model]), as in GPT-2, bit for bit.</summary>
+    public static bool HasTiedEmbeddings(GptModel m)
+    {
+        var c = m.Config;
+        var wE = m.Params["embed.W_E"].Span; var wU = m.Params["unembed.W_U"].Span;
+        for (int v = 0; v < c.DVocab; v++)
+            for (int d = 0; d < c.DModel; d++)
+                if (wU[d * c.DVocab + v] != wE[v * c.DModel + d]) return false;
+        return true;
     }
 
     /// <summary>
@@ -102,10 +157,15 @@ public sealed class Trainer
             throw new UserError($"this config needs about {bytes / (1 << 20):N0} MiB (parameters, gradients, Adam moments, activations) but {avail / (1 << 20):N0} MiB are available: reduce --batch-size, --n-ctx or the model size");
     }
 
-    private static (IBatchSource Data, ITokenizer? Tokenizer, int Vocab) LoadData(TrainOptions o)
+    /// <summary>
+    /// The run's batches, tokenizer and d_vocab. fixedTok: a fine-tuning run's tokenizer (its checkpoint's, null if it
+    /// has none) and that checkpoint's path for errors: text is encoded with it, a prepared folder must have been
+    /// prepared with it; null: the tokenizer comes from --tokenizer or the prepared folder.
+    /// </summary>
+    private static (IBatchSource Data, ITokenizer? Tokenizer, int Vocab) LoadData(TrainOptions o, (ITokenizer? Tok, string From)? fixedTok)
     {
         int T = o.Model.NCtx;
-        if (o.Tokenizer != "char" && (o.Data == "induction" || (TokenFile.IsTokenFile(o.Data) && PreparedFiles(o.Data) == null)))
+        if (fixedTok == null && o.Tokenizer != "char" && (o.Data == "induction" || (TokenFile.IsTokenFile(o.Data) && PreparedFiles(o.Data) == null)))
             throw new UserError($"--tokenizer {o.Tokenizer} applies to text: '{o.Data}' is {(o.Data == "induction" ? "the generated induction task" : "a bare token file")}; give a text file or a folder written by prepare");
         if (o.Data == "induction")
         {
@@ -116,7 +176,11 @@ public sealed class Trainer
         {
             // prepared by the prepare verb: the tokenizer comes from meta.json, the tokens stream from a memory map
             var ptok = Tokenizers.FromJson(meta.TokenizerJson);
-            if (o.Tokenizer != "char" && o.Tokenizer != ptok.Name)
+            if (fixedTok is (var ftok, string from) && (ftok == null || ftok.ToJson() != ptok.ToJson()))
+                throw new UserError(ftok == null
+                    ? $"'{trainBin}' was prepared with the {ptok.Name} tokenizer but '{from}' has no tokenizer: fine-tune it on token ids (a .bin with its d_vocab, or induction)"
+                    : $"'{trainBin}' was prepared with {(ptok.Name == ftok.Name ? $"a different {ptok.Name} vocabulary" : $"the {ptok.Name} tokenizer")} but '{from}' uses {ftok.Name}: prepare the text again with --tokenizer {ftok.Name}, or give the text itself");
+            if (fixedTok == null && o.Tokenizer != "char" && o.Tokenizer != ptok.Name)
                 throw new UserError($"'{trainBin}' was prepared with the {ptok.Name} tokenizer, not {o.Tokenizer}: drop --tokenizer or prepare the text again");
             int pv = FitVocab(ptok, o.Model.DVocab, trainBin);
             string valBin = o.Val ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(trainBin))!, "val.bin");
@@ -136,8 +200,10 @@ public sealed class Trainer
             var (tr, va) = o.Val != null ? (all, TokenFile.ReadBin(o.Val, vocab)) : Split(all);
             return (new TokenWindows(tr, va, o.Data, T), null, vocab);
         }
+        if (fixedTok is (null, string noTok))
+            throw new UserError($"'{noTok}' has no tokenizer to encode '{o.Data}' with (it was trained on token ids): fine-tune it on a .bin of its token ids or on induction");
         string text = TokenFile.ReadText(o.Data);
-        var tok = Tokenizers.Create(o.Tokenizer, text);
+        var tok = fixedTok?.Tok ?? Tokenizers.Create(o.Tokenizer, text);
         int v = FitVocab(tok, o.Model.DVocab, o.Data);
         var ids = tok.Encode(text, o.Data);
         var (train, val) = o.Val != null ? (ids, tok.Encode(TokenFile.ReadText(o.Val), o.Val)) : Split(ids);
@@ -195,6 +261,10 @@ public sealed class Trainer
 
     public float LastGradNorm { get; private set; }
 
+    /// <summary>The inputs and targets [B, T] of the last step (for tests that recompute it).</summary>
+    public ReadOnlySpan<int> LastInputs => _x;
+    public ReadOnlySpan<int> LastTargets => _y;
+
     // the training losses since the last log line, whose mean the next line shows: saved with the state so
     // that a run resumed between two log lines logs the same mean, bit for bit, as one never stopped
     private double _lossSum;
@@ -247,6 +317,11 @@ public sealed class Trainer
     public float LastLr { get; private set; }
 
     // Tied embeddings (nanoGPT's W_U = W_Eᵀ): one parameter, W_E, gets both gradients; W_U is its copy.
+    // W_E is used twice, x₀ = W_E[token] and logits = x·W_U = x·W_Eᵀ, so ∂L/∂W_E = gE + gUᵀ, the sum that the
+    // clip and AdamW then see as one tensor (W_U's own gradient is zeroed, so its moments stay 0, and the
+    // update it would get is overwritten by TieUnembed). A tied model has no unembedding bias, as GPT-2 and
+    // nanoGPT (lm_head bias=False): b_U's gradient is zeroed too, so b_U stays at its start (0) and the
+    // model keeps GPT-2's form (convert --to hf writes it).
     private void FoldTiedGradient()
     {
         var c = Model.Config;
@@ -254,6 +329,7 @@ public sealed class Trainer
         for (int v = 0; v < c.DVocab; v++)
             for (int d = 0; d < c.DModel; d++) gE[v * c.DModel + d] += gU[d * c.DVocab + v];
         gU.Clear();
+        Model.Grads["unembed.b_U"].Span.Clear();
     }
 
     private void TieUnembed()
@@ -334,7 +410,9 @@ public sealed class Trainer
         var tensors = Checkpoint.Tensors(Optimizer.M, "adam.m.");
         tensors.AddRange(Checkpoint.Tensors(Optimizer.V, "adam.v."));
         SafeTensorsFile.Write(statePath, tensors, stateMeta);
-        Checkpoint.Save(path, Model, TokenizerJson, new Dictionary<string, string> { ["step"] = step });
+        var weightsMeta = new Dictionary<string, string> { ["step"] = step };
+        if (Options.InitSource != null) weightsMeta["init_from"] = Options.InitSource.ToJson(); // where a fine-tuned model came from
+        Checkpoint.Save(path, Model, TokenizerJson, weightsMeta);
         LastSavedStep = Optimizer.Step;
     }
 
@@ -369,7 +447,9 @@ public sealed class Trainer
         var o = TrainOptions.FromJson(optJson);
         if (adjust != null) o = adjust(o);
         o.Validate();
-        var (data, tok, vocab) = LoadData(o);
+        // a fine-tuning run encodes its data with its checkpoint's tokenizer, which is F's: F itself is not read again
+        ITokenizer? own = loaded.TokenizerJson != null ? Tokenizers.FromJson(loaded.TokenizerJson) : null;
+        var (data, tok, vocab) = LoadData(o, o.InitFrom != null ? (own, o.InitFrom) : null);
         if (vocab != loaded.Model.Config.DVocab)
             throw new UserError($"cannot resume: the data now gives d_vocab {vocab} but the checkpoint has {loaded.Model.Config.DVocab}");
         if (tok != null && loaded.TokenizerJson != null && tok.ToJson() != loaded.TokenizerJson)
