@@ -28,13 +28,19 @@ public static class CircuitsVerb
         "evaluation batches, taken from the start of --data's windows as eval reads them (give the validation split, e.g. a prepared folder, for held-out text)", DefaultBatches)
         .Check(b => b is >= 1 and <= 10_000, "must be in [1, 10000]");
 
+    private static readonly Option<string> Ablate = Option.Text("ablate",
+        $"heads to zero-ablate one at a time: auto (every head up to {NotableHeads.AllUpTo}, else those with a role and each score's top {NotableHeads.TopPerScore}), all, none, or L.H pairs: 1.2,0.3",
+        "auto");
+    private static readonly Option<bool> AllHeads = Option.Flag("all-heads",
+        $"list every head in the summary table (a model with more than {NotableHeads.AllUpTo} heads lists its notable ones and counts the rest)");
+
     private static readonly Option<bool?> Patching = Option.OptionalFlag("patching",
         "add noising activation, attribution and path patching of the induction pairs to the report (about a second; the patch verb does the full set)");
 
     internal static Options Declare() =>
         new Options("circuits", "circuits: detects previous-token, duplicate-token and induction heads, reads the OV/QK circuits, composition, in-context\n" +
                                 "loss and head ablations of a checkpoint; prints a summary and writes circuits.json, PNG plots and report.html.",
-            SharedOptions.Checkpoint, Data, Out, Json, Heads, BatchSize, Batches, Patching, SharedOptions.Threads);
+            SharedOptions.Checkpoint, Data, Out, Json, Heads, Ablate, AllHeads, BatchSize, Batches, Patching, SharedOptions.Threads);
 
     public static int Run(string[] args, TextWriter stdout)
     {
@@ -45,6 +51,8 @@ public static class CircuitsVerb
         int? batchOption = o.Get(BatchSize);
         int batches = o.Get(Batches);
         var heads = o.Get(Heads) is { } hs ? ParseHeads(hs) : null;
+        string ablate = o.Get(Ablate);
+        var ablated = ablate is "auto" or "all" ? null : ablate == "none" ? [] : HeadPairs.Parse(ablate, "ablate", "1.2,0.3", " (or auto, all, none)");
         string? outOption = ReportFolder.Option(o.Get(Out));
         var clock = Stopwatch.StartNew();
 
@@ -52,12 +60,13 @@ public static class CircuitsVerb
         var c = loaded.Model.Config;
         if (c.NLayers > 0 && c.NCtx < 4)
             throw new UserError($"circuits scores heads on a sequence repeated twice, which needs n_ctx ≥ 4; '{ckpt}' has n_ctx {c.NCtx}");
-        if (heads != null)
+        foreach (var (name, list) in new[] { ("heads", heads), ("ablate", ablated) })
         {
-            if (c.NLayers == 0) throw new UserError($"--heads: '{ckpt}' is a zero-layer model and has no heads");
-            foreach (var (l, h) in heads)
+            if (list is not { Count: > 0 }) continue;
+            if (c.NLayers == 0) throw new UserError($"--{name}: '{ckpt}' is a zero-layer model and has no heads");
+            foreach (var (l, h) in list)
                 if (l >= c.NLayers || h >= c.NHeads)
-                    throw new UserError($"--heads: L{l}H{h} does not exist: the model has layers 0–{c.NLayers - 1} and heads 0–{c.NHeads - 1}");
+                    throw new UserError($"--{name}: L{l}H{h} does not exist: the model has layers 0–{c.NLayers - 1} and heads 0–{c.NHeads - 1}");
         }
         int batch = batchOption ?? DefaultBatchSize(c.NCtx);
         var data = LoadData(o.Get(Data), loaded, ckpt, batch, batches);
@@ -66,7 +75,8 @@ public static class CircuitsVerb
             throw new UserError($"--patching: circuits patches the induction pairs of a model without a tokenizer; for '{ckpt}' give the pairs to the patch verb");
         // checked (created, written to) before the analysis: an unwritable --out is reported now, not after it
         string dir = ReportFolder.Prepare(outOption ?? Checkpoint.Stem(ckpt) + ".circuits", out bool created);
-        try { Report(stdout, ckpt, loaded, data, new CircuitsOptions { AttentionHeads = heads }, dir, o.Get(Json), clock, patching: o.Get(Patching) ?? applies); }
+        var options = new CircuitsOptions { AttentionHeads = heads, AblatedHeads = ablated, AblateAll = ablate == "all" };
+        try { Report(stdout, ckpt, loaded, data, options, dir, o.Get(Json), clock, patching: o.Get(Patching) ?? applies, allHeads: o.Get(AllHeads)); }
         catch { ReportFolder.RemoveIfUnused(dir, created); throw; }
         return 0;
     }
@@ -83,7 +93,7 @@ public static class CircuitsVerb
     /// train --track-circuits calls this too, for the final model of a run folder.
     /// </summary>
     internal static void Report(TextWriter stdout, string ckpt, Checkpoint.Loaded loaded, EvalSet data, CircuitsOptions options,
-        string dir, bool json, Stopwatch clock, bool patching = false)
+        string dir, bool json, Stopwatch clock, bool patching = false, bool allHeads = false)
     {
         var (result, patched, written) = ProgressView.Run(stdout, "circuits", sink =>
         {
@@ -107,7 +117,7 @@ public static class CircuitsVerb
         if (json) stdout.WriteLine(written.Json);
         else
         {
-            stdout.Write(SummaryTable.Format(result));
+            stdout.Write(SummaryTable.Format(result, allHeads));
             if (patched != null) stdout.WriteLine(PatchSummary.Brief(patched, result.Text));
             stdout.WriteLine($"wrote {written.JsonPath}, {written.Plots} plots and {written.HtmlPath} in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
         }

@@ -47,6 +47,8 @@ public static class CircuitsJson
         }
 
         o["heads"] = Arr(r.Heads.Select(h => (JsonNode?)Head(h, r.ScoreSet)));
+        // the heads the summary table lists (all of them up to NotableHeads.AllUpTo; else those with a role and each score's top 3)
+        o["shown_heads"] = Arr(r.ShownHeads.Select(h => (JsonNode?)h.Name));
         if (r.Clean is { } cl)
             o["ablation"] = new JsonObject
             {
@@ -138,7 +140,7 @@ public static class CircuitsJson
         foreach (var s in scores) o[s.Name] = N(h.Score(s.Name));
         o["ov_eigenvalue_copying"] = N(h.OvCopying);
         o["qk_eigenvalue_score"] = N(h.QkEigenScore);
-        o["ablation"] = new JsonObject
+        o["ablation"] = !h.Ablation.Measured ? null : new JsonObject // null: not ablated (a wide model ablates its notable heads, --ablate)
         {
             ["losses"] = Losses(h.Ablation.Losses),
             ["repeat_factor"] = N(h.Ablation.RepeatFactor), ["data_factor"] = N(h.Ablation.DataFactor),

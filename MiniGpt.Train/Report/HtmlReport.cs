@@ -79,17 +79,34 @@ public static class HtmlReport
                 sb.Append($"<li><b>{E(score.DisplayName)}</b>: {E(score.Description)}" +
                     (score.Role is { } sr ? $"; gives the role {E(sr.Name)} at ≥ {sr.Threshold.ToString(CultureInfo.InvariantCulture)}" : "") + "</li>");
             sb.Append("</ul>\n<p class=\"notes\">OV-eig: eigenvalue copying score Re(Σλ)/Σ|λ| of W_E·W_V·W_O·W_U; QK-eig: the same for W_E·W_Q·W_Kᵀ·W_Eᵀ. " +
-                "Ablated: ratio of the repeated-half loss with the head's hook_z zeroed to the clean loss.</p>\n<table><tr><th class=\"l\">head</th><th class=\"l\">role(s)</th>" +
+                "Ablated: ratio of the repeated-half loss with the head's hook_z zeroed to the clean loss.</p>\n");
+            string header = "<table><tr><th class=\"l\">head</th><th class=\"l\">role(s)</th>" +
                 string.Concat(r.ScoreSet.Select(x => $"<th title=\"{E(x.Description)}\">{E(x.DisplayName)}</th>")) +
-                "<th>OV-eig</th><th>QK-eig</th><th>ablated ×</th></tr>\n");
-            foreach (var h in r.Heads)
+                "<th>OV-eig</th><th>QK-eig</th><th>ablated ×</th></tr>\n";
+            void HeadRows(IEnumerable<HeadReport> rows)
             {
-                string hr = string.Concat(h.Roles.Select(RoleTag));
-                sb.Append($"<tr{(h.Roles.Length > 0 ? " class=\"hit\"" : "")}><td class=\"l\"><b>{h.Name}</b></td><td class=\"l\">{hr}</td>" +
-                    string.Concat(r.ScoreSet.Select(x => $"<td>{F(h.Score(x.Name))}</td>")) +
-                    $"<td>{F(h.OvCopying, "+0.000;-0.000")}</td><td>{F(h.QkEigenScore, "+0.000;-0.000")}</td><td>{F(h.Ablation.RepeatFactor, "0.00")}×</td></tr>\n");
+                foreach (var h in rows)
+                {
+                    string hr = string.Concat(h.Roles.Select(RoleTag));
+                    sb.Append($"<tr{(h.Roles.Length > 0 ? " class=\"hit\"" : "")}><td class=\"l\"><b>{h.Name}</b></td><td class=\"l\">{hr}</td>" +
+                        string.Concat(r.ScoreSet.Select(x => $"<td>{F(h.Score(x.Name))}</td>")) +
+                        $"<td>{F(h.OvCopying, "+0.000;-0.000")}</td><td>{F(h.QkEigenScore, "+0.000;-0.000")}</td><td>{(h.Ablation.Measured ? F(h.Ablation.RepeatFactor, "0.00") + "×" : "–")}</td></tr>\n");
+                }
             }
+            var shown = r.ShownHeads;
+            sb.Append(header);
+            HeadRows(shown);
             sb.Append("</table>\n");
+            if (shown.Count < r.Heads.Count)
+            {
+                // a wide model: the notable heads above, maps of every score below, and every head folded away
+                sb.Append($"<p class=\"notes\">The {shown.Count} notable heads of {r.Heads.Count}: every head with a role and the top {NotableHeads.TopPerScore} of each score and of the ablation.</p>\n");
+                sb.Append("<div class=\"grid\">");
+                foreach (var p in Plots("heads_")) Img(p);
+                sb.Append($"</div>\n<details><summary>All {r.Heads.Count} heads</summary>\n").Append(header);
+                HeadRows(r.Heads);
+                sb.Append("</table>\n</details>\n");
+            }
         }
 
         // attention patterns
@@ -106,7 +123,8 @@ public static class HtmlReport
             sb.Append("<h2 id=\"eigenvalues\">Eigenvalues of the OV and QK circuits</h2>\n<p class=\"notes\">Positive real eigenvalues: the circuit maps a token to itself " +
                 "(OV: the head copies what it attends to; QK: a token attends to itself). Elhage et al. 2021, “Detecting copying behaviour”. " +
                 "Dots: the OV circuit W_E·W_V·W_O·W_U; triangles: the token QK circuit W_E·W_Q·W_Kᵀ·W_Eᵀ; each set divided by its largest |λ|; " +
-                "the title gives each set's eigenvalue score Re(Σλ)/Σ|λ|.</p>\n<div class=\"grid\">");
+                "the title gives each set's eigenvalue score Re(Σλ)/Σ|λ|" +
+                (r.ShownHeads.Count < r.Heads.Count ? $"; drawn for the {r.ShownHeads.Count} notable heads (the maps under Heads give every head's score)" : "") + ".</p>\n<div class=\"grid\">");
             foreach (var p in Plots("eigenvalues_")) Img(p, "small");
             sb.Append("</div>\n");
         }
@@ -131,8 +149,9 @@ public static class HtmlReport
                 (pred ? "<th>predictable positions</th><th>×</th>" : "") + "</tr>\n");
             sb.Append($"<tr><td class=\"l\"><i>clean</i></td><td>{F(clean.Repeat, "0.0000")}</td><td></td><td></td><td>{F(clean.Data, "0.0000")}</td><td></td>" +
                 (pred ? $"<td>{F(clean.DataRepeat!.Value, "0.0000")}</td><td></td>" : "") + "</tr>\n");
-            double maxF = r.Heads.Max(h => h.Ablation.RepeatFactor);
-            foreach (var h in r.Heads.OrderByDescending(h => h.Ablation.RepeatFactor))
+            var measured = r.Heads.Where(h => h.Ablation.Measured).OrderByDescending(h => h.Ablation.RepeatFactor).ToList();
+            double maxF = measured.Count > 0 ? measured.Max(h => h.Ablation.RepeatFactor) : 0;
+            foreach (var h in measured)
             {
                 var ab = h.Ablation;
                 int w = maxF > 0 && double.IsFinite(ab.RepeatFactor) ? (int)(120 * ab.RepeatFactor / maxF) : 0;

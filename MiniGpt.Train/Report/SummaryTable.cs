@@ -6,7 +6,8 @@ namespace MiniGpt.Train.Report;
 /// <summary>The text summary the circuits verb prints: one line per head, then the headline findings.</summary>
 public static class SummaryTable
 {
-    public static string Format(CircuitsResult r)
+    /// <param name="allHeads">one line for every head; otherwise a model with more than NotableHeads.AllUpTo heads lists its notable ones and counts the rest.</param>
+    public static string Format(CircuitsResult r, bool allHeads = false)
     {
         var sb = new StringBuilder();
         var c = r.Config;
@@ -20,12 +21,15 @@ public static class SummaryTable
             // a column per registered score: its header, at least 7 wide, values right-aligned with two spaces after
             var columns = r.ScoreSet.Select(s => (Score: s, Width: Math.Max(7, s.Header.Length + 1))).ToList();
             sb.AppendLine("head  role                         " + string.Concat(columns.Select(c => c.Score.Header.PadRight(c.Width))) + "OV-eig  ablated repeat loss");
-            foreach (var h in r.Heads)
+            var shown = allHeads ? r.Heads : r.ShownHeads;
+            foreach (var h in shown)
             {
                 string role = h.Roles.Length > 0 ? string.Join(", ", h.Roles) : "-";
                 sb.AppendLine($"{h.Name,-5} {role,-28} " + string.Concat(columns.Select(c => h.Score(c.Score.Name).ToString("0.000").PadLeft(c.Width - 2) + "  ")) +
-                    $"{h.OvCopying,6:+0.000;-0.000}  {h.Ablation.RepeatFactor,6:0.00}×");
+                    $"{h.OvCopying,6:+0.000;-0.000}  " + (h.Ablation.Measured ? $"{h.Ablation.RepeatFactor,6:0.00}×" : "     –"));
             }
+            if (shown.Count < r.Heads.Count)
+                sb.AppendLine($"… and {r.Heads.Count - shown.Count} more heads without a role or a top-{NotableHeads.TopPerScore} score: every head is in circuits.json and report.html (--all-heads lists them here)");
             sb.AppendLine();
             foreach (var score in r.ScoreSet.RoleScores)
             {

@@ -51,8 +51,11 @@ public static class TrainingScoresPlot
         return PlotImage.Render(plot, 760, 440);
     }
 
-    /// <summary>Every head's value of one score per evaluation, one line per head (evaluations whose line lacks the score are left out).</summary>
-    public static byte[] PerHead(IReadOnlyList<CircuitsLogEntry> log, HeadScore score)
+    /// <summary>
+    /// Every head's value of one score per evaluation, one line per head (evaluations whose line lacks the score are
+    /// left out); with <paramref name="only"/>, just those heads (a 144-head legend is no legend).
+    /// </summary>
+    public static byte[] PerHead(IReadOnlyList<CircuitsLogEntry> log, HeadScore score, IReadOnlyCollection<(int Layer, int Head)>? only = null)
     {
         using var plot = new Plot();
         string name = score.DisplayName;
@@ -62,11 +65,13 @@ public static class TrainingScoresPlot
         var palette = new ScottPlot.Palettes.Category10();
         int k = 0;
         for (int l = 0; l < first.Length; l++)
-            for (int h = 0; h < first[l].Length; h++, k++)
+            for (int h = 0; h < first[l].Length; h++)
             {
+                if (only != null && !only.Contains((l, h))) continue;
+                k++;
                 int ll = l, hh = h;
                 var ys = entries.Select(e => { var g = e.Scores[score.Name]; return ll < g.Length && hh < g[ll].Length ? g[ll][hh] : double.NaN; }).ToArray();
-                var s = plot.Add.Scatter(steps, ys, palette.GetColor(k));
+                var s = plot.Add.Scatter(steps, ys, palette.GetColor(k - 1));
                 s.LineWidth = 2; s.MarkerSize = 4;
                 if (l > 0) s.LinePattern = LinePattern.Dashed; // layer 0 solid, later layers dashed
                 s.LegendText = $"L{l}H{h}";
@@ -74,7 +79,7 @@ public static class TrainingScoresPlot
         plot.Axes.SetLimitsY(0, 1.05);
         plot.Axes.Left.Label.Text = $"{name} score";
         plot.Axes.Bottom.Label.Text = "training step";
-        plot.Title($"{Capitalised(name)} score of every head over training", 13);
+        plot.Title($"{Capitalised(name)} score of {(only == null ? "every head" : $"{only.Count} notable heads")} over training", 13);
         plot.ShowLegend(Edge.Right);
         return PlotImage.Render(plot, 760, 400);
     }

@@ -53,7 +53,15 @@ public static class CircuitsAnalysis
         stage?.Invoke("head scores");
         HeadScores? scores = c.NLayers > 0 ? HeadScores.Compute(model, batch: Math.Clamp(512 / c.NCtx, 8, 16), scores: set) : null;
         stage?.Invoke("head ablations");
-        var (clean, ablations) = c.NLayers > 0 ? HeadAblation.Run(model, data) : (null, new List<HeadAblationResult>());
+        int nHeads = c.NLayers * c.NHeads;
+        IReadOnlyCollection<(int, int)>? ablated = options.AblateAll ? null
+            : options.AblatedHeads ?? (NotableHeads.ShowsAll(nHeads) || scores == null ? null : NotableHeads.Of(scores));
+        if (ablated != null && ablated.Count < nHeads)
+            notes.Add(options.AblatedHeads != null
+                ? $"{ablated.Count} of {nHeads} heads were ablated one at a time, as asked (--ablate); the others read –"
+                : $"{ablated.Count} of the {nHeads} heads were ablated one at a time: those with a role and each score's top {NotableHeads.TopPerScore} " +
+                  $"(a forward pass over the data per head; --ablate all does every head); the others read –");
+        var (clean, ablations) = c.NLayers > 0 ? HeadAblation.Run(model, data, ablated) : (null, new List<HeadAblationResult>());
         var heads = new List<HeadReport>();
         WeightCircuits? wc = c.NLayers > 0 ? new WeightCircuits(circuitsModel) : null;
         for (int l = 0; l < c.NLayers; l++)

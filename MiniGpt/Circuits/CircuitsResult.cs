@@ -38,6 +38,22 @@ public sealed class CircuitsResult
     public AttentionExample? Attention { get; init; }
     public double Seconds { get; set; }
 
+    /// <summary>
+    /// The heads a summary shows: all of them up to <see cref="NotableHeads.AllUpTo"/>, else the notable ones (a role,
+    /// a score's top 3, then the largest ablation effects), in layer, head order.
+    /// </summary>
+    public IReadOnlyList<HeadReport> ShownHeads
+    {
+        get
+        {
+            if (NotableHeads.ShowsAll(Heads.Count)) return Heads;
+            var byAblation = Heads.Where(h => h.Ablation.Measured).OrderByDescending(h => h.Ablation.RepeatFactor).Take(NotableHeads.TopPerScore).Select(h => (h.Layer, h.Head));
+            var pick = NotableHeads.Pick(Config.NLayers, Config.NHeads, ScoreSet, (s, l, h) => Heads[l * Config.NHeads + h].Score(s),
+                (l, h) => Heads[l * Config.NHeads + h].Roles, byAblation);
+            return pick.Select(x => Heads[x.Layer * Config.NHeads + x.Head]).ToList();
+        }
+    }
+
     /// <summary>The heads that have the role <paramref name="score"/> gives, strongest first.</summary>
     public IEnumerable<HeadReport> WithRole(HeadScore score) =>
         score.Role is { } role ? Heads.Where(h => h.Roles.Contains(role.Name)).OrderByDescending(h => h.Score(score.Name)) : [];

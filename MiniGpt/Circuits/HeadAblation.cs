@@ -11,6 +11,8 @@ public sealed record AblationLosses(double Repeat, double Data, double? DataRepe
 public sealed record HeadAblationResult(int Layer, int Head, AblationLosses Losses, AblationLosses Clean)
 {
     public string Name => $"L{Layer}H{Head}";
+    /// <summary>False for a head the run did not ablate (its losses and factors are NaN).</summary>
+    public bool Measured => !double.IsNaN(Losses.Repeat);
     public double RepeatFactor => Losses.Repeat / Clean.Repeat;
     public double DataFactor => Losses.Data / Clean.Data;
     public double? DataRepeatFactor => Losses.DataRepeat / Clean.DataRepeat;
@@ -40,14 +42,16 @@ public static class HeadAblation
     /// <summary>The probe's seed, its own (not the head scores' 1), so the ablation is not measured on the sequences the heads were picked on.</summary>
     public const ulong ProbeSeed = 7;
 
-    public static (AblationLosses Clean, List<HeadAblationResult> Heads) Run(GptModel model, EvalSet data)
+    /// <summary>The clean losses and every head's, [layer·H + head]; with <paramref name="only"/>, only those heads are ablated and the rest read NaN.</summary>
+    public static (AblationLosses Clean, List<HeadAblationResult> Heads) Run(GptModel model, EvalSet data, IReadOnlyCollection<(int Layer, int Head)>? only = null)
     {
         var c = model.Config;
         var clean = Measure(model, data, []);
+        var skipped = new AblationLosses(double.NaN, double.NaN, null);
         var heads = new List<HeadAblationResult>();
         for (int l = 0; l < c.NLayers; l++)
             for (int h = 0; h < c.NHeads; h++)
-                heads.Add(new HeadAblationResult(l, h, Measure(model, data, [(l, h)]), clean));
+                heads.Add(new HeadAblationResult(l, h, only == null || only.Contains((l, h)) ? Measure(model, data, [(l, h)]) : skipped, clean));
         return (clean, heads);
     }
 
