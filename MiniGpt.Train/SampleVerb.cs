@@ -1,6 +1,8 @@
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 using MiniGpt.Checkpoints;
 using MiniGpt.Data;
+using MiniGpt.Generation;
 
 namespace MiniGpt.Train;
 
@@ -13,10 +15,15 @@ public static class SampleVerb
         .Check(t => t >= 0, "must be ≥ 0");
     private static readonly Option<int> TopK = Option.Int("top-k", "sample only among the k most likely tokens (0 = all)", 0).Check(k => k >= 0, "must be ≥ 0");
     private static readonly Option<ulong> Seed = Option.ULong("seed", "sampling seed", 1337);
+    private static readonly Option<bool> NoCache = Option.Flag("no-cache", "run a forward pass over the whole window for every token (no key/value cache)");
+    // checked in Run, so that --help's promise (any text parses) holds
+    private static readonly Option<string> Slide = Option.Text("slide",
+        "past n_ctx: exact (nanoGPT's window, a whole-window pass per token) or half (re-prefill the last n_ctx/2 tokens once per n_ctx/2; not nanoGPT's logits)",
+        "exact");
 
     internal static Options Declare() =>
-        new Options("sample", "sample: generates tokens from a checkpoint, one at a time, from a prompt.",
-            CheckpointPath, Prompt, Tokens, Temperature, TopK, Seed, SharedOptions.Threads);
+        new Options("sample", "sample: generates tokens from a checkpoint, one at a time, from a prompt (with a key/value cache unless --no-cache).",
+            CheckpointPath, Prompt, Tokens, Temperature, TopK, Seed, NoCache, Slide, SharedOptions.Threads);
 
     public static int Run(string[] args, TextWriter stdout)
     {
@@ -28,13 +35,21 @@ public static class SampleVerb
         float temperature = o.Get(Temperature);
         int topK = o.Get(TopK);
         var rng = new Rng(o.Get(Seed));
+        var slide = o.Get(Slide).ToLowerInvariant() switch
+        {
+            "exact" => SlidePolicy.Exact,
+            "half" => SlidePolicy.Half,
+            var v => throw new UsageError($"--slide '{v}' is not a policy: use exact (nanoGPT's window) or half"),
+        };
+        bool cached = !o.Get(NoCache);
+        if (!cached && slide != SlidePolicy.Exact) throw new UsageError("--slide half needs the cache: drop --no-cache, or --slide");
 
         var loaded = Checkpoint.Load(ckpt);
         if (loaded.TokenizerJson == null)
             throw new UserError($"'{ckpt}' has no tokenizer, so its tokens cannot be shown as text: sample from a checkpoint trained on text");
         var tok = Tokenizers.FromJson(loaded.TokenizerJson);
         var model = loaded.Model;
-        int V = model.Config.DVocab, ctx = model.Config.NCtx;
+        int V = model.Config.DVocab;
         string prompt = o.Get(Prompt);
         var ids = new List<int>(tok.Encode(prompt, "--prompt"));
         if (ids.Count == 0) throw new UsageError("--prompt is empty: give at least one character");
@@ -44,14 +59,14 @@ public static class SampleVerb
         stdout.Write(prompt);
         var probs = new float[V];
         var order = new int[V];
+        // the next-token logits of the last min(tokens so far, n_ctx) tokens (see Generator), cached or not
+        var gen = new Generator(model, cached, slide);
+        var logits = n > 0 ? gen.Prefill(CollectionsMarshal.AsSpan(ids)) : default;
         for (int i = 0; i < n; i++)
         {
-            int T = Math.Min(ids.Count, ctx);
-            var window = ids.GetRange(ids.Count - T, T).ToArray();
-            model.Forward(window, ReadOnlySpan<int>.Empty, 1, T);
-            var logits = model.Logits.Slice((T - 1) * V, V);
             int next = Pick(logits, temperature, topK, ref rng, probs, order);
             ids.Add(next);
+            if (i + 1 < n) logits = gen.Append(next);
             // a byte-level token may end inside a character: print only what decodes whole so far
             string text = Generated(tok, ids, promptTokens, final: i == n - 1);
             if (text.Length > shown.Length && text.StartsWith(shown.ToString(), StringComparison.Ordinal))

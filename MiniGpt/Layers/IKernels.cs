@@ -66,6 +66,12 @@ public interface IKernels
     void HeadsBackward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> pattern, ReadOnlySpan<float> dz,
         Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores, int B, int T, int H, int dh, HeadStages stages);
 
+    /// <summary>
+    /// y = x·W[g] + b for one position and G matrices W [G, I, O] at once (<see cref="Generation.Gemv"/>): the
+    /// matrix-vector products of cached decoding, each weight read once per token.
+    /// </summary>
+    void Gemv(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int G, int I, int O);
+
     /// <summary>One AdamW step over the flat parameter buffer p and its gradient and moments (same layout), segment by segment.</summary>
     void AdamW(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, ReadOnlySpan<ParamSegment> segments, in AdamWStep step);
 }

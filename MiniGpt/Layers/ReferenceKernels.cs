@@ -51,6 +51,9 @@ public sealed class ReferenceKernels : IKernels
         Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores, int B, int T, int H, int dh, HeadStages stages) =>
         Attention.HeadsBackwardReference(q, k, v, pattern, dz, dq, dk, dv, dPattern, dScores, B, T, H, dh, stages);
 
+    public void Gemv(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int G, int I, int O) =>
+        Generation.Gemv.Reference(x, w, b, y, G, I, O);
+
     public void AdamW(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, ReadOnlySpan<ParamSegment> segments, in AdamWStep step) =>
         Training.AdamW.UpdateReference(p, g, m, v, segments, step);
 }
