@@ -22,7 +22,14 @@ public sealed class GptModel
     public IKernels Kernels { get; }
 
     public Arena Params { get; }
-    public Arena Grads { get; }
+    /// <summary>
+    /// Gradients, laid out as <see cref="Params"/>; made on first use (ZeroGrad, Backward, a training run), so a model
+    /// that only runs forward (eval, sample, circuits of GPT-2 small) does not hold a second copy of its weights.
+    /// </summary>
+    public Arena Grads => _grads ??= ParameterLayout.Declare(Config).Build();
+    private Arena? _grads;
+    private ModelParams G => _gViews ??= ModelParams.From(Grads, Config);
+    private ModelParams? _gViews;
     public Activations? Cache { get; private set; }
 
     /// <summary>Forward and backward hooks by TransformerLens hook name (see <see cref="HookNames"/>).</summary>
@@ -37,7 +44,7 @@ public sealed class GptModel
     /// <summary>The block a hook point belongs to, −1 outside the blocks (hook_embed, ln_final.hook_normalized, …).</summary>
     public int HookLayerOf(string name) => _points.IndexOf(name) is int i and >= 0 ? _points.LayerOf(i) : -1;
 
-    private readonly ModelParams _p, _g;
+    private readonly ModelParams _p;
     private readonly HookPoints _points;
     private readonly LayerHooks[] _layerHooks;
     private readonly HookViews _forwardViews, _backwardViews;
@@ -58,9 +65,7 @@ public sealed class GptModel
         Config = config.Validate();
         Kernels = kernels ?? Layers.Kernels.Default;
         Params = ParameterLayout.Declare(config).Build();
-        Grads = ParameterLayout.Declare(config).Build();
         _p = ModelParams.From(Params, config);
-        _g = ModelParams.From(Grads, config);
         _points = new HookPoints(config);
         Hooks = new HookRegistry(_points);
         _forwardViews = new HookViews(_points, config);
@@ -234,14 +239,14 @@ public sealed class GptModel
         FireBackward(_points.Logits, a.DLogits);
         var resid = a.FinalResid.Span[..ND];
         ReadOnlySpan<float> xf = c.HasLayerNorm ? a.LnFinalOut!.Span[..ND] : resid;
-        Linear.Backward(k, xf, _p.WU.Span, dLogits, dLn, _g.WU.Span, _g.BU.Span, N, D, V, accumulateDx: false);
+        Linear.Backward(k, xf, _p.WU.Span, dLogits, dLn, G.WU.Span, G.BU.Span, N, D, V, accumulateDx: false);
         // x_f = ln_final(resid)
         if (c.HasLayerNorm)
         {
             FireBackward(_points.LnFinal, a.DLn);
             dResid.Clear();
             k.LayerNormBackward(resid, Sp(_p.LnFinalW), a.LnFinalMean!.Span, a.LnFinalRstd!.Span, dLn, dResid,
-                Sp(_g.LnFinalW), Sp(_g.LnFinalB), xhat, g, N, D);
+                Sp(G.LnFinalW), Sp(G.LnFinalB), xhat, g, N, D);
         }
         else dLn.CopyTo(dResid);
         // shortformer: d hook_pos_embed = Σ over the blocks of d x_qk (x_qk = ln1(x) + pos in every block)
@@ -250,7 +255,7 @@ public sealed class GptModel
         for (int l = c.NLayers - 1; l >= 0; l--)
         {
             var w = _p.Blocks[l];
-            var gw = _g.Blocks[l];
+            var gw = G.Blocks[l];
             var x = a.Blocks[l];
             var at = _points.Blocks[l];
             FireBackward(at.ResidPost, a.DResid);
@@ -308,7 +313,7 @@ public sealed class GptModel
             dPos = a.DPosEmbed.Span[..ND];
         }
         else if (Hooks.HasBackward(_points.PosEmbed)) dPos = BranchGradient(_points.PosEmbed, a.DResid, a.DPosEmbed);
-        Embedding.Backward(a.Tokens.AsSpan(0, N), dEmbed, dPos, _g.WE.Span, _g.WPos.Span, B, T, D);
+        Embedding.Backward(a.Tokens.AsSpan(0, N), dEmbed, dPos, G.WE.Span, G.WPos.Span, B, T, D);
     }
 
     /// <summary>x_ln = LayerNorm(x) into output (firing its hook point), or x itself for a model without LayerNorm.</summary>
