@@ -12,7 +12,8 @@ public static class EvalVerb
     private static readonly Option<string> Data = Option.Required("data",
         "UTF-8 text (needs the checkpoint's tokenizer), a .bin of uint16 tokens, a folder written by prepare (its val.bin), or 'induction' (a default train run's validation windows; also prints the loss on the predictable positions)", "D");
     private static readonly Option<string?> Grads = Option.OptionalText("grads", "also write d(mean loss)/d(parameter) here, as safetensors with the parameters' names", "none");
-    private static readonly Option<int> BatchSize = Option.Int("batch-size", "windows per forward pass (does not change the result)", 8).Check(b => b > 0, "must be > 0");
+    private static readonly Option<int?> BatchSize = Option.Of<int?>("batch-size", "windows per forward pass (does not change the result)", null,
+        "8, halved until the activations fit a quarter of free memory", (n, v) => Option.ParseInt(n, v)).Check(b => b is null or > 0, "must be > 0");
     private static readonly Option<bool> Json = Option.Flag("json", "print one JSON object (loss, windows, tokens, bits_per_token) instead of text");
 
     internal static Options Declare() =>
@@ -27,11 +28,12 @@ public static class EvalVerb
         Cli.ApplyThreads(o);
         string ckpt = o.Get(SharedOptions.Checkpoint);
         string data = o.Get(Data);
-        int batch = o.Get(BatchSize);
+        int? batchOption = o.Get(BatchSize);
         string? gradsPath = o.Get(Grads);
 
         var loaded = Checkpoint.Load(ckpt);
         var model = loaded.Model;
+        int batch = batchOption ?? EvalData.FittingBatch(model.Config, 8);
         var set = EvalData.Open(data, loaded, batch);
         var e = ProgressView.Run(stdout, "eval", sink => Evaluator.Run(model, set.Batches, gradients: gradsPath != null,
             progress: (done, total) => { if (sink.WantsStatus) sink.Report(done, total, $"batch {done}/{total}"); }));

@@ -27,6 +27,19 @@ public static class EvalData
         }
     }
 
+    /// <summary>
+    /// The largest batch ≤ wanted whose activations (forward and backward scratch, Activations.EstimateFloats) fit in one
+    /// .NET array and a quarter of the memory available, at least 1: 8 windows of a 1,024-context GPT-2 small would need
+    /// 19 GB and 4.2 G floats in one buffer, which .NET cannot allocate.
+    /// </summary>
+    public static int FittingBatch(MiniGpt.Model.ModelConfig c, int wanted)
+    {
+        long budget = Math.Min(Array.MaxLength, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4 / sizeof(float));
+        int b = Math.Max(1, wanted);
+        while (b > 1 && MiniGpt.Model.Activations.EstimateFloats(c, b) > budget) b /= 2;
+        return b;
+    }
+
     public static EvalSet Open(string data, Checkpoint.Loaded loaded, int batchSize, int maxBatches = int.MaxValue)
     {
         if (batchSize < 1) throw new ArgumentException($"batchSize must be ≥ 1, got {batchSize}");
