@@ -1,5 +1,6 @@
 using System.Numerics;
 using MiniGpt.Circuits;
+using MiniGpt.Layers;
 using MiniGpt.Model;
 using Xunit;
 
@@ -293,6 +294,41 @@ public class WeightCircuitTests
         NLayers = layers, DModel = 16, NHeads = heads, DHead = 5, DMlp = 20, NCtx = 7, DVocab = 13,
         AttnOnly = attnOnly, NormalizationType = norm, InitRange = 0.4,
     };
+
+    /// <summary>
+    /// The d_vocab-sized circuits read through the d_model × d_model Gram matrices (the path GPT-2 small takes) have the
+    /// spectra of the factored products: singular values and eigenvalues within float round-off of the Gram products,
+    /// for both kernel sets, on a model where the vocabulary outnumbers d_model (so the circuits are rank-deficient).
+    /// </summary>
+    [Theory]
+    [InlineData("fast")]
+    [InlineData("reference")]
+    public void SpectraThroughGramMatricesEqualTheFactoredOnes(string kernels)
+    {
+        var c = SmallConfig(2, attnOnly: false, "LN") with { DVocab = 37 };
+        var wc = new WeightCircuits(GptModel.Create(c, 9, Kernels.Named(kernels)));
+        Assert.False(wc.ViaGrams); // small: HeadSpectra takes the direct way unless told
+        for (int l = 0; l < c.NLayers; l++)
+            for (int h = 0; h < c.NHeads; h++)
+            {
+                var direct = wc.HeadSpectra(l, h, viaGrams: false);
+                var grams = wc.HeadSpectra(l, h, viaGrams: true);
+                foreach (string name in new[] { "token_qk", "ov" })
+                {
+                    var a = direct.Single(x => x.Name == name);
+                    var b = grams.Single(x => x.Name == name);
+                    Assert.Equal((a.Rows, a.Cols, a.SingularValues.Length, a.Eigenvalues.Length), (b.Rows, b.Cols, b.SingularValues.Length, b.Eigenvalues.Length));
+                    double s1 = a.SingularValues[0], l1 = a.Eigenvalues[0].Magnitude;
+                    for (int i = 0; i < a.SingularValues.Length; i++)
+                        Assert.True(Math.Abs(a.SingularValues[i] - b.SingularValues[i]) <= 1e-5 * s1, $"L{l}H{h} {name} σ{i}: {a.SingularValues[i]} vs {b.SingularValues[i]}");
+                    for (int i = 0; i < a.Eigenvalues.Length; i++)
+                        Assert.True((a.Eigenvalues[i] - b.Eigenvalues[i]).Magnitude <= 1e-5 * l1, $"L{l}H{h} {name} λ{i}: {a.Eigenvalues[i]} vs {b.Eigenvalues[i]}");
+                    Assert.Equal(a.EigenvalueScore, b.EigenvalueScore, 5);
+                }
+                // the shared spectra are computed the same way on both paths
+                Assert.Equal(direct.Single(x => x.Name == "W_QK").SingularValues, grams.Single(x => x.Name == "W_QK").SingularValues);
+            }
+    }
 
     private static void Fill(GptModel m, string name, ref Rng rng, double mean, double std)
     {

@@ -48,6 +48,15 @@ public static class CircuitsAnalysis
             }
         }
 
+        // one activation buffer for every pass below (the probes and the data windows), made before the first of them
+        if (c.NLayers > 0)
+        {
+            int probeT = 2 * HeadProbe.HalfFor(c.NCtx), probeB = Math.Max(HeadAblation.ProbeBatchFor(c.NCtx), Math.Clamp(512 / c.NCtx, 8, 16));
+            long capRows = (long)probeB * probeT, capPairs = capRows * probeT;
+            foreach (var b in data.Batches) { capRows = Math.Max(capRows, b.Inputs.Length); capPairs = Math.Max(capPairs, (long)b.Inputs.Length * data.SeqLen); }
+            model.EnsureCapacity((int)capRows, capPairs);
+        }
+
         // about 512 tokens of repeated sequences (16 at n_ctx 32, HeadScores' default; 8 at n_ctx ≥ 64): the copying score's
         // per-position unembedding makes this the costliest score for wide vocabularies
         stage?.Invoke("head scores");

@@ -113,13 +113,34 @@ public sealed class GptModel
         if (seqLen <= 0) seqLen = Config.NCtx;
         if (Cache == null || !Cache.Fits(batch, seqLen))
         {
-            long rows = (long)batch * seqLen, pairs = rows * seqLen;
+            long rows = (long)batch * seqLen;
             if (rows > Array.MaxLength) throw new UserError($"a pass of {batch} × {seqLen} tokens is more than .NET can hold: use a smaller batch");
-            Cache = new Activations(Config, (int)Math.Max(rows, Cache?.RowCapacity ?? 0), Math.Max(pairs, Cache?.AttentionCapacity ?? 0));
+            EnsureCapacity((int)rows, rows * seqLen);
+        }
+        return Cache!;
+    }
+
+    /// <summary>
+    /// Makes sure activations hold passes of up to rows token rows (B·T) and pairs query–key pairs per head (B·T²), so a
+    /// caller that knows its passes' shapes (circuits: a probe of 8 × 256 tokens and data windows of 1 × 1,024) allocates
+    /// once instead of growing. A buffer it replaces is collected before the new one is made: for GPT-2 small each is
+    /// gigabytes, and two alive at once would double the peak.
+    /// </summary>
+    public Activations EnsureCapacity(int rows, long pairs)
+    {
+        if (Cache != null && rows <= Cache.RowCapacity && pairs <= Cache.AttentionCapacity) return Cache;
+        rows = Math.Max(rows, Cache?.RowCapacity ?? 0);
+        pairs = Math.Max(pairs, Cache?.AttentionCapacity ?? 0);
+        if (Cache != null)
+        {
+            bool large = Cache.Acts.Buffer.LongLength + Cache.Scratch.Buffer.LongLength > 1L << 26; // 256 MB
+            Cache = null;
             Array.Clear(_results);
             Array.Clear(_keptPatterns);
             _dResults = _resultScratch = _dPattern = _dScores = null;
+            if (large) GC.Collect();
         }
+        Cache = new Activations(Config, rows, pairs);
         return Cache;
     }
 
