@@ -6,7 +6,8 @@ namespace MiniGpt.Train.Report;
 /// <summary>
 /// One value per head as a [layer × head] heatmap (layer 0 at the top), the way TransformerLens's demos show
 /// GPT-2 small's 144 induction scores: a wide model's scores at a glance, where a table would run to pages.
-/// Scores in [0, 1] use a sequential scale from 0 to the largest; signed ones (eigenvalue scores, log ratios)
+/// Scores in [0, 1] use a fixed sequential scale from 0 to 1 (so a map of 0.02s reads as near nothing, and two
+/// models' maps compare); other unsigned values one from 0 to the largest; signed ones (eigenvalue scores, log ratios)
 /// a diverging scale centred on 0. NaN cells (not measured) are grey; small grids are annotated.
 /// </summary>
 public static class HeadGridPlot
@@ -22,6 +23,7 @@ public static class HeadGridPlot
                 grid[l, h] = v;
                 if (double.IsFinite(v)) max = Math.Max(max, Math.Abs(v));
             }
+        if (!signed && values.Where(double.IsFinite).All(v => v is >= 0 and <= 1)) max = 1;
         if (!(max > 0)) max = 1;
         if (!values.Any(double.IsFinite)) { Array.Clear(grid); title += " (no values)"; }
 
