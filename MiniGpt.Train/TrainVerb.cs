@@ -109,7 +109,8 @@ public static class TrainVerb
                 run = RunFolder.Plan(o.Get(Name), opts.Data, overwrite, o.Get(RunsDir));
                 opts = opts with { Out = run.Checkpoint };
             }
-            trainer = source != null ? Trainer.StartFrom(opts, source) : Trainer.Start(opts);
+            // StartFrom gets the only reference to the source, so a cropped copy lets it go before the optimizer's arrays
+            trainer = source != null ? Trainer.StartFrom(opts, Interlocked.Exchange(ref source, null)) : Trainer.Start(opts);
             run?.Begin(trainer);
         }
 

@@ -85,7 +85,8 @@ public sealed class Trainer
     /// tokenizer (o.Model may only ask for a shorter n_ctx: W_pos keeps its first rows, as nanoGPT's crop_block_size),
     /// with a fresh optimizer (zero moments), step 0, the schedule from its start and the data order of o.Seed.
     /// With o.TieEmbeddings, F's W_U must already be W_Eᵀ (a GPT-2's is): tying another model would change it.
-    /// from is the loaded o.InitFrom (the caller may have loaded it already to check its options against it).
+    /// from is the loaded o.InitFrom (the caller may have loaded it already to check its options against it); hand it
+    /// over: with a shorter n_ctx its model is copied and let go before the optimizer's arrays are made.
     /// </summary>
     public static Trainer StartFrom(TrainOptions o, Checkpoint.Loaded from)
     {
@@ -109,7 +110,19 @@ public sealed class Trainer
         var (data, _, vocab) = LoadData(o, (tok, src));
         if (vocab != fc.DVocab) throw new UserError($"'{o.Data}' gives d_vocab {vocab} but '{o.InitFrom}' has {fc.DVocab}: the data must use the checkpoint's token ids");
         EnsureMemory(cfg, o);
-        var model = nCtx == fc.NCtx ? from.Model : Cropped(from.Model, cfg);
+        var model = from.Model;
+        if (nCtx != fc.NCtx)
+        {
+            model = Cropped(model, cfg);
+            // the source (and the loader's temporaries) go before the gradients and moments arrive: measured for GPT-2 small
+            // cropped to n_ctx 64, peak RSS 3.7 GB instead of 4.1 (3.0 from scratch); the caller hands over its only reference
+            from = null!;
+            if (model.ParameterCount > 1 << 24)
+            {
+                System.Runtime.GCSettings.LargeObjectHeapCompactionMode = System.Runtime.GCLargeObjectHeapCompactionMode.CompactOnce;
+                GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+            }
+        }
         return new Trainer(o, model, data, tok, new Rng(o.Seed ^ 0xDA7A_5EEDUL));
     }
 
