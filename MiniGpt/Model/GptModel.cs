@@ -113,9 +113,17 @@ public sealed class GptModel
         if (seqLen <= 0) seqLen = Config.NCtx;
         if (Cache == null || !Cache.Fits(batch, seqLen))
         {
-            long rows = (long)batch * seqLen;
+            long rows = (long)batch * seqLen, pairs = rows * seqLen;
             if (rows > Array.MaxLength) throw new UserError($"a pass of {batch} × {seqLen} tokens is more than .NET can hold: use a smaller batch");
-            EnsureCapacity((int)rows, rows * seqLen);
+            if (Cache != null)
+            {
+                // grow at least 2× per dimension that grows (within batch × n_ctx), so passes that lengthen one token at a
+                // time (uncached sampling) reallocate O(log n_ctx) times, not once a token
+                long most = (long)Math.Max(batch, Cache.RowCapacity / Config.NCtx) * Config.NCtx;
+                if (rows > Cache.RowCapacity) rows = Math.Min(Math.Max(rows, 2L * Cache.RowCapacity), Math.Max(rows, Math.Min(most, Array.MaxLength)));
+                if (pairs > Cache.AttentionCapacity) pairs = Math.Min(Math.Max(pairs, 2 * Cache.AttentionCapacity), Math.Max(pairs, rows * Config.NCtx));
+            }
+            EnsureCapacity((int)rows, pairs);
         }
         return Cache!;
     }
