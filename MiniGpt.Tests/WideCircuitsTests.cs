@@ -89,6 +89,12 @@ public class WideCircuitsTests
         var twoJson = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "two", "circuits.json"))).RootElement.GetProperty("heads").EnumerateArray().ToList();
         Assert.Equal(["L0H0", "L2H11"], twoJson.Where(h => h.GetProperty("ablation").ValueKind != JsonValueKind.Null).Select(h => h.GetProperty("name").GetString()!).Order().ToArray());
         Assert.Contains("2 of 36 heads were ablated one at a time, as asked", listed.Out);
+        var none = TestPaths.Cli("circuits", "--checkpoint", ckpt, "--out", Path.Combine(dir, "none"), "--batches", "1", "--patching=false", "--ablate", "none");
+        Assert.True(none.Code == 0, none.Err);
+        var noneJson = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "none", "circuits.json"))).RootElement;
+        Assert.All(noneJson.GetProperty("heads").EnumerateArray(), h => Assert.Equal(JsonValueKind.Null, h.GetProperty("ablation").ValueKind));
+        Assert.DoesNotContain("NaN", none.Out); // no headline or group line made of losses nobody measured
+        Assert.Contains("0 of 36 heads were ablated one at a time, as asked", none.Out);
         TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", ckpt, "--ablate", "3.0"), 1, "--ablate: L3H0 does not exist");
         TestPaths.AssertOneLineError(TestPaths.Cli("circuits", "--checkpoint", ckpt, "--ablate", "some"), 2, "--ablate expects layer.head pairs");
         Directory.Delete(dir, true);

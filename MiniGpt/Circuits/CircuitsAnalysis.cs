@@ -84,7 +84,7 @@ public static class CircuitsAnalysis
         {
             string role = score.Role!.Name;
             var members = heads.Where(h => h.Roles.Contains(role)).ToList();
-            if (members.Count >= 2)
+            if (members.Count >= 2 && ablated is not { Count: 0 }) // --ablate none: no ablation at all
                 groups.Add((role, members.Select(h => h.Name).ToArray(), HeadAblation.Measure(model, data, members.Select(h => (h.Layer, h.Head)).ToList())));
         }
         stage?.Invoke("composition");

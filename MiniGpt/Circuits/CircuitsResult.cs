@@ -63,7 +63,7 @@ public sealed class CircuitsResult
     {
         get
         {
-            if (HeadlineHead is not { } h || Clean is null) return null;
+            if (HeadlineHead is not { } h || Clean is null || !h.Ablation.Measured) return null;
             double threshold = ScoreSet.Find(InductionScore.Id)?.Role?.Threshold ?? double.NaN;
             string what = h.Roles.Contains(InductionScore.RoleName) ? "the induction head" : $"the head with the highest induction score (below the {threshold} threshold),";
             string line = $"ablating {what} {h.Name} raises the repeated-half loss {h.Ablation.RepeatFactor:0.0}× ({Clean.Repeat:0.000} → {h.Ablation.Losses.Repeat:0.000} nats)";
