@@ -165,6 +165,15 @@ public class InitFromTests
         var ok = TestPaths.Cli(T("--d-model", "32", "--n-layers", "2", "--n-ctx", "8", "--data", TestPaths.Shakespeare));
         Assert.True(ok.Code == 0, ok.Err);
         Assert.Contains("n_ctx 8,", ok.Out);
+        Assert.Contains("bits/byte", ok.Out); // text encoded with F's tokenizer: bytes per token are known
+        // data F's tokenizer did not encode (the induction task) has no bits per byte, though F has a tokenizer
+        var induction = TestPaths.Cli(T("--data", "induction"));
+        Assert.True(induction.Code == 0, induction.Err);
+        Assert.Contains("val ", induction.Out);
+        Assert.DoesNotContain("bits/byte", induction.Out);
+        var empty = T();
+        empty[2] = "";
+        TestPaths.AssertOneLineError(TestPaths.Cli(empty), 1, "the checkpoint path is empty");
 
         // a prepared folder must use the checkpoint's tokenizer: the whole text's char set is, a part's is not
         string part = Path.Combine(dir, "part.txt");

@@ -41,6 +41,8 @@ public static class Checkpoint
     /// <summary>Loads a checkpoint into a new model running the given kernels (null: <see cref="Layers.Kernels.Default"/>).</summary>
     public static Loaded Load(string path, Layers.IKernels? kernels = null)
     {
+        if (string.IsNullOrWhiteSpace(path))
+            throw new UserError("the checkpoint path is empty: give a .safetensors checkpoint, a Hugging Face GPT-2 folder or llm.c's .bin");
         // a Hugging Face GPT-2 folder (or its model.safetensors beside a config.json of model_type gpt2) converts on load
         if (HuggingFaceGpt2.Is(path)) return HuggingFaceGpt2.Load(path, kernels);
         if (LlmcGpt2.Is(path)) return LlmcGpt2.Load(path, kernels); // llm.c's gpt2_124M.bin layout, recognised by its magic number

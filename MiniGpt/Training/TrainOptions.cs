@@ -83,7 +83,6 @@ public sealed record TrainOptions
         if (!(Beta2 >= 0 && Beta2 < 1)) throw new UserError($"--beta2 must be in [0, 1), got {Beta2}");
         if (!(GradClip >= 0)) throw new UserError($"--grad-clip must be ≥ 0 (0 turns clipping off), got {GradClip}");
         Tokenizers.CheckName(Tokenizer);
-        if (InitFrom is { Length: 0 }) throw new UserError("--init-from is empty: give a checkpoint (a .safetensors, a Hugging Face GPT-2 folder or llm.c's .bin)");
         // training builds LayerNorm with its parameters or none; LNPre exists only in a folded model
         if (Model.NormalizationType is not ("LN" or null)) throw new UserError($"--normalization must be LN or none, got '{Model.NormalizationType}'");
         if (Model.PositionalEmbeddingType is not ("standard" or "shortformer"))

@@ -36,7 +36,10 @@ public sealed class Trainer
     /// <summary>Validation tokens per byte of text they stand for: loss·this/ln 2 is bits per byte.</summary>
     private readonly double? _valTokensPerByte;
 
-    private Trainer(TrainOptions o, GptModel model, IBatchSource data, ITokenizer? tokenizer, Rng dataRng)
+    /// <param name="tokenizer">the tokenizer the checkpoints carry (a fine-tuning run's is F's).</param>
+    /// <param name="dataIsText">whether data was encoded with it (text or a prepared folder), so bits per byte mean something;
+    /// false for the induction task or a bare .bin fine-tuned from a checkpoint with a tokenizer.</param>
+    private Trainer(TrainOptions o, GptModel model, IBatchSource data, ITokenizer? tokenizer, Rng dataRng, bool dataIsText = true)
     {
         Options = o; Model = model; Data = data; Tokenizer = tokenizer; TokenizerJson = tokenizer?.ToJson(); _dataRng = dataRng;
         Optimizer = new Optimizer(model, o.Optimizer, o.Beta1, o.Beta2, 1e-8f, o.WeightDecay);
@@ -45,7 +48,7 @@ public sealed class Trainer
         _y = new int[o.BatchSize * T];
         model.EnsureBatch(o.BatchSize);
         _val = data.ValidationBatches(o.BatchSize, T, o.EvalBatches);
-        if (tokenizer != null) _valTokensPerByte = TokensPerByte(tokenizer, _val);
+        if (tokenizer != null && dataIsText) _valTokensPerByte = TokensPerByte(tokenizer, _val);
     }
 
     /// <summary>Targets over their bytes: each target token is a prediction of TokenBytes(target) bytes of text.</summary>
@@ -102,13 +105,14 @@ public sealed class Trainer
         o = (o with
         {
             Model = cfg, Tokenizer = tok?.Name ?? o.Tokenizer,
-            InitSource = o.InitSource ?? InitSource.Of(src, from),
         }).Resolved();
         o.Validate();
         if (o.TieEmbeddings && !HasTiedEmbeddings(from.Model))
             throw new UserError($"'{o.InitFrom}' has a W_U that is not W_Eᵀ, so it cannot train tied without changing the model: leave out --tie-embeddings");
-        var (data, _, vocab) = LoadData(o, (tok, src));
+        var (data, dataTok, vocab) = LoadData(o, (tok, src));
         if (vocab != fc.DVocab) throw new UserError($"'{o.Data}' gives d_vocab {vocab} but '{o.InitFrom}' has {fc.DVocab}: the data must use the checkpoint's token ids");
+        // hashed once the cheap checks have passed (about 1 s for GPT-2 small's 500 MB)
+        o = o with { InitSource = o.InitSource ?? InitSource.Of(src, from) };
         EnsureMemory(cfg, o);
         var model = from.Model;
         if (nCtx != fc.NCtx)
@@ -123,7 +127,7 @@ public sealed class Trainer
                 GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
             }
         }
-        return new Trainer(o, model, data, tok, new Rng(o.Seed ^ 0xDA7A_5EEDUL));
+        return new Trainer(o, model, data, tok, new Rng(o.Seed ^ 0xDA7A_5EEDUL), dataIsText: dataTok != null);
     }
 
     /// <summary>The same model with a shorter context: every parameter copied, W_pos [n_ctx, d_model] its first rows.</summary>
@@ -135,16 +139,8 @@ public sealed class Trainer
         return c;
     }
 
-    /// <summary>Whether W_U [d_model, d_vocab] is exactly W_Eᵀ (W_E [d_vocab, d_model]), as in GPT-2, bit for bit.</summary>
-    public static bool HasTiedEmbeddings(GptModel m)
-    {
-        var c = m.Config;
-        var wE = m.Params["embed.W_E"].Span; var wU = m.Params["unembed.W_U"].Span;
-        for (int v = 0; v < c.DVocab; v++)
-            for (int d = 0; d < c.DModel; d++)
-                if (wU[d * c.DVocab + v] != wE[v * c.DModel + d]) return false;
-        return true;
-    }
+    /// <summary>Whether W_U is exactly W_Eᵀ, as in GPT-2 (<see cref="GptModel.HasTiedEmbeddings"/>).</summary>
+    public static bool HasTiedEmbeddings(GptModel m) => m.HasTiedEmbeddings();
 
     /// <summary>
     /// The model a run builds: its options' model (resolved, see TrainOptions.Resolved) with the values derived
@@ -467,7 +463,7 @@ public sealed class Trainer
             throw new UserError($"cannot resume: the data now gives d_vocab {vocab} but the checkpoint has {loaded.Model.Config.DVocab}");
         if (tok != null && loaded.TokenizerJson != null && tok.ToJson() != loaded.TokenizerJson)
             throw new UserError($"cannot resume: '{o.Data}' now gives a different {tok.Name} vocabulary than the checkpoint's tokenizer (the file changed?); resume with the original data");
-        var t = new Trainer(o, loaded.Model, data, tok ?? (loaded.TokenizerJson != null ? Tokenizers.FromJson(loaded.TokenizerJson) : null), Rng.Load(rngText));
+        var t = new Trainer(o, loaded.Model, data, tok ?? own, Rng.Load(rngText), dataIsText: tok != null);
         Checkpoint.ReadInto(st, t.Optimizer.M, "adam.m.", statePath, rejectExtras: false);
         Checkpoint.ReadInto(st, t.Optimizer.V, "adam.v.", statePath, rejectExtras: false);
         t.Optimizer.Step = long.Parse(stepText, CultureInfo.InvariantCulture);
