@@ -153,11 +153,7 @@ public static class HuggingFaceGpt2
         if (c.Shortformer) return "it uses shortformer positions (GPT-2 adds learned positions to the stream)";
         if (c.DHead * c.NHeads != c.DModel) return $"d_head × n_heads = {c.DHead * c.NHeads} is not d_model {c.DModel}";
         if (c.DMlp != 4 * c.DModel) return $"d_mlp {c.DMlp} is not 4 × d_model (GPT-2's config.json would need n_inner)";
-        var wE = m.Params["embed.W_E"].Span; var wU = m.Params["unembed.W_U"].Span;
-        int D = c.DModel, V = c.DVocab;
-        for (int v = 0; v < V; v++)
-            for (int d = 0; d < D; d++)
-                if (wU[d * V + v] != wE[v * D + d]) return "its W_U is not W_Eᵀ (GPT-2 ties them: train with --tie-embeddings)";
+        if (!m.HasTiedEmbeddings()) return "its W_U is not W_Eᵀ (GPT-2 ties them: train with --tie-embeddings)";
         foreach (float b in m.Params["unembed.b_U"].Span)
             if (b != 0) return "it has a non-zero unembedding bias b_U (GPT-2 has none)";
         return null;

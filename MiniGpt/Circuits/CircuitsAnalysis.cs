@@ -51,16 +51,16 @@ public static class CircuitsAnalysis
         // one activation buffer for every pass below (the probes and the data windows), made before the first of them
         if (c.NLayers > 0)
         {
-            int probeT = 2 * HeadProbe.HalfFor(c.NCtx), probeB = Math.Max(HeadAblation.ProbeBatchFor(c.NCtx), Math.Clamp(512 / c.NCtx, 8, 16));
+            int probeT = 2 * HeadProbe.HalfFor(c.NCtx), probeB = Math.Max(HeadAblation.ProbeBatchFor(c.NCtx), HeadScores.DefaultBatchFor(c.NCtx));
             long capRows = (long)probeB * probeT, capPairs = capRows * probeT;
             foreach (var b in data.Batches) { capRows = Math.Max(capRows, b.Inputs.Length); capPairs = Math.Max(capPairs, (long)b.Inputs.Length * data.SeqLen); }
             model.EnsureCapacity((int)capRows, capPairs);
         }
 
-        // about 512 tokens of repeated sequences (16 at n_ctx 32, HeadScores' default; 8 at n_ctx ≥ 64): the copying score's
-        // per-position unembedding makes this the costliest score for wide vocabularies
+        // 8 to 16 repeated sequences (HeadScores.DefaultBatchFor): the copying score's per-position unembedding makes this
+        // the costliest score for wide vocabularies
         stage?.Invoke("head scores");
-        HeadScores? scores = c.NLayers > 0 ? HeadScores.Compute(model, batch: Math.Clamp(512 / c.NCtx, 8, 16), scores: set) : null;
+        HeadScores? scores = c.NLayers > 0 ? HeadScores.Compute(model, batch: HeadScores.DefaultBatchFor(c.NCtx), scores: set) : null;
         stage?.Invoke("head ablations");
         int nHeads = c.NLayers * c.NHeads;
         IReadOnlyCollection<(int, int)>? ablated = options.AblateAll ? null
@@ -68,7 +68,7 @@ public static class CircuitsAnalysis
         if (ablated != null && ablated.Count < nHeads)
             notes.Add(options.AblatedHeads != null
                 ? $"{ablated.Count} of {nHeads} heads were ablated one at a time, as asked (--ablate); the others read –"
-                : $"{ablated.Count} of the {nHeads} heads were ablated one at a time: those with a role and each score's top {NotableHeads.TopPerScore} " +
+                : $"{ablated.Count} of the {nHeads} heads were ablated one at a time, the notable ones (those with a role, then each score's top {NotableHeads.TopPerScore}; at most {NotableHeads.Max}) " +
                   $"(a forward pass over the data per head; --ablate all does every head); the others read –");
         var (clean, ablations) = c.NLayers > 0 ? HeadAblation.Run(model, data, ablated) : (null, new List<HeadAblationResult>());
         var heads = new List<HeadReport>();

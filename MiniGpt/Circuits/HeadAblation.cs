@@ -37,7 +37,7 @@ public static class HeadAblation
     /// beyond, where the sequence stops growing at 2·<see cref="HeadProbe.MaxHalf"/>), which pins the mean loss
     /// down to a few percent and keeps a forward pass per head cheap for wide models.
     /// </summary>
-    public static int ProbeBatchFor(int nCtx) => Math.Clamp(1024 / (2 * HeadProbe.HalfFor(nCtx)), 8, 32);
+    public static int ProbeBatchFor(int nCtx) => Math.Clamp(1024 / Math.Min(nCtx, 2 * HeadProbe.MaxHalf), 8, 32);
 
     /// <summary>The probe's seed, its own (not the head scores' 1), so the ablation is not measured on the sequences the heads were picked on.</summary>
     public const ulong ProbeSeed = 7;

@@ -40,6 +40,12 @@ public sealed class HeadScores
     public string[] Roles(int layer, int head) => Set.Roles(name => Value(name, layer, head));
 
     /// <summary>
+    /// Sequences in the circuits run's score probe: about 512 tokens, 8 to 16 of them (16 at n_ctx 32, 8 from n_ctx 64 on,
+    /// where a sequence is 2·min(n_ctx/2, <see cref="HeadProbe.MaxHalf"/>) tokens).
+    /// </summary>
+    public static int DefaultBatchFor(int nCtx) => Math.Clamp(512 / Math.Min(nCtx, 2 * HeadProbe.MaxHalf), 8, 16);
+
+    /// <summary>
     /// Runs <paramref name="batch"/> repeated random sequences of 2·seqLen tokens (seqLen 0: n_ctx/2 rounded
     /// down, at most <see cref="HeadProbe.MaxHalf"/>) through the model once, caching the hook points the scores need, and computes every score of
     /// <paramref name="scores"/> (null: <see cref="HeadScoreSet.Default"/>) for every head.

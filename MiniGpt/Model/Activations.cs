@@ -17,9 +17,6 @@ public sealed class Activations
     public int RowCapacity { get; }
     /// <summary>Query–key pairs per head the attention buffers hold: the largest B·T·T of a pass.</summary>
     public long AttentionCapacity { get; }
-
-    /// <summary>Whether a pass of B rows of T tokens fits these buffers.</summary>
-    public bool Fits(int batch, int seqLen) => (long)batch * seqLen <= RowCapacity && (long)batch * seqLen * seqLen <= AttentionCapacity;
     public Arena Acts { get; }
     public Arena Scratch { get; }
     public int[] Tokens { get; }
@@ -54,9 +51,6 @@ public sealed class Activations
 
     /// <summary>The residual stream after the last block (what ln_final reads).</summary>
     public Tensor FinalResid => Blocks.Length == 0 ? Embedded : Blocks[^1].ResidPost;
-
-    /// <summary>Buffers for passes of batch rows of n_ctx tokens (and anything smaller).</summary>
-    public Activations(ModelConfig c, int batch) : this(c, batch * c.NCtx, (long)batch * c.NCtx * c.NCtx) { }
 
     /// <param name="rows">token rows: the largest B·T a pass will have.</param>
     /// <param name="pairs">query–key pairs per head: the largest B·T·T.</param>
@@ -137,10 +131,10 @@ public sealed class Activations
         Targets = new int[R];
     }
 
-    /// <summary>Floats the activations and scratch of a batch of seqLen-token rows (0: n_ctx) will take, without allocating them.</summary>
-    public static long EstimateFloats(ModelConfig c, int batch, int seqLen = 0)
+    /// <summary>Floats the activations and scratch of a batch of n_ctx-token rows will take, without allocating them.</summary>
+    public static long EstimateFloats(ModelConfig c, int batch)
     {
-        long T = seqLen > 0 ? seqLen : c.NCtx;
+        long T = c.NCtx;
         long N = batch * T, D = c.DModel, HD = (long)c.NHeads * c.DHead, TT = batch * c.NHeads * T * T;
         long perLayer = (c.HasLayerNorm ? N * D + 2 * N : 0) + (c.Shortformer ? N * D : 0) + 4 * N * HD + 2 * TT + 2 * N * D
             + (c.HasMlp ? N * D + (c.HasLayerNorm ? N * D + 2 * N : 0) + 2 * N * c.DMlp + N * D : 0);

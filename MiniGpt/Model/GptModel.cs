@@ -87,6 +87,17 @@ public sealed class GptModel
 
     public long ParameterCount => Params.Buffer.LongLength;
 
+    /// <summary>Whether W_U [d_model, d_vocab] is exactly W_Eᵀ (W_E [d_vocab, d_model]) bit for bit, as in GPT-2 and nanoGPT.</summary>
+    public bool HasTiedEmbeddings()
+    {
+        var c = Config;
+        var wE = Params["embed.W_E"].Span; var wU = Params["unembed.W_U"].Span;
+        for (int v = 0; v < c.DVocab; v++)
+            for (int d = 0; d < c.DModel; d++)
+                if (wU[d * c.DVocab + v] != wE[v * c.DModel + d]) return false;
+        return true;
+    }
+
     /// <summary>
     /// Runs a forward pass and returns copies of the activations whose names pass filter (all by default),
     /// with this pass's shapes, e.g. cache["blocks.0.attn.hook_pattern"] is [B, n_heads, T, T].
@@ -111,21 +122,17 @@ public sealed class GptModel
     public Activations EnsureBatch(int batch, int seqLen = 0)
     {
         if (seqLen <= 0) seqLen = Config.NCtx;
-        if (Cache == null || !Cache.Fits(batch, seqLen))
+        long rows = (long)batch * seqLen, pairs = rows * seqLen;
+        if (rows > Array.MaxLength) throw new UserError($"a pass of {batch} × {seqLen} tokens is more than .NET can hold: use a smaller batch");
+        if (Cache != null)
         {
-            long rows = (long)batch * seqLen, pairs = rows * seqLen;
-            if (rows > Array.MaxLength) throw new UserError($"a pass of {batch} × {seqLen} tokens is more than .NET can hold: use a smaller batch");
-            if (Cache != null)
-            {
-                // grow at least 2× per dimension that grows (within batch × n_ctx), so passes that lengthen one token at a
-                // time (uncached sampling) reallocate O(log n_ctx) times, not once a token
-                long most = (long)Math.Max(batch, Cache.RowCapacity / Config.NCtx) * Config.NCtx;
-                if (rows > Cache.RowCapacity) rows = Math.Min(Math.Max(rows, 2L * Cache.RowCapacity), Math.Max(rows, Math.Min(most, Array.MaxLength)));
-                if (pairs > Cache.AttentionCapacity) pairs = Math.Min(Math.Max(pairs, 2 * Cache.AttentionCapacity), Math.Max(pairs, rows * Config.NCtx));
-            }
-            EnsureCapacity((int)rows, pairs);
+            // grow at least 2× per dimension that grows (within batch × n_ctx), so passes that lengthen one token at a
+            // time (uncached sampling) reallocate O(log n_ctx) times, not once a token
+            long most = (long)Math.Max(batch, Cache.RowCapacity / Config.NCtx) * Config.NCtx;
+            if (rows > Cache.RowCapacity) rows = Math.Min(Math.Max(rows, 2L * Cache.RowCapacity), Math.Max(rows, Math.Min(most, Array.MaxLength)));
+            if (pairs > Cache.AttentionCapacity) pairs = Math.Min(Math.Max(pairs, 2 * Cache.AttentionCapacity), Math.Max(pairs, rows * Config.NCtx));
         }
-        return Cache!;
+        return EnsureCapacity((int)rows, pairs);
     }
 
     /// <summary>
@@ -146,6 +153,8 @@ public sealed class GptModel
             Array.Clear(_results);
             Array.Clear(_keptPatterns);
             _dResults = _resultScratch = _dPattern = _dScores = null;
+            _forwardViews.Clear();
+            _backwardViews.Clear();
             if (large) GC.Collect();
         }
         Cache = new Activations(Config, rows, pairs);
@@ -472,6 +481,9 @@ internal sealed class HookViews(HookPoints points, ModelConfig config)
 {
     private readonly Tensor?[] _views = new Tensor?[points.Count];
     private readonly (int B, int T)[] _shapes = new (int, int)[points.Count];
+
+    /// <summary>Drops every view, so buffers being replaced are not kept alive by them.</summary>
+    public void Clear() => Array.Clear(_views);
 
     public Tensor Of(int point, Tensor buffer, int B, int T)
     {
