@@ -29,7 +29,7 @@ public static class CircuitsVerb
         .Check(b => b is >= 1 and <= 10_000, "must be in [1, 10000]");
 
     private static readonly Option<string> Ablate = Option.Text("ablate",
-        $"heads to zero-ablate one at a time: auto (every head up to {NotableHeads.AllUpTo}, else those with a role and each score's top {NotableHeads.TopPerScore}), all, none, or L.H pairs: 1.2,0.3",
+        $"heads to zero-ablate one at a time: auto (every head up to {NotableHeads.AllUpTo}, else at most {NotableHeads.Max}: those with a role, then each score's top {NotableHeads.TopPerScore}), all, none, or L.H pairs: 1.2,0.3",
         "auto");
     private static readonly Option<bool> AllHeads = Option.Flag("all-heads",
         $"list every head in the summary table (a model with more than {NotableHeads.AllUpTo} heads lists its notable ones and counts the rest)");

@@ -13,7 +13,7 @@ public static class EvalVerb
         "UTF-8 text (needs the checkpoint's tokenizer), a .bin of uint16 tokens, a folder written by prepare (its val.bin), or 'induction' (a default train run's validation windows; also prints the loss on the predictable positions)", "D");
     private static readonly Option<string?> Grads = Option.OptionalText("grads", "also write d(mean loss)/d(parameter) here, as safetensors with the parameters' names", "none");
     private static readonly Option<int?> BatchSize = Option.Of<int?>("batch-size", "windows per forward pass (does not change the result)", null,
-        "8, halved until the activations fit a quarter of free memory", (n, v) => Option.ParseInt(n, v)).Check(b => b is null or > 0, "must be > 0");
+        "8, halved until the activations fit a quarter of the machine's memory", (n, v) => Option.ParseInt(n, v)).Check(b => b is null or > 0, "must be > 0");
     private static readonly Option<bool> Json = Option.Flag("json", "print one JSON object (loss, windows, tokens, bits_per_token) instead of text");
 
     internal static Options Declare() =>

@@ -100,7 +100,7 @@ public static class HtmlReport
             if (shown.Count < r.Heads.Count)
             {
                 // a wide model: the notable heads above, maps of every score below, and every head folded away
-                sb.Append($"<p class=\"notes\">The {shown.Count} notable heads of {r.Heads.Count}: every head with a role and the top {NotableHeads.TopPerScore} of each score and of the ablation.</p>\n");
+                sb.Append($"<p class=\"notes\">The {shown.Count} notable heads of {r.Heads.Count}: those with a role, then the top {NotableHeads.TopPerScore} of each score and of the ablation, at most {NotableHeads.Max}.</p>\n");
                 sb.Append("<div class=\"grid\">");
                 foreach (var p in Plots("heads_")) Img(p);
                 sb.Append($"</div>\n<details><summary>All {r.Heads.Count} heads</summary>\n").Append(header);

@@ -29,7 +29,7 @@ public static class SummaryTable
                     $"{h.OvCopying,6:+0.000;-0.000}  " + (h.Ablation.Measured ? $"{h.Ablation.RepeatFactor,6:0.00}×" : "     –"));
             }
             if (shown.Count < r.Heads.Count)
-                sb.AppendLine($"… and {r.Heads.Count - shown.Count} more heads without a role or a top-{NotableHeads.TopPerScore} score: every head is in circuits.json and report.html (--all-heads lists them here)");
+                sb.AppendLine($"… and {r.Heads.Count - shown.Count} more heads (the table keeps at most {NotableHeads.Max}: those with a role, then each score's top {NotableHeads.TopPerScore}); every head is in circuits.json and report.html (--all-heads lists them here)");
             sb.AppendLine();
             foreach (var score in r.ScoreSet.RoleScores)
             {

@@ -42,16 +42,16 @@ public sealed class CircuitsResult
     /// The heads a summary shows: all of them up to <see cref="NotableHeads.AllUpTo"/>, else the notable ones (a role,
     /// a score's top 3, then the largest ablation effects), in layer, head order.
     /// </summary>
-    public IReadOnlyList<HeadReport> ShownHeads
+    public IReadOnlyList<HeadReport> ShownHeads => _shown ??= PickShown();
+    private IReadOnlyList<HeadReport>? _shown;
+
+    private IReadOnlyList<HeadReport> PickShown()
     {
-        get
-        {
-            if (NotableHeads.ShowsAll(Heads.Count)) return Heads;
-            var byAblation = Heads.Where(h => h.Ablation.Measured).OrderByDescending(h => h.Ablation.RepeatFactor).Take(NotableHeads.TopPerScore).Select(h => (h.Layer, h.Head));
-            var pick = NotableHeads.Pick(Config.NLayers, Config.NHeads, ScoreSet, (s, l, h) => Heads[l * Config.NHeads + h].Score(s),
-                (l, h) => Heads[l * Config.NHeads + h].Roles, byAblation);
-            return pick.Select(x => Heads[x.Layer * Config.NHeads + x.Head]).ToList();
-        }
+        if (NotableHeads.ShowsAll(Heads.Count)) return Heads;
+        var byAblation = Heads.Where(h => h.Ablation.Measured).OrderByDescending(h => h.Ablation.RepeatFactor).Take(NotableHeads.TopPerScore).Select(h => (h.Layer, h.Head));
+        var pick = NotableHeads.Pick(Config.NLayers, Config.NHeads, ScoreSet, (s, l, h) => Heads[l * Config.NHeads + h].Score(s),
+            (l, h) => Heads[l * Config.NHeads + h].Roles, byAblation);
+        return pick.Select(x => Heads[x.Layer * Config.NHeads + x.Head]).ToList();
     }
 
     /// <summary>The heads that have the role <paramref name="score"/> gives, strongest first.</summary>

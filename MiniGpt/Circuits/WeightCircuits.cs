@@ -18,8 +18,9 @@ public sealed record CircuitSpectrum(string Name, int Rows, int Cols, double[] S
     /// The spectra of a square M = A·B [rows, rows] (A [rows, r], B [r, rows]) from r × r matrices alone: ga = AᵀA,
     /// gb = B·Bᵀ and ba = B·A. With F_a = Λ^½·Vᵀ from AᵀA = V·Λ·Vᵀ (so F_aᵀF_a = AᵀA, and A = Q_a·F_a for some Q_a
     /// with orthonormal columns), and F_b likewise from B·Bᵀ, M = Q_a·(F_a·F_bᵀ)·Q_bᵀ: the r × r core F_a·F_bᵀ has
-    /// M's singular values; B·A has its nonzero eigenvalues (as <see cref="FactoredMatrix.Eigenvalues"/>). The
-    /// Gram matrices square the condition number, which costs digits only of singular values below ~1e-8 of the largest.
+    /// M's singular values; B·A has its nonzero eigenvalues (as <see cref="FactoredMatrix.Eigenvalues"/>). Going through
+    /// AᵀA squares the condition number, and WeightCircuits makes the d_model × d_model Grams in float: singular values
+    /// below about 3·10⁻⁴ of the largest (√ of float round-off) are noise; the large ones agree to ~10⁻⁸ (GPT-2 small).
     /// </summary>
     public static CircuitSpectrum FromGrams(string name, int rows, Matrix ga, Matrix gb, Matrix ba)
     {
@@ -206,9 +207,7 @@ public sealed class WeightCircuits
             CircuitSpectrum.Of("W_QK", QK(l, h)),
             CircuitSpectrum.Of("W_OV", OV(l, h)),
             // W_E·W_Q·W_Kᵀ·W_Eᵀ = A·B with A = W_E·W_Q, B = (W_E·W_K)ᵀ: AᵀA = W_Qᵀ·G_E·W_Q, B·Bᵀ = W_Kᵀ·G_E·W_K, B·A = W_Kᵀ·G_E·W_Q
-            grams ? CircuitSpectrum.FromGrams("token_qk", V, Sandwich(WQ(l, h).Transpose(), GramE, WQ(l, h)),
-                        Sandwich(WK(l, h).Transpose(), GramE, WK(l, h)), Sandwich(WK(l, h).Transpose(), GramE, WQ(l, h)))
-                  : CircuitSpectrum.Of("token_qk", TokenQkCircuit(l, h)),
+            grams ? TokenQkFromGrams(l, h) : CircuitSpectrum.Of("token_qk", TokenQkCircuit(l, h)),
             CircuitSpectrum.Of("positional_qk", PositionalQkCircuit(l, h)),
             // W_E·W_V·W_O·W_U = A·B with A = W_E·W_V, B = W_O·W_U: AᵀA = W_Vᵀ·G_E·W_V, B·Bᵀ = W_O·G_U·W_Oᵀ, B·A = W_O·(W_U·W_E)·W_V
             grams ? CircuitSpectrum.FromGrams("ov", V, Sandwich(WV(l, h).Transpose(), GramE, WV(l, h)),
@@ -239,6 +238,13 @@ public sealed class WeightCircuits
     }
 
     private static Matrix Sandwich(Matrix a, Matrix b, Matrix c) => LinearAlgebra.MatMul(LinearAlgebra.MatMul(a, b), c);
+
+    private CircuitSpectrum TokenQkFromGrams(int l, int h)
+    {
+        var kG = LinearAlgebra.MatMul(WK(l, h).Transpose(), GramE); // W_Kᵀ·G_E [d_head, d_model], shared by B·Bᵀ and B·A
+        return CircuitSpectrum.FromGrams("token_qk", Config.DVocab, Sandwich(WQ(l, h).Transpose(), GramE, WQ(l, h)),
+            LinearAlgebra.MatMul(kG, WK(l, h)), LinearAlgebra.MatMul(kG, WQ(l, h)));
+    }
 
     // ---------------------------------------------------------------- helpers
 

@@ -28,8 +28,9 @@ public static class EvalData
     }
 
     /// <summary>
-    /// The largest batch ≤ wanted whose activations (forward and backward scratch, Activations.EstimateFloats) fit in one
-    /// .NET array and a quarter of the memory available, at least 1: 8 windows of a 1,024-context GPT-2 small would need
+    /// wanted, halved until a batch's activations (forward and backward scratch, Activations.EstimateFloats) fit in one
+    /// .NET array and a quarter of the memory the runtime may use (GCMemoryInfo.TotalAvailableMemoryBytes: the machine's
+    /// or the container's limit, as Trainer.EnsureMemory reads it), at least 1: 8 windows of a 1,024-context GPT-2 small would need
     /// 19 GB and 4.2 G floats in one buffer, which .NET cannot allocate.
     /// </summary>
     public static int FittingBatch(MiniGpt.Model.ModelConfig c, int wanted)

@@ -150,7 +150,9 @@ public sealed class Generator
         int T = _len, V = _c.DVocab;
         Model.Forward(_window.AsSpan(0, T), ReadOnlySpan<int>.Empty, 1, T);
         Model.Logits.Slice((T - 1) * V, V).CopyTo(_logits);
-        if (Cache == null) return;
+        // a full window under the exact policy slides again on the next token, which runs the window once more:
+        // the cache would never be read (75 MB of copies a token for GPT-2 small)
+        if (Cache == null || (Policy == SlidePolicy.Exact && T == _c.NCtx)) return;
         // hook_k, hook_v [1, T, H, d_head] are the cache's first T rows
         int rows = T * _c.NHeads * _c.DHead;
         var a = Model.Cache!;

@@ -25,7 +25,8 @@ namespace MiniGpt.Circuits;
 /// A wide model caps K: with d_vocab·d_model·positions above 2³³ multiply-adds per head (GPT-2 small's
 /// 50,257 × 768 on 8 × 256 probe positions is 7.9·10¹⁰), the score is taken over the K = 2³³/(d_vocab·d_model)
 /// positions (at least 64; 222 for GPT-2 small) that receive the most attention from the repeated half, which
-/// for a copying head are the positions it copies from; every model up to d_model 1024 with 8k tokens is exact.
+/// for a copying head are the positions it copies from. The score is exact whenever the probe's B·T positions fit
+/// K: the default model's 512, and the 2,048 of a probe at n_ctx ≥ 256 while d_vocab·d_model ≤ 4.2 M (e.g. 65 × 768).
 /// </summary>
 public sealed class CopyingScore() : HeadScore("copying", "copy", "share of the head's attention in the repeat on tokens its OV circuit makes the top logit",
     ["attn.hook_pattern", "attn.hook_v"])
@@ -47,7 +48,6 @@ public sealed class CopyingScore() : HeadScore("copying", "copy", "share of the 
         int K = Math.Min(P, MaxPositions(V, D));
         var weight = new double[P];   // w_{b,j}: attention position (b, j) receives from the queries of the repeated half
         var order = new int[P];
-        var keys = new double[P];
         var r = new float[K * D];     // r̃_j of the chosen positions, [K, D]
         var logits = new float[K * V];
         return probe.PerHead((l, h) =>
@@ -66,9 +66,8 @@ public sealed class CopyingScore() : HeadScore("copying", "copy", "share of the 
                 }
             if (n > K)
             {
-                // the K positions with the most attention (ties by position, so the choice is deterministic)
-                for (int i = 0; i < n; i++) keys[i] = -weight[order[i]];
-                Array.Sort(keys, order, 0, n);
+                // the K positions with the most attention, ties to the earlier position
+                Array.Sort(order, 0, n, Comparer<int>.Create((a, b) => weight[a] != weight[b] ? weight[b].CompareTo(weight[a]) : a.CompareTo(b)));
                 n = K;
                 Array.Sort(order, 0, n);
             }
