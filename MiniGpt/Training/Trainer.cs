@@ -85,7 +85,7 @@ public sealed class Trainer
 
     /// <summary>
     /// Fine-tuning (--init-from, nanoGPT's init_from): the run starts from <paramref name="from"/>'s weights, shape and
-    /// tokenizer (o.Model may only ask for a shorter n_ctx: W_pos keeps its first rows, as nanoGPT's crop_block_size),
+    /// tokenizer (of o.Model only n_ctx is read, and it may only be shorter: W_pos keeps its first rows, as nanoGPT's crop_block_size; the other shape fields are F's, and the CLI refuses options that disagree with them),
     /// with a fresh optimizer (zero moments), step 0, the schedule from its start and the data order of o.Seed.
     /// With o.TieEmbeddings, F's W_U must already be W_Eᵀ (a GPT-2's is): tying another model would change it.
     /// from is the loaded o.InitFrom (the caller may have loaded it already to check its options against it); hand it
