@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Columns;
@@ -5,7 +6,9 @@ using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 using MiniGpt.Generation;
+using MiniGpt.Layers;
 using MiniGpt.Model;
+using MiniGpt.Tensors;
 
 namespace MiniGpt.Bench;
 
@@ -16,6 +19,12 @@ namespace MiniGpt.Bench;
 /// forward pass over the whole window per token (Uncached, the old sample loop). The same tokens and the same
 /// prefill in both, so the difference is the per-token cost. ms/token and tok/s divide the median by NewTokens;
 /// the prefill (one forward pass over the prompt, the same in both) runs in the iteration setup, untimed.
+/// CachedBands is Cached with the first GEMV kernel (<see cref="BandGemv"/>: 128-column bands, Vector256), kept as
+/// the baseline of the current one. Triad measures the machine's memory bandwidth in the same run and on the same
+/// pool: a = 3·b + c over 256 MB arrays (<see cref="TriadFloats"/> floats each), 8 per operation; its GB/s counts
+/// the 3 arrays (12 bytes an element, not the write-allocate read of a). GB/s of a cached case is the bytes a
+/// generated token must read (<see cref="BytesPerToken"/>: every GEMV weight and bias, and the key/value cache up
+/// to its position) / ms per token, and "of triad" that over the Triad's GB/s of the same run.
 ///   dotnet run -c Release --project MiniGpt.Bench -- --filter '*GenerateBench*'
 /// </summary>
 [Config(typeof(Config))]
@@ -24,7 +33,7 @@ public class GenerateBench
 {
     public const int NewTokens = 32;
 
-    [Params("Cached", "Uncached")]
+    [Params("Cached", "CachedBands", "Uncached", "Triad")]
     public string Mode { get; set; } = "Cached";
 
     /// <summary>Tokens of the prompt: a short one, and one long enough that a window's attention and its rows count.</summary>
@@ -43,11 +52,16 @@ public class GenerateBench
     [GlobalSetup]
     public void Setup()
     {
+        if (Mode == "Triad")
+        {
+            SetupTriad();
+            return;
+        }
         var rng = new Rng(1);
         _prompt = new int[PromptTokens];
         for (int i = 0; i < PromptTokens; i++) _prompt[i] = rng.NextInt(Gpt2Small.DVocab);
         for (int i = 0; i < NewTokens; i++) _tokens[i] = rng.NextInt(Gpt2Small.DVocab);
-        _gen = new Generator(GptModel.Create(Gpt2Small, 1), useCache: Mode == "Cached");
+        _gen = new Generator(GptModel.Create(Gpt2Small, 1, Mode == "CachedBands" ? new BandGemvKernels() : null), useCache: Mode != "Uncached");
         Console.WriteLine($"// GenerateBench {Mode}: kernels {_gen.Model.Kernels.Name}, Vector512.IsHardwareAccelerated = {Vector512.IsHardwareAccelerated}, " +
             $"Vector256 = {Vector256.IsHardwareAccelerated}, threads {MiniGpt.Tensors.WorkerPool.Shared.Threads}");
         Prefill();
@@ -56,11 +70,15 @@ public class GenerateBench
 
     /// <summary>Before each iteration (one operation each, see [InvocationCount(1)]): the prompt, outside the timing.</summary>
     [IterationSetup]
-    public void Prefill() => _gen.Prefill(_prompt);
+    public void Prefill()
+    {
+        if (Mode != "Triad") _gen.Prefill(_prompt);
+    }
 
     [Benchmark]
     public float Generate()
     {
+        if (Mode == "Triad") return Triads();
         float s = 0;
         foreach (int t in _tokens) s += _gen.Append(t)[0];
         return s;
@@ -71,7 +89,7 @@ public class GenerateBench
         public Config()
         {
             Add(new BenchConfig());
-            AddColumn(new PerTokenColumn(perSecond: false), new PerTokenColumn(perSecond: true));
+            AddColumn(new PerTokenColumn(perSecond: false), new PerTokenColumn(perSecond: true), new BandwidthColumn(ofTriad: false), new BandwidthColumn(ofTriad: true));
         }
     }
 
@@ -92,7 +110,7 @@ public class GenerateBench
 
         public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
         {
-            if (benchmarkCase.Descriptor.Type != typeof(GenerateBench)) return "-";
+            if (benchmarkCase.Descriptor.Type != typeof(GenerateBench) || ModeOf(benchmarkCase) == "Triad") return "-";
             if (summary[benchmarkCase]?.ResultStatistics?.Median is not double ns || !(ns > 0)) return "NA";
             double msPerToken = ns / 1e6 / NewTokens;
             return (perSecond ? 1000 / msPerToken : msPerToken).ToString("N2", style.CultureInfo);
@@ -100,4 +118,144 @@ public class GenerateBench
 
         public override string ToString() => ColumnName;
     }
+
+    private static string? ModeOf(BenchmarkCase c) => c.Parameters.Items.FirstOrDefault(p => p.Name == nameof(Mode))?.Value as string;
+    private static int PromptOf(BenchmarkCase c) => c.Parameters.Items.FirstOrDefault(p => p.Name == nameof(PromptTokens))?.Value is int n ? n : 0;
+
+    /// <summary>
+    /// Bytes a cached token must read, averaged over the <see cref="NewTokens"/> tokens after a prompt of p:
+    /// the GEMV weights and biases (per layer W_Q, W_K, W_V, W_O [768, 768] and W_in, W_out [768, 3072] with their
+    /// biases, and W_U [768, 50,257] with b_U: 494.7 MB at GPT-2 small's shape), and the cached keys and values the
+    /// token attends to (2·layers·(t + 1)·d_model floats at position t). Not counted: the one row of W_E and W_pos,
+    /// LayerNorm's parameters, activations (all a few KB).
+    /// </summary>
+    public static double BytesPerToken(int prompt)
+    {
+        var c = Gpt2Small;
+        long D = c.DModel, HD = c.NHeads * c.DHead, M = c.DMlp, V = c.DVocab;
+        long perLayer = 3 * (D * HD + HD) + (HD * D + D) + (D * M + M) + (M * D + D);
+        double weights = 4.0 * (c.NLayers * perLayer + D * V + V);
+        double meanPositions = prompt + (NewTokens + 1) / 2.0; // cache rows read: t + 1 for t = prompt … prompt + NewTokens − 1
+        return weights + 4.0 * 2 * c.NLayers * D * meanPositions;
+    }
+
+    // ---- Triad: a = 3·b + c over arrays far larger than the caches, in fixed chunks across the worker pool ----
+
+    public const long TriadFloats = 64L << 20; // 256 MB an array
+    private const int TriadsPerOp = 8; // ~150 ms an operation
+    private const int TriadChunk = 1 << 16;
+    private unsafe struct TriadJob { public float* A, B, C; }
+    private unsafe float* _ta, _tb, _tc;
+
+    private unsafe void SetupTriad()
+    {
+        nuint bytes = (nuint)(TriadFloats * sizeof(float));
+        _ta = (float*)NativeMemory.AlignedAlloc(bytes, 64);
+        _tb = (float*)NativeMemory.AlignedAlloc(bytes, 64);
+        _tc = (float*)NativeMemory.AlignedAlloc(bytes, 64);
+        new Span<float>(_ta, (int)TriadFloats).Fill(0); // touch every page before timing
+        new Span<float>(_tb, (int)TriadFloats).Fill(1);
+        new Span<float>(_tc, (int)TriadFloats).Fill(2);
+        Console.WriteLine($"// GenerateBench Triad: 3 arrays of {TriadFloats * 4 >> 20} MB, threads {WorkerPool.Shared.Threads}");
+        Triads();
+    }
+
+    private unsafe float Triads()
+    {
+        var job = new TriadJob { A = _ta, B = _tb, C = _tc };
+        for (int r = 0; r < TriadsPerOp; r++) WorkerPool.Shared.Run(&TriadTask, &job, (int)(TriadFloats / TriadChunk));
+        return _ta[0];
+    }
+
+    private static unsafe void TriadTask(void* ctx, int t)
+    {
+        var j = (TriadJob*)ctx;
+        long o = (long)t * TriadChunk;
+        System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(j->B + o, TriadChunk), 3f,
+            new ReadOnlySpan<float>(j->C + o, TriadChunk), new Span<float>(j->A + o, TriadChunk));
+    }
+
+    [GlobalCleanup]
+    public unsafe void Cleanup()
+    {
+        if (_ta == null) return;
+        NativeMemory.AlignedFree(_ta);
+        NativeMemory.AlignedFree(_tb);
+        NativeMemory.AlignedFree(_tc);
+        _ta = _tb = _tc = null;
+    }
+
+    /// <summary>GB/s: a cached case's bytes per token / median ms per token, or the Triad's 3 arrays / median; or the first over the second.</summary>
+    private sealed class BandwidthColumn(bool ofTriad) : IColumn
+    {
+        public string Id => ofTriad ? "MiniGpt.OfTriad" : "MiniGpt.GBps";
+        public string ColumnName => ofTriad ? "of triad" : "GB/s";
+        public string Legend => ofTriad
+            ? "A cached case's GB/s / the Triad's GB/s in the same run"
+            : "Cached: weights, biases and key/value cache read per token (BytesPerToken) / median per token; Triad: 3 arrays × 8 / median (no write-allocate), in 10⁹ bytes per second";
+        public bool AlwaysShow => true;
+        public ColumnCategory Category => ColumnCategory.Custom;
+        public int PriorityInCategory => ofTriad ? 4 : 3;
+        public bool IsNumeric => true;
+        public UnitType UnitType => UnitType.Dimensionless;
+        public bool IsAvailable(Summary summary) => summary.BenchmarksCases.Any(b => b.Descriptor.Type == typeof(GenerateBench));
+        public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
+        public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, summary.Style);
+
+        private static double? GBps(Summary summary, BenchmarkCase c)
+        {
+            if (summary[c]?.ResultStatistics?.Median is not double ns || !(ns > 0)) return null;
+            return ModeOf(c) switch
+            {
+                "Triad" => TriadsPerOp * 3.0 * TriadFloats * sizeof(float) / ns,
+                "Cached" or "CachedBands" => BytesPerToken(PromptOf(c)) * NewTokens / ns,
+                _ => null,
+            };
+        }
+
+        public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+        {
+            if (benchmarkCase.Descriptor.Type != typeof(GenerateBench)) return "-";
+            if (GBps(summary, benchmarkCase) is not double g) return "-";
+            if (!ofTriad) return g.ToString("N1", style.CultureInfo);
+            if (ModeOf(benchmarkCase) == "Triad") return "-";
+            var triads = summary.BenchmarksCases.Where(c => ModeOf(c) == "Triad").Select(c => GBps(summary, c)).OfType<double>().ToList();
+            return triads.Count == 0 ? "NA" : (g / triads.Average()).ToString("P0", style.CultureInfo);
+        }
+
+        public override string ToString() => ColumnName;
+    }
+}
+
+/// <summary>The fast kernels with the first GEMV (<see cref="BandGemv"/>), the baseline Cached is compared against.</summary>
+internal sealed class BandGemvKernels : IKernels
+{
+    private static readonly IKernels F = Kernels.Fast;
+    public string Name => "fast, 128-column-band GEMV";
+    public IMatMul MatMul => F.MatMul;
+    public void AddBias(Span<float> y, ReadOnlySpan<float> b, int N, int O) => F.AddBias(y, b, N, O);
+    public void SumRows(ReadOnlySpan<float> m, Span<float> acc, int N, int C) => F.SumRows(m, acc, N, C);
+    public void Add(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> dst) => F.Add(a, b, dst);
+    public void LayerNormForward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, Span<float> mean, Span<float> rstd, int N, int C) =>
+        F.LayerNormForward(x, w, b, y, mean, rstd, N, C);
+    public void LayerNormBackward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd,
+        ReadOnlySpan<float> dy, Span<float> dx, Span<float> dw, Span<float> db, Span<float> xhat, Span<float> g, int N, int C) =>
+        F.LayerNormBackward(x, w, mean, rstd, dy, dx, dw, db, xhat, g, N, C);
+    public void GeluForward(ReadOnlySpan<float> x, Span<float> y) => F.GeluForward(x, y);
+    public void GeluBackward(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx, Span<float> tScratch, bool accumulate) => F.GeluBackward(x, dy, dx, tScratch, accumulate);
+    public double CrossEntropyForward(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> losses, int N, int V) => F.CrossEntropyForward(logits, targets, losses, N, V);
+    public void CrossEntropyBackward(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> dLogits, float scale, int N, int V) =>
+        F.CrossEntropyBackward(logits, targets, dLogits, scale, N, V);
+    public void ProjectQkv(ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Attention.Weights w, Span<float> q, Span<float> k, Span<float> v, int B, int T, int D, int H, int dh) =>
+        F.ProjectQkv(xqk, xv, w, q, k, v, B, T, D, H, dh);
+    public void ProjectQkvBackward(ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Attention.Weights w, in Attention.Grads g,
+        ReadOnlySpan<float> dq, ReadOnlySpan<float> dk, ReadOnlySpan<float> dv, Span<float> dxqk, Span<float> dxv, int N, int D, int H, int dh) =>
+        F.ProjectQkvBackward(xqk, xv, w, g, dq, dk, dv, dxqk, dxv, N, D, H, dh);
+    public void Heads(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> scores, Span<float> pattern, Span<float> z, int B, int T, int H, int dh, HeadStages stages) =>
+        F.Heads(q, k, v, scores, pattern, z, B, T, H, dh, stages);
+    public void HeadsBackward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> pattern, ReadOnlySpan<float> dz,
+        Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores, int B, int T, int H, int dh, HeadStages stages) =>
+        F.HeadsBackward(q, k, v, pattern, dz, dq, dk, dv, dPattern, dScores, B, T, H, dh, stages);
+    public void Gemv(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int G, int I, int O) => BandGemv.Forward(x, w, b, y, G, I, O);
+    public void AdamW(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, ReadOnlySpan<ParamSegment> segments, in AdamWStep step) => F.AdamW(p, g, m, v, segments, step);
 }

@@ -203,15 +203,25 @@ public class GenerationTests
         gen.Append(3);
     }
 
-    [Fact]
-    public void GemvMatchesADirectSumForEveryColumnTail()
+    // GEMV shapes [G, I, O] reaching every path of Gemv.Forward: G = 3 matrices [37, 203] (one band; 203 columns are
+    // 12 Vector512 + 1 Vector256 + 0 Vector128 + 3 scalar columns; 37 rows are 9 four-row passes and 1 single row),
+    // [150, 1103] (two bands, 1024 + 79 columns = 4·16 + 8 + 4 + 3, split into 64-row chunks: 64, 64, 22 rows, so
+    // partial sums added in chunk order), and [37, 8271] (9 bands: no row split, each band writes y directly).
+    // Run with DOTNET_EnableAVX512F=0 and with DOTNET_EnableAVX=0 too, for the 256- and 128-bit paths.
+    public static TheoryData<int, int, int> GemvShapes => new() { { 3, 37, 203 }, { 1, 150, 1103 }, { 1, 37, 8271 } };
+
+    private static (float[] X, float[] W, float[] B) GemvOperands(int G, int I, int O)
     {
-        // G = 3 matrices [37, 203]: 203 columns are a 128-column band and a 75-column one (one 64-column block,
-        // one 8-column vector, 3 single columns)
-        int G = 3, I = 37, O = 203;
         var rng = new Rng(9);
         float[] R(int n) { var a = new float[n]; for (int i = 0; i < n; i++) a[i] = (float)rng.NextNormal(); return a; }
-        float[] x = R(I), w = R(G * I * O), b = R(G * O);
+        return (R(I), R(G * I * O), R(G * O));
+    }
+
+    [Theory]
+    [MemberData(nameof(GemvShapes))]
+    public void GemvMatchesADirectSumForEveryColumnTail(int G, int I, int O)
+    {
+        var (x, w, b) = GemvOperands(G, I, O);
         foreach (var k in new[] { Kernels.Fast, Kernels.Reference })
             foreach (bool bias in new[] { true, false })
             {
@@ -222,9 +232,33 @@ public class GenerationTests
                     {
                         double s = bias ? b[g * O + o] : 0;
                         for (int i = 0; i < I; i++) s += (double)x[i] * w[(g * I + i) * O + o];
-                        Assert.True(Math.Abs(s - y[g * O + o]) < 1e-4, $"{k.Name} g {g} o {o}: {y[g * O + o]} vs {s}");
+                        Assert.True(Math.Abs(s - y[g * O + o]) < 1e-4, $"{k.Name} [{G}, {I}, {O}] g {g} o {o}: {y[g * O + o]} vs {s}");
                     }
             }
+    }
+
+    [Theory]
+    [MemberData(nameof(GemvShapes))]
+    public void GemvGivesTheSameBitsOnOneTwoAndThreeThreads(int G, int I, int O)
+    {
+        var (x, w, b) = GemvOperands(G, I, O);
+        float[]? first = null;
+        foreach (int threads in new[] { 1, 2, 3 })
+        {
+            using var pool = new WorkerPool(threads);
+            WorkerPool.UseOnThisThread(pool);
+            try
+            {
+                var y = new float[G * O];
+                Gemv.Forward(x, w, b, y, G, I, O);
+                if (first == null) first = y;
+                else
+                    for (int o = 0; o < y.Length; o++)
+                        Assert.True(BitConverter.SingleToInt32Bits(first[o]) == BitConverter.SingleToInt32Bits(y[o]),
+                            $"[{G}, {I}, {O}] y[{o}] on {threads} threads: {y[o]} vs {first[o]} on 1");
+            }
+            finally { WorkerPool.UseOnThisThread(null); }
+        }
     }
 
     [Fact]
