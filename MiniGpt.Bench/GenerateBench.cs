@@ -230,34 +230,9 @@ public class GenerateBench
 }
 
 /// <summary>The fast kernels with the first GEMV (<see cref="BandGemv"/>), the baseline Cached is compared against.</summary>
-internal sealed class BandGemvKernels : IKernels
+internal sealed class BandGemvKernels : FastKernels
 {
-    private static readonly IKernels F = Kernels.Fast;
-    public string Name => "fast, 128-column-band GEMV";
-    public IMatMul MatMul => F.MatMul;
-    public void AddBias(Span<float> y, ReadOnlySpan<float> b, int N, int O) => F.AddBias(y, b, N, O);
-    public void SumRows(ReadOnlySpan<float> m, Span<float> acc, int N, int C) => F.SumRows(m, acc, N, C);
-    public void Add(ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> dst) => F.Add(a, b, dst);
-    public void LayerNormForward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, Span<float> mean, Span<float> rstd, int N, int C) =>
-        F.LayerNormForward(x, w, b, y, mean, rstd, N, C);
-    public void LayerNormBackward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd,
-        ReadOnlySpan<float> dy, Span<float> dx, Span<float> dw, Span<float> db, Span<float> xhat, Span<float> g, int N, int C) =>
-        F.LayerNormBackward(x, w, mean, rstd, dy, dx, dw, db, xhat, g, N, C);
-    public void GeluForward(ReadOnlySpan<float> x, Span<float> y) => F.GeluForward(x, y);
-    public void GeluBackward(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx, Span<float> tScratch, bool accumulate) => F.GeluBackward(x, dy, dx, tScratch, accumulate);
-    public double CrossEntropyForward(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> losses, int N, int V) => F.CrossEntropyForward(logits, targets, losses, N, V);
-    public void CrossEntropyBackward(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> dLogits, float scale, int N, int V) =>
-        F.CrossEntropyBackward(logits, targets, dLogits, scale, N, V);
-    public void ProjectQkv(ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Attention.Weights w, Span<float> q, Span<float> k, Span<float> v, int B, int T, int D, int H, int dh) =>
-        F.ProjectQkv(xqk, xv, w, q, k, v, B, T, D, H, dh);
-    public void ProjectQkvBackward(ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Attention.Weights w, in Attention.Grads g,
-        ReadOnlySpan<float> dq, ReadOnlySpan<float> dk, ReadOnlySpan<float> dv, Span<float> dxqk, Span<float> dxv, int N, int D, int H, int dh) =>
-        F.ProjectQkvBackward(xqk, xv, w, g, dq, dk, dv, dxqk, dxv, N, D, H, dh);
-    public void Heads(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> scores, Span<float> pattern, Span<float> z, int B, int T, int H, int dh, HeadStages stages) =>
-        F.Heads(q, k, v, scores, pattern, z, B, T, H, dh, stages);
-    public void HeadsBackward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> pattern, ReadOnlySpan<float> dz,
-        Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores, int B, int T, int H, int dh, HeadStages stages) =>
-        F.HeadsBackward(q, k, v, pattern, dz, dq, dk, dv, dPattern, dScores, B, T, H, dh, stages);
-    public void Gemv(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int G, int I, int O) => BandGemv.Forward(x, w, b, y, G, I, O);
-    public void AdamW(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, ReadOnlySpan<ParamSegment> segments, in AdamWStep step) => F.AdamW(p, g, m, v, segments, step);
+    public override string Name => "fast, 128-column-band GEMV";
+    public override void Gemv(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int G, int I, int O) =>
+        BandGemv.Forward(x, w, b, y, G, I, O);
 }

@@ -7,11 +7,12 @@ namespace MiniGpt.Layers;
 /// projection and the fused, register-blocked attention of AttentionFast.cs, and the row-wise kernels
 /// (LayerNorm, cross-entropy, bias, residual, GELU, AdamW) in fixed chunks across the worker pool. Each is
 /// tested against its <see cref="ReferenceKernels"/> twin; the chunks depend on the shape only, so results
-/// are bitwise the same for any thread count.
+/// are bitwise the same for any thread count. Not sealed only so that a benchmark can swap one kernel for a
+/// baseline (GenerateBench's first GEMV).
 /// </summary>
-public sealed class FastKernels : IKernels
+public class FastKernels : IKernels
 {
-    public string Name => "fast";
+    public virtual string Name => "fast";
     public IMatMul MatMul { get; } = new SimdMatMul();
 
     public void AddBias(Span<float> y, ReadOnlySpan<float> b, int N, int O) => Linear.AddBias(y, b, N, O);
@@ -52,7 +53,7 @@ public sealed class FastKernels : IKernels
         Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores, int B, int T, int H, int dh, HeadStages stages) =>
         Attention.HeadsBackward(q, k, v, pattern, dz, dq, dk, dv, dPattern, dScores, B, T, H, dh, stages);
 
-    public void Gemv(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int G, int I, int O) =>
+    public virtual void Gemv(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int G, int I, int O) =>
         Generation.Gemv.Forward(x, w, b, y, G, I, O);
 
     public void AdamW(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, ReadOnlySpan<ParamSegment> segments, in AdamWStep step) =>
