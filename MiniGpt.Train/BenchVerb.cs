@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using MiniGpt.Tensors;
 using MiniGpt.Training;
 
 namespace MiniGpt.Train;
@@ -15,13 +16,15 @@ public static class BenchVerb
     private static readonly Option<float> Warmup = Option.Float("warmup", "seconds of warm-up steps before measuring (at least 5 steps)", 2)
         .Check(s => s >= 0, "must be a number of seconds ≥ 0");
     private static readonly Option<bool> Json = Option.Flag("json", "print one JSON line instead of text");
+    private static readonly Option<bool> Profile = Option.Flag("profile",
+        "time the measured steps phase by phase (forward and backward of each layer kind, optimizer) with GFLOP/s and the threads' busy time");
 
     /// <summary>The shape and batch options are train's, with train's defaults: bench alone times the default run's step.</summary>
     public static Options Declare() =>
         new Options("bench", "bench: median time of a training step for a model shape, with tokens/s and model FLOP utilisation.\n" +
                              "It trains on the induction task; the model options and --batch-size are train's, with train's defaults.")
             .Add(ModelOptions.ForInductionTask)
-            .Add(SharedOptions.BatchSize, Steps, Warmup, SharedOptions.Threads, Json);
+            .Add(SharedOptions.BatchSize, Steps, Warmup, SharedOptions.Threads, Json, Profile);
 
     public static int Run(string[] args, TextWriter stdout)
     {
@@ -42,12 +45,15 @@ public static class BenchVerb
         long w0 = Stopwatch.GetTimestamp();
         for (int i = 0; i < 5 || Stopwatch.GetElapsedTime(w0).TotalSeconds < warmup; i++) trainer.Step();
         var times = new double[steps];
+        bool profile = o.Get(Profile);
+        if (profile) StepProfiler.Start();
         for (int i = 0; i < steps; i++)
         {
             long t0 = Stopwatch.GetTimestamp();
             trainer.Step();
             times[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
         }
+        if (profile) StepProfiler.Stop();
         Array.Sort(times);
         double median = steps % 2 == 1 ? times[steps / 2] : (times[steps / 2 - 1] + times[steps / 2]) / 2;
         var c = trainer.Model.Config;
@@ -73,6 +79,43 @@ public static class BenchVerb
             if (peak.VectorBits > 256)
                 stdout.WriteLine(string.Create(inv, $"MFU {mfu256 * 100:F1} % of the same cores at 256 bits ({peak256 / 1e9:F0} GFLOP/s, the path LibTorch and OpenBLAS take here)"));
         }
+        if (profile) WriteProfile(stdout, c, opts.BatchSize, steps, peak, o.Get(Json));
         return 0;
+    }
+
+    // One row per phase that ran: ms per step (mean over the measured steps), share of the step, model GFLOP/s and
+    // the fraction of the peak where the phase multiplies matrices, and the threads' busy fraction (StepProfiler).
+    private static void WriteProfile(TextWriter stdout, Model.ModelConfig c, int batch, int steps, Flops.Peak peak, bool json)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        double total = 0, idle = 0;
+        foreach (var p in Enum.GetValues<StepPhase>())
+        {
+            total += StepProfiler.Seconds(p);
+            idle += StepProfiler.Seconds(p) * (1 - StepProfiler.Utilisation(p));
+        }
+        if (!json)
+        {
+            stdout.WriteLine();
+            stdout.WriteLine(string.Create(inv, $"{"phase",-16} {"ms/step",8} {"share",6} {"GFLOP/s",8} {"of peak",7} {"busy",5}"));
+        }
+        foreach (var p in Enum.GetValues<StepPhase>())
+        {
+            double s = StepProfiler.Seconds(p);
+            if (StepProfiler.EntriesOf(p) == 0 && s * 1e3 / steps < 0.005) continue;
+            double ms = s * 1e3 / steps, f = Flops.InPhase(p, c, batch, c.NCtx);
+            double rate = f > 0 ? f * steps / s : 0;
+            if (json)
+                stdout.WriteLine(string.Create(inv, $"{{\"phase\": \"{StepProfiler.Label(p)}\", \"ms_per_step\": {ms:F3}, \"share\": {s / total:F4}, " +
+                    $"\"gflops\": {rate / 1e9:F1}, \"of_peak\": {rate / peak.FlopsPerSecond:F4}, \"busy\": {StepProfiler.Utilisation(p):F4}}}"));
+            else
+            {
+                string matmul = f > 0 ? string.Create(inv, $"{rate / 1e9,8:F0} {rate / peak.FlopsPerSecond * 100,6:F1}%") : new string(' ', 16);
+                stdout.WriteLine(string.Create(inv, $"{StepProfiler.Label(p),-16} {ms,8:F2} {s / total * 100,5:F1}% {matmul} {StepProfiler.Utilisation(p) * 100,4:F0}%"));
+            }
+        }
+        if (!json)
+            stdout.WriteLine(string.Create(inv, $"{"total",-16} {total * 1e3 / steps,8:F2}; threads idle {idle / total * 100:F1} % of the step " +
+                $"({idle * 1e3 / steps:F2} ms of {peak.Threads} threads' {total * 1e3 / steps:F2})"));
     }
 }

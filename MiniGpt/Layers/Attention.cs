@@ -42,6 +42,7 @@ public static unsafe partial class Attention
         int B, int T, int D, int H, int dh, IAttentionHooks? hooks = null)
     {
         int N = B * T, HD = H * dh;
+        StepProfiler.Enter(StepPhase.Qkv);
         kn.ProjectQkv(xqk, xv, w, q, k, v, B, T, D, H, dh);
         if (hooks != null)
         {
@@ -49,6 +50,7 @@ public static unsafe partial class Attention
             hooks.Forward(AttentionPoint.K);
             hooks.Forward(AttentionPoint.V);
         }
+        StepProfiler.Enter(StepPhase.Attention);
         var todo = HeadStages.All;
         if (hooks != null && hooks.HasForward(AttentionPoint.Scores))
         {
@@ -67,6 +69,7 @@ public static unsafe partial class Attention
         }
         kn.Heads(q, k, v, scores, pattern, z, B, T, H, dh, todo);
         hooks?.Forward(AttentionPoint.Z);
+        StepProfiler.Enter(StepPhase.AttnOut);
         Linear.Forward(kn, z[..(N * HD)], w.WO, w.BO, output, N, HD, D);
         if (hooks != null && hooks.HasForward(AttentionPoint.Result)) ResultForward(kn.MatMul, hooks, z, w.WO, output, N, D, H, dh);
     }
@@ -80,10 +83,12 @@ public static unsafe partial class Attention
     {
         int N = B * T, HD = H * dh;
         // out = z·W_O + b_O
+        StepProfiler.Enter(StepPhase.AttnOutBackward);
         Linear.Backward(kn, z[..(N * HD)], w.WO, dOut, dz, g.WO, g.BO, N, HD, D, accumulateDx: false);
         if (hooks != null && hooks.HasBackward(AttentionPoint.Result)) ResultBackward(kn.MatMul, hooks, z, w.WO, dOut, dz, g.WO, N, D, H, dh);
         hooks?.Backward(AttentionPoint.Z);
         // the softmax's own output, where a forward hook replaced the pattern in the pass being differentiated
+        StepProfiler.Enter(StepPhase.AttentionBackward);
         ReadOnlySpan<float> softmax = hooks != null ? hooks.KeptPattern() : default;
         if (hooks != null && (!softmax.IsEmpty || hooks.HasBackward(AttentionPoint.Pattern) || hooks.HasBackward(AttentionPoint.Scores)))
         {
@@ -105,6 +110,7 @@ public static unsafe partial class Attention
             hooks.Backward(AttentionPoint.K);
             hooks.Backward(AttentionPoint.V);
         }
+        StepProfiler.Enter(StepPhase.QkvBackward);
         kn.ProjectQkvBackward(xqk, xv, w, g, dq, dk, dv, dxqk, dxv, N, D, H, dh);
     }
 

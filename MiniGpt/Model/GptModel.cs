@@ -190,6 +190,7 @@ public sealed class GptModel
         int ND = N * D;
 
         // resid_pre₀ = W_E[tokens] + W_pos[t]; shortformer positions enter only the queries and keys
+        StepProfiler.Enter(StepPhase.Embed);
         Embedding.Forward(tokens, _p.WE.Span, _p.WPos.Span, a.Embed.Span, a.PosEmbed.Span, B, T, D);
         FireForward(_points.Embed, a.Embed);
         FireForward(_points.PosEmbed, a.PosEmbed);
@@ -210,6 +211,7 @@ public sealed class GptModel
             ReadOnlySpan<float> xqk = xln;
             if (c.Shortformer)
             {
+                StepProfiler.Enter(StepPhase.Residual);
                 k.Add(xln, a.PosEmbed.Span[..ND], x.QkInput!.Span[..ND]);
                 xqk = x.QkInput.Span[..ND];
             }
@@ -219,6 +221,7 @@ public sealed class GptModel
                 attnOut, B, T, D, H, dh, _layerHooks[l]);
             FireForward(at.AttnOut, x.AttnOut);
 
+            StepProfiler.Enter(StepPhase.Residual);
             if (!c.HasMlp)
             {
                 k.Add(residPre, attnOut, x.ResidPost.Span[..ND]);
@@ -234,12 +237,16 @@ public sealed class GptModel
             var pre = x.Pre!.Span[..(N * M)];
             var post = x.Post!.Span[..(N * M)];
             var mlpOut = x.MlpOut!.Span[..ND];
+            StepProfiler.Enter(StepPhase.MlpIn);
             Linear.Forward(k, x2, w.WIn!.Span, w.BIn!.Span, pre, N, D, M);
             FireForward(at.MlpPre, x.Pre);
+            StepProfiler.Enter(StepPhase.Gelu);
             k.GeluForward(pre, post);
             FireForward(at.MlpPost, x.Post);
+            StepProfiler.Enter(StepPhase.MlpOut);
             Linear.Forward(k, post, w.WOut!.Span, w.BOut!.Span, mlpOut, N, M, D);
             FireForward(at.MlpOut, x.MlpOut);
+            StepProfiler.Enter(StepPhase.Residual);
             k.Add(residMid, mlpOut, x.ResidPost.Span[..ND]);
             FireForward(at.ResidPost, x.ResidPost);
         }
@@ -247,9 +254,11 @@ public sealed class GptModel
         // logits = ln_final(resid)·W_U + b_U
         var xf = Normalize(a.FinalResid.Span[..ND], _p.LnFinalW, _p.LnFinalB, a.LnFinalOut, a.LnFinalMean, a.LnFinalRstd, _points.LnFinal, N);
         var logits = a.Logits.Span[..(N * V)];
+        StepProfiler.Enter(StepPhase.Unembed);
         Linear.Forward(k, xf, _p.WU.Span, _p.BU.Span, logits, N, D, V);
         FireForward(_points.Logits, a.Logits);
         if (targets.IsEmpty) return float.NaN;
+        StepProfiler.Enter(StepPhase.Loss);
         return (float)(k.CrossEntropyForward(logits, targets, a.Losses.Span, N, V) / N);
     }
 
@@ -273,15 +282,18 @@ public sealed class GptModel
 
         // loss = CE(logits);  logits = x_f·W_U + b_U
         var dLogits = a.DLogits.Span[..(N * V)];
+        StepProfiler.Enter(StepPhase.LossBackward);
         k.CrossEntropyBackward(a.Logits.Span, a.Targets.AsSpan(0, N), dLogits, lossScale, N, V);
         FireBackward(_points.Logits, a.DLogits);
         var resid = a.FinalResid.Span[..ND];
         ReadOnlySpan<float> xf = c.HasLayerNorm ? a.LnFinalOut!.Span[..ND] : resid;
+        StepProfiler.Enter(StepPhase.UnembedBackward);
         Linear.Backward(k, xf, _p.WU.Span, dLogits, dLn, G.WU.Span, G.BU.Span, N, D, V, accumulateDx: false);
         // x_f = ln_final(resid)
         if (c.HasLayerNorm)
         {
             FireBackward(_points.LnFinal, a.DLn);
+            StepProfiler.Enter(StepPhase.LayerNormBackward);
             dResid.Clear();
             k.LayerNormBackward(resid, Sp(_p.LnFinalW), a.LnFinalMean!.Span, a.LnFinalRstd!.Span, dLn, dResid,
                 Sp(G.LnFinalW), Sp(G.LnFinalB), xhat, g, N, D);
@@ -305,17 +317,25 @@ public sealed class GptModel
                 var dPost = a.DMlpPost!.Span[..(N * M)];
                 var dPre = a.DMlpPre!.Span[..(N * M)];
                 ReadOnlySpan<float> dMlpOut = BranchGradient(at.MlpOut, a.DResid, a.DBranch);
+                StepProfiler.Enter(StepPhase.MlpOutBackward);
                 Linear.Backward(k, x.Post!.Span[..(N * M)], w.WOut!.Span, dMlpOut, dPost, gw.WOut!.Span, gw.BOut!.Span, N, M, D, accumulateDx: false);
                 FireBackward(at.MlpPost, a.DMlpPost);
+                StepProfiler.Enter(StepPhase.GeluBackward);
                 k.GeluBackward(x.Pre!.Span[..(N * M)], dPost, dPre, dPre, accumulate: false);
                 FireBackward(at.MlpPre, a.DMlpPre);
+                StepProfiler.Enter(StepPhase.MlpInBackward);
                 Linear.Backward(k, x2, w.WIn!.Span, dPre, dLn, gw.WIn!.Span, gw.BIn!.Span, N, D, M, accumulateDx: false);
                 if (c.HasLayerNorm)
                 {
                     FireBackward(at.Ln2, a.DLn);
+                    StepProfiler.Enter(StepPhase.LayerNormBackward);
                     k.LayerNormBackward(residMid, Sp(w.Ln2W), x.Ln2Mean!.Span, x.Ln2Rstd!.Span, dLn, dResid, Sp(gw.Ln2W), Sp(gw.Ln2B), xhat, g, N, D);
                 }
-                else k.Add(dResid, dLn, dResid);
+                else
+                {
+                    StepProfiler.Enter(StepPhase.ResidualBackward);
+                    k.Add(dResid, dLn, dResid);
+                }
                 FireBackward(at.ResidMid, a.DResid);
             }
             // dResid holds d(resid_mid): resid_mid = resid_pre + attn(ln1(resid_pre))
@@ -323,6 +343,7 @@ public sealed class GptModel
             ReadOnlySpan<float> xln = c.HasLayerNorm ? x.Ln1Out!.Span[..ND] : residPre;
             ReadOnlySpan<float> xqk = c.Shortformer ? x.QkInput!.Span[..ND] : xln;
             var dQk = c.Shortformer ? a.DQkInput!.Span[..ND] : dLn;
+            StepProfiler.Enter(StepPhase.ResidualBackward);
             dLn.Clear();
             dQk.Clear();
             ReadOnlySpan<float> dAttnOut = BranchGradient(at.AttnOut, a.DResid, a.DBranch);
@@ -331,15 +352,21 @@ public sealed class GptModel
             if (c.Shortformer)
             {
                 // x_qk = x_ln + pos
+                StepProfiler.Enter(StepPhase.ResidualBackward);
                 k.Add(dLn, dQk, dLn);
                 k.Add(a.DPosEmbed.Span[..ND], dQk, a.DPosEmbed.Span[..ND]);
             }
             if (c.HasLayerNorm)
             {
                 FireBackward(at.Ln1, a.DLn);
+                StepProfiler.Enter(StepPhase.LayerNormBackward);
                 k.LayerNormBackward(residPre, Sp(w.Ln1W), x.Ln1Mean!.Span, x.Ln1Rstd!.Span, dLn, dResid, Sp(gw.Ln1W), Sp(gw.Ln1B), xhat, g, N, D);
             }
-            else k.Add(dResid, dLn, dResid);
+            else
+            {
+                StepProfiler.Enter(StepPhase.ResidualBackward);
+                k.Add(dResid, dLn, dResid);
+            }
             FireBackward(at.ResidPre, a.DResid);
         }
         // dResid holds d(blocks.0.hook_resid_pre) = d(embed (+ pos)): both get it, each on its own where a hook may change it
@@ -351,6 +378,7 @@ public sealed class GptModel
             dPos = a.DPosEmbed.Span[..ND];
         }
         else if (Hooks.HasBackward(_points.PosEmbed)) dPos = BranchGradient(_points.PosEmbed, a.DResid, a.DPosEmbed);
+        StepProfiler.Enter(StepPhase.EmbedBackward);
         Embedding.Backward(a.Tokens.AsSpan(0, N), dEmbed, dPos, G.WE.Span, G.WPos.Span, B, T, D);
     }
 
@@ -358,6 +386,7 @@ public sealed class GptModel
     private ReadOnlySpan<float> Normalize(ReadOnlySpan<float> x, Tensor? w, Tensor? b, Tensor? output, Tensor? mean, Tensor? rstd, int point, int N)
     {
         if (!Config.HasLayerNorm) return x;
+        StepProfiler.Enter(StepPhase.LayerNorm);
         int D = Config.DModel;
         Kernels.LayerNormForward(x, Sp(w), Sp(b), output!.Span, mean!.Span, rstd!.Span, N, D);
         FireForward(point, output);

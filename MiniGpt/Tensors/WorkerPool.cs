@@ -26,6 +26,13 @@ public sealed unsafe class WorkerPool : IDisposable
 
     public int Threads { get; }
 
+    // StepProfiler's counters, kept only while it runs: task time of the helper threads, and the time the calling
+    // thread waits at the end of a region for helpers still running tasks.
+    private long _helperBusyTicks, _callerWaitTicks;
+    internal bool ProfileRegions { get; set; }
+    internal long HelperBusyTicks => Volatile.Read(ref _helperBusyTicks);
+    internal long CallerWaitTicks => Volatile.Read(ref _callerWaitTicks);
+
     public WorkerPool(int threads)
     {
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), "need at least one thread");
@@ -98,8 +105,11 @@ public sealed unsafe class WorkerPool : IDisposable
             Volatile.Write(ref _running, helpers);
             for (int i = 0; i < helpers; i++) _wake[i].Release();
             Drain();
+            bool profile = ProfileRegions;
+            long w0 = profile ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
             var spin = new SpinWait();
             while (Volatile.Read(ref _running) != 0) spin.SpinOnce(-1);
+            if (profile) _callerWaitTicks += System.Diagnostics.Stopwatch.GetTimestamp() - w0;
         }
     }
 
@@ -118,7 +128,13 @@ public sealed unsafe class WorkerPool : IDisposable
         {
             WaitForRegion(_wake[id]);
             if (_disposed) return;
-            Drain();
+            if (ProfileRegions)
+            {
+                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                Drain();
+                Interlocked.Add(ref _helperBusyTicks, System.Diagnostics.Stopwatch.GetTimestamp() - t0);
+            }
+            else Drain();
             Interlocked.Decrement(ref _running);
         }
     }

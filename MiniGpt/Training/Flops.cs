@@ -27,6 +27,31 @@ public static class Flops
         return tokens * (6.0 * p + attention);
     }
 
+    /// <summary>
+    /// The model FLOPs of <see cref="PerStep"/> that fall in one phase of the step (`bench --profile`): each weight
+    /// product 2·N·in·out forward and twice that backward, attention 4·N·T·H·d_head forward (the whole square, as
+    /// PerStep counts it) and twice that backward; 0 for the phases that do no matmul. They sum to PerStep.
+    /// </summary>
+    public static double InPhase(Tensors.StepPhase phase, ModelConfig c, int batch, int seqLen)
+    {
+        double n = (double)batch * seqLen, hd = c.NHeads * c.DHead, d = c.DModel, layers = c.NLayers;
+        double mlp = c.HasMlp ? 2 * n * d * c.DMlp * layers : 0;
+        return phase switch
+        {
+            Tensors.StepPhase.Qkv => 2 * n * d * 3 * hd * layers,
+            Tensors.StepPhase.Attention => 4 * n * seqLen * hd * layers,
+            Tensors.StepPhase.AttnOut => 2 * n * hd * d * layers,
+            Tensors.StepPhase.MlpIn or Tensors.StepPhase.MlpOut => mlp,
+            Tensors.StepPhase.Unembed => 2 * n * d * c.DVocab,
+            Tensors.StepPhase.QkvBackward => 2 * InPhase(Tensors.StepPhase.Qkv, c, batch, seqLen),
+            Tensors.StepPhase.AttentionBackward => 2 * InPhase(Tensors.StepPhase.Attention, c, batch, seqLen),
+            Tensors.StepPhase.AttnOutBackward => 2 * InPhase(Tensors.StepPhase.AttnOut, c, batch, seqLen),
+            Tensors.StepPhase.MlpInBackward or Tensors.StepPhase.MlpOutBackward => 2 * mlp,
+            Tensors.StepPhase.UnembedBackward => 2 * InPhase(Tensors.StepPhase.Unembed, c, batch, seqLen),
+            _ => 0,
+        };
+    }
+
     /// <summary>Peak fp32 FLOP/s of `threads` cores: FMA pipes × fp32 lanes per pipe × 2 × clock.</summary>
     public static Peak MachinePeak(int threads)
     {

@@ -4,6 +4,7 @@ using MiniGpt.Checkpoints;
 using MiniGpt.Data;
 using MiniGpt.Layers;
 using MiniGpt.Model;
+using MiniGpt.Tensors;
 
 namespace MiniGpt.Training;
 
@@ -252,10 +253,13 @@ public sealed class Trainer
     {
         var o = Options;
         int B = o.BatchSize, T = Model.Config.NCtx;
+        StepProfiler.Enter(StepPhase.Data);
         Data.Sample(ref _dataRng, _x, _y, B, T);
         float loss = Model.Forward(_x, _y, B, T);
+        StepProfiler.Enter(StepPhase.ZeroGrad);
         Model.ZeroGrad();
         Model.Backward(1f / (B * T));
+        StepProfiler.Enter(StepPhase.Clip);
         if (o.TieEmbeddings) FoldTiedGradient();
         LastGradNorm = GradClip.ClipGlobalNorm(Model.Grads.Buffer, o.GradClip);
         // the norm is a sum over every gradient, so it is finite exactly when all of them are (clipping
@@ -263,8 +267,10 @@ public sealed class Trainer
         // update is skipped so the weights in memory stay the last good ones
         if (!float.IsFinite(loss) || !float.IsFinite(LastGradNorm)) throw Diverged(loss);
         LastLr = LrSchedule.At(Optimizer.Step, o.Lr, o.MinLr, o.WarmupSteps, o.Steps);
+        StepProfiler.Enter(StepPhase.Optimizer);
         Optimizer.Update(LastLr);
         if (o.TieEmbeddings) TieUnembed();
+        StepProfiler.Enter(StepPhase.Other);
         return loss;
     }
 
