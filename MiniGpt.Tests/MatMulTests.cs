@@ -118,6 +118,7 @@ public class MatMulTests
         (257, 1, 7), (257, 7, 1), (97, 160, 33), (100, 128, 100), (64, 96, 300), (6, 32, 257), (13, 16, 5),
         (5, 48, 31), (7, 64, 33), (129, 257, 65), (200, 33, 257), (96, 128, 256),
         (20, 40, 1100), (257, 65, 1030), // k over ≥ 4 blocks with few C tiles: the split-k path
+        (800, 130, 300), (770, 96, 513), (1030, 64, 65), // TN with rows ≥ 768 floats apart packs Aᵀ into panels; edge tiles of 32, 2 and 70 rows
     ];
 
     [Theory]
@@ -149,6 +150,9 @@ public class MatMulTests
                 }
         foreach (var (m, n, k) in new[] { (100, 128, 100), (97, 160, 257), (100, 64, 300) })
             CompareWithScalar(form, m, n, k, accumulate, 4, 3, ref rng);
+        // narrow windows of wide buffers: TN's Aᵀ rows ≥ 768 floats apart are packed whatever the window's width
+        foreach (var (m, n, k) in new[] { (5, 33, 257), (13, 65, 100), (9, 40, 300) })
+            CompareWithScalar(form, m, n, k, accumulate, 400, 390, ref rng);
     }
 
     [Fact]
@@ -160,7 +164,7 @@ public class MatMulTests
             var kernels = pools.Select(p => new SimdMatMul(p)).ToArray();
             var rng = new Rng(200);
             // (400, 65, 600): TN takes the swapped Cᵀ path (narrow n), with k over two blocks; (200, 40, 1300) splits k
-            foreach (var (m, n, k) in new[] { (300, 200, 300), (300, 256, 300), (400, 65, 600), (200, 40, 1300), (256, 65, 2100) })
+            foreach (var (m, n, k) in new[] { (300, 200, 300), (300, 256, 300), (400, 65, 600), (200, 40, 1300), (256, 65, 2100), (800, 96, 600) })
                 foreach (var form in new[] { Form.NN, Form.NT, Form.TN })
                     foreach (bool accumulate in new[] { false, true })
                     {

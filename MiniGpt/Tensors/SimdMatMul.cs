@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using CommunityToolkit.HighPerformance;
 
 namespace MiniGpt.Tensors;
@@ -141,8 +142,72 @@ public sealed unsafe class SimdMatMul : IMatMul
             MultiplySplitK(ref job);
             return;
         }
+        if (m <= ColumnModeRows && ks == 1 && cj == 1 && n >= ColumnModeMinTasks * NR)
+        {
+            MultiplyColumns(ref job);
+            return;
+        }
         job.PackBuf = Pack(2 * job.BufFloats);
         RunPhases(&job, (long)m * n * k < SerialFlops ? null : _pool ?? WorkerPool.Current);
+    }
+
+    // ---- column mode: few rows of C (GPT-2 at B·T = 256 tokens: every forward product and input gradient) ----
+    // With m ≤ ColumnModeRows the phased scheme packs a whole k block of B (for the 50,257-column unembedding, 51 MB)
+    // into a buffer that every row tile then streams back from memory, and a row of tiles is too short to hide it.
+    // Here each task owns a band of C's columns through every k block: it packs one NR-column strip of B at a time into
+    // its own L1-sized buffer and runs all m rows against it (m/MR micro-kernels per packed strip), so B is read from
+    // memory once and A (m × kc, in L2) is shared by the strips. Each C element is still summed block by block in k order
+    // by the micro-kernel, the same operations as the phased path: bitwise the same result, for any thread count.
+    private const int ColumnModeRows = 384, ColumnModeMinTasks = 4;
+
+    private struct ColumnJob
+    {
+        public Job* Whole;
+        public int BandCols, Bands;
+    }
+
+    private void MultiplyColumns(ref Job whole)
+    {
+        var pool = _pool ?? WorkerPool.Current;
+        // bands of 128 columns (4 strips), narrower where that leaves fewer than 4 bands per thread
+        int band = 4 * NR;
+        while (band > NR && (whole.N + band - 1) / band < 4 * pool.Threads) band -= NR;
+        fixed (Job* w = &whole)
+        {
+            var cjob = new ColumnJob { Whole = w, BandCols = band, Bands = (whole.N + band - 1) / band };
+            if ((long)whole.M * whole.N * whole.K < SerialFlops)
+                for (int t = 0; t < cjob.Bands; t++) ColumnTask(&cjob, t);
+            else
+                pool.Run(&ColumnTask, &cjob, cjob.Bands);
+        }
+    }
+
+    [ThreadStatic] private static nint _strip;
+    [ThreadStatic] private static long _stripCapacity;
+
+    private static void ColumnTask(void* ctx, int t)
+    {
+        var cjob = (ColumnJob*)ctx;
+        Job* j = cjob->Whole;
+        int c0 = t * cjob->BandCols, c1 = Math.Min(j->N, c0 + cjob->BandCols);
+        float* strip = Scratch.Grow(ref _strip, ref _stripCapacity, (long)KC * NR);
+        for (int block = 0; block < j->Blocks; block++)
+        {
+            int p0 = block * KC, kc = Math.Min(KC, j->K - p0);
+            bool acc = block > 0 || j->Accumulate;
+            for (int jj = c0; jj < c1; jj += NR)
+            {
+                int cols = Math.Min(NR, c1 - jj);
+                PackStrip(j->B + p0 * j->Bk, j->Bk, j->Bj, jj, cols, kc, strip);
+                for (int ii = 0; ii < j->M; ii += MR)
+                {
+                    int rows = Math.Min(MR, j->M - ii);
+                    float* ap = j->A + ii * j->Rs + p0 * j->Ks, cp = j->C + (long)ii * j->Ldc + jj;
+                    if (Use512) Kernel512(ap, j->Rs, j->Ks, strip, NR, kc, cp, j->Ldc, acc, rows, cols);
+                    else Kernel256(ap, j->Rs, j->Ks, strip, NR, kc, cp, j->Ldc, acc, rows, cols);
+                }
+            }
+        }
     }
 
     // all phases of a job: on pool, or in task order on this thread (null)
@@ -264,6 +329,11 @@ public sealed unsafe class SimdMatMul : IMatMul
         float* bpack = j->PackBuf + (block & 1) * j->BufFloats;
         int i0 = t / j->TilesN * j->TileRows, c0 = t % j->TilesN * j->TileCols;
         int i1 = Math.Min(i0 + j->TileRows, j->M), c1 = Math.Min(c0 + j->TileCols, j->N);
+        // Aᵀ (TN) in MR-row panels, once per tile and k block; other forms read A in place (see PackRowPanels)
+        long rs = j->Rs, ks = j->Ks;
+        bool packed = rs == 1 && ks >= PackRowStride;
+        float* panels = packed ? PackRowPanels(j->A + i0 + p0 * ks, ks, i1 - i0, kc) : null;
+        if (packed) ks = MR;
         for (int jj = c0; jj < c1; jj += NR)
         {
             int cols = Math.Min(NR, c1 - jj);
@@ -272,12 +342,52 @@ public sealed unsafe class SimdMatMul : IMatMul
             {
                 int rows = Math.Min(MR, i1 - ii);
                 float* cp = j->C + (long)ii * j->Ldc + (long)jj * j->Cj;
-                float* ap = j->A + ii * j->Rs + p0 * j->Ks;
-                if (j->Cj != 1) { KernelTransposedC(ap, j->Rs, j->Ks, bp, kc, cp, j->Cj, acc, rows, cols); continue; }
-                if (Use512) Kernel512(ap, j->Rs, j->Ks, bp, NR, kc, cp, j->Ldc, acc, rows, cols);
-                else Kernel256(ap, j->Rs, j->Ks, bp, NR, kc, cp, j->Ldc, acc, rows, cols);
+                // packed: the panel's rows are 1 apart and its k steps MR apart; else A in place
+                float* ap = packed ? panels + (ii - i0) / MR * PanelFloats(kc) : j->A + ii * rs + p0 * ks;
+                if (j->Cj != 1) { KernelTransposedC(ap, rs, ks, bp, kc, cp, j->Cj, acc, rows, cols); continue; }
+                if (Use512) Kernel512(ap, rs, ks, bp, NR, kc, cp, j->Ldc, acc, rows, cols);
+                else Kernel256(ap, rs, ks, bp, NR, kc, cp, j->Ldc, acc, rows, cols);
             }
         }
+    }
+
+    [ThreadStatic] private static nint _rowPanels;
+    [ThreadStatic] private static long _rowPanelsCapacity;
+
+    // TN's Aᵀ is packed where the source's rows are at least this many floats (3 KB) apart; see PackRowPanels.
+    private const int PackRowStride = 768;
+
+    // a panel: kc rows of MR floats, and 8 floats of slack for PackRowPanels' 8-float stores (32-byte aligned when kc is even)
+    private static long PanelFloats(int kc) => (long)kc * MR + 8;
+
+    // Panel r of the result holds A(r·MR + q, p) at [r·PanelFloats + p·MR + q], q < MR, for the `rows` rows of a tile
+    // whose A(i, p) = a[i + p·ks] (TN's Aᵀ: MR neighbours of one row of the source per k, rows ks apart). Read in
+    // place, the micro-kernel's k steps are ks floats apart: at the widths of the WB mlp_out and GPT-2 weight
+    // gradients (ks = 768 … 3072 floats, 3–12 KB) they fall in a few L1 sets, thrash them and evict the B strip that
+    // should stay there. Copied once per tile and k block, one core measured (MatMul probe, 3 runs each, GFLOP/s):
+    // GPT-2 c_proj dW 144–162 → 215–225, WB mlp_out dW 159–167 → 183–194, GPT-2 dW_U 157–175 → 183–189. Where rows are
+    // closer (ks = 256: WB mlp_in and attn_out dW) the in-place lines are shared by neighbouring micro-kernels and stay
+    // in L1, and the copy made attn_out dW slower (213–229 → 168–172), hence PackRowStride.
+    private static float* PackRowPanels(float* a, long ks, int rows, int kc)
+    {
+        int panels = (rows + MR - 1) / MR;
+        long panelFloats = PanelFloats(kc);
+        float* dst = Scratch.Grow(ref _rowPanels, ref _rowPanelsCapacity, panels * panelFloats);
+        // k by k, so that each row of the source is read once, front to back
+        int vectorPanels = Vector256.IsHardwareAccelerated && rows >= 8 ? (rows - 8) / MR + 1 : 0; // panels with 2 more floats of A to read
+        for (int p = 0; p < kc; p++)
+        {
+            float* src = a + p * ks, d = dst + p * MR;
+            int r = 0;
+            // 8 floats per panel: the next k's store (or, at the last k, the panel's slack) takes the last 2
+            for (; r < vectorPanels; r++) Vector256.Load(src + r * MR).Store(d + r * panelFloats);
+            for (; r < panels; r++)
+            {
+                int n = Math.Min(MR, rows - r * MR);
+                for (int q = 0; q < n; q++) d[r * panelFloats + q] = src[r * MR + q];
+            }
+        }
+        return dst;
     }
 
     // C(r, q) at c[r + q·ldcT] (a block of Cᵀ): the micro-kernel fills a row-major stack tile, which is then added
@@ -327,14 +437,42 @@ public sealed unsafe class SimdMatMul : IMatMul
             }
             return;
         }
-        // bk == 1: column j of the strip is a contiguous run of B's row j0 + q
+        // bk == 1 (NT's Bᵀ): column j of the strip is a contiguous run of B's row j0 + q; 8×8 blocks are transposed in
+        // registers (scalar, the copy cost ~15 % of the GPT-2 input-gradient products at 256 rows, each strip feeding
+        // only 43 micro-kernels), the edges element by element
+        int q8 = Avx.IsSupported ? cols / 8 * 8 : 0, p8 = kc / 8 * 8;
+        for (int q0 = 0; q0 < q8; q0 += 8)
+            for (int p0 = 0; p0 < p8; p0 += 8)
+                Transpose8x8(b + (j0 + q0) * bj + p0, bj, dst + (long)p0 * NR + q0, NR);
         for (int q = 0; q < cols; q++)
         {
             float* src = b + (j0 + q) * bj;
-            for (int p = 0; p < kc; p++) dst[p * NR + q] = src[p];
+            for (int p = q < q8 ? p8 : 0; p < kc; p++) dst[p * NR + q] = src[p];
         }
         for (int q = cols; q < NR; q++)
             for (int p = 0; p < kc; p++) dst[p * NR + q] = 0;
+    }
+
+    // d[c·ldd + r] = s[r·lds + c] for an 8×8 block (AVX: unpack pairs, then quads, then swap 128-bit halves)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float* s, long lds, float* d, int ldd)
+    {
+        var r0 = Avx.LoadVector256(s); var r1 = Avx.LoadVector256(s + lds);
+        var r2 = Avx.LoadVector256(s + 2 * lds); var r3 = Avx.LoadVector256(s + 3 * lds);
+        var r4 = Avx.LoadVector256(s + 4 * lds); var r5 = Avx.LoadVector256(s + 5 * lds);
+        var r6 = Avx.LoadVector256(s + 6 * lds); var r7 = Avx.LoadVector256(s + 7 * lds);
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(d, Avx.Permute2x128(u0, u4, 0x20)); Avx.Store(d + ldd, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(d + 2 * ldd, Avx.Permute2x128(u2, u6, 0x20)); Avx.Store(d + 3 * ldd, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(d + 4 * ldd, Avx.Permute2x128(u0, u4, 0x31)); Avx.Store(d + 5 * ldd, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(d + 6 * ldd, Avx.Permute2x128(u2, u6, 0x31)); Avx.Store(d + 7 * ldd, Avx.Permute2x128(u3, u7, 0x31));
     }
 
     /// <summary>
