@@ -212,4 +212,36 @@ public class FastKernelTests
         }
         Assert.Equal(Train(Kernels.Reference), Train(Kernels.Fast));
     }
+
+    [Theory]
+    [InlineData("adamw")]
+    [InlineData("sgd")]
+    public void ClippingInTheOptimizerEqualsClippingTheGradientsFirst(string kind)
+    {
+        // the trainer hands clipping's factor to the optimizer instead of scaling the gradients in a pass of their own
+        var cfg = new ModelConfig { NLayers = 1, DModel = 32, NHeads = 2, DHead = 16, DMlp = 64, NCtx = 8, DVocab = 11 };
+        var g = Random(ParameterLayout.Declare(cfg).Build().Buffer.Length, 9, 3);
+        foreach (var kernels in new[] { Kernels.Reference, Kernels.Fast })
+        {
+            float[] Train(bool fused)
+            {
+                var model = GptModel.Create(cfg, 7, kernels);
+                var opt = new Optimizer(model, kind, 0.9f, 0.99f, 1e-8f, 0.1f);
+                for (int s = 0; s < 3; s++)
+                {
+                    g.CopyTo(model.Grads.Buffer, 0);
+                    float norm = GradClip.GlobalNorm(model.Grads.Buffer);
+                    Assert.True(GradClip.ScaleFor(norm, 1f) < 1f, "the test's gradients must be clipped");
+                    if (fused) opt.Update(1e-2f, GradClip.ScaleFor(norm, 1f));
+                    else
+                    {
+                        GradClip.ClipGlobalNorm(model.Grads.Buffer, 1f);
+                        opt.Update(1e-2f);
+                    }
+                }
+                return model.Params.Buffer.Concat(opt.M.Buffer).Concat(opt.V.Buffer).ToArray();
+            }
+            Assert.Equal(Train(fused: false), Train(fused: true));
+        }
+    }
 }

@@ -21,22 +21,30 @@ public static unsafe class CrossEntropy
     }
 
     // logits [N,V], targets [N] → losses [N] = logsumexp(logits[n]) − logits[n, target[n]]; returns Σ_n losses
-    // The readable form: one row after another.
+    // The readable form: one row after another. The exponentials go through TensorPrimitives into a row of scratch
+    // (a scalar MathF.Exp loop cost 2.3 ns per logit: 30 ms of GPT-2's step at 256 × 50,257 logits), summed as
+    // Softmax.Forward sums them for the backward pass.
     public static double ForwardReference(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> losses, int N, int V)
     {
         double total = 0;
+        var e = ExpScratch(V);
         for (int n = 0; n < N; n++)
         {
             var row = logits.Slice(n * V, V);
             float max = TensorPrimitives.Max(row);
-            double sum = 0;
-            for (int i = 0; i < V; i++) sum += MathF.Exp(row[i] - max);
+            TensorPrimitives.Subtract(row, max, e);
+            TensorPrimitives.Exp(e, e);
+            float sum = TensorPrimitives.Sum(e);
             float loss = (float)(Math.Log(sum) + max - row[targets[n]]);
             losses[n] = loss;
             total += loss;
         }
         return total;
     }
+
+    [ThreadStatic] private static float[]? _exp;
+
+    private static Span<float> ExpScratch(int V) => (_exp is { } e && e.Length >= V ? e : (_exp = new float[V])).AsSpan(0, V);
 
     /// <summary><see cref="BackwardReference"/> on fixed chunks of rows across the worker pool when the logits are large (bitwise the reference).</summary>
     public static void Backward(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> dLogits, float scale, int N, int V)

@@ -120,7 +120,8 @@ public enum HeadStages
 public readonly record struct ParamSegment(int Start, int Length, bool Decay);
 
 /// <summary>
-/// The scalars of one AdamW step: lr, β1, β2, ε, the bias corrections 1 − βᵗ, and the decoupled decay
-/// factor 1 − lr·λ applied to decaying segments.
+/// The scalars of one AdamW step: lr, β1, β2, ε, the bias corrections 1 − βᵗ, the decoupled decay
+/// factor 1 − lr·λ applied to decaying segments, and the factor each gradient is multiplied by as it is read
+/// (global-norm clipping's maxNorm/‖g‖, applied here instead of in a pass of its own over the gradients).
 /// </summary>
-public readonly record struct AdamWStep(float Lr, float Beta1, float Beta2, float Eps, float Bc1, float Bc2, float DecayFactor);
+public readonly record struct AdamWStep(float Lr, float Beta1, float Beta2, float Eps, float Bc1, float Bc2, float DecayFactor, float GradScale = 1f);

@@ -262,7 +262,7 @@ public sealed class GptModel
         return (float)(k.CrossEntropyForward(logits, targets, a.Losses.Span, N, V) / N);
     }
 
-    public void ZeroGrad() => Array.Clear(Grads.Buffer);
+    public void ZeroGrad() => RowParallel.Clear(Grads.Buffer);
 
     /// <summary>
     /// Adds d(lossScale · Σ per-position losses)/dθ of the last forward pass into Grads.

@@ -38,6 +38,23 @@ internal static unsafe class RowParallel
         }
     }
 
+    /// <summary>dst = 0, in fixed chunks across the pool (zeroing GPT-2's 124 M gradients on one thread took 11 ms a step).</summary>
+    public static void Clear(Span<float> dst)
+    {
+        fixed (float* pd = dst)
+        {
+            var job = new AddJob { Dst = pd, Length = dst.Length };
+            Run(&ClearChunkBody, &job, (int)((dst.Length + AddChunk - 1) / AddChunk), dst.Length);
+        }
+    }
+
+    private static void ClearChunkBody(void* ctx, int t)
+    {
+        var j = (AddJob*)ctx;
+        long i0 = (long)t * AddChunk;
+        new Span<float>(j->Dst + i0, (int)Math.Min(AddChunk, j->Length - i0)).Clear();
+    }
+
     private static void AddChunkBody(void* ctx, int t)
     {
         var j = (AddJob*)ctx;

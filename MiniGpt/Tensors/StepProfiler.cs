@@ -23,7 +23,7 @@ public enum StepPhase
 /// or parked while the calling thread ran serial code. (A task that spins inside, as the matmul's pipelined tasks do
 /// while an earlier k block is packed, counts as busy.)
 /// Off unless started: Enter is then one static read and a branch, so the marks stay in the code for good.
-/// Phases are global, not per thread: profile one model on one calling thread at a time.
+/// It times the thread that started it (and the pool that thread's kernels use); marks from other threads are ignored.
 /// </summary>
 public static class StepProfiler
 {
@@ -32,7 +32,7 @@ public static class StepProfiler
     private static readonly int[] Entries = new int[Count];
     private static StepPhase _current;
     private static long _since, _helperSince, _waitSince;
-    private static int _threads;
+    private static int _threads, _owner;
 
     public static bool Enabled { get; private set; }
 
@@ -49,13 +49,14 @@ public static class StepProfiler
         _since = Stopwatch.GetTimestamp();
         _helperSince = pool.HelperBusyTicks;
         _waitSince = pool.CallerWaitTicks;
+        _owner = Environment.CurrentManagedThreadId;
         Enabled = true;
     }
 
     /// <summary>Ends the current phase and begins p.</summary>
     public static void Enter(StepPhase p)
     {
-        if (!Enabled) return;
+        if (!Enabled || Environment.CurrentManagedThreadId != _owner) return;
         Close();
         _current = p;
         Entries[(int)p]++;
@@ -64,7 +65,7 @@ public static class StepProfiler
     /// <summary>Stops timing; the totals stay readable until the next Start.</summary>
     public static void Stop()
     {
-        if (!Enabled) return;
+        if (!Enabled || Environment.CurrentManagedThreadId != _owner) return;
         Close();
         Enabled = false;
         WorkerPool.Current.ProfileRegions = false;

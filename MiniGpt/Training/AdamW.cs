@@ -14,7 +14,8 @@ namespace MiniGpt.Training;
 /// </summary>
 public static unsafe class AdamW
 {
-    // p, g, m, v: the flat buffers; per element i of each segment:
+    // p, g, m, v: the flat buffers; per element i of each segment, with g the gradient times GradScale (a float product,
+    // so exactly the gradient a separate clipping pass would have stored; × 1 changes no bit):
     //   p ← p·(1 − lr·λ) if the segment decays;  m ← β1·m + (1−β1)·g;  v ← β2·v + (1−β2)·g²;  p ← p − lr·(m/bc1) / (√(v/bc2) + ε)
     public static void UpdateReference(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, ReadOnlySpan<ParamSegment> segments, in AdamWStep s)
     {
@@ -24,7 +25,7 @@ public static unsafe class AdamW
             if (decay) TensorPrimitives.Multiply(ps, s.DecayFactor, ps);
             for (int i = 0; i < ps.Length; i++)
             {
-                float gi = gs[i];
+                float gi = gs[i] * s.GradScale;
                 float mi = ms[i] = s.Beta1 * ms[i] + (1f - s.Beta1) * gi;
                 float vi = vs[i] = s.Beta2 * vs[i] + (1f - s.Beta2) * gi * gi;
                 ps[i] -= s.Lr * (mi / s.Bc1) / (MathF.Sqrt(vi / s.Bc2) + s.Eps);
@@ -81,14 +82,15 @@ public static unsafe class AdamW
         var s = j->Step;
         bool decay = seg.Decay;
         float dec = s.DecayFactor, lr = s.Lr, b1 = s.Beta1, b2 = s.Beta2, bc1 = s.Bc1, bc2 = s.Bc2, eps = s.Eps;
-        float c1 = 1f - b1, c2 = 1f - b2;
+        float c1 = 1f - b1, c2 = 1f - b2, scale = s.GradScale;
+        var vscale = Vector256.Create(scale);
         var vdec = Vector256.Create(dec); var vlr = Vector256.Create(lr);
         var vb1 = Vector256.Create(b1); var vb2 = Vector256.Create(b2); var vc1 = Vector256.Create(c1); var vc2 = Vector256.Create(c2);
         var vbc1 = Vector256.Create(bc1); var vbc2 = Vector256.Create(bc2); var veps = Vector256.Create(eps);
         int i = 0;
         for (; i <= len - 8; i += 8)
         {
-            var gi = Vector256.Load(g + i);
+            var gi = Vector256.Load(g + i) * vscale;
             var pi = Vector256.Load(p + i);
             if (decay) pi *= vdec;
             var mi = vb1 * Vector256.Load(m + i) + vc1 * gi;
@@ -100,7 +102,7 @@ public static unsafe class AdamW
         }
         for (; i < len; i++)
         {
-            float gi = g[i];
+            float gi = g[i] * scale;
             if (decay) p[i] *= dec;
             float mi = m[i] = b1 * m[i] + c1 * gi;
             float vi = v[i] = b2 * v[i] + c2 * gi * gi;

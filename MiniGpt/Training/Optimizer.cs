@@ -50,12 +50,14 @@ public sealed class Optimizer
         _segments = segments.ToArray();
     }
 
-    public void Update(float lr)
+    /// <param name="gradScale">the factor every gradient is multiplied by as it is read (global-norm clipping)</param>
+    public void Update(float lr, float gradScale = 1f)
     {
         Step++;
         float decay = WeightDecay == 0 ? 1f : 1f - lr * WeightDecay;
         if (Kind == "sgd")
         {
+            if (gradScale != 1f) GradClip.Scale(_grads.Buffer, gradScale);
             foreach (var (start, length, decays) in _segments)
             {
                 var p = _params.Buffer.AsSpan(start, length);
@@ -64,7 +66,7 @@ public sealed class Optimizer
             }
             return;
         }
-        var step = new AdamWStep(lr, Beta1, Beta2, Eps, 1f - MathF.Pow(Beta1, Step), 1f - MathF.Pow(Beta2, Step), decay);
+        var step = new AdamWStep(lr, Beta1, Beta2, Eps, 1f - MathF.Pow(Beta1, Step), 1f - MathF.Pow(Beta2, Step), decay, gradScale);
         _kernels.AdamW(_params.Buffer, _grads.Buffer, M.Buffer, V.Buffer, _segments, step);
     }
 }
@@ -82,18 +84,62 @@ public static class LrSchedule
     }
 }
 
-public static class GradClip
+public static unsafe class GradClip
 {
+    private const int Chunk = 1 << 14;
+
+    [ThreadStatic] private static double[]? _partials;
+
     /// <summary>Global L2 norm of all gradients; if above maxNorm (and maxNorm > 0), scales them down to it. Returns the norm before clipping.</summary>
     public static float ClipGlobalNorm(float[] grads, float maxNorm)
     {
-        // sum of squares in fixed chunks, combined in double, so the result does not depend on threads
-        double ss = 0;
-        const int chunk = 1 << 14;
-        for (int i = 0; i < grads.Length; i += chunk)
-            ss += TensorPrimitives.SumOfSquares(grads.AsSpan(i, Math.Min(chunk, grads.Length - i)));
-        float norm = (float)Math.Sqrt(ss);
-        if (maxNorm > 0 && norm > maxNorm) TensorPrimitives.Multiply(grads, maxNorm / norm, grads);
+        float norm = GlobalNorm(grads);
+        float scale = ScaleFor(norm, maxNorm);
+        if (scale != 1f) Scale(grads, scale);
         return norm;
+    }
+
+    /// <summary>The factor clipping to maxNorm multiplies gradients of this norm by: maxNorm/norm above it, else 1 (and 1 when maxNorm is 0, off).</summary>
+    public static float ScaleFor(float norm, float maxNorm) => maxNorm > 0 && norm > maxNorm ? maxNorm / norm : 1f;
+
+    /// <summary>
+    /// ‖g‖₂ over all gradients: sums of squares in fixed chunks (in parallel: 49 ms of a GPT-2 124M step on one
+    /// thread), combined in double in chunk order, so the result does not depend on threads.
+    /// </summary>
+    public static float GlobalNorm(float[] grads)
+    {
+        int chunks = (grads.Length + Chunk - 1) / Chunk;
+        var partials = _partials is { } p && p.Length >= chunks ? p : (_partials = new double[chunks]);
+        fixed (float* g = grads)
+        fixed (double* ps = partials)
+        {
+            var job = new Job { Grads = g, Length = grads.Length, Partials = ps };
+            RowParallel.Run(&SumOfSquaresChunk, &job, chunks, grads.Length);
+            double ss = 0;
+            for (int i = 0; i < chunks; i++) ss += ps[i];
+            return (float)Math.Sqrt(ss);
+        }
+    }
+
+    /// <summary>grads ·= scale, in fixed chunks across the pool.</summary>
+    public static void Scale(float[] grads, float scale)
+    {
+        fixed (float* g = grads)
+        {
+            var job = new Job { Grads = g, Length = grads.Length, Scale = scale };
+            RowParallel.Run(&ScaleChunk, &job, (grads.Length + Chunk - 1) / Chunk, grads.Length);
+        }
+    }
+
+    private struct Job { public float* Grads; public long Length; public double* Partials; public float Scale; }
+
+    private static Span<float> ChunkOf(Job* j, int t) => new(j->Grads + (long)t * Chunk, (int)Math.Min(Chunk, j->Length - (long)t * Chunk));
+
+    private static void SumOfSquaresChunk(void* ctx, int t) => ((Job*)ctx)->Partials[t] = TensorPrimitives.SumOfSquares(ChunkOf((Job*)ctx, t));
+
+    private static void ScaleChunk(void* ctx, int t)
+    {
+        var c = ChunkOf((Job*)ctx, t);
+        TensorPrimitives.Multiply(c, ((Job*)ctx)->Scale, c);
     }
 }
