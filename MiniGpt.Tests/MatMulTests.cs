@@ -119,7 +119,47 @@ public class MatMulTests
         (5, 48, 31), (7, 64, 33), (129, 257, 65), (200, 33, 257), (96, 128, 256),
         (20, 40, 1100), (257, 65, 1030), // k over ≥ 4 blocks with few C tiles: the split-k path
         (800, 130, 300), (770, 96, 513), (1030, 64, 65), // TN with rows ≥ 768 floats apart packs Aᵀ into panels; edge tiles of 32, 2 and 70 rows
+        (20, 300, 600), (45, 400, 257), (7, 1000, 33), // C ≥ 8× wider than tall: TN in column mode too, Aᵀ packed once for every k block
     ];
+
+    [Fact]
+    public void TheBiasAddedAsCIsStoredIsBitwiseAProductThenABiasPass()
+    {
+        // NN with a bias must give exactly what NN and then y[n] += b give, on every path: column mode (m ≤ 384),
+        // phased tiles (m > 384), split k (few tiles, many k blocks), edges, one and several k blocks
+        var rng = new Rng(300);
+        var pools = new[] { new WorkerPool(1), new WorkerPool(2), new WorkerPool(3) };
+        try
+        {
+            foreach (var (m, n, k) in new[] { (1, 1, 1), (7, 33, 5), (100, 257, 300), (500, 130, 257), (500, 65, 70), (20, 40, 1100), (257, 65, 1030), (384, 200, 600) })
+            {
+                var a = Strided.Random(ref rng, m, k, 0, 0);
+                var b = Strided.Random(ref rng, k, n, 0, 0);
+                var bias = Strided.Random(ref rng, 1, n, 0, 0).Data;
+                var want = new float[m * n];
+                new SimdMatMul(pools[0]).NN(a.Read, b.Read, RW(want, m, n), accumulate: false);
+                for (int i = 0; i < m; i++) System.Numerics.Tensors.TensorPrimitives.Add(want.AsSpan(i * n, n), bias, want.AsSpan(i * n, n));
+                foreach (var pool in pools)
+                {
+                    var got = new float[m * n];
+                    new SimdMatMul(pool).NN(a.Read, b.Read, bias, RW(got, m, n));
+                    Assert.True(want.SequenceEqual(got), $"NN + bias [{m},{n},{k}] on {pool.Threads} threads differs from NN, then the bias");
+                }
+                var scalar = new float[m * n];
+                var scalarWant = new float[m * n];
+                Kernels.Reference.MatMul.NN(a.Read, b.Read, bias, RW(scalar, m, n));
+                Kernels.Reference.MatMul.NN(a.Read, b.Read, RW(scalarWant, m, n), accumulate: false);
+                for (int i = 0; i < m; i++) System.Numerics.Tensors.TensorPrimitives.Add(scalarWant.AsSpan(i * n, n), bias, scalarWant.AsSpan(i * n, n));
+                Assert.True(scalarWant.SequenceEqual(scalar), $"scalar NN + bias [{m},{n},{k}] differs from NN, then the bias");
+                for (int i = 0; i < m * n; i++)
+                    Assert.True(Math.Abs(want[i] - scalar[i]) <= 1e-4 * (1 + Math.Abs(scalar[i])), $"NN + bias [{m},{n},{k}]: C[{i / n},{i % n}] simd {want[i]} vs scalar {scalar[i]}");
+            }
+        }
+        finally
+        {
+            foreach (var p in pools) p.Dispose();
+        }
+    }
 
     [Theory]
     [MemberData(nameof(FormsAndModes))]
@@ -164,7 +204,7 @@ public class MatMulTests
             var kernels = pools.Select(p => new SimdMatMul(p)).ToArray();
             var rng = new Rng(200);
             // (400, 65, 600): TN takes the swapped Cᵀ path (narrow n), with k over two blocks; (200, 40, 1300) splits k
-            foreach (var (m, n, k) in new[] { (300, 200, 300), (300, 256, 300), (400, 65, 600), (200, 40, 1300), (256, 65, 2100), (800, 96, 600) })
+            foreach (var (m, n, k) in new[] { (300, 200, 300), (300, 256, 300), (400, 65, 600), (200, 40, 1300), (256, 65, 2100), (800, 96, 600), (40, 400, 600) })
                 foreach (var form in new[] { Form.NN, Form.NT, Form.TN })
                     foreach (bool accumulate in new[] { false, true })
                     {

@@ -11,8 +11,9 @@ public static unsafe class Linear
     // x [N,I], W [I,O], b [O] or empty → y [N,O]
     public static void Forward(IKernels k, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int N, int I, int O)
     {
-        k.MatMul.NN(Mat(x, N, I), Mat(w, I, O), Mat(y, N, O), accumulate: false);
-        if (!b.IsEmpty) k.AddBias(y, b, N, O);
+        // the bias goes in as the product is stored (a separate y[n] += b pass read and wrote y again: 16 MB per WB MLP layer)
+        if (b.IsEmpty) k.MatMul.NN(Mat(x, N, I), Mat(w, I, O), Mat(y, N, O), accumulate: false);
+        else k.MatMul.NN(Mat(x, N, I), Mat(w, I, O), b, Mat(y, N, O));
     }
 
     /// <summary>y[n] += b for every row n (the readable form).</summary>

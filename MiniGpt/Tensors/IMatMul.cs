@@ -12,6 +12,9 @@ public interface IMatMul
     /// <summary>C[M,N] (+)= A[M,K] · B[K,N]  (forward: activations · weights)</summary>
     void NN(ReadOnlySpan2D<float> a, ReadOnlySpan2D<float> b, Span2D<float> c, bool accumulate);
 
+    /// <summary>C[M,N] = A[M,K] · B[K,N] + bias[N] in every row (a linear layer's forward, its bias added as C is stored)</summary>
+    void NN(ReadOnlySpan2D<float> a, ReadOnlySpan2D<float> b, ReadOnlySpan<float> bias, Span2D<float> c);
+
     /// <summary>C[M,N] (+)= A[M,K] · B[N,K]ᵀ  (backward to inputs: dY · Wᵀ; attention scores Q·Kᵀ)</summary>
     void NT(ReadOnlySpan2D<float> a, ReadOnlySpan2D<float> b, Span2D<float> c, bool accumulate);
 

@@ -23,6 +23,15 @@ public sealed class ScalarMatMul : IMatMul
             }
     }
 
+    public void NN(ReadOnlySpan2D<float> a, ReadOnlySpan2D<float> b, ReadOnlySpan<float> bias, Span2D<float> c)
+    {
+        // c[i,j] = Σ_k a[i,k]·b[k,j], then c[i,j] += bias[j]
+        if (bias.Length < b.Width) throw new ArgumentException($"matmul NN: the bias has {bias.Length} values for {b.Width} columns");
+        NN(a, b, c, accumulate: false);
+        for (int i = 0; i < c.Height; i++)
+            for (int j = 0; j < c.Width; j++) c[i, j] += bias[j];
+    }
+
     public void NT(ReadOnlySpan2D<float> a, ReadOnlySpan2D<float> b, Span2D<float> c, bool accumulate)
     {
         // c[i,j] = Σ_k a[i,k]·b[j,k]

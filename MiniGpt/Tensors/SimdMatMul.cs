@@ -57,6 +57,27 @@ public sealed unsafe class SimdMatMul : IMatMul
             Multiply(pa, Stride(a), 1, pb, Stride(b), 1, pc, Stride(c), m, n, k, accumulate);
     }
 
+    public void NN(ReadOnlySpan2D<float> a, ReadOnlySpan2D<float> b, ReadOnlySpan<float> bias, Span2D<float> c)
+    {
+        int m = a.Height, k = a.Width, n = b.Width;
+        if (b.Height != k) throw new ArgumentException($"matmul NN: A is [{m}, {k}] but B is [{b.Height}, {n}]");
+        MatMulShapes.Check("NN", m, n, k, c.Height, c.Width);
+        if (bias.Length < n) throw new ArgumentException($"matmul NN: the bias has {bias.Length} values for {n} columns");
+        if (m == 0 || n == 0) return;
+        fixed (float* pbias = bias)
+        {
+            if (k == 0)
+            {
+                for (int i = 0; i < m; i++) bias[..n].CopyTo(c.GetRowSpan(i));
+                return;
+            }
+            fixed (float* pa = &a.DangerousGetReference())
+            fixed (float* pb = &b.DangerousGetReference())
+            fixed (float* pc = &c.DangerousGetReference())
+                Multiply(pa, Stride(a), 1, pb, Stride(b), 1, pc, Stride(c), m, n, k, accumulate: false, bias: pbias);
+        }
+    }
+
     public void NT(ReadOnlySpan2D<float> a, ReadOnlySpan2D<float> b, Span2D<float> c, bool accumulate)
     {
         int m = a.Height, k = a.Width, n = b.Height;
@@ -113,6 +134,8 @@ public sealed unsafe class SimdMatMul : IMatMul
         public int Strips;                         // NR-column strips of B
         public int PackTasks, TileRows, TileCols, TilesN, Tiles, PhaseTasks;
         public int* Done;                          // tasks finished, per phase
+        public float* Bias;                        // NN with a bias: b[j] added to C(i, j) after the last k block; else null
+        public float* APanels;                     // column mode, TN: Aᵀ packed for every k block (PackRowPanels), else null
     }
 
     private const int StripsPerPackTask = 4;
@@ -121,9 +144,9 @@ public sealed unsafe class SimdMatMul : IMatMul
 
     // C(i, j) = c[i·ldc + j·cj]: cj = 1 normally; cj = the output's row stride (and ldc = 1) when the caller swapped
     // the operands to compute Cᵀ.
-    private void Multiply(float* a, long rs, long ks, float* b, long bk, long bj, float* c, int ldc, int m, int n, int k, bool accumulate, int cj = 1)
+    private void Multiply(float* a, long rs, long ks, float* b, long bk, long bj, float* c, int ldc, int m, int n, int k, bool accumulate, int cj = 1, float* bias = null)
     {
-        var job = new Job { A = a, Rs = rs, Ks = ks, B = b, Bk = bk, Bj = bj, C = c, Ldc = ldc, Cj = cj, M = m, N = n, K = k, Accumulate = accumulate };
+        var job = new Job { A = a, Rs = rs, Ks = ks, B = b, Bk = bk, Bj = bj, C = c, Ldc = ldc, Cj = cj, M = m, N = n, K = k, Accumulate = accumulate, Bias = bias };
         job.Blocks = (k + KC - 1) / KC;
         job.Strips = (n + NR - 1) / NR;
         int kc = Math.Min(KC, k);
@@ -142,7 +165,8 @@ public sealed unsafe class SimdMatMul : IMatMul
             MultiplySplitK(ref job);
             return;
         }
-        if (m <= ColumnModeRows && ks == 1 && cj == 1 && n >= ColumnModeMinTasks * NR)
+        if (cj == 1 && n >= ColumnModeMinTasks * NR &&
+            (m <= ColumnModeRows && ks == 1 || rs == 1 && n >= ColumnModeWidthRatio * m && (long)m * k <= ColumnModeMaxPanelFloats))
         {
             MultiplyColumns(ref job);
             return;
@@ -159,6 +183,14 @@ public sealed unsafe class SimdMatMul : IMatMul
     // memory once and A (m × kc, in L2) is shared by the strips. Each C element is still summed block by block in k order
     // by the micro-kernel, the same operations as the phased path: bitwise the same result, for any thread count.
     private const int ColumnModeRows = 384, ColumnModeMinTasks = 4;
+    // TN takes column mode too when C is much wider than tall (GPT-2's dW_U [768, 50257] with k = 256 tokens): the
+    // phased scheme would pack all of B's block (the 51 MB of d logits) and stream it back for each of 8 row tiles.
+    // Aᵀ is then packed once for all tasks, so it must be small (here 0.8 MB).
+    private const int ColumnModeWidthRatio = 8;
+    private const long ColumnModeMaxPanelFloats = 1 << 22;
+
+    // floats of one k block's packed Aᵀ for m rows (panels of PanelFloats(KC), the last block's shorter panels inside)
+    private static long APanelBlockFloats(int m) => (long)((m + MR - 1) / MR) * PanelFloats(KC);
 
     private struct ColumnJob
     {
@@ -169,6 +201,16 @@ public sealed unsafe class SimdMatMul : IMatMul
     private void MultiplyColumns(ref Job whole)
     {
         var pool = _pool ?? WorkerPool.Current;
+        // TN (A(i, k) = a[i + k·ks]): Aᵀ packed once into MR-row panels per k block, shared by every task (read-only)
+        if (whole.Ks != 1)
+        {
+            whole.APanels = Scratch.Grow(ref _aPanels, ref _aPanelsCapacity, whole.Blocks * APanelBlockFloats(whole.M));
+            for (int block = 0; block < whole.Blocks; block++)
+            {
+                int p0 = block * KC, kc = Math.Min(KC, whole.K - p0);
+                PackRowPanels(whole.A + p0 * whole.Ks, whole.Ks, whole.M, kc, whole.APanels + block * APanelBlockFloats(whole.M));
+            }
+        }
         // bands of 128 columns (4 strips), narrower where that leaves fewer than 4 bands per thread
         int band = 4 * NR;
         while (band > NR && (whole.N + band - 1) / band < 4 * pool.Threads) band -= NR;
@@ -182,6 +224,8 @@ public sealed unsafe class SimdMatMul : IMatMul
         }
     }
 
+    [ThreadStatic] private static nint _aPanels;
+    [ThreadStatic] private static long _aPanelsCapacity;
     [ThreadStatic] private static nint _strip;
     [ThreadStatic] private static long _stripCapacity;
 
@@ -195,16 +239,20 @@ public sealed unsafe class SimdMatMul : IMatMul
         {
             int p0 = block * KC, kc = Math.Min(KC, j->K - p0);
             bool acc = block > 0 || j->Accumulate;
+            float* panels = j->APanels != null ? j->APanels + block * APanelBlockFloats(j->M) : null;
+            long rs = panels != null ? 1 : j->Rs, ks = panels != null ? MR : j->Ks;
             for (int jj = c0; jj < c1; jj += NR)
             {
                 int cols = Math.Min(NR, c1 - jj);
                 PackStrip(j->B + p0 * j->Bk, j->Bk, j->Bj, jj, cols, kc, strip);
+                float* bias = j->Bias != null && block == j->Blocks - 1 ? j->Bias + jj : null;
                 for (int ii = 0; ii < j->M; ii += MR)
                 {
                     int rows = Math.Min(MR, j->M - ii);
-                    float* ap = j->A + ii * j->Rs + p0 * j->Ks, cp = j->C + (long)ii * j->Ldc + jj;
-                    if (Use512) Kernel512(ap, j->Rs, j->Ks, strip, NR, kc, cp, j->Ldc, acc, rows, cols);
-                    else Kernel256(ap, j->Rs, j->Ks, strip, NR, kc, cp, j->Ldc, acc, rows, cols);
+                    float* ap = panels != null ? panels + ii / MR * PanelFloats(kc) : j->A + ii * j->Rs + p0 * j->Ks;
+                    float* cp = j->C + (long)ii * j->Ldc + jj;
+                    if (Use512) Kernel512(ap, rs, ks, strip, NR, kc, cp, j->Ldc, acc, rows, cols, bias);
+                    else Kernel256(ap, rs, ks, strip, NR, kc, cp, j->Ldc, acc, rows, cols, bias);
                 }
             }
         }
@@ -264,6 +312,7 @@ public sealed unsafe class SimdMatMul : IMatMul
             {
                 float sum = whole.Accumulate ? whole.C[(long)i * whole.Ldc + (long)jx * whole.Cj] : 0f;
                 for (int g = 0; g < groups; g++) sum += split.Partials[g * mn + (long)i * whole.N + jx];
+                if (whole.Bias != null) sum += whole.Bias[jx];
                 whole.C[(long)i * whole.Ldc + (long)jx * whole.Cj] = sum;
             }
     }
@@ -283,6 +332,7 @@ public sealed unsafe class SimdMatMul : IMatMul
         job.Ldc = w->N;
         job.Cj = 1;
         job.Accumulate = false;
+        job.Bias = null; // added once, after the partials
         job.PackBuf = Pack(2 * job.BufFloats); // this thread's own
         RunPhases(&job, null);
     }
@@ -332,7 +382,9 @@ public sealed unsafe class SimdMatMul : IMatMul
         // Aᵀ (TN) in MR-row panels, once per tile and k block; other forms read A in place (see PackRowPanels)
         long rs = j->Rs, ks = j->Ks;
         bool packed = rs == 1 && ks >= PackRowStride;
-        float* panels = packed ? PackRowPanels(j->A + i0 + p0 * ks, ks, i1 - i0, kc) : null;
+        float* panels = packed
+            ? PackRowPanels(j->A + i0 + p0 * ks, ks, i1 - i0, kc, Scratch.Grow(ref _rowPanels, ref _rowPanelsCapacity, (long)((i1 - i0 + MR - 1) / MR) * PanelFloats(kc)))
+            : null;
         if (packed) ks = MR;
         for (int jj = c0; jj < c1; jj += NR)
         {
@@ -345,8 +397,9 @@ public sealed unsafe class SimdMatMul : IMatMul
                 // packed: the panel's rows are 1 apart and its k steps MR apart; else A in place
                 float* ap = packed ? panels + (ii - i0) / MR * PanelFloats(kc) : j->A + ii * rs + p0 * ks;
                 if (j->Cj != 1) { KernelTransposedC(ap, rs, ks, bp, kc, cp, j->Cj, acc, rows, cols); continue; }
-                if (Use512) Kernel512(ap, rs, ks, bp, NR, kc, cp, j->Ldc, acc, rows, cols);
-                else Kernel256(ap, rs, ks, bp, NR, kc, cp, j->Ldc, acc, rows, cols);
+                float* bias = j->Bias != null && block == j->Blocks - 1 ? j->Bias + jj : null;
+                if (Use512) Kernel512(ap, rs, ks, bp, NR, kc, cp, j->Ldc, acc, rows, cols, bias);
+                else Kernel256(ap, rs, ks, bp, NR, kc, cp, j->Ldc, acc, rows, cols, bias);
             }
         }
     }
@@ -368,11 +421,10 @@ public sealed unsafe class SimdMatMul : IMatMul
     // GPT-2 c_proj dW 144–162 → 215–225, WB mlp_out dW 159–167 → 183–194, GPT-2 dW_U 157–175 → 183–189. Where rows are
     // closer (ks = 256: WB mlp_in and attn_out dW) the in-place lines are shared by neighbouring micro-kernels and stay
     // in L1, and the copy made attn_out dW slower (213–229 → 168–172), hence PackRowStride.
-    private static float* PackRowPanels(float* a, long ks, int rows, int kc)
+    private static float* PackRowPanels(float* a, long ks, int rows, int kc, float* dst)
     {
         int panels = (rows + MR - 1) / MR;
         long panelFloats = PanelFloats(kc);
-        float* dst = Scratch.Grow(ref _rowPanels, ref _rowPanelsCapacity, panels * panelFloats);
         // k by k, so that each row of the source is read once, front to back
         int vectorPanels = Vector256.IsHardwareAccelerated && rows >= 8 ? (rows - 8) / MR + 1 : 0; // panels with 2 more floats of A to read
         for (int p = 0; p < kc; p++)
@@ -500,7 +552,7 @@ public sealed unsafe class SimdMatMul : IMatMul
     // C[0..rows, 0..cols] (+)= A(0..rows, 0..kc) · B[0..kc, 0..NR]; rows ≤ 6, cols ≤ 32.
     // Rows past `rows` re-read the last valid row of A (never out of bounds) and are not stored.
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void Kernel512(float* a, long rs, long ks, float* b, int ldb, int kc, float* c, int ldc, bool acc, int rows, int cols)
+    private static void Kernel512(float* a, long rs, long ks, float* b, int ldb, int kc, float* c, int ldc, bool acc, int rows, int cols, float* bias = null)
     {
         float* tmp = stackalloc float[MR * 32]; // allocated (uninitialised) before the loop: see the stores below
         float* a0 = a, a1 = a + rs * Math.Min(1, rows - 1), a2 = a + rs * Math.Min(2, rows - 1);
@@ -528,25 +580,27 @@ public sealed unsafe class SimdMatMul : IMatMul
         c30.Store(tmp + 96); c31.Store(tmp + 112); c40.Store(tmp + 128); c41.Store(tmp + 144); c50.Store(tmp + 160); c51.Store(tmp + 176);
         if (rows == MR && cols == 32)
         {
-            for (int r = 0; r < MR; r++) Store512(c + (long)r * ldc, tmp + r * 32, acc);
+            for (int r = 0; r < MR; r++) Store512(c + (long)r * ldc, tmp + r * 32, acc, bias);
             return;
         }
-        StoreEdge(tmp, 32, c, ldc, rows, cols, acc);
+        StoreEdge(tmp, 32, c, ldc, rows, cols, acc, bias);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store512(float* c, float* t, bool acc)
+    private static void Store512(float* c, float* t, bool acc, float* bias)
     {
         var v0 = Vector512.Load(t);
         var v1 = Vector512.Load(t + 16);
         if (acc) { v0 += Vector512.Load(c); v1 += Vector512.Load(c + 16); }
+        // the bias after the last k block's sum, as a separate y[n] += b pass adds it: the same bits
+        if (bias != null) { v0 += Vector512.Load(bias); v1 += Vector512.Load(bias + 16); }
         v0.Store(c);
         v1.Store(c + 16);
     }
 
     // The AVX2 twin of Kernel512 with 16 columns (2 × Vector256): same loop, half the width.
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void Kernel256(float* a, long rs, long ks, float* b, int ldb, int kc, float* c, int ldc, bool acc, int rows, int cols)
+    private static void Kernel256(float* a, long rs, long ks, float* b, int ldb, int kc, float* c, int ldc, bool acc, int rows, int cols, float* bias = null)
     {
         float* tmp = stackalloc float[MR * 16]; // before the loop, for the same reason as in Kernel512
         float* a0 = a, a1 = a + rs * Math.Min(1, rows - 1), a2 = a + rs * Math.Min(2, rows - 1);
@@ -568,16 +622,17 @@ public sealed unsafe class SimdMatMul : IMatMul
         }
         c00.Store(tmp); c01.Store(tmp + 8); c10.Store(tmp + 16); c11.Store(tmp + 24); c20.Store(tmp + 32); c21.Store(tmp + 40);
         c30.Store(tmp + 48); c31.Store(tmp + 56); c40.Store(tmp + 64); c41.Store(tmp + 72); c50.Store(tmp + 80); c51.Store(tmp + 88);
-        StoreEdge(tmp, 16, c, ldc, rows, cols, acc);
+        StoreEdge(tmp, 16, c, ldc, rows, cols, acc, bias);
     }
 
-    private static void StoreEdge(float* tmp, int ldt, float* c, int ldc, int rows, int cols, bool acc)
+    private static void StoreEdge(float* tmp, int ldt, float* c, int ldc, int rows, int cols, bool acc, float* bias)
     {
         for (int r = 0; r < rows; r++)
         {
             float* cr = c + (long)r * ldc, tr = tmp + r * ldt;
             if (acc) for (int q = 0; q < cols; q++) cr[q] += tr[q];
             else for (int q = 0; q < cols; q++) cr[q] = tr[q];
+            if (bias != null) for (int q = 0; q < cols; q++) cr[q] += bias[q];
         }
     }
 
