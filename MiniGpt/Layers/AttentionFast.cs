@@ -240,3 +240,170 @@ public static unsafe partial class Attention
         }
     }
 }
+
+// ---- the tiled path: per (batch, head) O(T) numbers kept between forward and backward, not the [T, T] scores and pattern ----
+public static unsafe partial class Attention
+{
+    /// <summary>
+    /// Pattern rows i below this are never recomputed inside a column panel: the forward pass exponentiated row i as a span
+    /// of i + 1 floats, and TensorPrimitives.Exp (System.Numerics.Tensors 10.0) runs spans of fewer than 4 floats through
+    /// scalar MathF.Exp, which rounds about half its results differently from the vector code that longer spans get. The
+    /// vector code's result for an element depends on that element alone (the same bits at 128, 256 and 512 bits, at any
+    /// offset in a span of any length ≥ 4: measured). So the backward pass keeps rows i &lt; 16 from its row-wise pass
+    /// (136 floats), and exponentiates each column panel as one span of at least 16 floats: both sides of every comparison
+    /// are then spans of ≥ 16 floats, which the widest vector code the machine has handles.
+    /// </summary>
+    internal const int ShortRows = 16;
+
+    // q, k, v, z [B,T,H,dh] → z, softmaxMax, softmaxSum [B,H,T]: every (batch, head) one task, nothing [T, T] written
+    public static void HeadsTiled(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z,
+        Span<float> softmaxMax, Span<float> softmaxSum, int B, int T, int H, int dh) =>
+        RunHeadsTiled(&HeadForwardTiledFast, q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh);
+
+    // one (batch, head) of the tiled path: HeadForwardFast with each block's scores and pattern in a [6, tp] scratch instead
+    // of the [T, T] matrices. The same products (the block's rows of Q against the same Kᵀ; the same pattern rows, zero past
+    // the diagonal, against the same V), the same scale and Softmax.Forward on spans of the same length: z has
+    // HeadForwardFast's bits. Per query row the softmax's max and sum are kept, for the backward pass.
+    private static void HeadForwardTiledFast(void* ctx, int task)
+    {
+        var j = (Job*)ctx;
+        int T = j->T, dh = j->Dh, HD = j->H * dh, tp = RoundUp(T, Pad), dhp = RoundUp(dh, Pad);
+        const int R = SimdMatMul.SmallRows;
+        long baseRow = RowBase(j, task);
+        float* kt = Scratch.Get((long)dh * tp + (long)T * dhp + (long)R * tp), vp = kt + (long)dh * tp, p = vp + (long)T * dhp;
+        TransposeHead(j->K + baseRow, HD, kt, tp, T, dh);
+        CopyHead(j->V + baseRow, HD, vp, dhp, T, dh);
+        float* max = j->Max + (long)task * T, sum = j->Sum + (long)task * T;
+        for (int i0 = 0; i0 < T; i0 += R)
+        {
+            int rows = Math.Min(R, T - i0), n = Math.Min(T, i0 + rows);
+            // s_ij = q_i·k_j for the keys j < n of the block (row r of the scratch: query i0 + r)
+            SimdMatMul.Small(j->Q + baseRow + (long)i0 * HD, HD, 1, kt, tp, p, tp, rows, n, dh, acc: false);
+            for (int r = 0; r < rows; r++)
+            {
+                int i = i0 + r;
+                var row = new Span<float>(p + (long)r * tp, n);
+                // p_i = softmax over j ≤ i of s_ij·scale, its max and sum kept; the block's keys past the query exactly 0, as the mix reads them
+                TensorPrimitives.Multiply(row[..(i + 1)], j->Scale, row[..(i + 1)]);
+                Softmax.Forward(row[..(i + 1)], row[..(i + 1)], out max[i], out sum[i]);
+                row[(i + 1)..].Clear();
+            }
+            // z_i = Σ_{j < n} p_ij·v_j
+            SimdMatMul.Small(p, tp, 1, vp, dhp, j->Z + baseRow + (long)i0 * HD, HD, rows, dh, n, acc: false);
+        }
+    }
+
+    // differentiates HeadsTiled, recomputing the pattern from q, k and the kept max and sum
+    public static void HeadsTiledBackward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
+        ReadOnlySpan<float> softmaxMax, ReadOnlySpan<float> softmaxSum, ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv,
+        int B, int T, int H, int dh) =>
+        RunHeadsTiledBackward(&HeadBackwardTiledFast, q, k, v, softmaxMax, softmaxSum, dz, dq, dk, dv, B, T, H, dh);
+
+    // one (batch, head), differentiating the lines HeadBackwardFast differentiates, with HeadBackwardFast's products:
+    //   Mix:     z = P·V                  → dP = dZ·Vᵀ (causal rows),  dV = Pᵀ·dZ
+    //   Pattern: P = softmax(S)           → dS = P ⊙ (dP − rowsum(P ⊙ dP))
+    //   Scores:  S = Q·Kᵀ·scale           → dQ = dS·K·scale,  dK = dSᵀ·Q·scale
+    // and P recomputed, FlashAttention's way (Dao et al. 2022), as P_ij = exp(S_ij − max_i)/sum_i. rowsum(P ⊙ dP) needs whole
+    // rows and dV, dK whole columns, so two passes, with per-thread scratch of O(T·(d_head + 6)) floats:
+    //   1. query blocks of 6 rows (as there): S, P, dP of the block's rows, the row dots (kept: T floats), dS and dQ;
+    //   2. key blocks of 6 columns: the [6, T − j0] panels Pᵀ and dSᵀ of the block's keys over the queries i ≥ j0, made
+    //      from Kblock·Qᵀ and Vblock·dZᵀ, then dV and dK through the same micro-kernel calls over the same k range.
+    // Every value is the one HeadBackwardFast reads out of the [T, T] matrices: a score or dp is one FMA chain over d_head
+    // in the micro-kernel wherever it sits in a tile (k·q and q·k round the same), and the elementwise steps are the same
+    // operations (see ShortRows for exp), so dq, dk, dv are its results bit for bit.
+    private static void HeadBackwardTiledFast(void* ctx, int task)
+    {
+        var j = (Job*)ctx;
+        int T = j->T, dh = j->Dh, HD = j->H * dh, tp = RoundUp(T, Pad), dhp = RoundUp(dh, Pad);
+        const int R = SimdMatMul.SmallRows;
+        long baseRow = RowBase(j, task);
+        // transposed heads [dh, tp] (+ Pad: a panel reads their rows from column j0 for ⌈(T − j0)/32⌉·32 floats), head copies
+        // [T, dhp], a block's rows [6, tp], panels [6, T − j0] (at least ShortRows floats, for exp)
+        long tr = (long)dh * tp + Pad, head = (long)T * dhp, block = (long)R * tp, panel = Math.Max((long)R * T, ShortRows);
+        float* kt = Scratch.Get(4 * tr + 4 * head + 2 * block + T + ShortRows * ShortRows + 2 * panel);
+        float* qt = kt + tr, vt = qt + tr, dzt = vt + tr;
+        float* kp = dzt + tr, qp = kp + head, vp = qp + head, dzp = vp + head;
+        float* s = dzp + head, d = s + block, dot = d + block, shortP = dot + T, pt = shortP + ShortRows * ShortRows, dst = pt + panel;
+        TransposeHead(j->K + baseRow, HD, kt, tp, T, dh);
+        TransposeHead(j->Q + baseRow, HD, qt, tp, T, dh);
+        TransposeHead(j->V + baseRow, HD, vt, tp, T, dh);
+        TransposeHead(j->DZ + baseRow, HD, dzt, tp, T, dh);
+        CopyHead(j->K + baseRow, HD, kp, dhp, T, dh);
+        CopyHead(j->Q + baseRow, HD, qp, dhp, T, dh);
+        CopyHead(j->V + baseRow, HD, vp, dhp, T, dh);
+        CopyHead(j->DZ + baseRow, HD, dzp, dhp, T, dh);
+        float* max = j->Max + (long)task * T, sum = j->Sum + (long)task * T;
+        float scale = j->Scale;
+
+        // pass 1: query block by query block, HeadBackwardFast's loop with the block's pattern rows recomputed
+        for (int i0 = 0; i0 < T; i0 += R)
+        {
+            int rows = Math.Min(R, T - i0), n = Math.Min(T, i0 + rows);
+            // p_ij = exp(q_i·k_j·scale − max_i)/sum_i for j ≤ i: HeadForwardTiledFast's product and scale, Softmax.Forward's operations
+            SimdMatMul.Small(j->Q + baseRow + (long)i0 * HD, HD, 1, kt, tp, s, tp, rows, n, dh, acc: false);
+            for (int r = 0; r < rows; r++)
+            {
+                int i = i0 + r;
+                var p = new Span<float>(s + (long)r * tp, i + 1);
+                TensorPrimitives.Multiply(p, scale, p);
+                Softmax.Recompute(p, max[i], sum[i], p);
+                if (i < ShortRows) p.CopyTo(new Span<float>(shortP + i * ShortRows, i + 1));
+            }
+            // dp_ij = dz_i·v_j for j < n
+            SimdMatMul.Small(dzp + (long)i0 * dhp, dhp, 1, vt, tp, d, tp, rows, n, dh, acc: false);
+            for (int r = 0; r < rows; r++)
+            {
+                int i = i0 + r;
+                var p = new ReadOnlySpan<float>(s + (long)r * tp, i + 1);
+                var ds = new Span<float>(d + (long)r * tp, i + 1);
+                // ds_ij = p_ij·(dp_ij − Σ_j' p_ij'·dp_ij'), times scale for the products; the block's masked keys exactly 0
+                dot[i] = TensorPrimitives.Dot(p, ds);
+                TensorPrimitives.Subtract(ds, dot[i], ds);
+                TensorPrimitives.Multiply(ds, p, ds);
+                TensorPrimitives.Multiply(ds, scale, ds);
+                new Span<float>(d + (long)r * tp + i + 1, n - i - 1).Clear();
+            }
+            // dq_i = Σ_{j < n} ds_ij·scale·k_j
+            SimdMatMul.Small(d, tp, 1, kp, dhp, j->DQ + baseRow + (long)i0 * HD, HD, rows, dh, n, acc: false);
+        }
+
+        // pass 2: key block by key block, the panels of its c keys over the queries i ≥ j0 (row r: key j0 + r, column i − j0;
+        // p_ij = ds_ij = 0 for i < j), and HeadBackwardFast's dV and dK products of those rows
+        for (int j0 = 0; j0 < T; j0 += R)
+        {
+            int c = Math.Min(R, T - j0), kk = T - j0, len = c * kk;
+            // p_ij = exp(k_j·q_i·scale − max_i)/sum_i
+            SimdMatMul.Small(kp + (long)j0 * dhp, dhp, 1, qt + j0, tp, pt, kk, c, kk, dh, acc: false);
+            for (int r = 0; r < c; r++)
+            {
+                var row = new Span<float>(pt + (long)r * kk, kk);
+                TensorPrimitives.Multiply(row, scale, row);
+                TensorPrimitives.Subtract(row, new ReadOnlySpan<float>(max + j0, kk), row);
+            }
+            var whole = new Span<float>(pt, Math.Max(len, ShortRows));
+            whole[len..].Clear();
+            TensorPrimitives.Exp(whole, whole);
+            for (int r = 0; r < c; r++)
+            {
+                var row = new Span<float>(pt + (long)r * kk, kk);
+                TensorPrimitives.Divide(row, new ReadOnlySpan<float>(sum + j0, kk), row);
+                row[..r].Clear();
+                for (int i = j0 + r; i < Math.Min(T, ShortRows); i++) row[i - j0] = shortP[i * ShortRows + j0 + r];
+            }
+            // dv_j = Σ_{i ≥ j0} p_ij·dz_i
+            SimdMatMul.Small(pt, kk, 1, dzp + (long)j0 * dhp, dhp, j->DV + baseRow + (long)j0 * HD, HD, c, dh, kk, acc: false);
+            // ds_ij·scale = p_ij·(v_j·dz_i − dot_i)·scale
+            SimdMatMul.Small(vp + (long)j0 * dhp, dhp, 1, dzt + j0, tp, dst, kk, c, kk, dh, acc: false);
+            for (int r = 0; r < c; r++)
+            {
+                var row = new Span<float>(dst + (long)r * kk, kk);
+                TensorPrimitives.Subtract(row, new ReadOnlySpan<float>(dot + j0, kk), row);
+                TensorPrimitives.Multiply(row, new ReadOnlySpan<float>(pt + (long)r * kk, kk), row);
+                TensorPrimitives.Multiply(row, scale, row);
+                row[..r].Clear();
+            }
+            // dk_j = Σ_{i ≥ j0} ds_ij·scale·q_i
+            SimdMatMul.Small(dst, kk, 1, qp + (long)j0 * dhp, dhp, j->DK + baseRow + (long)j0 * HD, HD, c, dh, kk, acc: false);
+        }
+    }
+}
