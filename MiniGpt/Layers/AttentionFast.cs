@@ -15,9 +15,12 @@ namespace MiniGpt.Layers;
 /// thread through SimdMatMul's register-blocked micro-kernel without packing: operands are first copied
 /// into zero-padded per-thread scratch (Kᵀ, V, …) so every micro-kernel load is a whole vector. Query
 /// rows go in blocks of 6 (the micro-kernel's height) and each block only touches keys j ≤ its last row,
-/// skipping the masked half (FlashAttention's causal block skipping, Dao et al. 2022, without the tiling
-/// of T since a head's T×T scores fit in L2 here). Scale, mask and softmax run on each block of rows
-/// right after its scores, while they are in L1.
+/// skipping the masked half (FlashAttention's causal block skipping, Dao et al. 2022). Scale, mask and
+/// softmax run on each block of rows right after its scores, while they are in L1.
+///
+/// Heads/HeadsBackward write and read the [T, T] scores and pattern of every head (what hooks see);
+/// HeadsTiled/HeadsTiledBackward, at the end of this file, do the same work with each block's rows in
+/// per-thread scratch and recompute the pattern in backward, keeping O(T) numbers per head.
 /// </summary>
 public static unsafe partial class Attention
 {
