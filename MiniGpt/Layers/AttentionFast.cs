@@ -100,13 +100,22 @@ public static unsafe partial class Attention
         }
     }
 
-    // dst[e, i] = src[i, e]: [dh, ldd], columns T..ldd zero
+    // dst[e, i] = src[i, e]: [dh, ldd], columns T..ldd zero.
+    // 16 source rows at a time: their d_head floats stay in L1 while each row of dst gets 16 consecutive floats (one cache
+    // line). Row by row, each source row's d_head stores went ldd floats apart, all into one L1 set when ldd is a multiple of
+    // 1,024: at T 1,024, d_head 32 the tiled backward's setup (4 transposes, 4 copies) took 0.77 ms a head that way, as long
+    // as 3 of its products, and takes 0.15 ms this way.
     private static void TransposeHead(float* src, int HD, float* dst, int ldd, int T, int dh)
     {
-        for (int i = 0; i < T; i++)
+        const int Block = 16;
+        for (int i0 = 0; i0 < T; i0 += Block)
         {
-            float* s = src + (long)i * HD;
-            for (int e = 0; e < dh; e++) dst[(long)e * ldd + i] = s[e];
+            int n = Math.Min(Block, T - i0);
+            for (int e = 0; e < dh; e++)
+            {
+                float* d = dst + (long)e * ldd + i0, s = src + (long)i0 * HD + e;
+                for (int i = 0; i < n; i++) d[i] = s[(long)i * HD];
+            }
         }
         for (int e = 0; e < dh; e++) new Span<float>(dst + (long)e * ldd + T, ldd - T).Clear();
     }
