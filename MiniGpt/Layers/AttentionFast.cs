@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Numerics.Tensors;
 using MiniGpt.Tensors;
 using static MiniGpt.Tensors.Views;
@@ -329,13 +330,13 @@ public static unsafe partial class Attention
         int T = j->T, dh = j->Dh, HD = j->H * dh, tp = RoundUp(T, Pad), dhp = RoundUp(dh, Pad);
         const int R = SimdMatMul.SmallRows;
         long baseRow = RowBase(j, task);
-        // transposed heads [dh, tp] (+ Pad: a panel reads their rows from column j0 for ⌈(T − j0)/32⌉·32 floats), head copies
-        // [T, dhp], a block's rows [6, tp], panels [6, T − j0] (at least ShortRows floats, for exp)
-        long tr = (long)dh * tp + Pad, head = (long)T * dhp, block = (long)R * tp, panel = Math.Max((long)R * T, ShortRows);
-        float* kt = Scratch.Get(4 * tr + 4 * head + 2 * block + T + ShortRows * ShortRows + 2 * panel);
+        // transposed heads [dh, tp] (+ Pad: a panel reads their rows from column a0 for ⌈(T − a0)/32⌉·32 floats), head copies
+        // [T, dhp], a block's rows [6, tp], panels [6, ≤ RoundUp(T, 16)], the short rows [16, 16], the row dots [T]
+        long tr = (long)dh * tp + Pad, head = (long)T * dhp, block = (long)R * tp, panel = (long)R * RoundUp(T, 16);
+        float* kt = Scratch.Get(4 * tr + 4 * head + 2 * block + 2 * panel + ShortRows * ShortRows + T);
         float* qt = kt + tr, vt = qt + tr, dzt = vt + tr;
         float* kp = dzt + tr, qp = kp + head, vp = qp + head, dzp = vp + head;
-        float* s = dzp + head, d = s + block, dot = d + block, shortP = dot + T, pt = shortP + ShortRows * ShortRows, dst = pt + panel;
+        float* s = dzp + head, d = s + block, pt = d + block, dst = pt + panel, shortP = dst + panel, dot = shortP + ShortRows * ShortRows;
         TransposeHead(j->K + baseRow, HD, kt, tp, T, dh);
         TransposeHead(j->Q + baseRow, HD, qt, tp, T, dh);
         TransposeHead(j->V + baseRow, HD, vt, tp, T, dh);
@@ -366,56 +367,81 @@ public static unsafe partial class Attention
             for (int r = 0; r < rows; r++)
             {
                 int i = i0 + r;
-                var p = new ReadOnlySpan<float>(s + (long)r * tp, i + 1);
-                var ds = new Span<float>(d + (long)r * tp, i + 1);
-                // ds_ij = p_ij·(dp_ij − Σ_j' p_ij'·dp_ij'), times scale for the products; the block's masked keys exactly 0
-                dot[i] = TensorPrimitives.Dot(p, ds);
-                TensorPrimitives.Subtract(ds, dot[i], ds);
-                TensorPrimitives.Multiply(ds, p, ds);
-                TensorPrimitives.Multiply(ds, scale, ds);
-                new Span<float>(d + (long)r * tp + i + 1, n - i - 1).Clear();
+                float* p = s + (long)r * tp, ds = d + (long)r * tp;
+                // ds_ij·scale = p_ij·(dp_ij − Σ_j' p_ij'·dp_ij')·scale; the block's masked keys exactly 0
+                dot[i] = TensorPrimitives.Dot(new ReadOnlySpan<float>(p, i + 1), new ReadOnlySpan<float>(ds, i + 1));
+                SoftmaxGradient(ds, p, dot + i, 0, scale, i + 1);
+                new Span<float>(ds + i + 1, n - i - 1).Clear();
             }
             // dq_i = Σ_{j < n} ds_ij·scale·k_j
             SimdMatMul.Small(d, tp, 1, kp, dhp, j->DQ + baseRow + (long)i0 * HD, HD, rows, dh, n, acc: false);
         }
 
-        // pass 2: key block by key block, the panels of its c keys over the queries i ≥ j0 (row r: key j0 + r, column i − j0;
-        // p_ij = ds_ij = 0 for i < j), and HeadBackwardFast's dV and dK products of those rows
+        // pass 2: key block by key block, panels of its c keys (row r: key j0 + r) over the queries from a0, the multiple of 16
+        // at or before j0, so that the micro-kernel's loads of Qᵀ and dZᵀ rows are aligned (column i − a0; p_ij = ds_ij = 0 for
+        // i < j, and the queries a0 ≤ i < j0, before every key of the block, are never read); then HeadBackwardFast's dV and dK
+        // products of those keys, over the queries i ≥ j0
         for (int j0 = 0; j0 < T; j0 += R)
         {
-            int c = Math.Min(R, T - j0), kk = T - j0, len = c * kk;
+            int c = Math.Min(R, T - j0), a0 = j0 & ~15, off = j0 - a0, w = T - a0, ld = RoundUp(w, 16), kk = T - j0;
             // p_ij = exp(k_j·q_i·scale − max_i)/sum_i
-            SimdMatMul.Small(kp + (long)j0 * dhp, dhp, 1, qt + j0, tp, pt, kk, c, kk, dh, acc: false);
+            SimdMatMul.Small(kp + (long)j0 * dhp, dhp, 1, qt + a0, tp, pt, ld, c, w, dh, acc: false);
             for (int r = 0; r < c; r++)
             {
-                var row = new Span<float>(pt + (long)r * kk, kk);
-                TensorPrimitives.Multiply(row, scale, row);
-                TensorPrimitives.Subtract(row, new ReadOnlySpan<float>(max + j0, kk), row);
+                float* row = pt + (long)r * ld;
+                ScaleShift(row + off, max + j0, scale, kk);
+                new Span<float>(row + w, ld - w).Clear();
             }
-            var whole = new Span<float>(pt, Math.Max(len, ShortRows));
-            whole[len..].Clear();
+            var whole = new Span<float>(pt, c * ld); // ≥ ShortRows floats, as ld is
             TensorPrimitives.Exp(whole, whole);
             for (int r = 0; r < c; r++)
             {
-                var row = new Span<float>(pt + (long)r * kk, kk);
+                var row = new Span<float>(pt + (long)r * ld + off, kk);
                 TensorPrimitives.Divide(row, new ReadOnlySpan<float>(sum + j0, kk), row);
                 row[..r].Clear();
                 for (int i = j0 + r; i < Math.Min(T, ShortRows); i++) row[i - j0] = shortP[i * ShortRows + j0 + r];
             }
             // dv_j = Σ_{i ≥ j0} p_ij·dz_i
-            SimdMatMul.Small(pt, kk, 1, dzp + (long)j0 * dhp, dhp, j->DV + baseRow + (long)j0 * HD, HD, c, dh, kk, acc: false);
+            SimdMatMul.Small(pt + off, ld, 1, dzp + (long)j0 * dhp, dhp, j->DV + baseRow + (long)j0 * HD, HD, c, dh, kk, acc: false);
             // ds_ij·scale = p_ij·(v_j·dz_i − dot_i)·scale
-            SimdMatMul.Small(vp + (long)j0 * dhp, dhp, 1, dzt + j0, tp, dst, kk, c, kk, dh, acc: false);
+            SimdMatMul.Small(vp + (long)j0 * dhp, dhp, 1, dzt + a0, tp, dst, ld, c, w, dh, acc: false);
             for (int r = 0; r < c; r++)
             {
-                var row = new Span<float>(dst + (long)r * kk, kk);
-                TensorPrimitives.Subtract(row, new ReadOnlySpan<float>(dot + j0, kk), row);
-                TensorPrimitives.Multiply(row, new ReadOnlySpan<float>(pt + (long)r * kk, kk), row);
-                TensorPrimitives.Multiply(row, scale, row);
-                row[..r].Clear();
+                float* row = dst + (long)r * ld + off;
+                SoftmaxGradient(row, pt + (long)r * ld + off, dot + j0, 1, scale, kk);
+                new Span<float>(row, r).Clear();
             }
             // dk_j = Σ_{i ≥ j0} ds_ij·scale·q_i
-            SimdMatMul.Small(dst, kk, 1, qp + (long)j0 * dhp, dhp, j->DK + baseRow + (long)j0 * HD, HD, c, dh, kk, acc: false);
+            SimdMatMul.Small(dst + off, ld, 1, qp + (long)j0 * dhp, dhp, j->DK + baseRow + (long)j0 * HD, HD, c, dh, kk, acc: false);
         }
+    }
+
+    // x_i = x_i·scale − shift_i (n floats): TensorPrimitives.Multiply by scale, then Subtract, in one pass with the same roundings
+    // (RyuJIT never contracts a·b − c into one FMA)
+    private static void ScaleShift(float* x, float* shift, float scale, int n)
+    {
+        int i = 0;
+        var vs = new Vector<float>(scale);
+        for (; i <= n - Vector<float>.Count; i += Vector<float>.Count)
+            Vector.Store(Vector.Load(x + i) * vs - Vector.Load(shift + i), x + i);
+        for (; i < n; i++) x[i] = x[i] * scale - shift[i];
+    }
+
+    // ds_i = (ds_i − dot)·p_i·scale (n floats; dot: one per element with dotStride 1, one for all with 0): HeadBackwardFast's
+    // TensorPrimitives.Subtract, Multiply by p and Multiply by scale, in one pass with the same roundings
+    private static void SoftmaxGradient(float* ds, float* p, float* dot, int dotStride, float scale, int n)
+    {
+        int i = 0;
+        var vs = new Vector<float>(scale);
+        if (dotStride == 0)
+        {
+            var vd = new Vector<float>(*dot);
+            for (; i <= n - Vector<float>.Count; i += Vector<float>.Count)
+                Vector.Store((Vector.Load(ds + i) - vd) * Vector.Load(p + i) * vs, ds + i);
+        }
+        else
+            for (; i <= n - Vector<float>.Count; i += Vector<float>.Count)
+                Vector.Store((Vector.Load(ds + i) - Vector.Load(dot + i)) * Vector.Load(p + i) * vs, ds + i);
+        for (; i < n; i++) ds[i] = (ds[i] - dot[i * dotStride]) * p[i] * scale;
     }
 }
