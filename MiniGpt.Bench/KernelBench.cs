@@ -8,7 +8,8 @@ namespace MiniGpt.Bench;
 /// <summary>
 /// Every non-matmul kernel of a training step at the shapes of workloads WA, WB and WC, through the kernel
 /// interface the model runs (IKernels): Kernels.Fast against the readable Kernels.Reference (Impl = Reference):
-/// attention forward (projections, scores, pattern, mix, W_O) and backward, LayerNorm, softmax (one
+/// attention forward (projections, scores, pattern, mix, W_O) and backward, materialised or tiled (AttnForwardTiled,
+/// AttnBackwardTiled: no [B, H, T, T] pattern, recomputed in backward), LayerNorm, softmax (one
 /// attention row of length n_ctx per row, N rows), GELU (over [N, d_mlp]; d_mlp 1024 for WA),
 /// cross-entropy over [N, 65] and AdamW over the workload's parameters.
 /// </summary>
@@ -18,7 +19,7 @@ public class KernelBench
     [Params("WA", "WB", "WC")]
     public string Workload { get; set; } = "WC";
 
-    [Params("AttnForward", "AttnBackward", "LayerNormForward", "LayerNormBackward", "Softmax", "GeluForward", "GeluBackward",
+    [Params("AttnForward", "AttnBackward", "AttnForwardTiled", "AttnBackwardTiled", "LayerNormForward", "LayerNormBackward", "Softmax", "GeluForward", "GeluBackward",
         "CrossEntropyForward", "CrossEntropyBackward", "AdamW")]
     public string Kernel { get; set; } = "AttnForward";
 
@@ -27,7 +28,7 @@ public class KernelBench
 
     private int _b, _t, _d, _h, _dh, _m, _v, _n;
     private float[] _x = [], _q = [], _k = [], _vv = [], _s = [], _p = [], _z = [], _out = [], _w = [], _bias = [], _gw = [], _gb = [];
-    private float[] _dq = [], _dk = [], _dv = [], _dz = [], _dx = [], _mean = [], _rstd = [], _xhat = [], _g = [];
+    private float[] _dq = [], _dk = [], _dv = [], _dz = [], _dx = [], _mean = [], _rstd = [], _xhat = [], _g = [], _max = [], _sum = [];
     private float[] _pre = [], _post = [], _dpre = [], _logits = [], _dlogits = [], _losses = [];
     private int[] _targets = [];
     private Trainer? _trainer;
@@ -44,12 +45,13 @@ public class KernelBench
         _x = Fill(nd); _q = Fill(nd); _k = Fill(nd); _vv = Fill(nd); _s = new float[tt]; _p = new float[tt]; _z = new float[nd]; _out = new float[nd];
         _w = Fill(_d * _d, 0.05f); _bias = Fill(_d * 4); _gw = new float[_d * _d]; _gb = new float[_d * 4];
         _dq = new float[nd]; _dk = new float[nd]; _dv = new float[nd]; _dz = new float[nd]; _dx = new float[nd];
-        _mean = new float[_n]; _rstd = new float[_n]; _xhat = new float[_d]; _g = new float[_d];
+        _mean = new float[_n]; _rstd = new float[_n]; _xhat = new float[_d]; _g = new float[_d]; _max = new float[_n * _h]; _sum = new float[_n * _h];
         _pre = Fill(_n * _m, 3); _post = new float[_n * _m]; _dpre = new float[_n * _m];
         _logits = Fill(_n * _v, 3); _dlogits = new float[_n * _v]; _losses = new float[_n];
         _targets = new int[_n]; for (int i = 0; i < _n; i++) _targets[i] = rng.Next(_v);
         if (Kernel == "AdamW") { _trainer = Trainer.Start(o, K); _trainer.Step(); }
         AttnFwd(); // patterns for the backward
+        AttnFwd(tiled: true); // and the row statistics for the tiled one
         Run();
     }
 
@@ -57,7 +59,12 @@ public class KernelBench
 
     private IKernels K => Impl == "Fast" ? Kernels.Fast : Kernels.Reference;
 
-    private void AttnFwd() => Attention.Forward(K, _x, _x, W, _q, _k, _vv, _s, _p, _z, _out, _b, _t, _d, _h, _dh);
+    private void AttnFwd(bool tiled = false) =>
+        Attention.Forward(K, _x, _x, W, _q, _k, _vv, tiled ? default : _s, tiled ? default : _p, _max, _sum, _z, _out, _b, _t, _d, _h, _dh);
+
+    private void AttnBwd(bool tiled) =>
+        Attention.Backward(K, _x, _x, W, new Attention.Grads(_gw, _gw, _gw, _gw, _gb.AsSpan(0, _d), _gb.AsSpan(0, _d), _gb.AsSpan(0, _d), _gb.AsSpan(0, _d)),
+            _q, _k, _vv, tiled ? default : _p, _max, _sum, _z, _out, _dq, _dk, _dv, _dz, _dx, _dx, _b, _t, _d, _h, _dh);
 
     [Benchmark]
     public void Run()
@@ -66,10 +73,9 @@ public class KernelBench
         switch (Kernel)
         {
             case "AttnForward": AttnFwd(); break;
-            case "AttnBackward":
-                Attention.Backward(k, _x, _x, W, new Attention.Grads(_gw, _gw, _gw, _gw, _gb.AsSpan(0, _d), _gb.AsSpan(0, _d), _gb.AsSpan(0, _d), _gb.AsSpan(0, _d)),
-                    _q, _k, _vv, _p, _z, _out, _dq, _dk, _dv, _dz, _dx, _dx, _b, _t, _d, _h, _dh);
-                break;
+            case "AttnBackward": AttnBwd(tiled: false); break;
+            case "AttnForwardTiled": AttnFwd(tiled: true); break;
+            case "AttnBackwardTiled": AttnBwd(tiled: true); break;
             case "LayerNormForward": k.LayerNormForward(_x, _bias.AsSpan(0, _d), _bias.AsSpan(_d, _d), _out, _mean, _rstd, _n, _d); break;
             case "LayerNormBackward":
                 k.LayerNormBackward(_x, _bias.AsSpan(0, _d), _mean, _rstd, _out, _dx, _gb.AsSpan(0, _d), _gb.AsSpan(_d, _d), _xhat, _g, _n, _d);

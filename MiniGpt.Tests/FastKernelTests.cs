@@ -33,21 +33,28 @@ public class FastKernelTests
 
     private sealed class AttnCase
     {
-        public float[] Q = [], K = [], V = [], S = [], P = [], Z = [], Out = [], DQ = [], DK = [], DV = [], DZ = [], DX = [], DXv = [], GW = [], GB = [], DP = [], DS = [];
+        public float[] Q = [], K = [], V = [], S = [], P = [], Max = [], Sum = [], Z = [], Out = [], DQ = [], DK = [], DV = [], DZ = [], DX = [], DXv = [], GW = [], GB = [], DP = [], DS = [];
     }
+
+    /// <summary>How attention runs: fused (the materialised path), staged, or tiled (no [B, H, T, T] pattern: S and P stay 0).</summary>
+    public enum AttnPath { Fused, Staged, Tiled }
 
     // staged: each stage of the heads over every head in turn, with d_pattern and d_scores materialised between them,
     // as the model runs attention when hooks sit on hook_attn_scores or hook_pattern
-    private static AttnCase RunAttention(IKernels kn, int B, int T, int D, int H, int dh, bool staged)
+    private static AttnCase RunAttention(IKernels kn, int B, int T, int D, int H, int dh, bool staged) =>
+        RunAttention(kn, B, T, D, H, dh, staged ? AttnPath.Staged : AttnPath.Fused);
+
+    private static AttnCase RunAttention(IKernels kn, int B, int T, int D, int H, int dh, AttnPath path, float qkScale = 0.3f)
     {
+        bool staged = path == AttnPath.Staged, tiled = path == AttnPath.Tiled;
         int N = B * T, HD = H * dh;
         var x = Random(N * D, 1); var xv = Random(N * D, 2);
-        var wq = Random(H * D * dh, 3, 0.3f); var wk = Random(H * D * dh, 4, 0.3f); var wv = Random(H * D * dh, 5, 0.3f); var wo = Random(HD * D, 6, 0.3f);
+        var wq = Random(H * D * dh, 3, qkScale); var wk = Random(H * D * dh, 4, qkScale); var wv = Random(H * D * dh, 5, 0.3f); var wo = Random(HD * D, 6, 0.3f);
         var bq = Random(HD, 7); var bk = Random(HD, 8); var bv = Random(HD, 9); var bo = Random(D, 10);
         var c = new AttnCase
         {
             Q = new float[N * HD], K = new float[N * HD], V = new float[N * HD], S = new float[B * H * T * T], P = new float[B * H * T * T],
-            Z = new float[N * HD], Out = new float[N * D], DQ = new float[N * HD], DK = new float[N * HD], DV = new float[N * HD], DZ = new float[N * HD],
+            Max = new float[B * H * T], Sum = new float[B * H * T], Z = new float[N * HD], Out = new float[N * D], DQ = new float[N * HD], DK = new float[N * HD], DV = new float[N * HD], DZ = new float[N * HD],
             DX = new float[N * D], DXv = new float[N * D], GW = new float[4 * H * D * dh], GB = new float[3 * HD + D],
             DP = staged ? new float[B * H * T * T] : [], DS = staged ? new float[B * H * T * T] : [],
         };
@@ -69,10 +76,87 @@ public class FastKernelTests
         }
         else
         {
-            Attention.Forward(kn, x, xv, weights, c.Q, c.K, c.V, c.S, c.P, c.Z, c.Out, B, T, D, H, dh);
-            Attention.Backward(kn, x, xv, weights, grads, c.Q, c.K, c.V, c.P, c.Z, dOut, c.DQ, c.DK, c.DV, c.DZ, c.DX, c.DXv, B, T, D, H, dh);
+            Attention.Forward(kn, x, xv, weights, c.Q, c.K, c.V, tiled ? default : c.S, tiled ? default : c.P, c.Max, c.Sum, c.Z, c.Out, B, T, D, H, dh);
+            Attention.Backward(kn, x, xv, weights, grads, c.Q, c.K, c.V, tiled ? default : c.P, c.Max, c.Sum, c.Z, dOut,
+                c.DQ, c.DK, c.DV, c.DZ, c.DX, c.DXv, B, T, D, H, dh);
         }
         return c;
+    }
+
+    private static float[] Results(AttnCase c) => [.. c.Q, .. c.K, .. c.V, .. c.Z, .. c.Out, .. c.DZ, .. c.DQ, .. c.DK, .. c.DV, .. c.DX, .. c.DXv, .. c.GW, .. c.GB];
+
+    /// <summary>
+    /// The tiled path (no [B, H, T, T] scores or pattern; backward recomputes the pattern from q, k and each row's softmax max
+    /// and sum) gives the materialised path's bits, on each kernel set: z, the output and every gradient. The shapes cover one
+    /// token, T not a multiple of the 6-row blocks, a last key block whose panel is under 16 floats (T = 37), rows past the
+    /// 16 short ones (T = 70), d_head not a multiple of the vector width, one head and several, and sharp softmaxes (large q·k).
+    /// </summary>
+    [Theory]
+    [InlineData(2, 64, 128, 4, 32, 0.3f)]
+    [InlineData(2, 37, 64, 4, 16, 0.3f)]
+    [InlineData(1, 13, 48, 2, 24, 0.3f)]
+    [InlineData(3, 1, 32, 2, 16, 0.3f)]
+    [InlineData(1, 70, 64, 1, 64, 0.3f)]
+    [InlineData(2, 70, 40, 2, 20, 1.5f)]
+    [InlineData(1, 17, 96, 3, 32, 2f)]
+    [InlineData(1, 5, 16, 2, 8, 1f)]
+    public void TiledAttentionIsBitwiseTheMaterialisedPass(int B, int T, int D, int H, int dh, float qkScale)
+    {
+        foreach (var kn in new[] { Kernels.Fast, Kernels.Reference })
+        {
+            var materialised = Results(RunAttention(kn, B, T, D, H, dh, AttnPath.Fused, qkScale));
+            var tiled = Results(RunAttention(kn, B, T, D, H, dh, AttnPath.Tiled, qkScale));
+            int first = materialised.AsSpan().CommonPrefixLength(tiled);
+            Assert.True(first == materialised.Length, $"{kn.Name}: the tiled pass differs from the materialised one at {first}: {(first < tiled.Length ? $"{tiled[first]:R} vs {materialised[first]:R}" : "")}");
+        }
+    }
+
+    /// <summary>The fast tiled kernels against the reference tiled kernels (the scalar loops that hold one row of scores at a time).</summary>
+    [Theory]
+    [InlineData(2, 64, 128, 4, 32)]
+    [InlineData(2, 37, 64, 4, 16)]
+    [InlineData(1, 13, 48, 2, 24)]
+    [InlineData(3, 1, 32, 2, 16)]
+    [InlineData(1, 70, 64, 1, 64)]
+    public void TiledAttentionMatchesReference(int B, int T, int D, int H, int dh)
+    {
+        var r = RunAttention(Kernels.Reference, B, T, D, H, dh, AttnPath.Tiled);
+        var f = RunAttention(Kernels.Fast, B, T, D, H, dh, AttnPath.Tiled);
+        const float tol = 2e-5f;
+        Close(r.Z, f.Z, tol, "z"); Close(r.Out, f.Out, tol, "out"); Close(r.Max, f.Max, tol, "softmax max"); Close(r.Sum, f.Sum, tol, "softmax sum");
+        Close(r.DQ, f.DQ, tol, "dq"); Close(r.DK, f.DK, tol, "dk"); Close(r.DV, f.DV, tol, "dv");
+        Close(r.DX, f.DX, 1e-4f, "dx_qk"); Close(r.DXv, f.DXv, 1e-4f, "dx_v"); Close(r.GW, f.GW, 1e-4f, "dW"); Close(r.GB, f.GB, 1e-4f, "db");
+        Assert.All(f.S.Concat(f.P), x => Assert.Equal(0f, x)); // nothing [B, H, T, T] was written
+    }
+
+    /// <summary>Without a pattern buffer, a hook between the stages cannot fire, and the row statistics must be given.</summary>
+    [Fact]
+    public void TiledAttentionRefusesWhatItCannotDo()
+    {
+        int B = 1, T = 5, D = 8, H = 2, dh = 4, N = B * T * H * dh;
+        var x = new float[B * T * D]; var w = new float[H * D * dh]; var b = new float[H * dh];
+        var stats = new float[B * H * T];
+        foreach (var kn in new[] { Kernels.Fast, Kernels.Reference })
+        {
+            Assert.Throws<ArgumentException>(() => Attention.Forward(kn, x, x, new Attention.Weights(w, w, w, w, b, b, b, new float[D]),
+                new float[N], new float[N], new float[N], default, default, new float[B * H * T - 1], stats, new float[N], new float[B * T * D], B, T, D, H, dh));
+            Assert.Throws<ArgumentException>(() => Attention.Forward(kn, x, x, new Attention.Weights(w, w, w, w, b, b, b, new float[D]),
+                new float[N], new float[N], new float[N], default, default, stats, stats, new float[N], new float[B * T * D], B, T, D, H, dh, new ScoresHook()));
+        }
+    }
+
+    // an IAttentionHooks with a forward hook on hook_attn_scores and nothing else
+    private sealed class ScoresHook : IAttentionHooks
+    {
+        public bool HasForward(AttentionPoint point) => point == AttentionPoint.Scores;
+        public bool HasBackward(AttentionPoint point) => false;
+        public void Forward(AttentionPoint point) { }
+        public void Backward(AttentionPoint point) { }
+        public Span<float> ResultBuffer(bool gradient) => default;
+        public Span<float> ResultScratch() => default;
+        public Span<float> StageGradient(AttentionPoint point) => default;
+        public Span<float> KeepPattern() => default;
+        public ReadOnlySpan<float> KeptPattern() => default;
     }
 
     [Theory]
@@ -127,8 +211,10 @@ public class FastKernelTests
         }
     }
 
-    [Fact]
-    public void AttentionIsBitwiseIdenticalForAnyThreadCount()
+    [Theory]
+    [InlineData(AttnPath.Fused)]
+    [InlineData(AttnPath.Tiled)]
+    public void AttentionIsBitwiseIdenticalForAnyThreadCount(AttnPath path)
     {
         float[]? first = null;
         foreach (int threads in new[] { 1, 2, 3 })
@@ -137,7 +223,7 @@ public class FastKernelTests
             WorkerPool.UseOnThisThread(pool);
             try
             {
-                var c = RunAttention(Kernels.Fast, 3, 29, 64, 4, 16, staged: false);
+                var c = RunAttention(Kernels.Fast, 3, 29, 64, 4, 16, path);
                 var all = c.Z.Concat(c.DQ).Concat(c.DK).Concat(c.DV).Concat(c.DX).Concat(c.GW).ToArray();
                 if (first == null) first = all;
                 else Assert.Equal(first, all);

@@ -330,7 +330,7 @@ public class LayerGradientTests
     {
         public readonly int B, T, D, H, Dh;
         public readonly float[] Xqk, Xv, WQ, WK, WV, WO, BQ, BK, BV, BO;
-        public readonly float[] Q, K, V, Scores, Pattern, Z, Output;
+        public readonly float[] Q, K, V, Scores, Pattern, Max, Sum, Z, Output;
 
         public AttentionCase(ref Rng rng, int b, int t, int d, int h, int dh, bool sharedInput)
         {
@@ -343,13 +343,14 @@ public class LayerGradientTests
             BQ = Normal(ref rng, hd, std: 0.3); BK = Normal(ref rng, hd, std: 0.3);
             BV = Normal(ref rng, hd, std: 0.3); BO = Normal(ref rng, D, std: 0.3);
             Q = new float[n * hd]; K = new float[n * hd]; V = new float[n * hd]; Z = new float[n * hd];
-            Scores = new float[B * H * T * T]; Pattern = new float[B * H * T * T];
+            Scores = new float[B * H * T * T]; Pattern = new float[B * H * T * T]; Max = new float[B * H * T]; Sum = new float[B * H * T];
             Output = new float[n * D];
         }
 
-        public void Forward(IKernels k) =>
+        // tiled: without the [B, H, T, T] scores and pattern (Scores and Pattern keep what an earlier pass left)
+        public void Forward(IKernels k, bool tiled = false) =>
             Attention.Forward(k, Xqk, Xv, new Attention.Weights(WQ, WK, WV, WO, BQ, BK, BV, BO),
-                Q, K, V, Scores, Pattern, Z, Output, B, T, D, H, Dh);
+                Q, K, V, tiled ? default : Scores, tiled ? default : Pattern, Max, Sum, Z, Output, B, T, D, H, Dh);
     }
 
     [Theory]
@@ -362,15 +363,15 @@ public class LayerGradientTests
         var rng = new Rng((ulong)(60 + B * 1000 + T * 100 + D * 10 + H) + (sameSpan ? 7UL : 0UL));
         var a = new AttentionCase(ref rng, B, T, D, H, dh, sameSpan);
         var r = Upstream(ref rng, B * T * D);
-        foreach (var k in BothSets)
+        foreach (var (k, tiled) in BothSets.SelectMany(k => new[] { (k, false), (k, true) }))
         {
             double Loss()
             {
-                a.Forward(k);
+                a.Forward(k, tiled);
                 return Dot(r, a.Output);
             }
 
-            Loss(); // q, k, v, pattern, z at the unperturbed point
+            Loss(); // q, k, v, pattern (or the row statistics), z at the unperturbed point
             int nx = B * T * D, nh = B * T * H * dh, wsz = H * D * dh, hd = H * dh;
             (string, int, bool)[] outputs =
             [
@@ -382,10 +383,10 @@ public class LayerGradientTests
             {
                 var w = new Attention.Weights(a.WQ, a.WK, a.WV, a.WO, a.BQ, a.BK, a.BV, a.BO);
                 var grads = new Attention.Grads(gs[2], gs[3], gs[4], gs[5], gs[6], gs[7], gs[8], gs[9]);
-                Attention.Backward(k, a.Xqk, a.Xv, w, grads, a.Q, a.K, a.V, a.Pattern, a.Z, r,
+                Attention.Backward(k, a.Xqk, a.Xv, w, grads, a.Q, a.K, a.V, tiled ? default : a.Pattern, a.Max, a.Sum, a.Z, r,
                     NaNs(nh), NaNs(nh), NaNs(nh), NaNs(nh), gs[0], sameSpan ? gs[0] : gs[1], B, T, D, H, dh);
             });
-            string n = k.Name + " ";
+            string n = k.Name + (tiled ? " tiled " : " ");
             if (sameSpan) CheckGradient(n + "dx (x_qk = x_v)", a.Xqk, g[0], Loss, ref rng);
             else
             {

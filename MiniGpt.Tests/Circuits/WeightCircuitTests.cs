@@ -397,6 +397,7 @@ public class WeightCircuitTests
 
         // tokens only (W_pos = 0): scores[h, 1, 0] for the sequence [j, i] is q(i)·k(j)/√d_head
         var tokOnly = Copy(model);
+        tokOnly.KeepPatterns = true; // the scores are read from the cache after each pass
         tokOnly.Params["pos_embed.W_pos"].Span.Clear();
         var c = new WeightCircuits(tokOnly);
         Assert.Equal(scale, c.AttentionScale);
@@ -419,6 +420,7 @@ public class WeightCircuitTests
 
         // positions only (W_E = 0): scores[h, i, j] for j ≤ i is W_pos[i]·W_QK·W_pos[j]ᵀ/√d_head
         var posOnly = Copy(model);
+        posOnly.KeepPatterns = true;
         posOnly.Params["embed.W_E"].Span.Clear();
         var cp = new WeightCircuits(posOnly);
         posOnly.Forward(new int[T], ReadOnlySpan<int>.Empty, 1, T);
@@ -472,6 +474,7 @@ public class WeightCircuitTests
             }
             // and through the model: residual x_p = W_E[t_p] + W_pos[p], score[1, 0] = x̃₁·Ω·x̃₀ᵀ/√d_head
             int[] toks = [4, 9];
+            model.KeepPatterns = true; // the scores are read from the cache
             model.Forward(toks, ReadOnlySpan<int>.Empty, 1, T);
             var s = model.Cache!.Acts["blocks.0.attn.hook_attn_scores"].Span;
             var x0 = new double[D + 1];

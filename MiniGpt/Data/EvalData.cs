@@ -37,7 +37,7 @@ public static class EvalData
     {
         long budget = Math.Min(Array.MaxLength, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4 / sizeof(float));
         int b = Math.Max(1, wanted);
-        while (b > 1 && MiniGpt.Model.Activations.EstimateFloats(c, b) > budget) b /= 2;
+        while (b > 1 && MiniGpt.Model.Activations.EstimateFloats(c, b, MiniGpt.Model.GptModel.KeepPatternsByDefault) > budget) b /= 2;
         return b;
     }
 

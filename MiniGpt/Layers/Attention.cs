@@ -17,6 +17,14 @@ namespace MiniGpt.Layers;
 /// reference, one head at a time) or the fused kernels of AttentionFast.cs. Both run the three stages of a
 /// head (scores, pattern, mix) in one pass, unless a hook sits between two of them: then each stage runs
 /// over every head, the hook fires on the whole tensor, and the next stage reads what the hook left.
+///
+/// Two paths, with the same bits. Materialised: scores and pattern [B, H, T, T] are written (what hooks on
+/// hook_attn_scores/hook_pattern and Cache readers see) and backward reads the pattern. Tiled, when the caller
+/// passes no pattern buffer: forward keeps per query row only the softmax's max and sum ([B, H, T]; memory O(T)
+/// per head instead of O(T²)) and backward recomputes each pattern row from q, k and those two numbers, as
+/// FlashAttention does (Dao et al. 2022). A score is one dot product whatever the tile it is computed in, and the
+/// recomputed softmax runs Softmax.Forward's operations on the same values (<see cref="Softmax.Recompute"/>), so
+/// the pattern, and everything after it, is bit for bit the materialised one (<see cref="HeadForwardTiled"/>).
 /// </summary>
 public static unsafe partial class Attention
 {
@@ -36,10 +44,11 @@ public static unsafe partial class Attention
         { WQ = wq; WK = wk; WV = wv; WO = wo; BQ = bq; BK = bk; BV = bv; BO = bo; }
     }
 
-    // x_qk, x_v [B,T,D] → q,k,v,z [B,T,H,dh], scores, pattern [B,H,T,T], out [B,T,D]; hooks: the model's hook points of this layer
+    // x_qk, x_v [B,T,D] → q,k,v,z [B,T,H,dh], scores, pattern [B,H,T,T] (or, when both are empty, softmaxMax and softmaxSum
+    // [B,H,T]: the tiled path), out [B,T,D]; hooks: the model's hook points of this layer
     public static void Forward(IKernels kn, ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w,
-        Span<float> q, Span<float> k, Span<float> v, Span<float> scores, Span<float> pattern, Span<float> z, Span<float> output,
-        int B, int T, int D, int H, int dh, IAttentionHooks? hooks = null)
+        Span<float> q, Span<float> k, Span<float> v, Span<float> scores, Span<float> pattern, Span<float> softmaxMax, Span<float> softmaxSum,
+        Span<float> z, Span<float> output, int B, int T, int D, int H, int dh, IAttentionHooks? hooks = null)
     {
         int N = B * T, HD = H * dh;
         StepProfiler.Enter(StepPhase.Qkv);
@@ -51,6 +60,30 @@ public static unsafe partial class Attention
             hooks.Forward(AttentionPoint.V);
         }
         StepProfiler.Enter(StepPhase.Attention);
+        if (pattern.IsEmpty) Tiled(kn, q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh, hooks);
+        else Materialised(kn, q, k, v, scores, pattern, z, B, T, H, dh, hooks);
+        hooks?.Forward(AttentionPoint.Z);
+        StepProfiler.Enter(StepPhase.AttnOut);
+        Linear.Forward(kn, z[..(N * HD)], w.WO, w.BO, output, N, HD, D);
+        if (hooks != null && hooks.HasForward(AttentionPoint.Result)) ResultForward(kn.MatMul, hooks, z, w.WO, output, N, D, H, dh);
+    }
+
+    // z from q, k, v keeping per query row only the softmax's max and sum: nothing between the stages exists for a hook to see
+    private static void Tiled(IKernels kn, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z,
+        Span<float> softmaxMax, Span<float> softmaxSum, int B, int T, int H, int dh, IAttentionHooks? hooks)
+    {
+        if (hooks != null && (hooks.HasForward(AttentionPoint.Scores) || hooks.HasForward(AttentionPoint.Pattern)))
+            throw new ArgumentException("attention forward: a hook on hook_attn_scores or hook_pattern needs the [B, H, T, T] scores and pattern buffers");
+        long rows = (long)B * H * T;
+        if (softmaxMax.Length < rows || softmaxSum.Length < rows)
+            throw new ArgumentException($"attention forward without a pattern buffer: softmaxMax and softmaxSum must hold [B, H, T] = {rows} floats");
+        kn.HeadsTiled(q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh);
+    }
+
+    // scores, pattern [B,H,T,T] written, stage by stage around the hooks that sit between stages
+    private static void Materialised(IKernels kn, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
+        Span<float> scores, Span<float> pattern, Span<float> z, int B, int T, int H, int dh, IAttentionHooks? hooks)
+    {
         var todo = HeadStages.All;
         if (hooks != null && hooks.HasForward(AttentionPoint.Scores))
         {
@@ -68,16 +101,14 @@ public static unsafe partial class Attention
             ClearAboveDiagonal(pattern, B * H, T); // a replacement keeps the causal mask
         }
         kn.Heads(q, k, v, scores, pattern, z, B, T, H, dh, todo);
-        hooks?.Forward(AttentionPoint.Z);
-        StepProfiler.Enter(StepPhase.AttnOut);
-        Linear.Forward(kn, z[..(N * HD)], w.WO, w.BO, output, N, HD, D);
-        if (hooks != null && hooks.HasForward(AttentionPoint.Result)) ResultForward(kn.MatMul, hooks, z, w.WO, output, N, D, H, dh);
     }
 
     // differentiates the whole forward above. dxqk and dxv are accumulated into (they may be the same span).
-    // dq, dk, dv, dz [B,T,H,dh] are scratch that end holding those gradients.
+    // dq, dk, dv, dz [B,T,H,dh] are scratch that end holding those gradients. pattern is what forward wrote, or empty
+    // after a tiled forward: then softmaxMax and softmaxSum are what it kept instead.
     public static void Backward(IKernels kn, ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w, in Grads g,
-        ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> pattern, ReadOnlySpan<float> z,
+        ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> pattern,
+        ReadOnlySpan<float> softmaxMax, ReadOnlySpan<float> softmaxSum, ReadOnlySpan<float> z,
         ReadOnlySpan<float> dOut, Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dz,
         Span<float> dxqk, Span<float> dxv, int B, int T, int D, int H, int dh, IAttentionHooks? hooks = null)
     {
@@ -87,8 +118,37 @@ public static unsafe partial class Attention
         Linear.Backward(kn, z[..(N * HD)], w.WO, dOut, dz, g.WO, g.BO, N, HD, D, accumulateDx: false);
         if (hooks != null && hooks.HasBackward(AttentionPoint.Result)) ResultBackward(kn.MatMul, hooks, z, w.WO, dOut, dz, g.WO, N, D, H, dh);
         hooks?.Backward(AttentionPoint.Z);
-        // the softmax's own output, where a forward hook replaced the pattern in the pass being differentiated
         StepProfiler.Enter(StepPhase.AttentionBackward);
+        if (pattern.IsEmpty) TiledBackward(kn, q, k, v, softmaxMax, softmaxSum, dz, dq, dk, dv, B, T, H, dh, hooks);
+        else MaterialisedBackward(kn, q, k, v, pattern, dz, dq, dk, dv, B, T, H, dh, hooks);
+        if (hooks != null)
+        {
+            hooks.Backward(AttentionPoint.Q);
+            hooks.Backward(AttentionPoint.K);
+            hooks.Backward(AttentionPoint.V);
+        }
+        StepProfiler.Enter(StepPhase.QkvBackward);
+        kn.ProjectQkvBackward(xqk, xv, w, g, dq, dk, dv, dxqk, dxv, N, D, H, dh);
+    }
+
+    // dq, dk, dv with every pattern row recomputed from q, k and the softmax's max and sum that the tiled forward kept
+    private static void TiledBackward(IKernels kn, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
+        ReadOnlySpan<float> softmaxMax, ReadOnlySpan<float> softmaxSum, ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv,
+        int B, int T, int H, int dh, IAttentionHooks? hooks)
+    {
+        if (hooks != null && (hooks.HasBackward(AttentionPoint.Pattern) || hooks.HasBackward(AttentionPoint.Scores)))
+            throw new ArgumentException("attention backward: a backward hook on hook_attn_scores or hook_pattern needs the pattern the forward pass materialised");
+        long rows = (long)B * H * T;
+        if (softmaxMax.Length < rows || softmaxSum.Length < rows)
+            throw new ArgumentException($"attention backward without a pattern: softmaxMax and softmaxSum must hold the [B, H, T] = {rows} floats the tiled forward kept");
+        kn.HeadsTiledBackward(q, k, v, softmaxMax, softmaxSum, dz, dq, dk, dv, B, T, H, dh);
+    }
+
+    // dq, dk, dv from the pattern forward wrote, stage by stage around the backward hooks that sit between stages
+    private static void MaterialisedBackward(IKernels kn, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
+        ReadOnlySpan<float> pattern, ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv, int B, int T, int H, int dh, IAttentionHooks? hooks)
+    {
+        // the softmax's own output, where a forward hook replaced the pattern in the pass being differentiated
         ReadOnlySpan<float> softmax = hooks != null ? hooks.KeptPattern() : default;
         if (hooks != null && (!softmax.IsEmpty || hooks.HasBackward(AttentionPoint.Pattern) || hooks.HasBackward(AttentionPoint.Scores)))
         {
@@ -104,14 +164,6 @@ public static unsafe partial class Attention
             kn.HeadsBackward(q, k, v, pattern, dz, dq, dk, dv, dP, dS, B, T, H, dh, HeadStages.Scores);  // dq, dk
         }
         else kn.HeadsBackward(q, k, v, pattern, dz, dq, dk, dv, default, default, B, T, H, dh, HeadStages.All);
-        if (hooks != null)
-        {
-            hooks.Backward(AttentionPoint.Q);
-            hooks.Backward(AttentionPoint.K);
-            hooks.Backward(AttentionPoint.V);
-        }
-        StepProfiler.Enter(StepPhase.QkvBackward);
-        kn.ProjectQkvBackward(xqk, xv, w, g, dq, dk, dv, dxqk, dxv, N, D, H, dh);
     }
 
     // ---- hook_result: each head's write into the residual stream, [B, T, H, D] ----
@@ -242,6 +294,7 @@ public static unsafe partial class Attention
     private struct Job
     {
         public float* Q, K, V, S, P, Z, DQ, DK, DV, DZ, DP, DS;
+        public float* Max, Sum; // the tiled path's softmax max and sum per query row, [B, H, T]
         public int T, H, Dh;
         public float Scale;
         public HeadStages Stages;
@@ -409,6 +462,139 @@ public static unsafe partial class Attention
                     var dkj = dk.Slice(j * stride, dh);
                     TensorPrimitives.MultiplyAdd(qi, c, dkj, dkj);
                 }
+            }
+        }
+    }
+
+    // ---- the reference of the tiled path: one row of scores at a time, in a T-float scratch of the task's thread ----
+
+    // q, k, v, z [B,T,H,dh] → z, softmaxMax, softmaxSum [B,H,T]: one HeadForwardTiled per (batch, head)
+    public static void HeadsTiledReference(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z,
+        Span<float> softmaxMax, Span<float> softmaxSum, int B, int T, int H, int dh) =>
+        RunHeadsTiled(&HeadForwardTiledTask, q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh);
+
+    // differentiates HeadsTiledReference: one HeadBackwardTiled per (batch, head)
+    public static void HeadsTiledBackwardReference(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
+        ReadOnlySpan<float> softmaxMax, ReadOnlySpan<float> softmaxSum, ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv,
+        int B, int T, int H, int dh) =>
+        RunHeadsTiledBackward(&HeadBackwardTiledTask, q, k, v, softmaxMax, softmaxSum, dz, dq, dk, dv, B, T, H, dh);
+
+    // every (batch, head) of a tiled forward, one task each on the worker pool (reference and fast kernels alike)
+    private static void RunHeadsTiled(delegate*<void*, int, void> task, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z,
+        Span<float> softmaxMax, Span<float> softmaxSum, int B, int T, int H, int dh)
+    {
+        fixed (float* pq = q, pk = k, pv = v, pz = z, pm = softmaxMax, ps = softmaxSum)
+        {
+            var job = new Job { Q = pq, K = pk, V = pv, Z = pz, Max = pm, Sum = ps, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh), Stages = HeadStages.All };
+            WorkerPool.Current.Run(task, &job, B * H);
+        }
+    }
+
+    // every (batch, head) of a tiled backward, one task each on the worker pool (reference and fast kernels alike)
+    private static void RunHeadsTiledBackward(delegate*<void*, int, void> task, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
+        ReadOnlySpan<float> softmaxMax, ReadOnlySpan<float> softmaxSum, ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv,
+        int B, int T, int H, int dh)
+    {
+        fixed (float* pq = q, pk = k, pv = v, pm = softmaxMax, ps = softmaxSum, pdz = dz, pdq = dq, pdk = dk, pdv = dv)
+        {
+            var job = new Job { Q = pq, K = pk, V = pv, Max = pm, Sum = ps, DZ = pdz, DQ = pdq, DK = pdk, DV = pdv,
+                T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh), Stages = HeadStages.All };
+            WorkerPool.Current.Run(task, &job, B * H);
+        }
+    }
+
+    private static void HeadForwardTiledTask(void* ctx, int task)
+    {
+        var j = (Job*)ctx;
+        long r = RowBase(j, task), m = (long)task * j->T;
+        int len = HeadSpan(j), T = j->T;
+        HeadForwardTiled(new ReadOnlySpan<float>(j->Q + r, len), new ReadOnlySpan<float>(j->K + r, len), new ReadOnlySpan<float>(j->V + r, len),
+            new Span<float>(j->Z + r, len), new Span<float>(j->Max + m, T), new Span<float>(j->Sum + m, T), new Span<float>(Tensors.Scratch.Get(T), T),
+            T, j->H * j->Dh, j->Dh, j->Scale);
+    }
+
+    /// <summary>
+    /// One head of the tiled path, the readable way (rows as in <see cref="HeadForward"/>; max, sum [T]; row: T floats of
+    /// scratch). Query row by query row, with nothing [T, T]:
+    ///   s_j = q_i·k_j·scale for j ≤ i           (into row)
+    ///   p = softmax(s), max_i = max s, sum_i = Σ_j exp(s_j − max_i)   (in place; the two numbers kept)
+    ///   z_i = Σ_{j ≤ i} p_j·v_j
+    /// HeadForward's operations, on the same values in the same order, so z is its z bit for bit.
+    /// </summary>
+    public static void HeadForwardTiled(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z,
+        Span<float> max, Span<float> sum, Span<float> row, int T, int stride, int dh, float scale)
+    {
+        for (int i = 0; i < T; i++)
+        {
+            var qi = q.Slice(i * stride, dh);
+            var p = row[..(i + 1)];
+            for (int j = 0; j <= i; j++) p[j] = TensorPrimitives.Dot(qi, k.Slice(j * stride, dh)) * scale;
+            Softmax.Forward(p, p, out max[i], out sum[i]);
+            var zi = z.Slice(i * stride, dh);
+            zi.Clear();
+            for (int j = 0; j <= i; j++) TensorPrimitives.MultiplyAdd(v.Slice(j * stride, dh), p[j], zi, zi);
+        }
+    }
+
+    private static void HeadBackwardTiledTask(void* ctx, int task)
+    {
+        var j = (Job*)ctx;
+        long r = RowBase(j, task), m = (long)task * j->T;
+        int len = HeadSpan(j), T = j->T;
+        float* scratch = Tensors.Scratch.Get(2L * T);
+        HeadBackwardTiled(new ReadOnlySpan<float>(j->Q + r, len), new ReadOnlySpan<float>(j->K + r, len), new ReadOnlySpan<float>(j->V + r, len),
+            new ReadOnlySpan<float>(j->Max + m, T), new ReadOnlySpan<float>(j->Sum + m, T), new ReadOnlySpan<float>(j->DZ + r, len),
+            new Span<float>(j->DQ + r, len), new Span<float>(j->DK + r, len), new Span<float>(j->DV + r, len),
+            new Span<float>(scratch, T), new Span<float>(scratch + T, T), T, j->H * j->Dh, j->Dh, j->Scale);
+    }
+
+    /// <summary>
+    /// Differentiates <see cref="HeadForwardTiled"/> for one head (rows as there; prow, dsrow: T floats of scratch), query
+    /// row by query row, recomputing the forward's pattern row first:
+    ///   s_j = q_i·k_j·scale,  p = exp(s − max_i)/sum_i   (Softmax.Recompute: Softmax.Forward's p bit for bit)
+    ///   Mix:     z_i = Σ_j p_j·v_j       → dp_j = dz_i·v_j,  dv_j += p_j·dz_i
+    ///   Pattern: p = softmax(s)          → ds_j = p_j·(dp_j − Σ_j' p_j'·dp_j')
+    ///   Scores:  s_j = q_i·k_j·scale     → dq_i += ds_j·scale·k_j,  dk_j += ds_j·scale·q_i
+    /// Every sum of <see cref="HeadBackward"/> gets the same terms in the same order (dv_j and dk_j over i ascending, dq_i
+    /// over j ascending), so dq, dk, dv are its results bit for bit; they are overwritten.
+    /// </summary>
+    public static void HeadBackwardTiled(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> max, ReadOnlySpan<float> sum,
+        ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv, Span<float> prow, Span<float> dsrow, int T, int stride, int dh, float scale)
+    {
+        for (int i = 0; i < T; i++)
+        {
+            dq.Slice(i * stride, dh).Clear();
+            dk.Slice(i * stride, dh).Clear();
+            dv.Slice(i * stride, dh).Clear();
+        }
+        for (int i = 0; i < T; i++)
+        {
+            var qi = q.Slice(i * stride, dh);
+            var dzi = dz.Slice(i * stride, dh);
+            var dqi = dq.Slice(i * stride, dh);
+            // the pattern row the forward pass mixed with
+            var p = prow[..(i + 1)];
+            for (int j = 0; j <= i; j++) p[j] = TensorPrimitives.Dot(qi, k.Slice(j * stride, dh)) * scale;
+            Softmax.Recompute(p, max[i], sum[i], p);
+            // z_i = Σ_j p_j·v_j
+            var ds = dsrow[..(i + 1)];
+            for (int j = 0; j <= i; j++)
+            {
+                ds[j] = TensorPrimitives.Dot(dzi, v.Slice(j * stride, dh));
+                var dvj = dv.Slice(j * stride, dh);
+                TensorPrimitives.MultiplyAdd(dzi, p[j], dvj, dvj);
+            }
+            // p = softmax(s): ds = p ⊙ (dp − p·dp), in place of dp
+            float dot = TensorPrimitives.Dot(p, ds);
+            TensorPrimitives.Subtract(ds, dot, ds);
+            TensorPrimitives.Multiply(ds, p, ds);
+            // s_j = q_i·k_j·scale
+            for (int j = 0; j <= i; j++)
+            {
+                float c = ds[j] * scale;
+                TensorPrimitives.MultiplyAdd(k.Slice(j * stride, dh), c, dqi, dqi);
+                var dkj = dk.Slice(j * stride, dh);
+                TensorPrimitives.MultiplyAdd(qi, c, dkj, dkj);
             }
         }
     }

@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Numerics.Tensors;
 using MiniGpt.Tensors;
 using static MiniGpt.Tensors.Views;
@@ -15,9 +16,12 @@ namespace MiniGpt.Layers;
 /// thread through SimdMatMul's register-blocked micro-kernel without packing: operands are first copied
 /// into zero-padded per-thread scratch (Kᵀ, V, …) so every micro-kernel load is a whole vector. Query
 /// rows go in blocks of 6 (the micro-kernel's height) and each block only touches keys j ≤ its last row,
-/// skipping the masked half (FlashAttention's causal block skipping, Dao et al. 2022, without the tiling
-/// of T since a head's T×T scores fit in L2 here). Scale, mask and softmax run on each block of rows
-/// right after its scores, while they are in L1.
+/// skipping the masked half (FlashAttention's causal block skipping, Dao et al. 2022). Scale, mask and
+/// softmax run on each block of rows right after its scores, while they are in L1.
+///
+/// Heads/HeadsBackward write and read the [T, T] scores and pattern of every head (what hooks see);
+/// HeadsTiled/HeadsTiledBackward, at the end of this file, do the same work with each block's rows in
+/// per-thread scratch and recompute the pattern in backward, keeping O(T) numbers per head.
 /// </summary>
 public static unsafe partial class Attention
 {
@@ -114,13 +118,22 @@ public static unsafe partial class Attention
         }
     }
 
-    // dst[e, i] = src[i, e]: [dh, ldd], columns T..ldd zero
+    // dst[e, i] = src[i, e]: [dh, ldd], columns T..ldd zero.
+    // 16 source rows at a time: their d_head floats stay in L1 while each row of dst gets 16 consecutive floats (one cache
+    // line). Row by row, each source row's d_head stores went ldd floats apart, all into one L1 set when ldd is a multiple of
+    // 1,024: at T 1,024, d_head 32 the tiled backward's setup (4 transposes, 4 copies) took 0.77 ms a head that way, as long
+    // as 3 of its products, and takes 0.15 ms this way.
     private static void TransposeHead(float* src, int HD, float* dst, int ldd, int T, int dh)
     {
-        for (int i = 0; i < T; i++)
+        const int Block = 16;
+        for (int i0 = 0; i0 < T; i0 += Block)
         {
-            float* s = src + (long)i * HD;
-            for (int e = 0; e < dh; e++) dst[(long)e * ldd + i] = s[e];
+            int n = Math.Min(Block, T - i0);
+            for (int e = 0; e < dh; e++)
+            {
+                float* d = dst + (long)e * ldd + i0, s = src + (long)i0 * HD + e;
+                for (int i = 0; i < n; i++) d[i] = s[(long)i * HD];
+            }
         }
         for (int e = 0; e < dh; e++) new Span<float>(dst + (long)e * ldd + T, ldd - T).Clear();
     }
@@ -255,5 +268,197 @@ public static unsafe partial class Attention
             if (mix) SimdMatMul.Small(p0 + (long)j0 * T + j0, 1, T, dzp + (long)j0 * dhp, dhp, j->DV + baseRow + (long)j0 * HD, HD, rows, dh, kk, acc: false);
             if (scores) SimdMatMul.Small(buf + (long)j0 * tp + j0, 1, tp, qp + (long)j0 * dhp, dhp, j->DK + baseRow + (long)j0 * HD, HD, rows, dh, kk, acc: false);
         }
+    }
+}
+
+// ---- the tiled path: per (batch, head) O(T) numbers kept between forward and backward, not the [T, T] scores and pattern ----
+public static unsafe partial class Attention
+{
+    /// <summary>
+    /// Pattern rows i below this are never recomputed inside a column panel: the forward pass exponentiated row i as a span
+    /// of i + 1 floats, and TensorPrimitives.Exp (System.Numerics.Tensors 10.0) runs spans of fewer than 4 floats through
+    /// scalar MathF.Exp, which rounds about half its results differently from the vector code that longer spans get. The
+    /// vector code's result for an element depends on that element alone (the same bits at 128, 256 and 512 bits, at any
+    /// offset in a span of any length ≥ 4: measured). So the backward pass keeps rows i &lt; 16 from its row-wise pass
+    /// (136 floats), and exponentiates each column panel as one span of at least 16 floats: both sides of every comparison
+    /// are then spans of ≥ 16 floats, which the widest vector code the machine has handles.
+    /// </summary>
+    internal const int ShortRows = 16;
+
+    // q, k, v, z [B,T,H,dh] → z, softmaxMax, softmaxSum [B,H,T]: every (batch, head) one task, nothing [T, T] written
+    public static void HeadsTiled(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z,
+        Span<float> softmaxMax, Span<float> softmaxSum, int B, int T, int H, int dh) =>
+        RunHeadsTiled(&HeadForwardTiledFast, q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh);
+
+    // one (batch, head) of the tiled path: HeadForwardFast with each block's scores and pattern in a [6, tp] scratch instead
+    // of the [T, T] matrices. The same products (the block's rows of Q against the same Kᵀ; the same pattern rows, zero past
+    // the diagonal, against the same V), the same scale and Softmax.Forward on spans of the same length: z has
+    // HeadForwardFast's bits. Per query row the softmax's max and sum are kept, for the backward pass.
+    private static void HeadForwardTiledFast(void* ctx, int task)
+    {
+        var j = (Job*)ctx;
+        int T = j->T, dh = j->Dh, HD = j->H * dh, tp = RoundUp(T, Pad), dhp = RoundUp(dh, Pad);
+        const int R = SimdMatMul.SmallRows;
+        long baseRow = RowBase(j, task);
+        float* kt = Scratch.Get((long)dh * tp + (long)T * dhp + (long)R * tp), vp = kt + (long)dh * tp, p = vp + (long)T * dhp;
+        TransposeHead(j->K + baseRow, HD, kt, tp, T, dh);
+        CopyHead(j->V + baseRow, HD, vp, dhp, T, dh);
+        float* max = j->Max + (long)task * T, sum = j->Sum + (long)task * T;
+        for (int i0 = 0; i0 < T; i0 += R)
+        {
+            int rows = Math.Min(R, T - i0), n = Math.Min(T, i0 + rows);
+            // s_ij = q_i·k_j for the keys j < n of the block (row r of the scratch: query i0 + r)
+            SimdMatMul.Small(j->Q + baseRow + (long)i0 * HD, HD, 1, kt, tp, p, tp, rows, n, dh, acc: false);
+            for (int r = 0; r < rows; r++)
+            {
+                int i = i0 + r;
+                var row = new Span<float>(p + (long)r * tp, n);
+                // p_i = softmax over j ≤ i of s_ij·scale, its max and sum kept; the block's keys past the query exactly 0, as the mix reads them
+                TensorPrimitives.Multiply(row[..(i + 1)], j->Scale, row[..(i + 1)]);
+                Softmax.Forward(row[..(i + 1)], row[..(i + 1)], out max[i], out sum[i]);
+                row[(i + 1)..].Clear();
+            }
+            // z_i = Σ_{j < n} p_ij·v_j
+            SimdMatMul.Small(p, tp, 1, vp, dhp, j->Z + baseRow + (long)i0 * HD, HD, rows, dh, n, acc: false);
+        }
+    }
+
+    // differentiates HeadsTiled, recomputing the pattern from q, k and the kept max and sum
+    public static void HeadsTiledBackward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
+        ReadOnlySpan<float> softmaxMax, ReadOnlySpan<float> softmaxSum, ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv,
+        int B, int T, int H, int dh) =>
+        RunHeadsTiledBackward(&HeadBackwardTiledFast, q, k, v, softmaxMax, softmaxSum, dz, dq, dk, dv, B, T, H, dh);
+
+    // one (batch, head), differentiating the lines HeadBackwardFast differentiates, with HeadBackwardFast's products:
+    //   Mix:     z = P·V                  → dP = dZ·Vᵀ (causal rows),  dV = Pᵀ·dZ
+    //   Pattern: P = softmax(S)           → dS = P ⊙ (dP − rowsum(P ⊙ dP))
+    //   Scores:  S = Q·Kᵀ·scale           → dQ = dS·K·scale,  dK = dSᵀ·Q·scale
+    // and P recomputed, FlashAttention's way (Dao et al. 2022), as P_ij = exp(S_ij − max_i)/sum_i. rowsum(P ⊙ dP) needs whole
+    // rows and dV, dK whole columns, so two passes, with per-thread scratch of O(T·(d_head + 6)) floats:
+    //   1. query blocks of 6 rows (as there): S, P, dP of the block's rows, the row dots (kept: T floats), dS and dQ;
+    //   2. key blocks of 6 columns: the [6, T − j0] panels Pᵀ and dSᵀ of the block's keys over the queries i ≥ j0, made
+    //      from Kblock·Qᵀ and Vblock·dZᵀ, then dV and dK through the same micro-kernel calls over the same k range.
+    // Every value is the one HeadBackwardFast reads out of the [T, T] matrices: a score or dp is one FMA chain over d_head
+    // in the micro-kernel wherever it sits in a tile (k·q and q·k round the same), and the elementwise steps are the same
+    // operations (see ShortRows for exp), so dq, dk, dv are its results bit for bit.
+    private static void HeadBackwardTiledFast(void* ctx, int task)
+    {
+        var j = (Job*)ctx;
+        int T = j->T, dh = j->Dh, HD = j->H * dh, tp = RoundUp(T, Pad), dhp = RoundUp(dh, Pad);
+        const int R = SimdMatMul.SmallRows;
+        long baseRow = RowBase(j, task);
+        // transposed heads [dh, tp] (+ Pad: a panel reads their rows from column a0 for ⌈(T − a0)/32⌉·32 floats), head copies
+        // [T, dhp], a block's rows [6, tp], panels [6, ≤ RoundUp(T, 16)], the short rows [16, 16], the row dots [T]
+        long tr = (long)dh * tp + Pad, head = (long)T * dhp, block = (long)R * tp, panel = (long)R * RoundUp(T, 16);
+        float* kt = Scratch.Get(4 * tr + 4 * head + 2 * block + 2 * panel + ShortRows * ShortRows + T);
+        float* qt = kt + tr, vt = qt + tr, dzt = vt + tr;
+        float* kp = dzt + tr, qp = kp + head, vp = qp + head, dzp = vp + head;
+        float* s = dzp + head, d = s + block, pt = d + block, dst = pt + panel, shortP = dst + panel, dot = shortP + ShortRows * ShortRows;
+        TransposeHead(j->K + baseRow, HD, kt, tp, T, dh);
+        TransposeHead(j->Q + baseRow, HD, qt, tp, T, dh);
+        TransposeHead(j->V + baseRow, HD, vt, tp, T, dh);
+        TransposeHead(j->DZ + baseRow, HD, dzt, tp, T, dh);
+        CopyHead(j->K + baseRow, HD, kp, dhp, T, dh);
+        CopyHead(j->Q + baseRow, HD, qp, dhp, T, dh);
+        CopyHead(j->V + baseRow, HD, vp, dhp, T, dh);
+        CopyHead(j->DZ + baseRow, HD, dzp, dhp, T, dh);
+        float* max = j->Max + (long)task * T, sum = j->Sum + (long)task * T;
+        float scale = j->Scale;
+
+        // pass 1: query block by query block, HeadBackwardFast's loop with the block's pattern rows recomputed
+        for (int i0 = 0; i0 < T; i0 += R)
+        {
+            int rows = Math.Min(R, T - i0), n = Math.Min(T, i0 + rows);
+            // p_ij = exp(q_i·k_j·scale − max_i)/sum_i for j ≤ i: HeadForwardTiledFast's product and scale, Softmax.Forward's operations
+            SimdMatMul.Small(j->Q + baseRow + (long)i0 * HD, HD, 1, kt, tp, s, tp, rows, n, dh, acc: false);
+            for (int r = 0; r < rows; r++)
+            {
+                int i = i0 + r;
+                var p = new Span<float>(s + (long)r * tp, i + 1);
+                TensorPrimitives.Multiply(p, scale, p);
+                Softmax.Recompute(p, max[i], sum[i], p);
+                if (i < ShortRows) p.CopyTo(new Span<float>(shortP + i * ShortRows, i + 1));
+            }
+            // dp_ij = dz_i·v_j for j < n
+            SimdMatMul.Small(dzp + (long)i0 * dhp, dhp, 1, vt, tp, d, tp, rows, n, dh, acc: false);
+            for (int r = 0; r < rows; r++)
+            {
+                int i = i0 + r;
+                float* p = s + (long)r * tp, ds = d + (long)r * tp;
+                // ds_ij·scale = p_ij·(dp_ij − Σ_j' p_ij'·dp_ij')·scale; the block's masked keys exactly 0
+                dot[i] = TensorPrimitives.Dot(new ReadOnlySpan<float>(p, i + 1), new ReadOnlySpan<float>(ds, i + 1));
+                SoftmaxGradient(ds, p, dot + i, 0, scale, i + 1);
+                new Span<float>(ds + i + 1, n - i - 1).Clear();
+            }
+            // dq_i = Σ_{j < n} ds_ij·scale·k_j
+            SimdMatMul.Small(d, tp, 1, kp, dhp, j->DQ + baseRow + (long)i0 * HD, HD, rows, dh, n, acc: false);
+        }
+
+        // pass 2: key block by key block, panels of its c keys (row r: key j0 + r) over the queries from a0, the multiple of 16
+        // at or before j0, so that the micro-kernel's loads of Qᵀ and dZᵀ rows are aligned (column i − a0; p_ij = ds_ij = 0 for
+        // i < j, and the queries a0 ≤ i < j0, before every key of the block, are never read); then HeadBackwardFast's dV and dK
+        // products of those keys, over the queries i ≥ j0
+        for (int j0 = 0; j0 < T; j0 += R)
+        {
+            int c = Math.Min(R, T - j0), a0 = j0 & ~15, off = j0 - a0, w = T - a0, ld = RoundUp(w, 16), kk = T - j0;
+            // p_ij = exp(k_j·q_i·scale − max_i)/sum_i
+            SimdMatMul.Small(kp + (long)j0 * dhp, dhp, 1, qt + a0, tp, pt, ld, c, w, dh, acc: false);
+            for (int r = 0; r < c; r++)
+            {
+                float* row = pt + (long)r * ld;
+                ScaleShift(row + off, max + j0, scale, kk);
+                new Span<float>(row + w, ld - w).Clear();
+            }
+            var whole = new Span<float>(pt, c * ld); // ≥ ShortRows floats, as ld is
+            TensorPrimitives.Exp(whole, whole);
+            for (int r = 0; r < c; r++)
+            {
+                var row = new Span<float>(pt + (long)r * ld + off, kk);
+                TensorPrimitives.Divide(row, new ReadOnlySpan<float>(sum + j0, kk), row);
+                row[..r].Clear();
+                for (int i = j0 + r; i < Math.Min(T, ShortRows); i++) row[i - j0] = shortP[i * ShortRows + j0 + r];
+            }
+            // dv_j = Σ_{i ≥ j0} p_ij·dz_i
+            SimdMatMul.Small(pt + off, ld, 1, dzp + (long)j0 * dhp, dhp, j->DV + baseRow + (long)j0 * HD, HD, c, dh, kk, acc: false);
+            // ds_ij·scale = p_ij·(v_j·dz_i − dot_i)·scale
+            SimdMatMul.Small(vp + (long)j0 * dhp, dhp, 1, dzt + a0, tp, dst, ld, c, w, dh, acc: false);
+            for (int r = 0; r < c; r++)
+            {
+                float* row = dst + (long)r * ld + off;
+                SoftmaxGradient(row, pt + (long)r * ld + off, dot + j0, 1, scale, kk);
+                new Span<float>(row, r).Clear();
+            }
+            // dk_j = Σ_{i ≥ j0} ds_ij·scale·q_i
+            SimdMatMul.Small(dst + off, ld, 1, qp + (long)j0 * dhp, dhp, j->DK + baseRow + (long)j0 * HD, HD, c, dh, kk, acc: false);
+        }
+    }
+
+    // x_i = x_i·scale − shift_i (n floats): TensorPrimitives.Multiply by scale, then Subtract, in one pass with the same roundings
+    // (RyuJIT never contracts a·b − c into one FMA)
+    private static void ScaleShift(float* x, float* shift, float scale, int n)
+    {
+        int i = 0;
+        var vs = new Vector<float>(scale);
+        for (; i <= n - Vector<float>.Count; i += Vector<float>.Count)
+            Vector.Store(Vector.Load(x + i) * vs - Vector.Load(shift + i), x + i);
+        for (; i < n; i++) x[i] = x[i] * scale - shift[i];
+    }
+
+    // ds_i = (ds_i − dot)·p_i·scale (n floats; dot: one per element with dotStride 1, one for all with 0): HeadBackwardFast's
+    // TensorPrimitives.Subtract, Multiply by p and Multiply by scale, in one pass with the same roundings
+    private static void SoftmaxGradient(float* ds, float* p, float* dot, int dotStride, float scale, int n)
+    {
+        int i = 0;
+        var vs = new Vector<float>(scale);
+        if (dotStride == 0)
+        {
+            var vd = new Vector<float>(*dot);
+            for (; i <= n - Vector<float>.Count; i += Vector<float>.Count)
+                Vector.Store((Vector.Load(ds + i) - vd) * Vector.Load(p + i) * vs, ds + i);
+        }
+        else
+            for (; i <= n - Vector<float>.Count; i += Vector<float>.Count)
+                Vector.Store((Vector.Load(ds + i) - Vector.Load(dot + i)) * Vector.Load(p + i) * vs, ds + i);
+        for (; i < n; i++) ds[i] = (ds[i] - dot[i * dotStride]) * p[i] * scale;
     }
 }

@@ -53,6 +53,14 @@ public class FastKernels : IKernels
         Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores, int B, int T, int H, int dh, HeadStages stages) =>
         Attention.HeadsBackward(q, k, v, pattern, dz, dq, dk, dv, dPattern, dScores, B, T, H, dh, stages);
 
+    public void HeadsTiled(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z, Span<float> softmaxMax, Span<float> softmaxSum,
+        int B, int T, int H, int dh) =>
+        Attention.HeadsTiled(q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh);
+
+    public void HeadsTiledBackward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> softmaxMax, ReadOnlySpan<float> softmaxSum,
+        ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv, int B, int T, int H, int dh) =>
+        Attention.HeadsTiledBackward(q, k, v, softmaxMax, softmaxSum, dz, dq, dk, dv, B, T, H, dh);
+
     public virtual void Gemv(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int G, int I, int O) =>
         Generation.Gemv.Forward(x, w, b, y, G, I, O);
 

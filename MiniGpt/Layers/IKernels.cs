@@ -67,6 +67,21 @@ public interface IKernels
         Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores, int B, int T, int H, int dh, HeadStages stages);
 
     /// <summary>
+    /// All three stages of every (batch, head) without the [B, H, T, T] scores and pattern (Attention.HeadForwardTiled):
+    /// z, and per query row the softmax's max and sum, softmaxMax and softmaxSum [B, H, T], from which
+    /// <see cref="HeadsTiledBackward"/> recomputes the pattern. z is bitwise what <see cref="Heads"/> gives with all stages.
+    /// </summary>
+    void HeadsTiled(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z, Span<float> softmaxMax, Span<float> softmaxSum,
+        int B, int T, int H, int dh);
+
+    /// <summary>
+    /// Differentiates <see cref="HeadsTiled"/> (Attention.HeadBackwardTiled), recomputing the pattern from q, k and the
+    /// row statistics: dq, dk, dv are bitwise what <see cref="HeadsBackward"/> gives with all stages on the materialised pattern.
+    /// </summary>
+    void HeadsTiledBackward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> softmaxMax, ReadOnlySpan<float> softmaxSum,
+        ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv, int B, int T, int H, int dh);
+
+    /// <summary>
     /// y = x·W[g] + b for one position and G matrices W [G, I, O] at once (<see cref="Generation.Gemv"/>): the
     /// matrix-vector products of cached decoding, each weight read once per token.
     /// </summary>

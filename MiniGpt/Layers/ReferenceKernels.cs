@@ -51,6 +51,14 @@ public sealed class ReferenceKernels : IKernels
         Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dPattern, Span<float> dScores, int B, int T, int H, int dh, HeadStages stages) =>
         Attention.HeadsBackwardReference(q, k, v, pattern, dz, dq, dk, dv, dPattern, dScores, B, T, H, dh, stages);
 
+    public void HeadsTiled(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z, Span<float> softmaxMax, Span<float> softmaxSum,
+        int B, int T, int H, int dh) =>
+        Attention.HeadsTiledReference(q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh);
+
+    public void HeadsTiledBackward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> softmaxMax, ReadOnlySpan<float> softmaxSum,
+        ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv, int B, int T, int H, int dh) =>
+        Attention.HeadsTiledBackwardReference(q, k, v, softmaxMax, softmaxSum, dz, dq, dk, dv, B, T, H, dh);
+
     public void Gemv(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> y, int G, int I, int O) =>
         Generation.Gemv.Reference(x, w, b, y, G, I, O);
 

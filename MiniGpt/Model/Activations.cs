@@ -10,6 +10,13 @@ namespace MiniGpt.Model;
 /// are handed views with the pass's shape (HookViews), the buffers are declared flat ([rows, D], [H·pairs]). Nothing is
 /// freed between forward and backward, which is what backward reads and what a cache returns.
 /// Gradient scratch for the backward pass lives in a second, smaller buffer.
+///
+/// Attention's scores and pattern (hook_attn_scores, hook_pattern [B, H, T, T]) are not in the buffer: a layer whose
+/// attention runs tiled keeps only the softmax's max and sum per query row (attn.softmax_max, attn.softmax_sum, [B, H, T]).
+/// The two [B, H, T, T] tensors of a layer are made the first time a pass materialises that layer's pattern
+/// (<see cref="MaterialisePatterns"/>: a hook there, or GptModel.KeepPatterns), sized for that pass and grown by
+/// doubling up to AttentionCapacity; Acts shows them under their hook names only while the last pass kept them,
+/// and otherwise says, in one line, how to get them (never an older pass's pattern).
 /// </summary>
 public sealed class Activations
 {
@@ -58,12 +65,10 @@ public sealed class Activations
     {
         if (rows < 1 || pairs < rows || pairs > (long)rows * c.NCtx)
             throw new ArgumentOutOfRangeException(nameof(pairs), $"{rows} rows and {pairs} query–key pairs are not the capacity of passes with T ≤ n_ctx={c.NCtx}");
-        long attnFloats = pairs * c.NHeads;
-        if (attnFloats > Array.MaxLength)
-            throw new UserError($"one attention pattern would need {attnFloats:N0} floats, more than .NET can allocate: use a smaller batch or shorter sequences");
+        _config = c;
         RowCapacity = rows;
         AttentionCapacity = pairs;
-        int R = rows, A = (int)attnFloats, D = c.DModel, H = c.NHeads, dh = c.DHead, V = c.DVocab;
+        int R = rows, D = c.DModel, H = c.NHeads, dh = c.DHead, V = c.DVocab;
         var a = new Arena();
         a.Add("hook_embed", R, D);
         a.Add("hook_pos_embed", R, D);
@@ -77,8 +82,9 @@ public sealed class Activations
             a.Add(p + "attn.hook_q", R, H, dh);
             a.Add(p + "attn.hook_k", R, H, dh);
             a.Add(p + "attn.hook_v", R, H, dh);
-            a.Add(p + "attn.hook_attn_scores", A);
-            a.Add(p + "attn.hook_pattern", A);
+            // [B, H, T] of the pass, flat: what backward recomputes a tiled layer's pattern from
+            a.Add(p + "attn.softmax_max", R * H);
+            a.Add(p + "attn.softmax_sum", R * H);
             a.Add(p + "attn.hook_z", R, H, dh);
             a.Add(p + "hook_attn_out", R, D);
             if (c.HasMlp)
@@ -95,6 +101,17 @@ public sealed class Activations
         a.Add("logits", R, V);
         a.Add("losses", R);
         Acts = a.Build();
+        _scoreNames = new string[c.NLayers];
+        _patternNames = new string[c.NLayers];
+        _scoreSlots = new Arena.OnDemand[c.NLayers];
+        _patternSlots = new Arena.OnDemand[c.NLayers];
+        for (int l = 0; l < c.NLayers; l++)
+        {
+            _scoreNames[l] = $"blocks.{l}.attn.hook_attn_scores";
+            _patternNames[l] = $"blocks.{l}.attn.hook_pattern";
+            _scoreSlots[l] = Acts.AddOnDemand(_scoreNames[l], NotKept(_scoreNames[l]));
+            _patternSlots[l] = Acts.AddOnDemand(_patternNames[l], NotKept(_patternNames[l]));
+        }
 
         var s = new Arena();
         s.Add("d_resid", R, D);
@@ -131,12 +148,74 @@ public sealed class Activations
         Targets = new int[R];
     }
 
-    /// <summary>Floats the activations and scratch of a batch of n_ctx-token rows will take, without allocating them.</summary>
-    public static long EstimateFloats(ModelConfig c, int batch)
+    private readonly ModelConfig _config;
+    private readonly Arena.OnDemand[] _scoreSlots, _patternSlots;
+    private readonly string[] _scoreNames, _patternNames; // made once: a pass builds no string
+
+    private static string NotKept(string name) =>
+        $"{name} was not kept: the last forward pass ran this layer's attention tiled, without the [B, H, T, T] scores and pattern; " +
+        $"set GptModel.KeepPatterns = true (or {GptModel.KeepPatternsVariable}=1), or add a hook at {name}, before the pass";
+
+    /// <summary>
+    /// Makes layer's scores and pattern buffers (BlockActs.Scores, Pattern) hold a pass of B sequences of T tokens
+    /// (B·H·T² floats), allocating or growing them (at least 2× a time, at most AttentionCapacity·H) only when they are
+    /// too small, and shows them in Acts as this pass's.
+    /// </summary>
+    public void MaterialisePatterns(int layer, int B, int T)
+    {
+        var x = Blocks[layer];
+        long need = (long)B * _config.NHeads * T * T, cap = AttentionCapacity * _config.NHeads;
+        x.Scores = Grow(x.Scores, _scoreNames[layer], need, cap);
+        x.Pattern = Grow(x.Pattern, _patternNames[layer], need, cap);
+        _scoreSlots[layer].Tensor = x.Scores;
+        _patternSlots[layer].Tensor = x.Pattern;
+    }
+
+    /// <summary>Marks layer's scores and pattern as not this pass's (its attention ran tiled): Acts says so instead of showing them.</summary>
+    public void DropPatterns(int layer)
+    {
+        _scoreSlots[layer].Tensor = null;
+        _patternSlots[layer].Tensor = null;
+    }
+
+    /// <summary>Whether the last forward pass materialised layer's scores and pattern (BlockActs.Scores, Pattern hold them).</summary>
+    public bool PatternsKept(int layer) => _patternSlots[layer].Tensor != null;
+
+    /// <summary>Floats of the scores and pattern buffers made so far (all layers).</summary>
+    public long PatternFloats
+    {
+        get
+        {
+            long n = 0;
+            foreach (var x in Blocks) n += (x.Scores?.Length ?? 0) + (x.Pattern?.Length ?? 0);
+            return n;
+        }
+    }
+
+    /// <summary>
+    /// t if it holds need floats, else a new zeroed tensor of max(need, 2·|t|) floats, at most cap (≥ need): buffers that
+    /// exist only when asked for grow like this, so passes that lengthen one token at a time reallocate O(log T) times.
+    /// </summary>
+    internal static Tensor Grow(Tensor? t, string name, long need, long cap)
+    {
+        if (t != null && t.Length >= need) return t;
+        if (need > Array.MaxLength)
+            throw new UserError($"{name} would need {need:N0} floats, more than .NET can allocate: use a smaller batch or shorter sequences, " +
+                "or do without the materialised attention pattern (no hook on hook_pattern or hook_attn_scores, GptModel.KeepPatterns off)");
+        long n = Math.Min(Math.Min(cap, Array.MaxLength), Math.Max(need, 2L * (t?.Length ?? 0)));
+        return Tensor.Zeros(name, (int)Math.Max(n, need));
+    }
+
+    /// <summary>
+    /// Floats the activations and scratch of a batch of n_ctx-token rows will take, without allocating them: with attention
+    /// tiled (the default; keepPatterns false), or with every layer's [B, H, T, T] scores and pattern materialised
+    /// (GptModel.KeepPatterns, or hooks on them in every layer).
+    /// </summary>
+    public static long EstimateFloats(ModelConfig c, int batch, bool keepPatterns = false)
     {
         long T = c.NCtx;
-        long N = batch * T, D = c.DModel, HD = (long)c.NHeads * c.DHead, TT = batch * c.NHeads * T * T;
-        long perLayer = (c.HasLayerNorm ? N * D + 2 * N : 0) + (c.Shortformer ? N * D : 0) + 4 * N * HD + 2 * TT + 2 * N * D
+        long N = batch * T, D = c.DModel, H = c.NHeads, HD = H * c.DHead, TT = batch * H * T * T;
+        long perLayer = (c.HasLayerNorm ? N * D + 2 * N : 0) + (c.Shortformer ? N * D : 0) + 4 * N * HD + 2 * N * H + (keepPatterns ? 2 * TT : 0) + 2 * N * D
             + (c.HasMlp ? N * D + (c.HasLayerNorm ? N * D + 2 * N : 0) + 2 * N * c.DMlp + N * D : 0);
         long acts = 3 * N * D + c.NLayers * perLayer + (c.HasLayerNorm ? N * D + 2 * N : 0) + N * c.DVocab + N;
         long scratch = 4 * N * D + (c.Shortformer ? N * D : 0) + 4 * N * HD + (c.HasMlp ? 2 * N * c.DMlp : 0) + N * c.DVocab + 2 * D;

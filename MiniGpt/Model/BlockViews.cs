@@ -45,8 +45,13 @@ public sealed class ModelParams
 /// <summary>One block's activations under their hook names (null where the config has no such step).</summary>
 public sealed class BlockActs
 {
-    public required Tensor ResidPre, Q, K, V, Scores, Pattern, Z, AttnOut, ResidPost;
+    public required Tensor ResidPre, Q, K, V, SoftmaxMax, SoftmaxSum, Z, AttnOut, ResidPost;
     public Tensor? Ln1Out, Ln1Mean, Ln1Rstd, QkInput, ResidMid, Ln2Out, Ln2Mean, Ln2Rstd, Pre, Post, MlpOut;
+    /// <summary>
+    /// hook_attn_scores and hook_pattern [B·H·T²], null until a pass first materialises them (Activations.MaterialisePatterns);
+    /// they hold the last pass's only if Activations.PatternsKept says so.
+    /// </summary>
+    public Tensor? Scores, Pattern;
 
     public static BlockActs From(Arena a, int layer)
     {
@@ -58,7 +63,7 @@ public sealed class BlockActs
             Ln1Out = Opt("ln1.hook_normalized"), Ln1Mean = Opt("ln1.mean"), Ln1Rstd = Opt("ln1.rstd"),
             QkInput = Opt("attn.qk_input"),
             Q = a[p + "attn.hook_q"], K = a[p + "attn.hook_k"], V = a[p + "attn.hook_v"],
-            Scores = a[p + "attn.hook_attn_scores"], Pattern = a[p + "attn.hook_pattern"], Z = a[p + "attn.hook_z"],
+            SoftmaxMax = a[p + "attn.softmax_max"], SoftmaxSum = a[p + "attn.softmax_sum"], Z = a[p + "attn.hook_z"],
             AttnOut = a[p + "hook_attn_out"], ResidMid = Opt("hook_resid_mid"),
             Ln2Out = Opt("ln2.hook_normalized"), Ln2Mean = Opt("ln2.mean"), Ln2Rstd = Opt("ln2.rstd"),
             Pre = Opt("mlp.hook_pre"), Post = Opt("mlp.hook_post"), MlpOut = Opt("hook_mlp_out"),

@@ -35,6 +35,27 @@ public sealed class GptModel
     /// <summary>Forward and backward hooks by TransformerLens hook name (see <see cref="HookNames"/>).</summary>
     public HookRegistry Hooks { get; }
 
+    /// <summary>
+    /// Whether every forward pass materialises each layer's attention scores and pattern [B, H, T, T] in <see cref="Cache"/>
+    /// (Cache.Acts["blocks.0.attn.hook_pattern"], for a debugger or an analysis that reads the cache after the pass). Off,
+    /// a layer materialises them only when a forward or backward hook sits on its hook_attn_scores or hook_pattern
+    /// (RunWithCache, patching, the head probes); the others run attention tiled, keeping O(T) numbers per head instead
+    /// of O(T²), and recompute the pattern in backward. Both paths give the same bits (logits, loss, every gradient),
+    /// so this changes memory and speed only. Starts as <see cref="KeepPatternsVariable"/> says (off when unset).
+    /// </summary>
+    public bool KeepPatterns { get; set; } = KeepPatternsByDefault;
+
+    /// <summary>Environment variable that sets <see cref="KeepPatterns"/> for models made without code: 1 (or true) keeps them, 0 (or unset) does not.</summary>
+    public const string KeepPatternsVariable = "MINIGPT_KEEP_PATTERNS";
+
+    /// <summary>What <see cref="KeepPatternsVariable"/> asks for (read now); anything but 1/true/0/false/empty is a one-line error.</summary>
+    public static bool KeepPatternsByDefault => Environment.GetEnvironmentVariable(KeepPatternsVariable)?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "0" or "false" => false,
+        "1" or "true" => true,
+        var v => throw new UserError($"{KeepPatternsVariable}='{v}' is not a switch: use 1 to keep every layer's attention pattern in Cache, or 0"),
+    };
+
     /// <summary>Every hook point, in the order a forward pass reaches them.</summary>
     public IReadOnlyList<string> HookNames => _points.Names;
 
@@ -148,7 +169,7 @@ public sealed class GptModel
         pairs = Math.Max(pairs, Cache?.AttentionCapacity ?? 0);
         if (Cache != null)
         {
-            bool large = Cache.Acts.Buffer.LongLength + Cache.Scratch.Buffer.LongLength > 1L << 26; // 256 MB
+            bool large = Cache.Acts.Buffer.LongLength + Cache.Scratch.Buffer.LongLength + Cache.PatternFloats > 1L << 26; // 256 MB
             Cache = null;
             Array.Clear(_results);
             Array.Clear(_keptPatterns);
@@ -215,10 +236,19 @@ public sealed class GptModel
                 k.Add(xln, a.PosEmbed.Span[..ND], x.QkInput!.Span[..ND]);
                 xqk = x.QkInput.Span[..ND];
             }
-            // attn_out = attn(x_qk, x_ln), firing hook_q … hook_result on the way
+            // attn_out = attn(x_qk, x_ln), firing hook_q … hook_result on the way; the [B, H, T, T] scores and pattern are
+            // written only where something asks for them, else attention runs tiled (the same bits)
             var attnOut = x.AttnOut.Span[..ND];
-            Attention.Forward(k, xqk, xln, Weights(w), x.Q.Span, x.K.Span, x.V.Span, x.Scores.Span, x.Pattern.Span, x.Z.Span,
-                attnOut, B, T, D, H, dh, _layerHooks[l]);
+            Span<float> scores = default, pattern = default;
+            if (KeepPatterns || _layerHooks[l].AsksForPattern)
+            {
+                a.MaterialisePatterns(l, B, T);
+                scores = x.Scores!.Span;
+                pattern = x.Pattern!.Span;
+            }
+            else a.DropPatterns(l);
+            Attention.Forward(k, xqk, xln, Weights(w), x.Q.Span, x.K.Span, x.V.Span, scores, pattern, x.SoftmaxMax.Span, x.SoftmaxSum.Span,
+                x.Z.Span, attnOut, B, T, D, H, dh, _layerHooks[l]);
             FireForward(at.AttnOut, x.AttnOut);
 
             StepProfiler.Enter(StepPhase.Residual);
@@ -347,8 +377,17 @@ public sealed class GptModel
             dLn.Clear();
             dQk.Clear();
             ReadOnlySpan<float> dAttnOut = BranchGradient(at.AttnOut, a.DResid, a.DBranch);
-            Attention.Backward(k, xqk, xln, Weights(w), GradsOf(gw), x.Q.Span, x.K.Span, x.V.Span, x.Pattern.Span, x.Z.Span, dAttnOut,
-                a.DQ!.Span, a.DK!.Span, a.DV!.Span, a.DZ!.Span, dQk, dLn, B, T, D, H, dh, _layerHooks[l]);
+            ReadOnlySpan<float> pattern = default; // empty: backward recomputes the tiled forward's pattern
+            if (a.PatternsKept(l)) pattern = x.Pattern!.Span;
+            else if (_layerHooks[l].AsksForPattern)
+            {
+                // a backward hook there added after the forward pass: the scores and pattern that pass would have kept, bit for bit
+                a.MaterialisePatterns(l, B, T);
+                k.Heads(x.Q.Span, x.K.Span, x.V.Span, x.Scores!.Span, x.Pattern!.Span, x.Z.Span, B, T, H, dh, HeadStages.Scores | HeadStages.Pattern);
+                pattern = x.Pattern.Span;
+            }
+            Attention.Backward(k, xqk, xln, Weights(w), GradsOf(gw), x.Q.Span, x.K.Span, x.V.Span, pattern, x.SoftmaxMax.Span, x.SoftmaxSum.Span,
+                x.Z.Span, dAttnOut, a.DQ!.Span, a.DK!.Span, a.DV!.Span, a.DZ!.Span, dQk, dLn, B, T, D, H, dh, _layerHooks[l]);
             if (c.Shortformer)
             {
                 // x_qk = x_ln + pos
@@ -424,10 +463,16 @@ public sealed class GptModel
     /// <summary>A layer's attention points for <see cref="Attention"/>: its activations, their gradients, and the tensors made only for hooks.</summary>
     private sealed class LayerHooks(GptModel m, int layer) : IAttentionHooks
     {
+        private readonly string _softmaxName = $"blocks.{layer}.attn.softmax"; // made once: a pass builds no string
+
         private int Point(AttentionPoint p) => m._points.Blocks[layer].Attention[(int)p];
 
         public bool HasForward(AttentionPoint p) => m.Hooks.HasForward(Point(p));
         public bool HasBackward(AttentionPoint p) => m.Hooks.HasBackward(Point(p));
+
+        /// <summary>Whether a forward or backward hook sits on this layer's hook_attn_scores or hook_pattern: then its pattern is materialised.</summary>
+        public bool AsksForPattern => HasForward(AttentionPoint.Scores) || HasForward(AttentionPoint.Pattern)
+            || HasBackward(AttentionPoint.Scores) || HasBackward(AttentionPoint.Pattern);
 
         public void Forward(AttentionPoint p)
         {
@@ -435,8 +480,8 @@ public sealed class GptModel
             var x = m.Cache!.Blocks[layer];
             m.FireForward(Point(p), p switch
             {
-                AttentionPoint.Q => x.Q, AttentionPoint.K => x.K, AttentionPoint.V => x.V, AttentionPoint.Scores => x.Scores,
-                AttentionPoint.Pattern => x.Pattern, AttentionPoint.Z => x.Z, _ => m._results[layer]!,
+                AttentionPoint.Q => x.Q, AttentionPoint.K => x.K, AttentionPoint.V => x.V, AttentionPoint.Scores => x.Scores!,
+                AttentionPoint.Pattern => x.Pattern!, AttentionPoint.Z => x.Z, _ => m._results[layer]!,
             });
         }
 
@@ -463,23 +508,26 @@ public sealed class GptModel
 
         public Span<float> ResultScratch() => (m._resultScratch ??= Tensor.Zeros("result_scratch", Rows * m.Config.DModel)).Span[..Used(m.Config.DModel)];
 
-        // B·H·T·T: at most H times the largest B·T² asked for
-        private int AttentionFloats => (int)(m.Cache!.AttentionCapacity * m.Config.NHeads);
-        private int AttentionUsed => m._b * m.Config.NHeads * m._t * m._t;
+        // B·H·T·T of this pass, in buffers grown as the pattern's are, up to H times the largest B·T² asked for
+        private long AttentionCapacity => m.Cache!.AttentionCapacity * m.Config.NHeads;
+        private long AttentionUsed => (long)m._b * m.Config.NHeads * m._t * m._t;
 
         public Span<float> StageGradient(AttentionPoint p)
         {
-            var t = p == AttentionPoint.Pattern ? m._dPattern ??= Tensor.Zeros("d_pattern", AttentionFloats) : m._dScores ??= Tensor.Zeros("d_scores", AttentionFloats);
-            return t.Span[..AttentionUsed];
+            var t = p == AttentionPoint.Pattern
+                ? m._dPattern = Activations.Grow(m._dPattern, "d_pattern", AttentionUsed, AttentionCapacity)
+                : m._dScores = Activations.Grow(m._dScores, "d_scores", AttentionUsed, AttentionCapacity);
+            return t.Span[..(int)AttentionUsed];
         }
 
         public Span<float> KeepPattern()
         {
             m._patternKept[layer] = true;
-            return (m._keptPatterns[layer] ??= Tensor.Zeros($"blocks.{layer}.attn.softmax", AttentionFloats)).Span[..AttentionUsed];
+            var t = m._keptPatterns[layer] = Activations.Grow(m._keptPatterns[layer], _softmaxName, AttentionUsed, AttentionCapacity);
+            return t.Span[..(int)AttentionUsed];
         }
 
-        public ReadOnlySpan<float> KeptPattern() => m._patternKept[layer] ? m._keptPatterns[layer]!.Span[..AttentionUsed] : default;
+        public ReadOnlySpan<float> KeptPattern() => m._patternKept[layer] ? m._keptPatterns[layer]!.Span[..(int)AttentionUsed] : default;
     }
 
     // ---- helpers ----

@@ -3,6 +3,7 @@ namespace MiniGpt.Tensors;
 /// <summary>
 /// One flat float array carved into named tensors, laid out in the order they were declared.
 /// Declare every tensor first (<see cref="Add"/>), then <see cref="Build"/> allocates once.
+/// A name may also stand for a tensor outside the array that its owner makes only when needed (<see cref="AddOnDemand"/>).
 /// </summary>
 public sealed class Arena
 {
@@ -10,7 +11,28 @@ public sealed class Arena
     private readonly List<(string Name, string Target)> _aliases = new();
     private readonly List<Tensor> _tensors = new();
     private readonly Dictionary<string, Tensor> _byName = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, OnDemand> _onDemand = new(StringComparer.Ordinal);
     private float[]? _buffer;
+
+    /// <summary>
+    /// A name of the arena whose tensor lives outside <see cref="Buffer"/> and exists only while its owner sets
+    /// <see cref="Tensor"/> (attention's scores and pattern, which the tiled path does not write). While it is null, the
+    /// indexer throws a KeyNotFoundException whose message is <see cref="Absent"/>: the owner's one-line account of why
+    /// and how to get the tensor. Not in <see cref="Tensors"/>.
+    /// </summary>
+    public sealed class OnDemand(string absent)
+    {
+        public Tensor? Tensor { get; set; }
+        public string Absent { get; } = absent;
+    }
+
+    /// <summary>Declares an on-demand name (before or after <see cref="Build"/>); its tensor starts absent.</summary>
+    public OnDemand AddOnDemand(string name, string absent)
+    {
+        var slot = new OnDemand(absent);
+        _onDemand.Add(name, slot);
+        return slot;
+    }
 
     /// <summary>Names and shapes in declaration order, available before <see cref="Build"/> allocates.</summary>
     public IReadOnlyList<(string Name, int[] Shape)> Declarations => _pending;
@@ -60,7 +82,17 @@ public sealed class Arena
         return this;
     }
 
-    public Tensor this[string name] => _byName.TryGetValue(name, out var t) ? t : throw new KeyNotFoundException($"no tensor named '{name}'");
-    public bool TryGet(string name, out Tensor tensor) => _byName.TryGetValue(name, out tensor!);
-    public bool Contains(string name) => _byName.ContainsKey(name);
+    public Tensor this[string name] =>
+        _byName.TryGetValue(name, out var t) ? t
+        : _onDemand.TryGetValue(name, out var slot) ? slot.Tensor ?? throw new KeyNotFoundException(slot.Absent)
+        : throw new KeyNotFoundException($"no tensor named '{name}'");
+
+    public bool TryGet(string name, out Tensor tensor)
+    {
+        if (_byName.TryGetValue(name, out tensor!)) return true;
+        tensor = (_onDemand.TryGetValue(name, out var slot) ? slot.Tensor : null)!;
+        return tensor != null;
+    }
+
+    public bool Contains(string name) => TryGet(name, out _);
 }

@@ -161,10 +161,10 @@ public sealed class Trainer
     public static void EnsureMemory(ModelConfig cfg, TrainOptions o)
     {
         long pars = ParameterLayout.Declare(cfg).CountElements();
-        long bytes = 4 * (4 * pars + Activations.EstimateFloats(cfg, o.BatchSize));
+        long bytes = 4 * (4 * pars + Activations.EstimateFloats(cfg, o.BatchSize, GptModel.KeepPatternsByDefault));
         long avail = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (bytes > avail * 0.9)
-            throw new UserError($"this config needs about {bytes / (1 << 20):N0} MiB (parameters, gradients, Adam moments, activations) but {avail / (1 << 20):N0} MiB are available: reduce --batch-size, --n-ctx or the model size");
+            throw new UserError($"this config needs about {bytes / (1 << 20):N0} MiB (parameters, gradients, Adam moments, activations{(GptModel.KeepPatternsByDefault ? " with every attention pattern kept" : "")}) but {avail / (1 << 20):N0} MiB are available: reduce --batch-size, --n-ctx or the model size");
     }
 
     /// <summary>
