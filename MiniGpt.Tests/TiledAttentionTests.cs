@@ -78,14 +78,24 @@ public class TiledAttentionTests
                 try
                 {
                     var tiled = Model(cfg, kernels, sharpen);
+                    tiled.KeepPatternsForSpeed = false;
+                    var forSpeed = Model(cfg, kernels, sharpen); // tiled forward writing the pattern, the materialised backward
                     var kept = Model(cfg, kernels, sharpen);
                     kept.KeepPatterns = true;
                     var t = Pass(tiled, B, T, 5);
                     var k = Pass(kept, B, T, 5);
+                    var f = Pass(forSpeed, B, T, 5);
                     string what = $"{kernels.Name}, {threads} threads";
                     SameBits(k, t, what + ": tiled vs materialised");
+                    SameBits(k, f, what + ": pattern kept for speed vs materialised");
                     Assert.Equal(0, tiled.Cache!.PatternFloats); // nothing [B, H, T, T] was made
                     Assert.True(kept.Cache!.PatternFloats >= 2L * layers * B * heads * T * T);
+                    Assert.True(Activations.PatternFitsForSpeed(cfg, T), "these small models keep the pattern for speed");
+                    Assert.Equal(forSpeed.Cache!.PatternFloats, forSpeed.Cache.Blocks.Sum(x => (long)x.Pattern!.Length)); // the pattern, no scores
+                    Assert.True(forSpeed.Cache.PatternFloats >= (long)layers * B * heads * T * T);
+                    for (int l = 0; l < layers; l++)
+                        Assert.True(kept.Cache.Acts[$"blocks.{l}.attn.hook_pattern"].Span[..(B * heads * T * T)]
+                            .SequenceEqual(forSpeed.Cache.Acts[$"blocks.{l}.attn.hook_pattern"].Span[..(B * heads * T * T)]), what + ": the kept pattern");
                     first ??= t;
                     SameBits(first, t, what + " vs 1 thread");
                 }
@@ -114,6 +124,7 @@ public class TiledAttentionTests
     public void TheCacheShowsAPatternOnlyAfterAPassThatMadeIt()
     {
         var m = GptModel.Create(Config(2, 32, 2, 16, false, "LN", "standard", 12), 3);
+        m.KeepPatternsForSpeed = false;
         var (x, _) = Tokens(2 * 12, 29, 1);
         m.Forward(x, default, 2, 12);
         var e = Assert.Throws<KeyNotFoundException>(() => m.Cache!.Acts["blocks.1.attn.hook_pattern"]);
@@ -142,6 +153,15 @@ public class TiledAttentionTests
         Assert.True(m.Cache!.Acts.Contains("blocks.1.attn.hook_pattern"));
         Assert.True(m.Cache.Acts.Contains("blocks.1.attn.hook_attn_scores"));
         Assert.False(m.Cache.Acts.Contains("blocks.0.attn.hook_pattern"));
+        // a pattern kept for speed is this pass's pattern and shows; the scores were not kept
+        m.KeepPatternsForSpeed = true;
+        m.Forward(x, default, 2, 12);
+        for (int l = 0; l < 2; l++)
+        {
+            Assert.True(m.Cache!.Acts[$"blocks.{l}.attn.hook_pattern"].Span[..(2 * 2 * 12 * 12)].SequenceEqual(cached[$"blocks.{l}.attn.hook_pattern"].Span),
+                $"layer {l}: the pattern kept for speed is not the cached one");
+            Assert.False(m.Cache.Acts.Contains($"blocks.{l}.attn.hook_attn_scores"));
+        }
     }
 
     /// <summary>
@@ -164,6 +184,7 @@ public class TiledAttentionTests
         }
 
         var after = GptModel.Create(cfg, 4);
+        after.KeepPatternsForSpeed = false;
         after.Forward(x, y, 2, 12);
         Assert.False(after.Cache!.PatternsKept(0));
         int fired = 0;
@@ -199,5 +220,17 @@ public class TiledAttentionTests
         m.Backward(1f / (8 * 256));
         Assert.Equal(0, m.Cache!.PatternFloats);
         Assert.Equal(tiled, m.Cache.Acts.Buffer.LongLength + m.Cache.Scratch.Buffer.LongLength);
+
+        // a short context keeps each layer's pattern (not the scores) for the backward pass, and the estimate counts it
+        var shortCfg = Config(3, 64, 4, 16, false, "LN", "standard", 32);
+        Assert.True(Activations.PatternFitsForSpeed(shortCfg, 32));
+        Assert.False(Activations.PatternFitsForSpeed(cfg, 256));
+        var s = GptModel.Create(shortCfg, 1);
+        var (xs, ys) = Tokens(8 * 32, 29, 4);
+        s.Forward(xs, ys, 8, 32);
+        s.ZeroGrad();
+        s.Backward(1f / (8 * 32));
+        Assert.Equal(3L * 8 * 4 * 32 * 32, s.Cache!.PatternFloats);
+        Assert.Equal(Activations.EstimateFloats(shortCfg, 8), s.Cache.Acts.Buffer.LongLength + s.Cache.Scratch.Buffer.LongLength + s.Cache.PatternFloats);
     }
 }

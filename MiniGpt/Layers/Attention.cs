@@ -44,8 +44,8 @@ public static unsafe partial class Attention
         { WQ = wq; WK = wk; WV = wv; WO = wo; BQ = bq; BK = bk; BV = bv; BO = bo; }
     }
 
-    // x_qk, x_v [B,T,D] → q,k,v,z [B,T,H,dh], scores, pattern [B,H,T,T] (or, when both are empty, softmaxMax and softmaxSum
-    // [B,H,T]: the tiled path), out [B,T,D]; hooks: the model's hook points of this layer
+    // x_qk, x_v [B,T,D] → q,k,v,z [B,T,H,dh], scores, pattern [B,H,T,T] (or, when scores is empty, softmaxMax and softmaxSum
+    // [B,H,T]: the tiled path, which also writes pattern when it is given), out [B,T,D]; hooks: the model's hook points of this layer
     public static void Forward(IKernels kn, ReadOnlySpan<float> xqk, ReadOnlySpan<float> xv, in Weights w,
         Span<float> q, Span<float> k, Span<float> v, Span<float> scores, Span<float> pattern, Span<float> softmaxMax, Span<float> softmaxSum,
         Span<float> z, Span<float> output, int B, int T, int D, int H, int dh, IAttentionHooks? hooks = null)
@@ -60,7 +60,7 @@ public static unsafe partial class Attention
             hooks.Forward(AttentionPoint.V);
         }
         StepProfiler.Enter(StepPhase.Attention);
-        if (pattern.IsEmpty) Tiled(kn, q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh, hooks);
+        if (scores.IsEmpty) Tiled(kn, q, k, v, z, softmaxMax, softmaxSum, pattern, B, T, H, dh, hooks);
         else Materialised(kn, q, k, v, scores, pattern, z, B, T, H, dh, hooks);
         hooks?.Forward(AttentionPoint.Z);
         StepProfiler.Enter(StepPhase.AttnOut);
@@ -69,15 +69,16 @@ public static unsafe partial class Attention
     }
 
     // z from q, k, v keeping per query row only the softmax's max and sum: nothing between the stages exists for a hook to see
+    // (with a pattern buffer, the pattern written too, for a backward pass that reads it instead of recomputing it)
     private static void Tiled(IKernels kn, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z,
-        Span<float> softmaxMax, Span<float> softmaxSum, int B, int T, int H, int dh, IAttentionHooks? hooks)
+        Span<float> softmaxMax, Span<float> softmaxSum, Span<float> pattern, int B, int T, int H, int dh, IAttentionHooks? hooks)
     {
         if (hooks != null && (hooks.HasForward(AttentionPoint.Scores) || hooks.HasForward(AttentionPoint.Pattern)))
             throw new ArgumentException("attention forward: a hook on hook_attn_scores or hook_pattern needs the [B, H, T, T] scores and pattern buffers");
         long rows = (long)B * H * T;
         if (softmaxMax.Length < rows || softmaxSum.Length < rows)
             throw new ArgumentException($"attention forward without a pattern buffer: softmaxMax and softmaxSum must hold [B, H, T] = {rows} floats");
-        kn.HeadsTiled(q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh);
+        kn.HeadsTiled(q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh, pattern);
     }
 
     // scores, pattern [B,H,T,T] written, stage by stage around the hooks that sit between stages
@@ -470,8 +471,8 @@ public static unsafe partial class Attention
 
     // q, k, v, z [B,T,H,dh] → z, softmaxMax, softmaxSum [B,H,T]: one HeadForwardTiled per (batch, head)
     public static void HeadsTiledReference(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z,
-        Span<float> softmaxMax, Span<float> softmaxSum, int B, int T, int H, int dh) =>
-        RunHeadsTiled(&HeadForwardTiledTask, q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh);
+        Span<float> softmaxMax, Span<float> softmaxSum, int B, int T, int H, int dh, Span<float> pattern = default) =>
+        RunHeadsTiled(&HeadForwardTiledTask, q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh, pattern);
 
     // differentiates HeadsTiledReference: one HeadBackwardTiled per (batch, head)
     public static void HeadsTiledBackwardReference(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
@@ -481,11 +482,12 @@ public static unsafe partial class Attention
 
     // every (batch, head) of a tiled forward, one task each on the worker pool (reference and fast kernels alike)
     private static void RunHeadsTiled(delegate*<void*, int, void> task, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z,
-        Span<float> softmaxMax, Span<float> softmaxSum, int B, int T, int H, int dh)
+        Span<float> softmaxMax, Span<float> softmaxSum, int B, int T, int H, int dh, Span<float> pattern)
     {
-        fixed (float* pq = q, pk = k, pv = v, pz = z, pm = softmaxMax, ps = softmaxSum)
+        if (!pattern.IsEmpty && pattern.Length < (long)B * H * T * T) throw new ArgumentException($"tiled attention: the pattern buffer is shorter than [B, H, T, T] = [{B}, {H}, {T}, {T}]");
+        fixed (float* pq = q, pk = k, pv = v, pz = z, pm = softmaxMax, ps = softmaxSum, pp = pattern)
         {
-            var job = new Job { Q = pq, K = pk, V = pv, Z = pz, Max = pm, Sum = ps, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh), Stages = HeadStages.All };
+            var job = new Job { Q = pq, K = pk, V = pv, Z = pz, Max = pm, Sum = ps, P = pattern.IsEmpty ? null : pp, T = T, H = H, Dh = dh, Scale = 1f / MathF.Sqrt(dh), Stages = HeadStages.All };
             WorkerPool.Current.Run(task, &job, B * H);
         }
     }
@@ -510,7 +512,7 @@ public static unsafe partial class Attention
         int len = HeadSpan(j), T = j->T;
         HeadForwardTiled(new ReadOnlySpan<float>(j->Q + r, len), new ReadOnlySpan<float>(j->K + r, len), new ReadOnlySpan<float>(j->V + r, len),
             new Span<float>(j->Z + r, len), new Span<float>(j->Max + m, T), new Span<float>(j->Sum + m, T), new Span<float>(Tensors.Scratch.Get(T), T),
-            T, j->H * j->Dh, j->Dh, j->Scale);
+            T, j->H * j->Dh, j->Dh, j->Scale, j->P == null ? default : new Span<float>(j->P + (long)task * T * T, T * T));
     }
 
     /// <summary>
@@ -522,7 +524,7 @@ public static unsafe partial class Attention
     /// HeadForward's operations, on the same values in the same order, so z is its z bit for bit.
     /// </summary>
     public static void HeadForwardTiled(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z,
-        Span<float> max, Span<float> sum, Span<float> row, int T, int stride, int dh, float scale)
+        Span<float> max, Span<float> sum, Span<float> row, int T, int stride, int dh, float scale, Span<float> pattern = default)
     {
         for (int i = 0; i < T; i++)
         {
@@ -530,6 +532,11 @@ public static unsafe partial class Attention
             var p = row[..(i + 1)];
             for (int j = 0; j <= i; j++) p[j] = TensorPrimitives.Dot(qi, k.Slice(j * stride, dh)) * scale;
             Softmax.Forward(p, p, out max[i], out sum[i]);
+            if (!pattern.IsEmpty)
+            {
+                p.CopyTo(pattern.Slice(i * T, i + 1));
+                pattern.Slice(i * T + i + 1, T - i - 1).Clear();
+            }
             var zi = z.Slice(i * stride, dh);
             zi.Clear();
             for (int j = 0; j <= i; j++) TensorPrimitives.MultiplyAdd(v.Slice(j * stride, dh), p[j], zi, zi);

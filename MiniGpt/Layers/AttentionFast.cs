@@ -286,9 +286,10 @@ public static unsafe partial class Attention
     internal const int ShortRows = 16;
 
     // q, k, v, z [B,T,H,dh] → z, softmaxMax, softmaxSum [B,H,T]: every (batch, head) one task, nothing [T, T] written
+    // (and, given a pattern [B,H,T,T], each pattern row written there as well: see IKernels.HeadsTiled)
     public static void HeadsTiled(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z,
-        Span<float> softmaxMax, Span<float> softmaxSum, int B, int T, int H, int dh) =>
-        RunHeadsTiled(&HeadForwardTiledFast, q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh);
+        Span<float> softmaxMax, Span<float> softmaxSum, int B, int T, int H, int dh, Span<float> pattern = default) =>
+        RunHeadsTiled(&HeadForwardTiledFast, q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh, pattern);
 
     // one (batch, head) of the tiled path: HeadForwardFast with each block's scores and pattern in a [6, tp] scratch instead
     // of the [T, T] matrices. The same products (the block's rows of Q against the same Kᵀ; the same pattern rows, zero past
@@ -320,6 +321,13 @@ public static unsafe partial class Attention
             }
             // z_i = Σ_{j < n} p_ij·v_j
             SimdMatMul.Small(p, tp, 1, vp, dhp, j->Z + baseRow + (long)i0 * HD, HD, rows, dh, n, acc: false);
+            if (j->P != null)
+                for (int r = 0; r < rows; r++)
+                {
+                    float* prow = j->P + (long)task * T * T + (long)(i0 + r) * T;
+                    new ReadOnlySpan<float>(p + (long)r * tp, n).CopyTo(new Span<float>(prow, n));
+                    new Span<float>(prow + n, T - n).Clear();
+                }
         }
     }
 

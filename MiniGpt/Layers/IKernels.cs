@@ -70,9 +70,11 @@ public interface IKernels
     /// All three stages of every (batch, head) without the [B, H, T, T] scores and pattern (Attention.HeadForwardTiled):
     /// z, and per query row the softmax's max and sum, softmaxMax and softmaxSum [B, H, T], from which
     /// <see cref="HeadsTiledBackward"/> recomputes the pattern. z is bitwise what <see cref="Heads"/> gives with all stages.
+    /// With a non-empty pattern [B, H, T, T] it also writes each pattern row there (zero past the diagonal), bitwise what
+    /// <see cref="Heads"/> writes, so that <see cref="HeadsBackward"/> can read it instead of recomputing it.
     /// </summary>
     void HeadsTiled(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z, Span<float> softmaxMax, Span<float> softmaxSum,
-        int B, int T, int H, int dh);
+        int B, int T, int H, int dh, Span<float> pattern = default);
 
     /// <summary>
     /// Differentiates <see cref="HeadsTiled"/> (Attention.HeadBackwardTiled), recomputing the pattern from q, k and the

@@ -52,8 +52,8 @@ public sealed class ReferenceKernels : IKernels
         Attention.HeadsBackwardReference(q, k, v, pattern, dz, dq, dk, dv, dPattern, dScores, B, T, H, dh, stages);
 
     public void HeadsTiled(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, Span<float> z, Span<float> softmaxMax, Span<float> softmaxSum,
-        int B, int T, int H, int dh) =>
-        Attention.HeadsTiledReference(q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh);
+        int B, int T, int H, int dh, Span<float> pattern = default) =>
+        Attention.HeadsTiledReference(q, k, v, z, softmaxMax, softmaxSum, B, T, H, dh, pattern);
 
     public void HeadsTiledBackward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> softmaxMax, ReadOnlySpan<float> softmaxSum,
         ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv, int B, int T, int H, int dh) =>

@@ -171,6 +171,35 @@ public sealed class Activations
         _patternSlots[layer].Tensor = x.Pattern;
     }
 
+    /// <summary>
+    /// Makes layer's pattern buffer hold a pass of B sequences of T tokens, without the scores: the tiled forward writes
+    /// the pattern there for the backward pass to read (see <see cref="PatternFitsForSpeed"/>). Acts shows it as this
+    /// pass's hook_pattern, and says hook_attn_scores was not kept.
+    /// </summary>
+    public void KeepPatternOnly(int layer, int B, int T)
+    {
+        var x = Blocks[layer];
+        x.Pattern = Grow(x.Pattern, _patternNames[layer], (long)B * _config.NHeads * T * T, AttentionCapacity * _config.NHeads);
+        _scoreSlots[layer].Tensor = null;
+        _patternSlots[layer].Tensor = x.Pattern;
+    }
+
+    /// <summary>
+    /// Whether a layer that nobody asks for its pattern keeps it anyway, for speed: the tiled forward writes it and the
+    /// backward pass reads it instead of recomputing scores and pattern (9 T²-sized products a step become 6). Only while
+    /// the pattern, H·T floats per token, is at most half of the layer's other activations per token, so memory grows by
+    /// at most half: at WB (d_model 256, 8 heads) up to n_ctx 256; at n_ctx 512 and beyond attention stays O(T) per head.
+    /// </summary>
+    public static bool PatternFitsForSpeed(ModelConfig c, int T) => 2L * c.NHeads * T <= LayerFloatsPerToken(c);
+
+    // floats per token of one block's activations without the scores and pattern (EstimateFloats' perLayer / N)
+    private static long LayerFloatsPerToken(ModelConfig c)
+    {
+        long D = c.DModel, H = c.NHeads, HD = H * c.DHead;
+        return (c.HasLayerNorm ? D + 2 : 0) + (c.Shortformer ? D : 0) + 4 * HD + 2 * H + 2 * D
+            + (c.HasMlp ? D + (c.HasLayerNorm ? D + 2 : 0) + 2 * c.DMlp + D : 0);
+    }
+
     /// <summary>Marks layer's scores and pattern as not this pass's (its attention ran tiled): Acts says so instead of showing them.</summary>
     public void DropPatterns(int layer)
     {
@@ -215,8 +244,7 @@ public sealed class Activations
     {
         long T = c.NCtx;
         long N = batch * T, D = c.DModel, H = c.NHeads, HD = H * c.DHead, TT = batch * H * T * T;
-        long perLayer = (c.HasLayerNorm ? N * D + 2 * N : 0) + (c.Shortformer ? N * D : 0) + 4 * N * HD + 2 * N * H + (keepPatterns ? 2 * TT : 0) + 2 * N * D
-            + (c.HasMlp ? N * D + (c.HasLayerNorm ? N * D + 2 * N : 0) + 2 * N * c.DMlp + N * D : 0);
+        long perLayer = N * LayerFloatsPerToken(c) + (keepPatterns ? 2 * TT : PatternFitsForSpeed(c, (int)T) ? TT : 0);
         long acts = 3 * N * D + c.NLayers * perLayer + (c.HasLayerNorm ? N * D + 2 * N : 0) + N * c.DVocab + N;
         long scratch = 4 * N * D + (c.Shortformer ? N * D : 0) + 4 * N * HD + (c.HasMlp ? 2 * N * c.DMlp : 0) + N * c.DVocab + 2 * D;
         return acts + scratch;

@@ -45,6 +45,13 @@ public sealed class GptModel
     /// </summary>
     public bool KeepPatterns { get; set; } = KeepPatternsByDefault;
 
+    /// <summary>
+    /// Whether a layer whose pattern nobody asks for still keeps it (not the scores) when it is small beside the layer's
+    /// other activations (<see cref="Activations.PatternFitsForSpeed"/>): the backward pass then reads it instead of
+    /// recomputing scores and pattern. The results are the same bits either way; off, every such layer runs in O(T) memory.
+    /// </summary>
+    public bool KeepPatternsForSpeed { get; set; } = true;
+
     /// <summary>Environment variable that sets <see cref="KeepPatterns"/> for models made without code: 1 (or true) keeps them, 0 (or unset) does not.</summary>
     public const string KeepPatternsVariable = "MINIGPT_KEEP_PATTERNS";
 
@@ -244,6 +251,12 @@ public sealed class GptModel
             {
                 a.MaterialisePatterns(l, B, T);
                 scores = x.Scores!.Span;
+                pattern = x.Pattern!.Span;
+            }
+            else if (KeepPatternsForSpeed && Activations.PatternFitsForSpeed(c, T))
+            {
+                // tiled, writing the pattern for the backward pass to read (short contexts: see PatternFitsForSpeed)
+                a.KeepPatternOnly(l, B, T);
                 pattern = x.Pattern!.Span;
             }
             else a.DropPatterns(l);
