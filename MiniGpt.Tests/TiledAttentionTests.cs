@@ -209,22 +209,22 @@ public class TiledAttentionTests
     [Fact]
     public void TheMemoryEstimateCountsThePatternsOnlyWhenKept()
     {
-        var cfg = Config(3, 64, 4, 16, false, "LN", "standard", 256);
+        var cfg = Config(3, 64, 4, 16, false, "LN", "standard", 320);
         long tiled = Activations.EstimateFloats(cfg, 8), kept = Activations.EstimateFloats(cfg, 8, keepPatterns: true);
-        Assert.Equal(2L * 3 * 8 * 4 * 256 * 256, kept - tiled);
+        Assert.Equal(2L * 3 * 8 * 4 * 320 * 320, kept - tiled);
         // what a tiled training pass allocates is the estimate's activations (the pattern buffers are not made)
         var m = GptModel.Create(cfg, 1);
-        var (x, y) = Tokens(8 * 256, 29, 3);
-        m.Forward(x, y, 8, 256);
+        var (x, y) = Tokens(8 * 320, 29, 3);
+        m.Forward(x, y, 8, 320);
         m.ZeroGrad();
-        m.Backward(1f / (8 * 256));
+        m.Backward(1f / (8 * 320));
         Assert.Equal(0, m.Cache!.PatternFloats);
         Assert.Equal(tiled, m.Cache.Acts.Buffer.LongLength + m.Cache.Scratch.Buffer.LongLength);
 
         // a short context keeps each layer's pattern (not the scores) for the backward pass, and the estimate counts it
         var shortCfg = Config(3, 64, 4, 16, false, "LN", "standard", 32);
         Assert.True(Activations.PatternFitsForSpeed(shortCfg, 32));
-        Assert.False(Activations.PatternFitsForSpeed(cfg, 256));
+        Assert.False(Activations.PatternFitsForSpeed(cfg, 320)); // past 256, and the pattern more than half the layer's activations
         var s = GptModel.Create(shortCfg, 1);
         var (xs, ys) = Tokens(8 * 32, 29, 4);
         s.Forward(xs, ys, 8, 32);

@@ -186,11 +186,12 @@ public sealed class Activations
 
     /// <summary>
     /// Whether a layer that nobody asks for its pattern keeps it anyway, for speed: the tiled forward writes it and the
-    /// backward pass reads it instead of recomputing scores and pattern (9 T²-sized products a step become 6). Only while
-    /// the pattern, H·T floats per token, is at most half of the layer's other activations per token, so memory grows by
-    /// at most half: at WB (d_model 256, 8 heads) up to n_ctx 256; at n_ctx 512 and beyond attention stays O(T) per head.
+    /// backward pass reads it instead of recomputing scores and pattern (9 T²-sized products a step become 6). While
+    /// T ≤ 256 (a pattern row is then at most 1 KB per head, and WA, attention-only at n_ctx 256, ran 8 % slower tiled than
+    /// materialised), or while the pattern, H·T floats per token, is at most half of the layer's other activations per
+    /// token (GPT-2 small up to n_ctx 577). Beyond, attention stays O(T) per head.
     /// </summary>
-    public static bool PatternFitsForSpeed(ModelConfig c, int T) => 2L * c.NHeads * T <= LayerFloatsPerToken(c);
+    public static bool PatternFitsForSpeed(ModelConfig c, int T) => T <= 256 || 2L * c.NHeads * T <= LayerFloatsPerToken(c);
 
     // floats per token of one block's activations without the scores and pattern (EstimateFloats' perLayer / N)
     private static long LayerFloatsPerToken(ModelConfig c)
