@@ -119,7 +119,7 @@ public class MatMulTests
         (5, 48, 31), (7, 64, 33), (129, 257, 65), (200, 33, 257), (96, 128, 256),
         (20, 40, 1100), (257, 65, 1030), // k over ≥ 4 blocks with few C tiles: the split-k path
         (800, 130, 300), (770, 96, 513), (1030, 64, 65), // TN with rows ≥ 768 floats apart packs Aᵀ into panels; edge tiles of 32, 2 and 70 rows
-        (20, 300, 600), (45, 400, 257), (7, 1000, 33), // C ≥ 8× wider than tall: TN in column mode too, Aᵀ packed once for every k block
+        (20, 300, 600), (45, 400, 257), (7, 1000, 33), (64, 300, 700), // C ≥ 4× wider than tall: TN in column mode too, Aᵀ packed once for every k block
     ];
 
     [Fact]

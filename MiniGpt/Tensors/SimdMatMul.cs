@@ -183,10 +183,13 @@ public sealed unsafe class SimdMatMul : IMatMul
     // memory once and A (m × kc, in L2) is shared by the strips. Each C element is still summed block by block in k order
     // by the micro-kernel, the same operations as the phased path: bitwise the same result, for any thread count.
     private const int ColumnModeRows = 384, ColumnModeMinTasks = 4;
-    // TN takes column mode too when C is much wider than tall (GPT-2's dW_U [768, 50257] with k = 256 tokens): the
-    // phased scheme would pack all of B's block (the 51 MB of d logits) and stream it back for each of 8 row tiles.
-    // Aᵀ is then packed once for all tasks, so it must be small (here 0.8 MB).
-    private const int ColumnModeWidthRatio = 8;
+    // TN takes column mode too when C is ≥ 4× wider than tall (GPT-2's dW_U [768, 50257] with k = 256 tokens): the
+    // phased scheme would pack all of B's block (the 51 MB of d logits) and stream it back for each of 8 row tiles, and
+    // with long k it reloads C's tiles every k block, where a column band of C stays in L2 through all of them (2 threads,
+    // 3 runs each: WB mlp_in dW [256, 1024], k = 4,096, 334–340 → 369–379 GFLOP/s; GPT-2 c_fc dW [768, 3072] 422–432 →
+    // 462–467). At 1× (WB's square attn_out dW) it measured slower (386–397 → 350–352). Aᵀ is packed once for all tasks,
+    // so it must be small (GPT-2: 0.8 MB).
+    private const int ColumnModeWidthRatio = 4;
     private const long ColumnModeMaxPanelFloats = 1 << 22;
 
     // floats of one k block's packed Aᵀ for m rows (panels of PanelFloats(KC), the last block's shorter panels inside)
