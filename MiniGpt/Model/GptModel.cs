@@ -46,8 +46,8 @@ public sealed class GptModel
     public bool KeepPatterns { get; set; } = KeepPatternsByDefault;
 
     /// <summary>
-    /// Whether a layer whose pattern nobody asks for still keeps it (not the scores) when it is small beside the layer's
-    /// other activations (<see cref="Activations.PatternFitsForSpeed"/>): the backward pass then reads it instead of
+    /// Whether a layer whose pattern nobody asks for still keeps it (not the scores) when the context is short or the pattern
+    /// small beside the layer's other activations (<see cref="Activations.PatternFitsForSpeed"/>): the backward pass then reads it instead of
     /// recomputing scores and pattern. The results are the same bits either way; off, every such layer runs in O(T) memory.
     /// </summary>
     public bool KeepPatternsForSpeed { get; set; } = true;

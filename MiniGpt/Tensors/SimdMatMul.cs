@@ -267,8 +267,8 @@ public sealed unsafe class SimdMatMul : IMatMul
         }
     }
 
-    // The band's strips of one k block, [kc, NR] each, as PackStrip makes them. Where B's rows are contiguous (bj = 1: NN's
-    // weights, TN's d y) a row of the band is copied whole before the next: TN's B is an activation gradient whose rows
+    // The band's strips of one k block, [kc, NR] each, as PackStrip makes them (column mode's TN). Where B's rows are
+    // contiguous (bj = 1) a row of the band is copied whole before the next: TN's B is an activation gradient whose rows
     // are n floats apart (4 KB at WB's mlp_in, a page), and packing strip by strip walked each block's kc rows once per
     // strip, 32 floats a row, every row a new page the prefetcher does not follow (WB mlp_in dW [256, 1024] from 4,096
     // tokens, 2 threads, 3 runs each: 311–357 → 392–416 GFLOP/s; the GPT-2 products measured the same).
@@ -531,9 +531,9 @@ public sealed unsafe class SimdMatMul : IMatMul
             }
             return;
         }
-        // bk == 1 (NT's Bᵀ): column j of the strip is a contiguous run of B's row j0 + q; 8×8 blocks are transposed in
-        // registers (scalar, the copy cost ~15 % of the GPT-2 input-gradient products at 256 rows, each strip feeding
-        // only 43 micro-kernels), the edges element by element
+        // bk == 1 (NT's Bᵀ): column j of the strip is a contiguous run of B's row j0 + q. 8×8 blocks are transposed in AVX
+        // registers, the edges element by element: copied element by element throughout, the transpose cost ~15 % of the
+        // GPT-2 input-gradient products at 256 rows, where each strip feeds only 43 micro-kernels
         int q8 = Avx.IsSupported ? cols / 8 * 8 : 0, p8 = kc / 8 * 8;
         for (int q0 = 0; q0 < q8; q0 += 8)
             for (int p0 = 0; p0 < p8; p0 += 8)
