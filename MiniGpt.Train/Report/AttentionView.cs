@@ -23,7 +23,8 @@ public static class AttentionView
             ? "; the induction task's data is random tokens with a copied span, the tokens whose next token is a predictable copy dotted-underlined"
             : "; tokens as text").Append("). ")
           .Append("<b>Hover a token</b>: the upper copy colours what it attends to (its row A[i, ·] of the pattern, blue), the lower what attends to it " +
-                  "(its column A[·, i], orange); colour intensity is the attention weight. <b>Click a head</b> in the grid to select it.</p>\n");
+                  "(its column A[·, i], orange); colour intensity is the attention weight. <b>Click a head</b> in the grid to select it; " +
+                  "a link ending in <code>#L1H2@12</code> opens head L1H2 with token 12 hovered.</p>\n");
         sb.Append("<div class=\"attn-view\" id=\"attn-view\"><div class=\"attn-text\"><div>Head <span id=\"attn-head\"></span></div>\n")
           .Append($"<div class=\"notes\">attends to (blue):</div><div class=\"strip{(Separated(r.Text) ? " sep" : "")}\" id=\"attn-to\"></div>\n")
           .Append($"<div class=\"notes\">attended to by (orange):</div><div class=\"strip{(Separated(r.Text) ? " sep" : "")}\" id=\"attn-by\"></div>\n")

@@ -54,7 +54,7 @@ public static class ReportScript
           var idx = [];
           for (var i = 0; i < values.length; i++) if (values[i] > 0) idx.push(i);
           idx.sort(function (a, b) { return values[b] - values[a]; });
-          return idx.slice(0, n).map(function (i) { return '“' + D.shown[i] + '”@' + i + ' ' + values[i].toFixed(3); }).join(', ') || 'nothing';
+          return idx.slice(0, n).map(function (i) { return '“' + D.shown[i] + '”@' + i + ' ' + values[i].toFixed(3); }).join(', ') || 'no token above 1/510 (the stored precision)';
         }
 
         function paintStrips() {
