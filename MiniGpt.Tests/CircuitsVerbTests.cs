@@ -108,6 +108,7 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
         Assert.Contains("<script", html, StringComparison.OrdinalIgnoreCase);
         Assert.DoesNotMatch("<script[^>]*\\ssrc=", html);
         Assert.DoesNotMatch("(src|href)=\"(?!data:|#)", html);
+        ReportPageTests.AssertNotesFollowTheNumbers(outDir);
     }
 
     [Fact]

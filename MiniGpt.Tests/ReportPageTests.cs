@@ -127,6 +127,26 @@ public sealed class ReportPageTests
         string line = Regex.Match(File.ReadAllText(report), "<div style=\"margin-top:6px\"><b>(.*?)</b></div>").Groups[1].Value;
         Assert.Contains(System.Net.WebUtility.HtmlEncode(AblationEffect.Sentence("repeated-half loss", ablated, clean)), line);
         Assert.Contains(ablated < clean ? " lowers " : " raises ", line);
+        AssertNotesFollowTheNumbers(Path.Combine(dir, "report"));
         Directory.Delete(dir, true);
+    }
+
+    /// <summary>
+    /// The page's two caveats appear exactly when circuits.json's numbers call for them: "agree for every head" when
+    /// induction and prefix-matching are equal for every head, "not monotone" when the loss curve's lowest point between
+    /// the ICL positions lies more than a quarter of its range below both ends.
+    /// </summary>
+    internal static void AssertNotesFollowTheNumbers(string reportDir)
+    {
+        var j = JsonDocument.Parse(File.ReadAllText(Path.Combine(reportDir, "circuits.json"))).RootElement;
+        string html = File.ReadAllText(Path.Combine(reportDir, "report.html"));
+        bool same = j.GetProperty("heads").EnumerateArray().All(h => Math.Abs(h.GetProperty("induction").GetDouble() - h.GetProperty("prefix_matching").GetDouble()) <= 1e-9);
+        Assert.Equal(same, html.Contains("induction and prefix-matching agree for every head"));
+        var curve = j.GetProperty("loss_by_position").EnumerateArray().Select(x => x.GetDouble()).ToArray();
+        var icl = j.GetProperty("icl_score");
+        int early = icl.GetProperty("early_position").GetInt32(), late = icl.GetProperty("late_position").GetInt32();
+        var between = curve[early..(late + 1)];
+        double lo = between.Min(), margin = 0.25 * (between.Max() - lo);
+        Assert.Equal(curve[early] - lo > margin && curve[late] - lo > margin, html.Contains("The curve is not monotone"));
     }
 }

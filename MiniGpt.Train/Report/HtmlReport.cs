@@ -97,6 +97,7 @@ public static class HtmlReport
                         $"<td>{F(h.OvCopying, "+0.000;-0.000")}</td><td>{F(h.QkEigenScore, "+0.000;-0.000")}</td><td>{(h.Ablation.Measured && r.Clean is { } hc ? AblationEffect.Factor(h.Ablation.Losses.Repeat, hc.Repeat) : "–")}</td></tr>\n");
                 }
             }
+            if (SameByConstruction(r) is { } same) sb.Append($"<p class=\"notes\">{E(same)}</p>\n");
             var shown = r.ShownHeads;
             sb.Append(Header(" id=\"heads-table\""));
             HeadRows(shown);
@@ -147,6 +148,7 @@ public static class HtmlReport
         sb.Append("<h2 id=\"icl\">In-context learning</h2>\n");
         foreach (var p in Plots("loss_by_position")) Img(p);
         sb.Append($"<p>ICL score (loss at position {r.IclLate} − loss at position {r.IclEarly}): <b>{F(r.IclScore, "+0.000;-0.000")}</b> nats.</p>\n");
+        if (IclCaveat(r) is { } caveat) sb.Append($"<p class=\"notes\">{E(caveat)}</p>\n");
 
         if (r.Clean is { } clean && r.Heads.Count > 0)
         {
@@ -235,6 +237,46 @@ public static class HtmlReport
         foreach (var (_, names, losses) in r.GroupAblations.Where(g => g.Role == InductionScore.RoleName))
             line += $"; ablating all {names.Length} induction heads together " + AblationEffect.Sentence("repeated-half loss", losses.Repeat, clean.Repeat);
         return line;
+    }
+
+    /// <summary>
+    /// When the induction and prefix-matching columns hold the same numbers for every head, why: on a probe whose first
+    /// half repeats no token (d_vocab ≥ its length) the token after an earlier copy is the first occurrence's successor,
+    /// so Σ_{j&lt;i, tok_j = tok_i} A[i, j+1] is the induction score term for term.
+    /// </summary>
+    private static string? SameByConstruction(CircuitsResult r)
+    {
+        const string ind = "induction", prefix = "prefix_matching";
+        if (r.ScoreSet.Find(ind) is not { } a || r.ScoreSet.Find(prefix) is not { } b) return null;
+        foreach (var h in r.Heads)
+            if (!(Math.Abs(h.Score(ind) - h.Score(prefix)) <= 1e-9)) return null;
+        return $"{a.DisplayName} and {b.DisplayName} agree for every head: the probe's random tokens do not repeat within its first half, so the token " +
+               "after an earlier copy of the current token is the one after its first occurrence and the two scores are the same sum by construction " +
+               "(they differ only on probes with repeats).";
+    }
+
+    /// <summary>
+    /// The ICL score compares two positions; when the loss curve between them dips well below both ends (U-shaped: on
+    /// the induction task, copies end before the window does), the number alone misleads, so the page says where the
+    /// curve is lowest. "Well below": by more than a quarter of the curve's range over [early, late] (less fires on the noise of a few batches).
+    /// </summary>
+    private static string? IclCaveat(CircuitsResult r)
+    {
+        var c = r.LossByPosition;
+        if (r.IclEarly < 0 || r.IclLate >= c.Length || r.IclLate <= r.IclEarly + 1) return null;
+        int at = r.IclEarly;
+        double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
+        for (int i = r.IclEarly; i <= r.IclLate; i++)
+        {
+            if (!double.IsFinite(c[i])) return null;
+            if (c[i] < lo) { lo = c[i]; at = i; }
+            hi = Math.Max(hi, c[i]);
+        }
+        double margin = 0.25 * (hi - lo);
+        if (!(c[r.IclLate] - lo > margin && c[r.IclEarly] - lo > margin)) return null;
+        return string.Create(CultureInfo.InvariantCulture,
+            $"The curve is not monotone: it is lowest at position {at} ({lo:0.000} nats) and rises again to {c[r.IclLate]:0.000} at position {r.IclLate}, " +
+            $"so the score (a difference of two positions) understates how much the context helps in between.");
     }
 
     /// <summary>The attention view, the head grid and the sortable headers (classes used by <see cref="ReportScript"/>).</summary>
