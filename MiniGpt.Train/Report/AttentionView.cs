@@ -31,7 +31,9 @@ public static class AttentionView
           .Append("<div id=\"attn-info\"></div></div>\n")
           .Append($"<figure><canvas id=\"attn-big\" width=\"{side}\" height=\"{side}\"></canvas><figcaption>The selected head's pattern: query (current token) down, key across, " +
                   "grey above the diagonal (masked); the hovered token's row outlined blue, its column orange.</figcaption></figure></div>\n");
-        sb.Append($"<h3>All {w.Layers * w.HeadsPerLayer} heads</h3>\n<p class=\"notes\">Each head's pattern on the window above (layers down, heads across; same axes and colours as the large pattern).</p>\n<div id=\"head-grid\"></div>\n");
+        sb.Append($"<h3>All {w.Layers * w.HeadsPerLayer} heads</h3>\n<p class=\"notes\">Each head's pattern on the window above (layers down, heads across; same axes and colours as the large pattern). " +
+            "<label><input type=\"checkbox\" id=\"attn-rel\"> colour each row of the grid and the large pattern relative to its largest weight</label> " +
+            "(shows where each query of a diffuse head looks most; the text stays absolute).</p>\n<div id=\"head-grid\"></div>\n");
         return sb.ToString();
     }
 

@@ -75,18 +75,24 @@ public static class ReportScript
           drawBig();
         }
 
+        // the largest weight of row i of head k: with "relative" ticked, the grid and the large pattern divide each row by it, so a
+        // diffuse head shows where each query looks most (a head's overall maximum would not do: row 0 always puts 1 on token 0)
+        function rowMax(k, i) { var m = 1, o = k * tri + i * (i + 1) / 2; for (var j = 0; j <= i; j++) if (bytes[o + j] > m) m = bytes[o + j]; return m / 255; }
+        function relative() { var rel = document.getElementById('attn-rel'); return rel !== null && rel.checked; }
         function drawPattern(canvas, k) {
-          var T = D.T, ctx = canvas.getContext('2d'), img = ctx.createImageData(T, T);
-          for (var i = 0; i < T; i++)
+          var T = D.T, ctx = canvas.getContext('2d'), img = ctx.createImageData(T, T), rel = relative(), scale = 1;
+          for (var i = 0; i < T; i++) {
+            if (rel) scale = 1 / rowMax(k, i);
             for (var j = 0; j < T; j++) {
               var o = 4 * (i * T + j);
               if (j > i) { img.data[o] = 238; img.data[o + 1] = 238; img.data[o + 2] = 238; }
               else {
-                var w = weight(k, i, j);
+                var w = weight(k, i, j) * scale;
                 img.data[o] = Math.round(255 + (BLUE[0] - 255) * w); img.data[o + 1] = Math.round(255 + (BLUE[1] - 255) * w); img.data[o + 2] = Math.round(255 + (BLUE[2] - 255) * w);
               }
               img.data[o + 3] = 255;
             }
+          }
           ctx.putImageData(img, 0, 0);
         }
 
@@ -185,6 +191,11 @@ public static class ReportScript
           tokenStrip(document.getElementById('attn-by'));
           ['attn-to', 'attn-by'].forEach(function (id) { document.getElementById(id).addEventListener('mouseover', onTokenHover); });
           document.getElementById('attn-big').addEventListener('mousemove', bigHover);
+          document.getElementById('attn-rel').addEventListener('change', function () {
+            var thumbs = document.querySelectorAll('#head-grid canvas');
+            for (var n = 0; n < thumbs.length; n++) drawPattern(thumbs[n], n);
+            drawBig();
+          });
           buildGrid();
           select(D.start[0], D.start[1]);
           // report.html#L1H2@12 opens the view on head L1H2 with token 12 hovered: a link to one observation
@@ -201,8 +212,6 @@ public static class ReportScript
           var fail = [], checks = 0;
           function check(ok, what) { checks++; if (!ok) fail.push(what); }
           try {
-            var sorted = document.querySelectorAll('table.sortable');
-            check(sorted.length > 0, 'no sortable table');
             if (D) {
               check(document.querySelectorAll('#head-grid .thumb').length === D.layers * D.heads, 'the grid does not hold every head');
               var info = document.getElementById('attn-info'), toks = document.querySelectorAll('#attn-to .tok');
@@ -215,6 +224,13 @@ public static class ReportScript
               var last = colours();
               toks[0].dispatchEvent(new MouseEvent('mouseover', { bubbles: true }));
               check(colours() !== last, 'hovering the first token shows the same colours as hovering the last');
+              var rel = document.getElementById('attn-rel'), big = document.getElementById('attn-big');
+              var pixels = function () { return big.toDataURL(); }, abs = pixels();
+              rel.checked = true; rel.dispatchEvent(new Event('change'));
+              var peaked = true;
+              for (var i = 0; i < D.T; i++) if (rowMax(headIndex(), i) < 1) peaked = false;
+              check(peaked || pixels() !== abs, 'colouring relative to each row\'s maximum did not redraw the pattern');
+              rel.checked = false; rel.dispatchEvent(new Event('change'));
               var thumbs = document.querySelectorAll('#head-grid .thumb');
               if (thumbs.length > 1) {
                 var name = document.getElementById('attn-head').textContent, t = thumbs[thumbs.length - 1];
