@@ -23,8 +23,8 @@ internal static partial class HeadlessChromium
                 $"or set {SkipVariable}=1 to skip the browser tests");
         string profile = TestPaths.TempDir("chromium-profile"); // its own profile: tests may run two browsers at once
         var psi = new ProcessStartInfo(Binary) { RedirectStandardOutput = true, RedirectStandardError = true };
-        // --no-sandbox: CI runs as root, where chromium's sandbox refuses to start
-        foreach (var a in new[] { "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions", $"--user-data-dir={profile}",
+        // --no-sandbox: CI runs as root, where chromium's sandbox refuses to start; --disable-dev-shm-usage: a container's small /dev/shm crashes it
+        foreach (var a in new[] { "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions", $"--user-data-dir={profile}",
                      "--virtual-time-budget=5000", "--dump-dom", url })
             psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
