@@ -112,7 +112,9 @@ public static class CircuitsVerb
                 });
             }
             sink.Report(done, stages, "plots");
-            return (r, patch, CircuitsReport.Write(r, dir, clock, patch));
+            // every head's pattern on a window of the data, for report.html's attention view (one forward pass of ≤ 64 tokens)
+            var window = loaded.Model.Config.NLayers > 0 ? AttentionWindow.Compute(loaded.Model, data) : null;
+            return (r, patch, CircuitsReport.Write(r, dir, clock, patch, window));
         });
         if (json) stdout.WriteLine(written.Json);
         else

@@ -15,7 +15,8 @@ public static class CircuitsReport
 
     /// <param name="patch">patching of the same checkpoint (circuits of an induction-task model): its plots, its numbers under "patching" in circuits.json and its section in report.html.</param>
     /// <param name="clock">when given, the run's seconds are taken from it once the plots are drawn, so they cover the whole run.</param>
-    public static Written Write(CircuitsResult r, string dir, Stopwatch? clock = null, PatchingResult? patch = null)
+    /// <param name="window">every head's pattern on a window of the data (<see cref="AttentionWindow.Compute"/>), for report.html's interactive view.</param>
+    public static Written Write(CircuitsResult r, string dir, Stopwatch? clock = null, PatchingResult? patch = null, AttentionWindow? window = null)
     {
         Directory.CreateDirectory(dir);
         var plots = ReportPlots.Draw(r);
@@ -34,7 +35,7 @@ public static class CircuitsReport
         string jsonPath = Path.Combine(dir, "circuits.json");
         File.WriteAllText(jsonPath, json + "\n");
         string html = Path.Combine(dir, "report.html");
-        File.WriteAllText(html, HtmlReport.Build(r, all, patch != null ? PatchHtml.Section(patch, r.Text, patchPlots) : null));
+        File.WriteAllText(html, HtmlReport.Build(r, all, patch != null ? PatchHtml.Section(patch, r.Text, patchPlots) : null, window));
         return new Written(json, jsonPath, html, all.Count);
     }
 }

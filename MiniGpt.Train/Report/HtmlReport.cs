@@ -6,9 +6,11 @@ using MiniGpt.Circuits;
 namespace MiniGpt.Train.Report;
 
 /// <summary>
-/// report.html: one self-contained page (every PNG embedded as a base64 data URI, CSS inline, no
-/// scripts, no external resource), so it can be mailed or opened from anywhere. Sections: the model,
-/// the headline findings, the heads table, attention patterns with tokens as text, eigenvalues,
+/// report.html: one self-contained page (every PNG embedded as a base64 data URI, CSS and JavaScript inline
+/// (<see cref="ReportScript"/>), no external resource), so it can be mailed or opened offline. Sections: the
+/// model, the headline findings, the heads table (sortable, as every table with a header row), the interactive
+/// attention view of every head on one window of the data (<see cref="AttentionWindow"/>: hover a token, click a
+/// head in the grid) beside the PNGs of the chosen heads on a repeated random sequence, eigenvalues,
 /// composition, in-context loss, ablations, the model-size-specific analyses (skip-trigrams, bigram KL,
 /// path expansion), geometry, and the scores over training when the run was tracked.
 /// </summary>
@@ -31,7 +33,8 @@ public static class HtmlReport
             """;
 
     /// <param name="patchSection">the patching section (<see cref="PatchHtml.Section"/>), placed after the path expansion, when circuits patched the model.</param>
-    public static string Build(CircuitsResult r, IReadOnlyList<PlotImage> plots, string? patchSection = null)
+    /// <param name="window">every head's pattern on one window of the data, for the interactive attention view (none without it).</param>
+    public static string Build(CircuitsResult r, IReadOnlyList<PlotImage> plots, string? patchSection = null, AttentionWindow? window = null)
     {
         var c = r.Config;
         var sb = new StringBuilder();
@@ -46,7 +49,8 @@ public static class HtmlReport
         // one colour per role, in registry order
         var roles = r.ScoreSet.RoleScores.Select(x => x.Role!.Name).ToList();
         for (int i = 0; i < roles.Count; i++) sb.Append($".role.{RoleClass(roles[i])} {{ background: {RoleColours[i % RoleColours.Length]}; }}\n");
-        sb.Append("</style></head><body>\n");
+        sb.Append(ViewCss);
+        sb.Append("</style>\n<script>\n").Append(ReportScript.ErrorTrap).Append("\n</script></head><body>\n");
         sb.Append($"<h1>Circuits of {E(Path.GetFileName(r.Checkpoint))}</h1>\n<p class=\"notes\">{E(Path.GetFullPath(r.Checkpoint))} · data: {E(r.Data.Description)} ({r.Data.Tokens:N0} tokens) · analysed in {r.Seconds:0.0} s</p>\n");
 
         // model
@@ -71,7 +75,7 @@ public static class HtmlReport
                 sb.Append($"<div>{RoleTag(role)} heads: ")
                   .Append(list.Count == 0 ? "none" : string.Join(", ", list.Select(h => $"<b>{h.Name}</b> ({F(h.Score(score.Name), "0.00")})"))).Append("</div>");
             }
-            if (r.Headline is { } line) sb.Append($"<div style=\"margin-top:6px\"><b>{E(line)}</b></div>");
+            if (Headline(r) is { } line) sb.Append($"<div style=\"margin-top:6px\"><b>{E(line)}</b></div>");
             sb.Append("</div>\n");
 
             sb.Append("<h2 id=\"heads\">Heads</h2>\n<p class=\"notes\">Scores on repeated random sequences (random tokens, then the same tokens again):</p>\n<ul class=\"notes\">");
@@ -80,39 +84,43 @@ public static class HtmlReport
                     (score.Role is { } sr ? $"; gives the role {E(sr.Name)} at ≥ {sr.Threshold.ToString(CultureInfo.InvariantCulture)}" : "") + "</li>");
             sb.Append("</ul>\n<p class=\"notes\">OV-eig: eigenvalue copying score Re(Σλ)/Σ|λ| of W_E·W_V·W_O·W_U; QK-eig: the same for W_E·W_Q·W_Kᵀ·W_Eᵀ. " +
                 "Ablated: ratio of the repeated-half loss with the head's hook_z zeroed to the clean loss.</p>\n");
-            string header = "<table><tr><th class=\"l\">head</th><th class=\"l\">role(s)</th>" +
+            string Header(string id) => $"<table class=\"sortable\"{id}><thead><tr><th class=\"l\" title=\"click a header to sort\">head</th><th class=\"l\">role(s)</th>" +
                 string.Concat(r.ScoreSet.Select(x => $"<th title=\"{E(x.Description)}\">{E(x.DisplayName)}</th>")) +
-                "<th>OV-eig</th><th>QK-eig</th><th>ablated ×</th></tr>\n";
+                "<th>OV-eig</th><th>QK-eig</th><th title=\"repeated-half loss with the head zero-ablated ÷ clean\">ablated ×</th></tr></thead><tbody>\n";
             void HeadRows(IEnumerable<HeadReport> rows)
             {
                 foreach (var h in rows)
                 {
                     string hr = string.Concat(h.Roles.Select(RoleTag));
-                    sb.Append($"<tr{(h.Roles.Length > 0 ? " class=\"hit\"" : "")}><td class=\"l\"><b>{h.Name}</b></td><td class=\"l\">{hr}</td>" +
+                    sb.Append($"<tr{(h.Roles.Length > 0 ? " class=\"hit\"" : "")}><td class=\"l\" data-v=\"{h.Layer * 10000 + h.Head}\"><b>{h.Name}</b></td><td class=\"l\">{hr}</td>" +
                         string.Concat(r.ScoreSet.Select(x => $"<td>{F(h.Score(x.Name))}</td>")) +
-                        $"<td>{F(h.OvCopying, "+0.000;-0.000")}</td><td>{F(h.QkEigenScore, "+0.000;-0.000")}</td><td>{(h.Ablation.Measured ? F(h.Ablation.RepeatFactor, "0.00") + "×" : "–")}</td></tr>\n");
+                        $"<td>{F(h.OvCopying, "+0.000;-0.000")}</td><td>{F(h.QkEigenScore, "+0.000;-0.000")}</td><td>{(h.Ablation.Measured && r.Clean is { } hc ? AblationEffect.Factor(h.Ablation.Losses.Repeat, hc.Repeat) : "–")}</td></tr>\n");
                 }
             }
+            if (SameByConstruction(r) is { } same) sb.Append($"<p class=\"notes\">{E(same)}</p>\n");
             var shown = r.ShownHeads;
-            sb.Append(header);
+            sb.Append(Header(" id=\"heads-table\""));
             HeadRows(shown);
-            sb.Append("</table>\n");
+            sb.Append("</tbody></table>\n");
             if (shown.Count < r.Heads.Count)
             {
                 // a wide model: the notable heads above, maps of every score below, and every head folded away
                 sb.Append($"<p class=\"notes\">The {shown.Count} notable heads of {r.Heads.Count}: those with a role, then the top {NotableHeads.TopPerScore} of each score and of the ablation, at most {NotableHeads.Max}.</p>\n");
                 sb.Append("<div class=\"grid\">");
                 foreach (var p in Plots("heads_")) Img(p);
-                sb.Append($"</div>\n<details><summary>All {r.Heads.Count} heads</summary>\n").Append(header);
+                sb.Append($"</div>\n<details><summary>All {r.Heads.Count} heads</summary>\n").Append(Header(""));
                 HeadRows(r.Heads);
-                sb.Append("</table>\n</details>\n");
+                sb.Append("</tbody></table>\n</details>\n");
             }
         }
 
         // attention patterns
+        if (window != null || r.Attention != null) sb.Append("<h2 id=\"attention\">Attention patterns</h2>\n");
+        if (window != null) sb.Append(AttentionView.Section(window, r));
         if (r.Attention is { } a)
         {
-            sb.Append("<h2 id=\"attention\">Attention patterns</h2>\n<p>On one sequence of ").Append(a.Half).Append(" random tokens repeated once:</p>\n<p class=\"tokens\">")
+            sb.Append(window != null ? "<h3>The chosen heads on a repeated random sequence</h3>\n" : "")
+              .Append("<p>On one sequence of ").Append(a.Half).Append(" random tokens repeated once:</p>\n<p class=\"tokens\">")
               .Append(E(r.Text.ShowAll(a.Tokens.AsSpan(0, a.Half)))).Append(" <b>|</b> ").Append(E(r.Text.ShowAll(a.Tokens.AsSpan(a.Half)))).Append("</p>\n<div class=\"grid\">");
             foreach (var p in Plots("attention_")) Img(p);
             sb.Append("</div>\n");
@@ -140,14 +148,16 @@ public static class HtmlReport
         sb.Append("<h2 id=\"icl\">In-context learning</h2>\n");
         foreach (var p in Plots("loss_by_position")) Img(p);
         sb.Append($"<p>ICL score (loss at position {r.IclLate} − loss at position {r.IclEarly}): <b>{F(r.IclScore, "+0.000;-0.000")}</b> nats.</p>\n");
+        if (IclCaveat(r) is { } caveat) sb.Append($"<p class=\"notes\">{E(caveat)}</p>\n");
 
         if (r.Clean is { } clean && r.Heads.Count > 0)
         {
             bool pred = clean.DataRepeat is not null;
             sb.Append("<h2 id=\"ablation\">Head ablation</h2>\n<p class=\"notes\">Each head zero-ablated through a forward hook on <code>blocks.{l}.attn.hook_z</code>. " +
-                "Repeated half: mean loss of predicting tokens L+1 … 2L−1 of repeated random sequences.</p>\n<table><tr><th class=\"l\">head</th><th>repeated-half loss</th><th>×</th><th class=\"l\"></th><th>data loss</th><th>×</th>" +
-                (pred ? "<th>predictable positions</th><th>×</th>" : "") + "</tr>\n");
-            sb.Append($"<tr><td class=\"l\"><i>clean</i></td><td>{F(clean.Repeat, "0.0000")}</td><td></td><td></td><td>{F(clean.Data, "0.0000")}</td><td></td>" +
+                "Repeated half: mean loss of predicting tokens L+1 … 2L−1 of repeated random sequences. × is ablated ÷ clean, Δ is ablated − clean in nats " +
+                "(below 1× and negative: the loss fell without the head).</p>\n<table class=\"sortable\" id=\"ablation-table\"><thead><tr><th class=\"l\">head</th><th>repeated-half loss</th><th>×</th><th>Δ</th><th class=\"l\"></th><th>data loss</th><th>×</th>" +
+                (pred ? "<th>predictable positions</th><th>×</th>" : "") + "</tr></thead><tbody>\n");
+            sb.Append($"<tr class=\"fixed\"><td class=\"l\"><i>clean</i></td><td>{F(clean.Repeat, "0.0000")}</td><td></td><td></td><td></td><td>{F(clean.Data, "0.0000")}</td><td></td>" +
                 (pred ? $"<td>{F(clean.DataRepeat!.Value, "0.0000")}</td><td></td>" : "") + "</tr>\n");
             var measured = r.Heads.Where(h => h.Ablation.Measured).OrderByDescending(h => h.Ablation.RepeatFactor).ToList();
             double maxF = measured.Count > 0 ? measured.Max(h => h.Ablation.RepeatFactor) : 0;
@@ -155,15 +165,17 @@ public static class HtmlReport
             {
                 var ab = h.Ablation;
                 int w = maxF > 0 && double.IsFinite(ab.RepeatFactor) ? (int)(120 * ab.RepeatFactor / maxF) : 0;
-                sb.Append($"<tr><td class=\"l\"><b>{h.Name}</b></td><td>{F(ab.Losses.Repeat, "0.0000")}</td><td><b>{F(ab.RepeatFactor, "0.00")}×</b></td><td class=\"l\"><span class=\"bar\" style=\"width:{w}px\"></span></td>" +
-                    $"<td>{F(ab.Losses.Data, "0.0000")}</td><td>{F(ab.DataFactor, "0.00")}×</td>" +
-                    (pred ? $"<td>{F(ab.Losses.DataRepeat ?? double.NaN, "0.0000")}</td><td>{F(ab.DataRepeatFactor ?? double.NaN, "0.00")}×</td>" : "") + "</tr>\n");
+                sb.Append($"<tr><td class=\"l\" data-v=\"{h.Layer * 10000 + h.Head}\"><b>{h.Name}</b></td><td>{F(ab.Losses.Repeat, "0.0000")}</td><td><b>{AblationEffect.Factor(ab.Losses.Repeat, clean.Repeat)}</b></td>" +
+                    $"<td>{AblationEffect.Delta(ab.Losses.Repeat, clean.Repeat)}</td><td class=\"l\"><span class=\"bar\" style=\"width:{w}px\"></span></td>" +
+                    $"<td>{F(ab.Losses.Data, "0.0000")}</td><td>{AblationEffect.Factor(ab.Losses.Data, clean.Data)}</td>" +
+                    (pred ? $"<td>{F(ab.Losses.DataRepeat ?? double.NaN, "0.0000")}</td><td>{AblationEffect.Factor(ab.Losses.DataRepeat ?? double.NaN, clean.DataRepeat!.Value)}</td>" : "") + "</tr>\n");
             }
+            sb.Append("</tbody><tbody>\n"); // the groups: a second body, which sorting leaves in place
             foreach (var (role, members, losses) in r.GroupAblations)
-                sb.Append($"<tr class=\"hit\"><td class=\"l\">all {role}<br>({string.Join(", ", members)})</td><td>{F(losses.Repeat, "0.0000")}</td><td><b>{F(losses.Repeat / clean.Repeat, "0.00")}×</b></td><td></td>" +
-                    $"<td>{F(losses.Data, "0.0000")}</td><td>{F(losses.Data / clean.Data, "0.00")}×</td>" +
-                    (pred ? $"<td>{F(losses.DataRepeat ?? double.NaN, "0.0000")}</td><td>{F((losses.DataRepeat ?? double.NaN) / clean.DataRepeat!.Value, "0.00")}×</td>" : "") + "</tr>\n");
-            sb.Append("</table>\n");
+                sb.Append($"<tr class=\"hit\"><td class=\"l\">all {role}<br>({string.Join(", ", members)})</td><td>{F(losses.Repeat, "0.0000")}</td><td><b>{AblationEffect.Factor(losses.Repeat, clean.Repeat)}</b></td><td>{AblationEffect.Delta(losses.Repeat, clean.Repeat)}</td><td></td>" +
+                    $"<td>{F(losses.Data, "0.0000")}</td><td>{AblationEffect.Factor(losses.Data, clean.Data)}</td>" +
+                    (pred ? $"<td>{F(losses.DataRepeat ?? double.NaN, "0.0000")}</td><td>{AblationEffect.Factor(losses.DataRepeat ?? double.NaN, clean.DataRepeat!.Value)}</td>" : "") + "</tr>\n");
+            sb.Append("</tbody></table>\n");
         }
 
         if (r.SkipTrigrams is { } st)
@@ -184,10 +196,10 @@ public static class HtmlReport
         sb.Append("<h2 id=\"paths\">Path expansion</h2>\n");
         if (r.PathImportance is var (names, imp))
         {
-            sb.Append("<p class=\"notes\">Loss increase when one path term (direct, single head, or virtual head L0→L1) is removed from the logits, attention patterns frozen.</p>\n<table><tr><th class=\"l\">term</th><th>Δ loss</th></tr>");
+            sb.Append("<p class=\"notes\">Loss increase when one path term (direct, single head, or virtual head L0→L1) is removed from the logits, attention patterns frozen.</p>\n<table class=\"sortable\"><thead><tr><th class=\"l\">term</th><th>Δ loss</th></tr></thead><tbody>");
             foreach (var (n, v) in names.Zip(imp).OrderByDescending(x => x.Second))
                 sb.Append($"<tr><td class=\"l\"><code>{E(n)}</code></td><td>{F(v, "+0.0000;-0.0000")}</td></tr>");
-            sb.Append("</table>\n");
+            sb.Append("</tbody></table>\n");
         }
         else
             sb.Append($"<p class=\"notes\">{E(r.Notes.FirstOrDefault(n => n.StartsWith("path expansion", StringComparison.Ordinal)) ?? "not available for this model")}.</p>\n");
@@ -207,9 +219,85 @@ public static class HtmlReport
             foreach (var p in Plots("training_")) Img(p);
             sb.Append("</div>\n");
         }
-        sb.Append("</body></html>\n");
+        if (window != null) sb.Append(AttentionView.Data(window, r));
+        sb.Append("<script>\n").Append(ReportScript.Main).Append("\n</script>\n</body></html>\n");
         return sb.ToString();
     }
+
+    /// <summary>
+    /// The Findings box's ablation line, worded by the sign (<see cref="AblationEffect.Sentence"/>): the strongest
+    /// induction head's effect on the repeated-half loss and that of all induction heads together.
+    /// </summary>
+    private static string? Headline(CircuitsResult r)
+    {
+        if (r.HeadlineHead is not { } h || r.Clean is not { } clean || !h.Ablation.Measured) return null;
+        double threshold = r.ScoreSet.Find(InductionScore.Id)?.Role?.Threshold ?? double.NaN;
+        string what = h.Roles.Contains(InductionScore.RoleName) ? "the induction head" : $"the head with the highest induction score (below the {threshold.ToString(CultureInfo.InvariantCulture)} threshold),";
+        string line = $"ablating {what} {h.Name} " + AblationEffect.Sentence("repeated-half loss", h.Ablation.Losses.Repeat, clean.Repeat);
+        foreach (var (_, names, losses) in r.GroupAblations.Where(g => g.Role == InductionScore.RoleName))
+            line += $"; ablating all {names.Length} induction heads together " + AblationEffect.Sentence("repeated-half loss", losses.Repeat, clean.Repeat);
+        return line;
+    }
+
+    /// <summary>
+    /// When the induction and prefix-matching columns hold the same numbers for every head, why: on a probe whose first
+    /// half repeats no token (d_vocab ≥ its length) the token after an earlier copy is the first occurrence's successor,
+    /// so Σ_{j&lt;i, tok_j = tok_i} A[i, j+1] is the induction score term for term.
+    /// </summary>
+    private static string? SameByConstruction(CircuitsResult r)
+    {
+        const string ind = "induction", prefix = "prefix_matching";
+        if (r.ScoreSet.Find(ind) is not { } a || r.ScoreSet.Find(prefix) is not { } b) return null;
+        foreach (var h in r.Heads)
+            if (!(Math.Abs(h.Score(ind) - h.Score(prefix)) <= 1e-9)) return null;
+        return $"{a.DisplayName} and {b.DisplayName} agree for every head: the probe's random tokens do not repeat within its first half, so the token " +
+               "after an earlier copy of the current token is the one after its first occurrence and the two scores are the same sum by construction " +
+               "(they differ only on probes with repeats).";
+    }
+
+    /// <summary>
+    /// The ICL score compares two positions; when the loss curve between them dips well below both ends (U-shaped: on
+    /// the induction task, copies end before the window does), the number alone misleads, so the page says where the
+    /// curve is lowest. "Well below": by more than a quarter of the curve's range over [early, late] (less fires on the noise of a few batches).
+    /// </summary>
+    private static string? IclCaveat(CircuitsResult r)
+    {
+        var c = r.LossByPosition;
+        if (r.IclEarly < 0 || r.IclLate >= c.Length || r.IclLate <= r.IclEarly + 1) return null;
+        int at = r.IclEarly;
+        double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
+        for (int i = r.IclEarly; i <= r.IclLate; i++)
+        {
+            if (!double.IsFinite(c[i])) return null;
+            if (c[i] < lo) { lo = c[i]; at = i; }
+            hi = Math.Max(hi, c[i]);
+        }
+        double margin = 0.25 * (hi - lo);
+        if (!(c[r.IclLate] - lo > margin && c[r.IclEarly] - lo > margin)) return null;
+        return string.Create(CultureInfo.InvariantCulture,
+            $"The curve is not monotone: it is lowest at position {at} ({lo:0.000} nats) and rises again to {c[r.IclLate]:0.000} at position {r.IclLate}, " +
+            $"so the score (a difference of two positions) understates how much the context helps in between.");
+    }
+
+    /// <summary>The attention view, the head grid and the sortable headers (classes used by <see cref="ReportScript"/>).</summary>
+    private const string ViewCss = """
+            th.sort { cursor: pointer; user-select: none; } th.sort:hover { background: #e8eef7; }
+            th[data-dir="asc"]::after { content: " ▲"; font-size: 10px; } th[data-dir="desc"]::after { content: " ▼"; font-size: 10px; }
+            .attn-view { display: flex; gap: 20px; align-items: flex-start; flex-wrap: wrap; }
+            .attn-text { flex: 1 1 560px; min-width: 360px; }
+            .strip { font-family: "DejaVu Sans Mono", monospace; font-size: 14px; line-height: 1.9; background: #fafafa; border: 1px solid #e2e2e2; border-radius: 4px; padding: 6px 8px; margin: 4px 0 12px; }
+            .tok { white-space: pre-wrap; padding: 1px 0; border-radius: 2px; cursor: default; }
+            .tok.copy { text-decoration: underline dotted #c53030; } .tok.focus { outline: 2px solid #222; }
+            #attn-info { min-height: 3em; font-size: 13px; } #attn-head { font-weight: bold; }
+            #attn-big { border: 1px solid #ccc; image-rendering: pixelated; }
+            #head-grid { display: grid; gap: 6px; align-items: center; justify-content: start; margin-top: 8px; }
+            #head-grid .layer { font-weight: bold; font-size: 13px; padding-right: 4px; }
+            .thumb { cursor: pointer; border: 2px solid transparent; border-radius: 3px; padding: 1px; }
+            .thumb canvas { display: block; image-rendering: pixelated; border: 1px solid #ddd; }
+            .thumb .cap { font-size: 10px; color: #444; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+            .thumb.selected { border-color: #c53030; } .thumb:hover { border-color: #888; }
+            .strip.sep .tok { box-shadow: inset -1px 0 #c8c8c8; }
+            """;
 
     /// <summary>Background colours of the role tags, given to the roles in registry order (blue, grey and red for previous-token, duplicate-token and induction).</summary>
     private static readonly string[] RoleColours = ["#2b6cb0", "#718096", "#c53030", "#2f855a", "#b7791f", "#6b46c1", "#c05621", "#2c7a7b"];
