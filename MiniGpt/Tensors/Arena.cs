@@ -82,17 +82,27 @@ public sealed class Arena
         return this;
     }
 
-    public Tensor this[string name] =>
+    /// <summary>
+    /// What a lookup by name returns in place of the stored tensor, once set (null: the stored tensor itself). Activations
+    /// sets it so that Cache.Acts[name] is a view with the last pass's shape ([B, T, …]) on the leading part of a buffer
+    /// sized for the largest pass; <see cref="Tensors"/> and the typed views taken before it was set keep the stored shapes.
+    /// </summary>
+    internal Func<Tensor, Tensor>? Viewer { get; set; }
+
+    public Tensor this[string name] => Show(
         _byName.TryGetValue(name, out var t) ? t
         : _onDemand.TryGetValue(name, out var slot) ? slot.Tensor ?? throw new KeyNotFoundException(slot.Absent)
-        : throw new KeyNotFoundException($"no tensor named '{name}'");
+        : throw new KeyNotFoundException($"no tensor named '{name}'"));
 
     public bool TryGet(string name, out Tensor tensor)
     {
-        if (_byName.TryGetValue(name, out tensor!)) return true;
-        tensor = (_onDemand.TryGetValue(name, out var slot) ? slot.Tensor : null)!;
-        return tensor != null;
+        if (!_byName.TryGetValue(name, out tensor!)) tensor = (_onDemand.TryGetValue(name, out var slot) ? slot.Tensor : null)!;
+        if (tensor == null) return false;
+        tensor = Show(tensor);
+        return true;
     }
+
+    private Tensor Show(Tensor stored) => Viewer is { } v ? v(stored) : stored;
 
     public bool Contains(string name) => TryGet(name, out _);
 }
