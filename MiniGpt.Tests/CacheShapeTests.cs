@@ -85,3 +85,22 @@ public class CacheShapeTests
         Assert.Equal([3, 20, Cfg.DVocab], m.Cache.Acts["logits"].Shape);
     }
 }
+
+/// <summary>Expanding model.Cache.Acts in a debugger (ArenaDebugView) lists this pass's views, not the stored buffers.</summary>
+public class CacheDebugViewTests
+{
+    [Fact]
+    public void TheExpandedCacheListsThisPassesViews()
+    {
+        var cfg = new ModelConfig { NLayers = 1, DModel = 16, NHeads = 2, DHead = 8, NCtx = 32, DVocab = 11, AttnOnly = true };
+        var m = GptModel.Create(cfg, 1);
+        m.Forward(new int[2 * 32], default, 2, 32);
+        m.Forward(new int[6], default, 1, 6);
+        var shown = new ArenaDebugView(m.Cache!.Acts).Tensors.ToDictionary(t => t.Name);
+        Assert.Equal([1, 6, 16], shown["blocks.0.hook_resid_pre"].Shape);
+        Assert.Equal([1, 6, 2, 8], shown["blocks.0.attn.hook_q"].Shape);
+        Assert.Equal([1, 2, 6, 6], shown["blocks.0.attn.hook_pattern"].Shape); // kept for speed at T ≤ 256
+        Assert.False(shown.ContainsKey("blocks.0.attn.hook_attn_scores"));  // not made by this pass
+        Assert.Equal(m.Cache.Acts.Names.Count, shown.Count);
+    }
+}

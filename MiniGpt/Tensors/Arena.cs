@@ -5,6 +5,8 @@ namespace MiniGpt.Tensors;
 /// Declare every tensor first (<see cref="Add"/>), then <see cref="Build"/> allocates once.
 /// A name may also stand for a tensor outside the array that its owner makes only when needed (<see cref="AddOnDemand"/>).
 /// </summary>
+[System.Diagnostics.DebuggerDisplay("{Names.Count} tensors")]
+[System.Diagnostics.DebuggerTypeProxy(typeof(ArenaDebugView))]
 public sealed class Arena
 {
     private readonly List<(string Name, int[] Shape)> _pending = new();
@@ -38,6 +40,7 @@ public sealed class Arena
     public IReadOnlyList<(string Name, int[] Shape)> Declarations => _pending;
 
     public float[] Buffer => _buffer ?? throw new InvalidOperationException("arena not built");
+    internal bool IsBuilt => _buffer != null;
     public IReadOnlyList<Tensor> Tensors => _tensors;
 
     public void Add(string name, params int[] shape)
@@ -105,4 +108,27 @@ public sealed class Arena
     private Tensor Show(Tensor stored) => Viewer is { } v ? v(stored) : stored;
 
     public bool Contains(string name) => TryGet(name, out _);
+
+    /// <summary>Every name a lookup answers, in declaration order: the tensors, then the aliases, then the on-demand names that are present.</summary>
+    public IReadOnlyList<string> Names
+    {
+        get
+        {
+            var names = new List<string>(_tensors.Count + _aliases.Count + _onDemand.Count);
+            foreach (var t in _tensors) names.Add(t.Name);
+            foreach (var (name, _) in _aliases) names.Add(name);
+            foreach (var (name, slot) in _onDemand) if (slot.Tensor != null) names.Add(name);
+            return names;
+        }
+    }
+}
+
+/// <summary>
+/// What a debugger shows when an arena is expanded: every tensor as a lookup by name gives it, so model.Cache.Acts lists
+/// the last pass's [B, T, …] views (and the patterns that pass kept), each with its summary line.
+/// </summary>
+internal sealed class ArenaDebugView(Arena a)
+{
+    [System.Diagnostics.DebuggerBrowsable(System.Diagnostics.DebuggerBrowsableState.RootHidden)]
+    public Tensor[] Tensors => a.IsBuilt ? a.Names.Select(n => a[n]).ToArray() : [];
 }
