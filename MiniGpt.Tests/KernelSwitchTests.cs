@@ -53,6 +53,18 @@ public class KernelSwitchTests
         Directory.Delete(dir, true);
     }
 
+    /// <summary>An SAE trainer runs its step, AdamW included, on the kernel set it was given.</summary>
+    [Fact]
+    public void AnSaeTrainingStepRunsThroughItsKernelSet()
+    {
+        var m = GptModel.Create(new ModelConfig { NLayers = 1, DModel = 16, NHeads = 2, DHead = 8, DMlp = 32, NCtx = 12, DVocab = 20 }, 2);
+        var o = new Sae.SaeTrainOptions { Hook = "blocks.0.hook_resid_post", DSae = 32, Steps = 3, BatchRows = 16, BufferRows = 256, WindowsPerRefill = 4, LogInterval = 100 };
+        var rec = new RecordingKernels(Kernels.Reference);
+        new Sae.SaeTrainer(m, new Data.InductionTask(20, 12, 3), o, rec).Run();
+        Assert.Contains("AdamW", rec.Calls);
+        Assert.Contains("MatMul.NN", rec.Calls);
+    }
+
     /// <summary>Kernels.Reference with every member recorded by name (the matmul's forms too).</summary>
     private sealed class RecordingKernels(IKernels inner) : IKernels
     {
