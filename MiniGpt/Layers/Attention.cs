@@ -113,6 +113,15 @@ public static unsafe partial class Attention
         ReadOnlySpan<float> dOut, Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dz,
         Span<float> dxqk, Span<float> dxv, int B, int T, int D, int H, int dh, IAttentionHooks? hooks = null)
     {
+        DebugViews? views = null; // Debug builds: named, shaped copies of the inputs and outputs (see DebugViews; nothing in Release)
+        DebugViews.In(ref views, "x_qk", xqk, B, T, D);
+        DebugViews.In(ref views, "x_v", xv, B, T, D);
+        DebugViews.In(ref views, "q", q, B, T, H, dh);
+        DebugViews.In(ref views, "k", k, B, T, H, dh);
+        DebugViews.In(ref views, "v", v, B, T, H, dh);
+        DebugViews.In(ref views, "pattern", pattern, B, H, T, T); // empty after a tiled forward: recomputed below
+        DebugViews.In(ref views, "z", z, B, T, H, dh);
+        DebugViews.In(ref views, "d_out", dOut, B, T, D);
         int N = B * T, HD = H * dh;
         // out = z·W_O + b_O
         StepProfiler.Enter(StepPhase.AttnOutBackward);
@@ -130,6 +139,13 @@ public static unsafe partial class Attention
         }
         StepProfiler.Enter(StepPhase.QkvBackward);
         kn.ProjectQkvBackward(xqk, xv, w, g, dq, dk, dv, dxqk, dxv, N, D, H, dh);
+        DebugViews.Out(ref views, "dz", dz, B, T, H, dh);
+        DebugViews.Out(ref views, "dq", dq, B, T, H, dh);
+        DebugViews.Out(ref views, "dk", dk, B, T, H, dh);
+        DebugViews.Out(ref views, "dv", dv, B, T, H, dh);
+        DebugViews.Out(ref views, "dx_qk", dxqk, B, T, D);
+        DebugViews.Out(ref views, "dx_v", dxv, B, T, D);
+        DebugViews.Out(ref views, "dW_O", g.WO, H, dh, D);
     }
 
     // dq, dk, dv with every pattern row recomputed from q, k and the softmax's max and sum that the tiled forward kept
@@ -416,6 +432,12 @@ public static unsafe partial class Attention
     public static void HeadBackward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> pattern, ReadOnlySpan<float> dz,
         Span<float> dq, Span<float> dk, Span<float> dv, Span<float> dp, Span<float> ds, int T, int stride, int dh, float scale, HeadStages stages)
     {
+        DebugViews? views = null; // Debug builds: named, shaped copies of the inputs and outputs (see DebugViews; nothing in Release)
+        DebugViews.InStrided(ref views, "q", q, T, stride, dh);
+        DebugViews.InStrided(ref views, "k", k, T, stride, dh);
+        DebugViews.InStrided(ref views, "v", v, T, stride, dh);
+        DebugViews.In(ref views, "pattern", pattern, T, T);
+        DebugViews.InStrided(ref views, "dz", dz, T, stride, dh);
         if ((stages & HeadStages.Mix) != 0)
         {
             for (int i = 0; i < T; i++) dv.Slice(i * stride, dh).Clear();
@@ -465,6 +487,12 @@ public static unsafe partial class Attention
                 }
             }
         }
+        // the softmax's gradient is the Pattern stage: d pattern in, d scores out
+        DebugViews.Out(ref views, "d_pattern", dp, T, T);
+        DebugViews.Out(ref views, "d_scores", ds, T, T);
+        DebugViews.OutStrided(ref views, "dq", dq, T, stride, dh);
+        DebugViews.OutStrided(ref views, "dk", dk, T, stride, dh);
+        DebugViews.OutStrided(ref views, "dv", dv, T, stride, dh);
     }
 
     // ---- the reference of the tiled path: one row of scores at a time, in a T-float scratch of the task's thread ----
@@ -568,6 +596,13 @@ public static unsafe partial class Attention
     public static void HeadBackwardTiled(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<float> max, ReadOnlySpan<float> sum,
         ReadOnlySpan<float> dz, Span<float> dq, Span<float> dk, Span<float> dv, Span<float> prow, Span<float> dsrow, int T, int stride, int dh, float scale)
     {
+        DebugViews? views = null; // Debug builds: named, shaped copies of the inputs and outputs (see DebugViews; nothing in Release)
+        DebugViews.InStrided(ref views, "q", q, T, stride, dh);
+        DebugViews.InStrided(ref views, "k", k, T, stride, dh);
+        DebugViews.InStrided(ref views, "v", v, T, stride, dh);
+        DebugViews.In(ref views, "softmax_max", max, T);
+        DebugViews.In(ref views, "softmax_sum", sum, T);
+        DebugViews.InStrided(ref views, "dz", dz, T, stride, dh);
         for (int i = 0; i < T; i++)
         {
             dq.Slice(i * stride, dh).Clear();
@@ -604,6 +639,9 @@ public static unsafe partial class Attention
                 TensorPrimitives.MultiplyAdd(qi, c, dkj, dkj);
             }
         }
+        DebugViews.OutStrided(ref views, "dq", dq, T, stride, dh);
+        DebugViews.OutStrided(ref views, "dk", dk, T, stride, dh);
+        DebugViews.OutStrided(ref views, "dv", dv, T, stride, dh);
     }
 }
 

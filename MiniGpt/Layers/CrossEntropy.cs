@@ -49,8 +49,11 @@ public static unsafe class CrossEntropy
     /// <summary><see cref="BackwardReference"/> on fixed chunks of rows across the worker pool when the logits are large (bitwise the reference).</summary>
     public static void Backward(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> dLogits, float scale, int N, int V)
     {
-        if ((long)N * V >= RowParallel.SerialElements) { Run(logits, targets, dLogits, scale, N, V, forward: false); return; }
-        BackwardReference(logits, targets, dLogits, scale, N, V);
+        DebugViews? views = null; // Debug builds: named, shaped copies of the inputs and outputs (see DebugViews; nothing in Release)
+        DebugViews.In(ref views, "logits", logits, N, V);
+        if ((long)N * V >= RowParallel.SerialElements) Run(logits, targets, dLogits, scale, N, V, forward: false);
+        else BackwardReference(logits, targets, dLogits, scale, N, V);
+        DebugViews.Out(ref views, "dlogits", dLogits, N, V);
     }
 
     // differentiates: loss = scale·Σ_n (logsumexp(logits[n]) − logits[n, y_n])
@@ -58,6 +61,8 @@ public static unsafe class CrossEntropy
     // The readable form: one row after another.
     public static void BackwardReference(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> dLogits, float scale, int N, int V)
     {
+        DebugViews? views = null; // Debug builds: named, shaped copies of the inputs and outputs (see DebugViews; nothing in Release)
+        DebugViews.In(ref views, "logits", logits, N, V);
         for (int n = 0; n < N; n++)
         {
             var d = dLogits.Slice(n * V, V);
@@ -65,6 +70,7 @@ public static unsafe class CrossEntropy
             d[targets[n]] -= 1f;
             TensorPrimitives.Multiply(d, scale, d);
         }
+        DebugViews.Out(ref views, "dlogits", dLogits, N, V);
     }
 
     // ---- fast form: the reference rows in fixed chunks across the worker pool (bitwise the reference) ----

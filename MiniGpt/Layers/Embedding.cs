@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using MiniGpt.Tensors;
 
 namespace MiniGpt.Layers;
 
@@ -27,6 +28,9 @@ public static class Embedding
     public static void Backward(ReadOnlySpan<int> tokens, ReadOnlySpan<float> dEmbed, ReadOnlySpan<float> dPos, Span<float> dWE, Span<float> dWPos,
         int B, int T, int D)
     {
+        DebugViews? views = null; // Debug builds: named, shaped copies of the inputs and outputs (see DebugViews; nothing in Release)
+        DebugViews.In(ref views, "dembed", dEmbed, B, T, D);
+        DebugViews.In(ref views, "dpos", dPos, B, T, D);
         for (int n = 0; n < B * T; n++)
         {
             var row = dWE.Slice(tokens[n] * D, D);
@@ -35,5 +39,7 @@ public static class Embedding
             var prow = dWPos.Slice(n % T * D, D);
             TensorPrimitives.Add(prow, dPos.Slice(n * D, D), prow);
         }
+        DebugViews.Out(ref views, "dW_E", dWE, dWE.Length / D, D);
+        DebugViews.Out(ref views, "dW_pos", dWPos, dWPos.Length / D, D);
     }
 }

@@ -28,6 +28,9 @@ public static unsafe class Gelu
     // dx (+)= dy · dy/dx; tScratch [len] receives t. The readable form of Backward.
     public static void BackwardReference(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx, Span<float> tScratch, bool accumulate)
     {
+        DebugViews? views = null; // Debug builds: named, shaped copies of the inputs and outputs (see DebugViews; nothing in Release)
+        DebugViews.In(ref views, "x", x, x.Length);
+        DebugViews.In(ref views, "dy", dy, x.Length);
         var t = tScratch[..x.Length];
         TensorPrimitives.Multiply(x, x, t);
         TensorPrimitives.Multiply(t, x, t);
@@ -40,6 +43,7 @@ public static unsafe class Gelu
             float d = 0.5f * (1f + ti) + 0.5f * xi * (1f - ti * ti) * C * (1f + 3f * A * xi * xi);
             dx[i] = accumulate ? dx[i] + dy[i] * d : dy[i] * d;
         }
+        DebugViews.Out(ref views, "dx", dx, x.Length);
     }
 
     // ---- fast form: one pass per element, Vector256, split into fixed chunks across the worker pool ----
@@ -54,7 +58,14 @@ public static unsafe class Gelu
     public static void Forward(ReadOnlySpan<float> x, Span<float> y) => Run(x, default, y, forward: true, accumulate: false);
 
     /// <summary>dx (+)= dy·dy/dx: <see cref="BackwardReference"/> in one pass per element (no scratch: t is not stored).</summary>
-    public static void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx, bool accumulate) => Run(x, dy, dx, forward: false, accumulate);
+    public static void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx, bool accumulate)
+    {
+        DebugViews? views = null; // Debug builds: named, shaped copies of the inputs and outputs (see DebugViews; nothing in Release)
+        DebugViews.In(ref views, "x", x, x.Length);
+        DebugViews.In(ref views, "dy", dy, x.Length);
+        Run(x, dy, dx, forward: false, accumulate);
+        DebugViews.Out(ref views, "dx", dx, x.Length);
+    }
 
     private static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> output, bool forward, bool accumulate)
     {

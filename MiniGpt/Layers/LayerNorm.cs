@@ -39,6 +39,12 @@ public static unsafe class LayerNorm
     public static void BackwardReference(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd,
         ReadOnlySpan<float> dy, Span<float> dx, Span<float> dw, Span<float> db, Span<float> xhat, Span<float> g, int N, int C)
     {
+        DebugViews? views = null; // Debug builds: named, shaped copies of the inputs and outputs (see DebugViews; nothing in Release)
+        DebugViews.In(ref views, "x", x, N, C);
+        DebugViews.In(ref views, "w", w, C);
+        DebugViews.In(ref views, "mean", mean, N);
+        DebugViews.In(ref views, "rstd", rstd, N);
+        DebugViews.In(ref views, "dy", dy, N, C);
         xhat = xhat[..C];
         g = g[..C];
         for (int n = 0; n < N; n++)
@@ -62,6 +68,9 @@ public static unsafe class LayerNorm
             TensorPrimitives.Subtract(g, meanG, g);
             TensorPrimitives.MultiplyAdd(g, rstd[n], dxr, dxr);
         }
+        DebugViews.Out(ref views, "dx", dx, N, C);
+        DebugViews.Out(ref views, "dw", dw, C);
+        DebugViews.Out(ref views, "db", db, C);
     }
 
     // ---- fast form: the reference rows in fixed chunks of rows across the worker pool ----
@@ -82,8 +91,19 @@ public static unsafe class LayerNorm
 
     /// <summary><see cref="BackwardReference"/> on fixed chunks of rows, each with its own dw/db partials added in chunk order.</summary>
     public static void Backward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd,
-        ReadOnlySpan<float> dy, Span<float> dx, Span<float> dw, Span<float> db, int N, int C) =>
+        ReadOnlySpan<float> dy, Span<float> dx, Span<float> dw, Span<float> db, int N, int C)
+    {
+        DebugViews? views = null; // Debug builds: named, shaped copies of the inputs and outputs (see DebugViews; nothing in Release)
+        DebugViews.In(ref views, "x", x, N, C);
+        DebugViews.In(ref views, "w", w, C);
+        DebugViews.In(ref views, "mean", mean, N);
+        DebugViews.In(ref views, "rstd", rstd, N);
+        DebugViews.In(ref views, "dy", dy, N, C);
         Run(x, w, default, dy, dx, mean, rstd, dw, db, N, C, forward: false);
+        DebugViews.Out(ref views, "dx", dx, N, C);
+        DebugViews.Out(ref views, "dw", dw, C);
+        DebugViews.Out(ref views, "db", db, C);
+    }
 
     private static void Run(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> b, ReadOnlySpan<float> dy, Span<float> y,
         ReadOnlySpan<float> mean, ReadOnlySpan<float> rstd, Span<float> dw, Span<float> db, int N, int C, bool forward)

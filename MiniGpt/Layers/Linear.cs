@@ -27,9 +27,16 @@ public static unsafe class Linear
     public static void Backward(IKernels k, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> dy,
         Span<float> dx, Span<float> dw, Span<float> db, int N, int I, int O, bool accumulateDx)
     {
+        DebugViews? views = null; // Debug builds: named, shaped copies of the inputs and outputs (see DebugViews; nothing in Release)
+        DebugViews.In(ref views, "x", x, N, I);
+        DebugViews.In(ref views, "W", w, I, O);
+        DebugViews.In(ref views, "dy", dy, N, O);
         k.MatMul.TN(Mat(x, N, I), Mat(dy, N, O), Mat(dw, I, O), accumulate: true);
         if (!db.IsEmpty) k.SumRows(dy, db, N, O);
         if (!dx.IsEmpty) k.MatMul.NT(Mat(dy, N, O), Mat(w, I, O), Mat(dx, N, I), accumulateDx);
+        DebugViews.Out(ref views, "dx", dx, N, I);
+        DebugViews.Out(ref views, "dW", dw, I, O);
+        DebugViews.Out(ref views, "db", db, O);
     }
 
     /// <summary>acc[c] += Σ_n m[n,c], rows in order (deterministic), in column bands across the worker pool.</summary>

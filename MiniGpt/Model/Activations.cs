@@ -7,7 +7,9 @@ namespace MiniGpt.Model;
 /// passes asked of it: RowCapacity token rows (the largest B·T) and AttentionCapacity query–key pairs per head
 /// (the largest B·T², which for a 1,024-context model probed on 8 × 256 tokens is 0.5 M, not 8 × 1,024² = 8.4 M).
 /// A pass [B, T] uses the leading B·T rows of each tensor and the leading B·H·T·T floats of a pattern; hooks
-/// are handed views with the pass's shape (HookViews), the buffers are declared flat ([rows, D], [H·pairs]). Nothing is
+/// are handed views with the pass's shape (HookViews), the buffers are declared flat ([rows, D], [H·pairs]), and a lookup
+/// by name in <see cref="Acts"/> gives the last pass's view too ([B, T, D], [B, H, T, T]: <see cref="PassViews"/>), while
+/// the typed fields (Blocks[l].Q, …) and Acts.Tensors are the stored buffers. Nothing is
 /// freed between forward and backward, which is what backward reads and what a cache returns.
 /// Gradient scratch for the backward pass lives in a second, smaller buffer.
 ///
@@ -146,7 +148,18 @@ public sealed class Activations
         LnXhat = Scratch["ln_xhat"]; LnG = Scratch["ln_g"];
         Tokens = new int[R];
         Targets = new int[R];
+        // set last: the typed views above are the stored [rows, …] buffers the passes index into
+        _pass = new PassViews(R, H);
+        Acts.Viewer = _pass.View;
     }
+
+    private readonly PassViews _pass;
+
+    /// <summary>Records the shape of the pass being run, so that Acts shows its tensors as [B, T, …] (two stores, no allocation).</summary>
+    public void BeginPass(int B, int T) => _pass.Begin(B, T);
+
+    /// <summary>The last pass's batch and sequence length (0, 0 before the first pass).</summary>
+    public (int B, int T) Pass => (_pass.B, _pass.T);
 
     private readonly ModelConfig _config;
     private readonly Arena.OnDemand[] _scoreSlots, _patternSlots;

@@ -208,6 +208,7 @@ public sealed class GptModel
         CheckVocab(tokens, "token");
         CheckVocab(targets, "target token");
         var a = EnsureBatch(B, T);
+        a.BeginPass(B, T);
         tokens.CopyTo(a.Tokens);
         targets.CopyTo(a.Targets);
         _b = B; _t = T;

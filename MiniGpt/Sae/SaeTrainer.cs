@@ -163,7 +163,7 @@ public sealed class SaeTrainer
         float lr = LrAt(_step);
         _step++;
         float bc1 = 1f - MathF.Pow(0.9f, _step), bc2 = 1f - MathF.Pow(0.999f, _step);
-        AdamW.Update(Sae.Parameters, Sae.Gradients, _m, _v, _segments, new AdamWStep(lr, 0.9f, 0.999f, 1e-8f, bc1, bc2, 1f));
+        Sae.Kernels.AdamW(Sae.Parameters, Sae.Gradients, _m, _v, _segments, new AdamWStep(lr, 0.9f, 0.999f, 1e-8f, bc1, bc2, 1f)); // the SAE's kernel set, so MINIGPT_KERNELS=scalar reaches this too
         if (Sae.Config.Architecture == SaeArchitecture.TopK) Sae.NormaliseDecoder();
 
         // L0 and firing; explained variance of the batch against its own mean

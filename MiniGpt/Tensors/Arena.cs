@@ -5,6 +5,8 @@ namespace MiniGpt.Tensors;
 /// Declare every tensor first (<see cref="Add"/>), then <see cref="Build"/> allocates once.
 /// A name may also stand for a tensor outside the array that its owner makes only when needed (<see cref="AddOnDemand"/>).
 /// </summary>
+[System.Diagnostics.DebuggerDisplay("{Names.Count} tensors")]
+[System.Diagnostics.DebuggerTypeProxy(typeof(ArenaDebugView))]
 public sealed class Arena
 {
     private readonly List<(string Name, int[] Shape)> _pending = new();
@@ -38,6 +40,7 @@ public sealed class Arena
     public IReadOnlyList<(string Name, int[] Shape)> Declarations => _pending;
 
     public float[] Buffer => _buffer ?? throw new InvalidOperationException("arena not built");
+    internal bool IsBuilt => _buffer != null;
     public IReadOnlyList<Tensor> Tensors => _tensors;
 
     public void Add(string name, params int[] shape)
@@ -82,17 +85,50 @@ public sealed class Arena
         return this;
     }
 
-    public Tensor this[string name] =>
+    /// <summary>
+    /// What a lookup by name returns in place of the stored tensor, once set (null: the stored tensor itself). Activations
+    /// sets it so that Cache.Acts[name] is a view with the last pass's shape ([B, T, …]) on the leading part of a buffer
+    /// sized for the largest pass; <see cref="Tensors"/> and the typed views taken before it was set keep the stored shapes.
+    /// </summary>
+    internal Func<Tensor, Tensor>? Viewer { get; set; }
+
+    public Tensor this[string name] => Show(
         _byName.TryGetValue(name, out var t) ? t
         : _onDemand.TryGetValue(name, out var slot) ? slot.Tensor ?? throw new KeyNotFoundException(slot.Absent)
-        : throw new KeyNotFoundException($"no tensor named '{name}'");
+        : throw new KeyNotFoundException($"no tensor named '{name}'"));
 
     public bool TryGet(string name, out Tensor tensor)
     {
-        if (_byName.TryGetValue(name, out tensor!)) return true;
-        tensor = (_onDemand.TryGetValue(name, out var slot) ? slot.Tensor : null)!;
-        return tensor != null;
+        if (!_byName.TryGetValue(name, out tensor!)) tensor = (_onDemand.TryGetValue(name, out var slot) ? slot.Tensor : null)!;
+        if (tensor == null) return false;
+        tensor = Show(tensor);
+        return true;
     }
 
+    private Tensor Show(Tensor stored) => Viewer is { } v ? v(stored) : stored;
+
     public bool Contains(string name) => TryGet(name, out _);
+
+    /// <summary>Every name a lookup answers, in declaration order: the tensors, then the aliases, then the on-demand names that are present.</summary>
+    public IReadOnlyList<string> Names
+    {
+        get
+        {
+            var names = new List<string>(_tensors.Count + _aliases.Count + _onDemand.Count);
+            foreach (var t in _tensors) names.Add(t.Name);
+            foreach (var (name, _) in _aliases) names.Add(name);
+            foreach (var (name, slot) in _onDemand) if (slot.Tensor != null) names.Add(name);
+            return names;
+        }
+    }
+}
+
+/// <summary>
+/// What a debugger shows when an arena is expanded: every tensor as a lookup by name gives it, so model.Cache.Acts lists
+/// the last pass's [B, T, …] views (and the patterns that pass kept), each with its summary line.
+/// </summary>
+internal sealed class ArenaDebugView(Arena a)
+{
+    [System.Diagnostics.DebuggerBrowsable(System.Diagnostics.DebuggerBrowsableState.RootHidden)]
+    public Tensor[] Tensors => a.IsBuilt ? a.Names.Select(n => a[n]).ToArray() : [];
 }
