@@ -50,7 +50,8 @@ public sealed class HeadScores
     /// down, at most <see cref="HeadProbe.MaxHalf"/>) through the model once, caching the hook points the scores need, and computes every score of
     /// <paramref name="scores"/> (null: <see cref="HeadScoreSet.Default"/>) for every head.
     /// </summary>
-    public static HeadScores Compute(GptModel model, int batch = 16, int seqLen = 0, ulong seed = 1, HeadScoreSet? scores = null)
+    /// <param name="circuits">the weight circuits of the model (LayerNormFolding.ForCircuits), when the caller has made them; the suppression scores read their OV eigenvalues.</param>
+    public static HeadScores Compute(GptModel model, int batch = 16, int seqLen = 0, ulong seed = 1, HeadScoreSet? scores = null, WeightCircuits? circuits = null)
     {
         scores ??= HeadScoreSet.Default;
         var c = model.Config;
@@ -67,7 +68,7 @@ public sealed class HeadScores
             foreach (var s in scores) grids[s.Name] = [];
             return new HeadScores(0, H, scores, grids, labels);
         }
-        var probe = HeadProbe.Run(model, scores.Hooks, batch, L, seed);
+        var probe = HeadProbe.Run(model, scores.Hooks, batch, L, seed, circuits);
         foreach (var s in scores)
         {
             var g = s.Compute(probe);
