@@ -148,13 +148,26 @@ public class SuppressionAndAblationTests
     }
 
     [Fact]
-    public void ADipInTheLossCurveIsFound()
+    public void ADipInTheLossCurveIsFoundAndNoiseIsNot()
     {
-        double[] u = [4, 3.5, 3, 2, 1.2, 1.0, 1.3, 2.5];   // falls, then rises again
-        double[] falling = [4, 3.5, 3, 2, 1.2, 1.0, 1.01, 0.9]; // a wobble of 0.01 nats is noise
-        Assert.Equal(5, InContext.Dip(u, 1, 7));
-        Assert.Null(InContext.Dip(falling, 1, 7));
-        Assert.Null(InContext.Dip([1, 2, 3, 4], 0, 3));    // rising all along: the late loss is the maximum, not above a dip
+        // 32 positions with a deterministic wobble of ±0.15 nats
+        var rng = new Rng(4);
+        double Wobble() => 0.15 * (2 * rng.NextDouble() - 1);
+        double[] u = new double[32], falling = new double[32], flat = new double[64];
+        for (int t = 0; t < 32; t++)
+        {
+            u[t] = 1 + 3 * Math.Pow((t - 22) / 22.0, 2) + Wobble();  // falls to 1 at 22, rises to ≈ 1.5 at 31
+            falling[t] = 1 + 3 * Math.Exp(-t / 6.0) + Wobble();       // only falls
+        }
+        // a text model at n_ctx 64 on 64 windows: flat within a wobble of ±0.35 nats, with one position 0.55 low
+        for (int t = 0; t < 64; t++) flat[t] = 2 + 0.35 * (2 * rng.NextDouble() - 1);
+        flat[7] = 1.45;
+        int? dip = InContext.Dip(u, 3, 31);
+        Assert.NotNull(dip);
+        Assert.InRange(dip!.Value, 18, 26);
+        Assert.Null(InContext.Dip(falling, 3, 31));
+        Assert.Null(InContext.Dip(flat, 6, 63));
+        Assert.Null(InContext.Dip([1, 2, 3, 4, 5, 6, 7, 8], 0, 7)); // rising all along: the early loss is the minimum
     }
 
     /// <summary>

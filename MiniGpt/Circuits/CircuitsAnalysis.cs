@@ -10,7 +10,8 @@ namespace MiniGpt.Circuits;
 /// position, coding rates, attention patterns) is measured on the model as it is; the weight circuits
 /// (spectra, copying, composition, skip-trigrams) on the LayerNorm-folded model when it has LayerNorm
 /// (LayerNormFolding.FoldLayerNorm, as TransformerLens's fold_ln before circuit analysis), so that the
-/// weights read the normalised residual stream directly.
+/// weights read the normalised residual stream directly, and with the unembedding centred over the vocabulary
+/// for every model (LayerNormFolding.ForCircuits, as TL's center_unembed), folded or not.
 /// </summary>
 public static class CircuitsAnalysis
 {
@@ -103,7 +104,7 @@ public static class CircuitsAnalysis
 
         string? iclNote = null;
         if (InContext.Dip(curve, early, late) is int dip)
-            notes.Add(iclNote = $"the loss-by-position curve is not monotone: it falls to {curve[dip]:0.000} nats at position {dip} and rises again to " +
+            notes.Add(iclNote = $"the loss-by-position curve is not monotone: it falls to its minimum near position {dip} ({curve[dip]:0.000} nats there) and rises again to " +
                 $"{curve[late]:0.000} at position {late}, so the ICL score (late − early, {icl:+0.000;-0.000}) does not show how far the context brings the loss down");
         if (scores != null && scores.Has(InductionScore.Id) && scores.Has(PrefixMatchingScore.Id) && c.DVocab >= HeadProbe.HalfFor(c.NCtx)
             && heads.All(h => h.Score(InductionScore.Id) == h.Score(PrefixMatchingScore.Id)))
