@@ -96,6 +96,28 @@ public class DefaultModelRolesTests(DefaultRun run) : IClassFixture<DefaultRun>
     }
 
     [Fact]
+    public void CircuitsJsonCarriesTheRolesBothAblationsAndTheNotes()
+    {
+        var written = CircuitsReport.Write(R, Path.Combine(run.Dir, "report"));
+        var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(written.JsonPath)).RootElement;
+        var heads = json.GetProperty("heads");
+        for (int i = 0; i < R.Heads.Count; i++)
+        {
+            var h = heads[i];
+            Assert.Equal(R.Heads[i].Roles, h.GetProperty("roles").EnumerateArray().Select(x => x.GetString()!).ToArray());
+            Assert.Equal(R.Heads[i].Ablation.RepeatFactor, h.GetProperty("ablation").GetProperty("repeat_factor").GetDouble());
+            Assert.Equal(R.Heads[i].Ablation.MeanRepeatFactor, h.GetProperty("mean_ablation").GetProperty("repeat_factor").GetDouble());
+            Assert.Equal(R.Heads[i].Score(CurrentTokenScore.Id), h.GetProperty(CurrentTokenScore.Id).GetDouble());
+        }
+        var groups = json.GetProperty("ablation").GetProperty("groups").EnumerateArray().ToList();
+        Assert.Equal(R.Groups.Count, groups.Count);
+        Assert.All(groups, g => Assert.True(g.GetProperty("mean_repeat_factor").GetDouble() > 0));
+        Assert.Equal(R.IclNote, json.GetProperty("icl_score").GetProperty("note").GetString());
+        Assert.Equal(R.HeadsByEffect.Select(h => h.Name), json.GetProperty("headline").GetProperty("heads_by_effect").EnumerateArray().Select(x => x.GetString()!));
+        Assert.Equal(R.Headline, json.GetProperty("headline").GetProperty("text").GetString());
+    }
+
+    [Fact]
     public void TheWordingFollowsTheSignOfTheChange()
     {
         var c = R.Clean!;
