@@ -93,6 +93,7 @@ public class DefaultModelRolesTests(DefaultRun run) : IClassFixture<DefaultRun>
         Assert.Contains(R.Notes, n => n.StartsWith("the loss-by-position curve is not monotone", StringComparison.Ordinal));
         Assert.All(R.Heads, h => Assert.Equal(h.Score(InductionScore.Id), h.Score(PrefixMatchingScore.Id)));
         Assert.Contains(R.Notes, n => n.StartsWith("the ind and prefix columns are identical by construction", StringComparison.Ordinal));
+        Assert.Contains("the loss curve is U-shaped, see the note below", SummaryTable.Format(R));
     }
 
     [Fact]

@@ -53,7 +53,8 @@ public static class SummaryTable
                 sb.AppendLine($"clean loss: {cl.Data:0.0000} on the data" + (cl.DataRepeat is double d ? $", {d:0.0000} on its predictable positions" : "") +
                     $", {cl.Repeat:0.0000} on the repeated half of random sequences");
         }
-        sb.AppendLine($"in-context learning score: {r.IclScore:+0.000;-0.000} (loss at position {r.IclLate} minus loss at position {r.IclEarly})");
+        sb.AppendLine($"in-context learning score: {r.IclScore:+0.000;-0.000} (loss at position {r.IclLate} minus loss at position {r.IclEarly})" +
+            (r.IclNote != null ? "; the loss curve is U-shaped, see the note below" : ""));
         if (r.BigramKl is double kl) sb.AppendLine($"KL(corpus bigrams ‖ model): {kl:0.0000} nats");
         if (r.PathImportance is var (names, imp))
             sb.AppendLine("path terms by importance: " + string.Join(", ", names.Zip(imp).OrderByDescending(x => x.Second).Take(5).Select(x => $"{x.First} {x.Second:+0.000;-0.000}")));
