@@ -47,7 +47,7 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
         Assert.Equal(TrackedRun.Steps / TrackedRun.EvalInterval + 1, progress.Count); // step 0 and every interval
         // the progress line names the top head of every role-giving score: " | prev L0H1 0.93 | dup L1H0 0.02 | ind L1H1 0.88"
         string suffix = string.Concat(HeadScoreSet.Default.RoleScores.Select(s => $@" \| {s.Header} L\dH\d \d\.\d\d")) + "$";
-        Assert.Contains(@" \| prev L\dH\d \d\.\d\d \| dup L\dH\d \d\.\d\d \| ind L\dH\d \d\.\d\d$", suffix);
+        Assert.Contains(@" \| prev L\dH\d \d\.\d\d \| dup L\dH\d \d\.\d\d \| ind L\dH\d \d\.\d\d \| cur L\dH\d \d\.\d\d \| cur-sup L\dH\d \d\.\d\d \| prev-sup L\dH\d \d\.\d\d$", suffix);
         Assert.All(progress, l => Assert.Matches(suffix, l));
 
         var log = CircuitsLog.Read(CircuitsLog.PathFor(run.Checkpoint));

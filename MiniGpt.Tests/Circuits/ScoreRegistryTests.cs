@@ -101,7 +101,7 @@ public class ScoreRegistryTests
         Assert.True(File.Exists(Path.Combine(outDir, "training_first_token.png")));
 
         string table = SummaryTable.Format(result);
-        Assert.Matches(@"head  role +prev +dup +ind +prefix copy +first +OV-eig", table);
+        Assert.Matches(@"head  role +prev +dup +ind +prefix copy +cur +cur-sup +prev-sup +first +OV-eig", table);
         Assert.Matches(@"L0H1 +first-token .* 1\.000  ", table);
         Assert.Contains("first-token heads: L0H1 (1.00)", table);
 
@@ -153,7 +153,9 @@ public class ScoreRegistryTests
     {
         Assert.Throws<ArgumentException>(() => WithFirst.With(new FirstTokenScore()));
         Assert.Throws<ArgumentException>(() => HeadScoreSet.Default.With(new CopyingScore()));
-        Assert.Equal(["previous_token", "duplicate_token", "induction", "prefix_matching", "copying", "first_token"], WithFirst.Select(s => s.Name).ToArray());
-        Assert.Equal(["previous-token", "duplicate-token", "induction", "first-token"], WithFirst.RoleScores.Select(s => s.Role!.Name).ToArray());
+        Assert.Equal(["previous_token", "duplicate_token", "induction", "prefix_matching", "copying", "current_token", "current_token_suppression",
+            "previous_token_suppression", "first_token"], WithFirst.Select(s => s.Name).ToArray());
+        Assert.Equal(["previous-token", "duplicate-token", "induction", "current-token", "current-token suppression", "previous-token suppression", "first-token"],
+            WithFirst.RoleScores.Select(s => s.Role!.Name).ToArray());
     }
 }

@@ -41,8 +41,13 @@ public static class CircuitsJson
             headline["clean_repeat_loss"] = N(clean.Repeat);
             headline["ablated_repeat_loss"] = N(hh.Ablation.Losses.Repeat);
             headline["repeat_loss_factor"] = N(hh.Ablation.RepeatFactor);
+            headline["mean_ablated_repeat_loss_factor"] = N(hh.Ablation.MeanRepeatFactor);
+            // the heads and the role groups by the size of their zero-ablation effect, largest first (what the headline leads with)
+            headline["heads_by_effect"] = Arr(r.HeadsByEffect.Select(h => (JsonNode?)h.Name));
+            headline["groups_by_effect"] = Arr(r.GroupsByEffect.Select(g => (JsonNode?)g.Role));
+            headline["induction_head"] = r.InductionHead?.Name;
             headline["all_induction_heads_repeat_loss_factor"] =
-                r.GroupAblations.Where(g => g.Role == InductionScore.RoleName).Select(g => N(g.Losses.Repeat / clean.Repeat)).FirstOrDefault();
+                r.Groups.Where(g => g.Roles.Contains(InductionScore.RoleName)).Select(g => N(g.Zero.Repeat / clean.Repeat)).FirstOrDefault();
             o["headline"] = headline;
         }
 
@@ -53,12 +58,15 @@ public static class CircuitsJson
             o["ablation"] = new JsonObject
             {
                 ["method"] = "zero the head's slice of blocks.{l}.attn.hook_z",
+                ["mean_method"] = "set the head's slice of blocks.{l}.attn.hook_z to its mean over the batch and positions of the same sequences run clean (the probe's on the probe, the data's on the data)",
                 ["probe"] = $"{HeadAblation.ProbeBatchFor(c.NCtx)} repeated random sequences of {HeadProbe.HalfFor(c.NCtx)}+{HeadProbe.HalfFor(c.NCtx)} tokens; repeat loss = mean loss of predicting tokens L+1 … 2L−1",
                 ["clean"] = Losses(cl),
-                ["groups"] = Arr(r.GroupAblations.Select(g => (JsonNode?)new JsonObject
+                ["groups"] = Arr(r.Groups.Select(g => (JsonNode?)new JsonObject
                 {
-                    ["role"] = g.Role, ["heads"] = Arr(g.Heads.Select(x => (JsonNode?)x)), ["losses"] = Losses(g.Losses),
-                    ["repeat_factor"] = N(g.Losses.Repeat / cl.Repeat), ["data_factor"] = N(g.Losses.Data / cl.Data),
+                    ["role"] = g.Role, ["roles"] = Arr(g.Roles.Select(x => (JsonNode?)x)), ["heads"] = Arr(g.Heads.Select(x => (JsonNode?)x)), ["losses"] = Losses(g.Zero),
+                    ["repeat_factor"] = N(g.Zero.Repeat / cl.Repeat), ["data_factor"] = N(g.Zero.Data / cl.Data),
+                    ["mean_losses"] = g.Mean is { } m ? Losses(m) : null,
+                    ["mean_repeat_factor"] = g.Mean is { } m2 ? N(m2.Repeat / cl.Repeat) : null, ["mean_data_factor"] = g.Mean is { } m3 ? N(m3.Data / cl.Data) : null,
                 })),
             };
 
@@ -88,7 +96,7 @@ public static class CircuitsJson
         }
 
         o["loss_by_position"] = Nums(r.LossByPosition);
-        o["icl_score"] = new JsonObject { ["early_position"] = r.IclEarly, ["late_position"] = r.IclLate, ["score"] = N(r.IclScore) };
+        o["icl_score"] = new JsonObject { ["early_position"] = r.IclEarly, ["late_position"] = r.IclLate, ["score"] = N(r.IclScore), ["note"] = r.IclNote };
         if (r.SkipTrigrams is { } st)
             o["skip_trigrams"] = Arr(st.Select(x => (JsonNode?)new JsonObject
             {
@@ -145,6 +153,12 @@ public static class CircuitsJson
             ["losses"] = Losses(h.Ablation.Losses),
             ["repeat_factor"] = N(h.Ablation.RepeatFactor), ["data_factor"] = N(h.Ablation.DataFactor),
             ["data_repeat_factor"] = h.Ablation.DataRepeatFactor is double f ? N(f) : null,
+        };
+        o["mean_ablation"] = !h.Ablation.MeanMeasured ? null : new JsonObject
+        {
+            ["losses"] = Losses(h.Ablation.MeanLosses!),
+            ["repeat_factor"] = N(h.Ablation.MeanRepeatFactor), ["data_factor"] = N(h.Ablation.MeanDataFactor),
+            ["data_repeat_factor"] = h.Ablation.MeanDataRepeatFactor is double mf ? N(mf) : null,
         };
         o["spectra"] = spectra;
         return o;

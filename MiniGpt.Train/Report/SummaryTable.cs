@@ -20,13 +20,15 @@ public static class SummaryTable
             sb.AppendLine();
             // a column per registered score: its header, at least 7 wide, values right-aligned with two spaces after
             var columns = r.ScoreSet.Select(s => (Score: s, Width: Math.Max(7, s.Header.Length + 1))).ToList();
-            sb.AppendLine("head  role                         " + string.Concat(columns.Select(c => c.Score.Header.PadRight(c.Width))) + "OV-eig  ablated repeat loss");
+            // the last two columns: the repeated-half loss with the head zero-ablated and mean-ablated, as factors of the clean loss
+            sb.AppendLine("head  role                         " + string.Concat(columns.Select(c => c.Score.Header.PadRight(c.Width))) + "OV-eig    zero-abl  mean-abl");
             var shown = allHeads ? r.Heads : r.ShownHeads;
             foreach (var h in shown)
             {
-                string role = h.Roles.Length > 0 ? string.Join(", ", h.Roles) : "-";
+                string role = r.RoleText(h);
                 sb.AppendLine($"{h.Name,-5} {role,-28} " + string.Concat(columns.Select(c => h.Score(c.Score.Name).ToString("0.000").PadLeft(c.Width - 2) + "  ")) +
-                    $"{h.OvCopying,6:+0.000;-0.000}  " + (h.Ablation.Measured ? $"{h.Ablation.RepeatFactor,6:0.00}×" : "     –"));
+                    $"{h.OvCopying,6:+0.000;-0.000}  " + (h.Ablation.Measured ? LossChange.Factor(h.Ablation.RepeatFactor).PadLeft(10) : "–".PadLeft(10)) +
+                    (h.Ablation.MeanMeasured ? LossChange.Factor(h.Ablation.MeanRepeatFactor).PadLeft(10) : "–".PadLeft(10)));
             }
             if (shown.Count < r.Heads.Count)
                 sb.AppendLine($"… and {r.Heads.Count - shown.Count} more heads (the table keeps at most {NotableHeads.Max}: those with a role, then each score's top {NotableHeads.TopPerScore}); every head is in circuits.json and report.html (--all-heads lists them here)");
@@ -38,13 +40,21 @@ public static class SummaryTable
             }
             if (r.Headline is { } line) sb.AppendLine(line);
             if (r.Clean is { } c0)
-                foreach (var (role, members, losses) in r.GroupAblations)
-                    sb.AppendLine($"ablating all {role} heads ({string.Join(", ", members)}) together: repeated-half loss {losses.Repeat / c0.Repeat:0.0}×, data loss {losses.Data / c0.Data:0.00}×");
+            {
+                if (r.HeadsByEffect.Count > 1)
+                    sb.AppendLine("heads by ablation effect on the repeated-half loss (zero / mean): " +
+                        string.Join(", ", r.HeadsByEffect.Select(h => $"{h.Name} {LossChange.Factor(h.Ablation.RepeatFactor)} / {LossChange.Factor(h.Ablation.MeanRepeatFactor)}")));
+                foreach (var g in r.GroupsByEffect)
+                    sb.AppendLine($"ablating all {g.Role} heads ({string.Join(", ", g.Heads)}) together: repeated-half loss {LossChange.Factor(g.Zero.Repeat / c0.Repeat)} " +
+                        $"(mean-ablated {LossChange.Factor((g.Mean?.Repeat ?? double.NaN) / c0.Repeat)}), data loss {LossChange.Factor(g.Zero.Data / c0.Data)} " +
+                        $"(mean-ablated {LossChange.Factor((g.Mean?.Data ?? double.NaN) / c0.Data)})");
+            }
             if (r.Clean is { } cl)
                 sb.AppendLine($"clean loss: {cl.Data:0.0000} on the data" + (cl.DataRepeat is double d ? $", {d:0.0000} on its predictable positions" : "") +
                     $", {cl.Repeat:0.0000} on the repeated half of random sequences");
         }
-        sb.AppendLine($"in-context learning score: {r.IclScore:+0.000;-0.000} (loss at position {r.IclLate} minus loss at position {r.IclEarly})");
+        sb.AppendLine($"in-context learning score: {r.IclScore:+0.000;-0.000} (loss at position {r.IclLate} minus loss at position {r.IclEarly})" +
+            (r.IclNote != null ? "; the loss curve is U-shaped, see the note below" : ""));
         if (r.BigramKl is double kl) sb.AppendLine($"KL(corpus bigrams ‖ model): {kl:0.0000} nats");
         if (r.PathImportance is var (names, imp))
             sb.AppendLine("path terms by importance: " + string.Join(", ", names.Zip(imp).OrderByDescending(x => x.Second).Take(5).Select(x => $"{x.First} {x.Second:+0.000;-0.000}")));

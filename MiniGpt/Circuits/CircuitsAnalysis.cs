@@ -10,7 +10,8 @@ namespace MiniGpt.Circuits;
 /// position, coding rates, attention patterns) is measured on the model as it is; the weight circuits
 /// (spectra, copying, composition, skip-trigrams) on the LayerNorm-folded model when it has LayerNorm
 /// (LayerNormFolding.FoldLayerNorm, as TransformerLens's fold_ln before circuit analysis), so that the
-/// weights read the normalised residual stream directly.
+/// weights read the normalised residual stream directly, and with the unembedding centred over the vocabulary
+/// for every model (LayerNormFolding.ForCircuits, as TL's center_unembed), folded or not.
 /// </summary>
 public static class CircuitsAnalysis
 {
@@ -31,22 +32,15 @@ public static class CircuitsAnalysis
         var c = model.Config;
         var notes = new List<string>();
 
-        // the model the weight circuits are read from
+        // the model the weight circuits are read from: LayerNorm folded when it can be, the unembedding centred always
         stage?.Invoke("folding LayerNorm");
-        GptModel circuitsModel = model;
-        bool folded = false;
-        if (c.HasLayerNorm)
-        {
-            if (c.Shortformer)
-                notes.Add("LayerNorm was not folded (shortformer positions are added after ln1, so ln1's gain cannot be folded into W_Q and W_K): the weight circuits ignore LayerNorm");
-            else
-            {
-                circuitsModel = LayerNormFolding.FoldLayerNorm(model);
-                folded = true;
-                notes.Add("the model has LayerNorm: weight circuits (eigenvalues, OV copying, composition, skip-trigrams) are computed on the LayerNorm-folded model " +
-                    "(LN gains and biases folded into the weights that read them, writing weights and the unembedding centred, as TransformerLens's fold_ln)");
-            }
-        }
+        var (circuitsModel, folded) = LayerNormFolding.ForCircuits(model);
+        if (c.HasLayerNorm && c.Shortformer)
+            notes.Add("LayerNorm was not folded (shortformer positions are added after ln1, so ln1's gain cannot be folded into W_Q and W_K): the weight circuits ignore LayerNorm; the unembedding is centred");
+        else if (folded)
+            notes.Add("the model has LayerNorm: weight circuits (eigenvalues, OV copying, composition, skip-trigrams) are computed on the LayerNorm-folded model " +
+                "(LN gains and biases folded into the weights that read them, writing weights and the unembedding centred, as TransformerLens's fold_ln)");
+        WeightCircuits? wc = c.NLayers > 0 ? new WeightCircuits(circuitsModel) : null;
 
         // one activation buffer for every pass below (the probes and the data windows), made before the first of them
         if (c.NLayers > 0)
@@ -60,7 +54,7 @@ public static class CircuitsAnalysis
         // 8 to 16 repeated sequences (HeadScores.DefaultBatchFor): the copying score's per-position unembedding makes this
         // the costliest score for wide vocabularies
         stage?.Invoke("head scores");
-        HeadScores? scores = c.NLayers > 0 ? HeadScores.Compute(model, batch: HeadScores.DefaultBatchFor(c.NCtx), scores: set) : null;
+        HeadScores? scores = c.NLayers > 0 ? HeadScores.Compute(model, batch: HeadScores.DefaultBatchFor(c.NCtx), scores: set, circuits: wc) : null;
         stage?.Invoke("head ablations");
         int nHeads = c.NLayers * c.NHeads;
         IReadOnlyCollection<(int, int)>? ablated = options.AblateAll ? null
@@ -70,22 +64,32 @@ public static class CircuitsAnalysis
                 ? $"{ablated.Count} of {nHeads} heads were ablated one at a time, as asked (--ablate); the others read –"
                 : $"{ablated.Count} of the {nHeads} heads were ablated one at a time, the notable ones (those with a role, then each score's top {NotableHeads.TopPerScore}; at most {NotableHeads.Max}) " +
                   $"(a forward pass over the data per head; --ablate all does every head); the others read –");
-        var (clean, ablations) = c.NLayers > 0 ? HeadAblation.Run(model, data, ablated) : (null, new List<HeadAblationResult>());
+        // the heads' mean z on the clean model, once, for every mean-ablation below (none with --ablate none)
+        var means = ablated is { Count: 0 } || c.NLayers == 0 ? null : HeadAblation.Means(model, data);
+        var (clean, ablations) = c.NLayers > 0 ? HeadAblation.Run(model, data, ablated, means) : (null, new List<HeadAblationResult>());
         var heads = new List<HeadReport>();
-        WeightCircuits? wc = c.NLayers > 0 ? new WeightCircuits(circuitsModel) : null;
         for (int l = 0; l < c.NLayers; l++)
             for (int h = 0; h < c.NHeads; h++)
             {
                 var values = set.ToDictionary(s => s.Name, s => scores!.Value(s.Name, l, h));
                 heads.Add(new HeadReport(l, h, scores!.Roles(l, h), values, wc!.HeadSpectra(l, h), ablations[l * c.NHeads + h]));
             }
-        var groups = new List<(string, string[], AblationLosses)>();
+        var groups = new List<GroupAblation>();
         foreach (var score in set.RoleScores)
         {
             string role = score.Role!.Name;
             var members = heads.Where(h => h.Roles.Contains(role)).ToList();
-            if (members.Count >= 2 && ablated is not { Count: 0 }) // --ablate none: no ablation at all
-                groups.Add((role, members.Select(h => h.Name).ToArray(), HeadAblation.Measure(model, data, members.Select(h => (h.Layer, h.Head)).ToList())));
+            if (members.Count < 2 || means == null) continue; // --ablate none: no ablation at all
+            var names = members.Select(h => h.Name).ToArray();
+            int same = groups.FindIndex(g => g.Heads.SequenceEqual(names));
+            if (same >= 0) // one ablation, both names
+            {
+                string[] roles = [.. groups[same].Roles, role];
+                groups[same] = groups[same] with { Roles = roles, Role = string.Join(" / ", set.Specific(roles)) };
+                continue;
+            }
+            var list = members.Select(h => (h.Layer, h.Head)).ToList();
+            groups.Add(new GroupAblation(role, [role], names, HeadAblation.Measure(model, data, list), HeadAblation.Measure(model, data, list, means)));
         }
         stage?.Invoke("composition");
         var composition = c.NLayers >= 2 ? MiniGpt.Circuits.Composition.Compute(wc!) : null;
@@ -98,10 +102,21 @@ public static class CircuitsAnalysis
         int early = Math.Max(1, T / 10), late = T - 1;
         double icl = InContext.IclScore(curve, early, late);
 
-        // the headline is the induction circuit's: the strongest head with the induction role, else the best induction score
-        HeadReport? headline = heads.Count == 0 || set.Find(InductionScore.Id) == null ? null
-            : heads.Where(h => h.Roles.Contains(InductionScore.RoleName)).OrderByDescending(h => h.Score(InductionScore.Id)).FirstOrDefault()
-              ?? heads.OrderByDescending(h => h.Score(InductionScore.Id)).First();
+        string? iclNote = null;
+        if (InContext.Dip(curve, early, late) is int dip)
+            notes.Add(iclNote = $"the loss-by-position curve is not monotone: it falls to its minimum near position {dip} ({curve[dip]:0.000} nats there) and rises again to " +
+                $"{curve[late]:0.000} at position {late}, so the ICL score (late − early, {icl:+0.000;-0.000}) does not show how far the context brings the loss down");
+        if (scores != null && scores.Has(InductionScore.Id) && scores.Has(PrefixMatchingScore.Id) && c.DVocab >= HeadProbe.HalfFor(c.NCtx)
+            && heads.All(h => h.Score(InductionScore.Id) == h.Score(PrefixMatchingScore.Id)))
+            notes.Add($"the ind and prefix columns are identical by construction: the probe's first half has {HeadProbe.HalfFor(c.NCtx)} distinct tokens (d_vocab {c.DVocab} ≥ L), " +
+                "so a token's only earlier copy is L back and the token after it is the induction target i − L + 1");
+
+        // the headline leads with what ablation says matters most: the head whose ablation changes the repeated-half loss
+        // most; with nothing ablated, the strongest induction head (else the best induction score)
+        HeadReport? headline = heads.Where(h => h.Ablation.Measured).OrderByDescending(h => LossChange.Size(h.Ablation.RepeatFactor)).FirstOrDefault();
+        if (headline == null && heads.Count > 0 && set.Find(InductionScore.Id) != null)
+            headline = heads.Where(h => h.Roles.Contains(InductionScore.RoleName)).OrderByDescending(h => h.Score(InductionScore.Id)).FirstOrDefault()
+                ?? heads.OrderByDescending(h => h.Score(InductionScore.Id)).First();
 
         List<(int, List<SkipTrigram>)>? trigrams = null;
         if (c.NLayers == 1)
@@ -151,7 +166,7 @@ public static class CircuitsAnalysis
         {
             Checkpoint = checkpoint, Config = c, Parameters = model.ParameterCount, Text = text, LayerNormFolded = folded, Notes = notes,
             Data = data, ScoreSet = set, Scores = scores, Heads = heads, Composition = composition, LossByPosition = curve, IclEarly = early, IclLate = late,
-            IclScore = icl, Clean = clean, GroupAblations = groups, HeadlineHead = headline, SkipTrigrams = trigrams, BigramKl = kl, PathImportance = paths,
+            IclScore = icl, IclNote = iclNote, Clean = clean, Groups = groups, HeadlineHead = headline, SkipTrigrams = trigrams, BigramKl = kl, PathImportance = paths,
             CodingRates = rates, CodingEps = eps, Cosines = cosines, TrainingLogPath = training != null ? logPath : null, Training = training,
             Attention = attention, Seconds = clock.Elapsed.TotalSeconds,
         };

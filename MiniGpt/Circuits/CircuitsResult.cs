@@ -23,10 +23,27 @@ public sealed class CircuitsResult
     public required int IclLate { get; init; }
     public required double IclScore { get; init; }
     public AblationLosses? Clean { get; init; }
-    /// <summary>Every head of one detected role ablated at once (roles with at least two heads, in registry order), since redundant heads cover for each other.</summary>
-    public required List<(string Role, string[] Heads, AblationLosses Losses)> GroupAblations { get; init; }
-    /// <summary>The head whose ablation is the headline: the strongest induction head.</summary>
+    /// <summary>
+    /// Every head of one detected role ablated at once, zero- and mean-ablated (roles with at least two heads, in
+    /// registry order; roles with the same heads share one entry), since redundant heads cover for each other.
+    /// </summary>
+    public required List<GroupAblation> Groups { get; init; }
+    /// <summary>The zero-ablation of <see cref="Groups"/>, as (role(s), heads, losses).</summary>
+    public List<(string Role, string[] Heads, AblationLosses Losses)> GroupAblations => Groups.Select(g => (g.Role, g.Heads, g.Zero)).ToList();
+    /// <summary>The groups by the size of their zero-ablation effect on the repeated-half loss (<see cref="LossChange.Size"/>), largest first.</summary>
+    public IReadOnlyList<GroupAblation> GroupsByEffect => Clean is { } c
+        ? Groups.OrderByDescending(g => LossChange.Size(g.Zero.Repeat / c.Repeat)).ToList() : [];
+    /// <summary>The ablated heads by the size of their zero-ablation effect on the repeated-half loss, largest first (a loss that falls counts as much as one that rises by the same factor).</summary>
+    public IReadOnlyList<HeadReport> HeadsByEffect => Heads.Where(h => h.Ablation.Measured).OrderByDescending(h => LossChange.Size(h.Ablation.RepeatFactor)).ToList();
+    /// <summary>The head whose ablation leads the headline: the head whose ablation changes the repeated-half loss most, else (nothing ablated) the strongest induction head.</summary>
     public HeadReport? HeadlineHead { get; init; }
+    /// <summary>The strongest head with the induction role, or null.</summary>
+    public HeadReport? InductionHead => Heads.Where(h => h.Roles.Contains(InductionScore.RoleName)).OrderByDescending(h => h.Score(InductionScore.Id)).FirstOrDefault();
+    /// <summary>
+    /// A caveat on <see cref="IclScore"/> when the loss-by-position curve is not monotone (it is lowest before the late
+    /// position, so late − early misses the dip; <see cref="InContext.Dip"/>), or null. Also in <see cref="Notes"/>.
+    /// </summary>
+    public string? IclNote { get; init; }
     public List<(int Head, List<SkipTrigram> Top)>? SkipTrigrams { get; init; }
     public double? BigramKl { get; init; }
     public (string[] Names, double[] Importance)? PathImportance { get; init; }
@@ -58,18 +75,45 @@ public sealed class CircuitsResult
     public IEnumerable<HeadReport> WithRole(HeadScore score) =>
         score.Role is { } role ? Heads.Where(h => h.Roles.Contains(role.Name)).OrderByDescending(h => h.Score(score.Name)) : [];
 
-    /// <summary>"ablating the induction head L1H2 raises the repeated-half loss 12.3× (0.181 → 2.23 nats)", or null without heads.</summary>
+    /// <summary>
+    /// The findings, largest measured effect first: the head whose ablation changes the repeated-half loss most, the
+    /// role group that does, then the strongest induction head when it is neither, each zero- and mean-ablated, worded by
+    /// the sign of the change (<see cref="LossChange"/>), e.g. "ablating L0H2 (previous-token suppression) raises the
+    /// repeated-half loss 9.75× (0.329 → 3.207 nats), mean-ablation 2.10×, the largest effect of one head; …". Null
+    /// without a measured head.
+    /// </summary>
     public string? Headline
     {
         get
         {
-            if (HeadlineHead is not { } h || Clean is null || !h.Ablation.Measured) return null;
-            double threshold = ScoreSet.Find(InductionScore.Id)?.Role?.Threshold ?? double.NaN;
-            string what = h.Roles.Contains(InductionScore.RoleName) ? "the induction head" : $"the head with the highest induction score (below the {threshold} threshold),";
-            string line = $"ablating {what} {h.Name} raises the repeated-half loss {h.Ablation.RepeatFactor:0.0}× ({Clean.Repeat:0.000} → {h.Ablation.Losses.Repeat:0.000} nats)";
-            foreach (var (_, names, losses) in GroupAblations.Where(g => g.Role == InductionScore.RoleName))
-                line += $"; all {names.Length} induction heads together {losses.Repeat / Clean.Repeat:0.0}× ({losses.Repeat:0.000} nats)";
-            return line;
+            if (HeadlineHead is not { } h || Clean is not { } c || !h.Ablation.Measured) return null;
+            const string loss = "the repeated-half loss";
+            var parts = new List<string>
+            {
+                $"ablating {h.Name}{RolesOf(h)} {LossChange.Describe(loss, c.Repeat, h.Ablation.Losses.Repeat)}{MeanOf(h.Ablation.MeanLosses, c)}" +
+                (HeadsByEffect.Count > 1 ? ", the largest effect of one head" : ""),
+            };
+            if (GroupsByEffect is [var g, ..])
+                parts.Add($"ablating the {g.Heads.Length} {g.Role} heads ({string.Join(", ", g.Heads)}) together {LossChange.Describe("it", c.Repeat, g.Zero.Repeat)}" +
+                    $"{MeanOf(g.Mean, c)}" + (Groups.Count > 1 ? ", the largest of a role group" : ""));
+            if (InductionHead is { Ablation.Measured: true } ih && ih != h)
+                parts.Add($"the strongest induction head {ih.Name} alone {LossChange.Describe("it", c.Repeat, ih.Ablation.Losses.Repeat)}{MeanOf(ih.Ablation.MeanLosses, c)}");
+            return string.Join("; ", parts);
         }
     }
+
+    /// <summary>A head's roles for a line of text: the specific ones (<see cref="HeadScoreSet.Specific"/>) joined by ", ", or "-" for none.</summary>
+    public string RoleText(HeadReport h) => h.Roles.Length > 0 ? string.Join(", ", ScoreSet.Specific(h.Roles)) : "-";
+
+    private string RolesOf(HeadReport h) => h.Roles.Length > 0 ? $" ({RoleText(h)})" : " (no role)";
+
+    private static string MeanOf(AblationLosses? mean, AblationLosses clean) =>
+        mean is { } m && double.IsFinite(m.Repeat) ? $", mean-ablation {LossChange.Factor(m.Repeat / clean.Repeat)}" : "";
 }
+
+/// <summary>
+/// Every head of a role ablated together: zero-ablated, and mean-ablated when measured. <paramref name="Roles"/> are all
+/// the roles that name exactly these heads (one ablation serves them all); <paramref name="Role"/> is the one the report
+/// names the group by, the most specific of them (<see cref="HeadScoreSet.Specific"/>).
+/// </summary>
+public sealed record GroupAblation(string Role, string[] Roles, string[] Heads, AblationLosses Zero, AblationLosses? Mean);

@@ -13,6 +13,8 @@ namespace MiniGpt.Circuits;
 public sealed class HeadProbe
 {
     private readonly ActivationCache _cache;
+    private WeightCircuits? _circuits;
+    private double[][]? _ov;
 
     /// <summary>
     /// The longest random half the probes use: L = min(n_ctx/2, 128). Induction is read the same at 128 as at 512
@@ -24,9 +26,9 @@ public sealed class HeadProbe
     /// <summary>L of the probes for a model of this context: n_ctx/2, at most <see cref="MaxHalf"/>.</summary>
     public static int HalfFor(int nCtx) => Math.Min(nCtx / 2, MaxHalf);
 
-    private HeadProbe(GptModel model, int batch, int half, int[] tokens, ActivationCache cache)
+    private HeadProbe(GptModel model, int batch, int half, int[] tokens, ActivationCache cache, WeightCircuits? circuits)
     {
-        Model = model; Batch = batch; Half = half; Tokens = tokens; _cache = cache;
+        Model = model; Batch = batch; Half = half; Tokens = tokens; _cache = cache; _circuits = circuits;
     }
 
     public GptModel Model { get; }
@@ -46,6 +48,23 @@ public sealed class HeadProbe
     /// <summary>blocks.{layer}.attn.hook_pattern [B, H, T, T]: A[b, h, query, key].</summary>
     public ReadOnlySpan<float> Pattern(int layer) => Activation(layer, "attn.hook_pattern");
 
+    /// <summary>
+    /// The eigenvalue score Re(Σλ)/Σ|λ| of head (layer, head)'s OV circuit W_E·W_V·W_O·W_U (+1: copies the token it
+    /// attends to, −1: suppresses it), on the model the weight circuits read (<see cref="LayerNormFolding.ForCircuits"/>:
+    /// LayerNorm folded, unembedding centred), the report's OV-eig column. Made for every head on first use, from the
+    /// WeightCircuits the run was given (the circuits verb's own) or else from a folded copy of the model.
+    /// </summary>
+    public double OvEigenvalueScore(int layer, int head)
+    {
+        if (_ov == null)
+        {
+            var wc = _circuits ?? new WeightCircuits(LayerNormFolding.ForCircuits(Model).Model);
+            _ov = PerHead(wc.OvEigenvalueScore);
+            _circuits = null; // the grid is all a probe keeps
+        }
+        return _ov[layer][head];
+    }
+
     /// <summary>A [layer][head] grid of score(layer, head).</summary>
     public double[][] PerHead(Func<int, int, double> score)
     {
@@ -59,12 +78,13 @@ public sealed class HeadProbe
     }
 
     /// <summary>Runs the sequences with a cache of every hook point in <paramref name="hooks"/> (names without "blocks.{l}.").</summary>
-    public static HeadProbe Run(GptModel model, IReadOnlyCollection<string> hooks, int batch, int half, ulong seed)
+    /// <param name="circuits">the model's weight circuits when the caller has them (<see cref="OvEigenvalueScore"/> reads them); null: made when needed.</param>
+    public static HeadProbe Run(GptModel model, IReadOnlyCollection<string> hooks, int batch, int half, ulong seed, WeightCircuits? circuits = null)
     {
         var tokens = RepeatedRandomTokens(model.Config.DVocab, batch, half, seed);
         var suffixes = hooks.Select(h => "." + h).ToArray();
         var cache = model.RunWithCache(tokens, batch, 2 * half, n => suffixes.Any(s => n.EndsWith(s, StringComparison.Ordinal)));
-        return new HeadProbe(model, batch, half, tokens, cache);
+        return new HeadProbe(model, batch, half, tokens, cache, circuits);
     }
 
     /// <summary>

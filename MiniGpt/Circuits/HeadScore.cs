@@ -2,8 +2,12 @@ using System.Text.RegularExpressions;
 
 namespace MiniGpt.Circuits;
 
-/// <summary>The role a score gives a head that reaches its threshold ("induction" at ≥ 0.4).</summary>
-public sealed record HeadRole(string Name, double Threshold);
+/// <summary>
+/// The role a score gives a head that reaches its threshold ("induction" at ≥ 0.4). A role that
+/// <paramref name="Refines"/> another (current-token suppression refines current-token) says more about the same
+/// heads: a head with both lists the refining one first, whatever the values.
+/// </summary>
+public sealed record HeadRole(string Name, double Threshold, string? Refines = null);
 
 /// <summary>
 /// One behavioural score of attention heads, as a definition: its name (the snake_case key of circuits.json

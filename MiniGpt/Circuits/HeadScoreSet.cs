@@ -16,7 +16,7 @@ public sealed class HeadScoreSet : IReadOnlyList<HeadScore>
     // (before Default: static fields initialise in order, and With reads this one)
     /// <summary>Keys a head's entry in circuits.json or a log line already uses for something else.</summary>
     private static readonly HashSet<string> Reserved =
-        ["name", "layer", "head", "roles", "ablation", "spectra", "ov_eigenvalue_copying", "qk_eigenvalue_score",
+        ["name", "layer", "head", "roles", "ablation", "mean_ablation", "spectra", "ov_eigenvalue_copying", "qk_eigenvalue_score",
          "step", "loss", "val_loss", "repeat_loss", "labels"];
 
     /// <summary>The built-in scores. To add one to the tool: a new file in MiniGpt/Circuits/Scores and one line here.</summary>
@@ -25,7 +25,10 @@ public sealed class HeadScoreSet : IReadOnlyList<HeadScore>
         .With(new DuplicateTokenScore())
         .With(new InductionScore())
         .With(new PrefixMatchingScore())
-        .With(new CopyingScore());
+        .With(new CopyingScore())
+        .With(new CurrentTokenScore())
+        .With(new CurrentTokenSuppressionScore())
+        .With(new PreviousTokenSuppressionScore());
 
     private readonly HeadScore[] _scores;
 
@@ -62,13 +65,34 @@ public sealed class HeadScoreSet : IReadOnlyList<HeadScore>
 
     /// <summary>
     /// The roles a head has, strongest first: every role-giving score whose value (valueOf(score name); NaN
-    /// when the head has none) is at or above its threshold. Ties keep registry order.
+    /// when the head has none) is at or above its threshold. Ties keep registry order. A role that refines
+    /// another the head also has (HeadRole.Refines) moves just before it, so the label is the more specific one.
     /// </summary>
-    public string[] Roles(Func<string, double> valueOf) =>
-        RoleScores.Select(s => (s.Role!, Value: valueOf(s.Name)))
+    public string[] Roles(Func<string, double> valueOf)
+    {
+        var roles = RoleScores.Select(s => (s.Role!, Value: valueOf(s.Name)))
             .Where(r => r.Value >= r.Item1.Threshold)
             .OrderByDescending(r => r.Value)
-            .Select(r => r.Item1.Name).ToArray();
+            .Select(r => r.Item1).ToList();
+        for (int i = 0; i < roles.Count; i++)
+        {
+            int general = roles[i].Refines is { } g ? roles.FindIndex(r => r.Name == g) : -1;
+            if (general >= 0 && general < i)
+            {
+                var specific = roles[i];
+                roles.RemoveAt(i);
+                roles.Insert(general, specific);
+            }
+        }
+        return roles.Select(r => r.Name).ToArray();
+    }
+
+    /// <summary>
+    /// The roles worth showing: <paramref name="roles"/> without those another of them refines (a current-token
+    /// suppression head is a current-token head, so "current-token suppression" alone says both), in the same order.
+    /// </summary>
+    public string[] Specific(IReadOnlyList<string> roles) =>
+        roles.Where(r => !roles.Any(o => ForRole(o)?.Role?.Refines == r)).ToArray();
 
     /// <summary>The head's label: its strongest role, or "".</summary>
     public string Label(Func<string, double> valueOf) => Roles(valueOf) is [var first, ..] ? first : "";

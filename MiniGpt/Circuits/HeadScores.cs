@@ -7,8 +7,9 @@ namespace MiniGpt.Circuits;
 /// sequences (<see cref="HeadProbe"/>) for every score of a <see cref="HeadScoreSet"/> (the definitions
 /// are in MiniGpt/Circuits/Scores), and each head's label from the set's labeler. The attention scores are
 /// attention masses on a target key averaged over the queries that have such a target (1 = all attention
-/// on the target). On the default trained model (README) this labels L0H2 and L0H3 previous-token (0.64,
-/// 0.47) and all four layer-1 heads induction (0.88–0.97).
+/// on the target). On the default trained model (README) this labels L0H0 and L0H1 current-token suppression
+/// (0.90, 0.94), L0H2 and L0H3 previous-token suppression (previous-token 0.64, 0.47; their OV eigenvalue score is
+/// −1.00 like L0H0's and L0H1's) and all four layer-1 heads induction (0.88–0.97).
 /// A log entry read back (CircuitsLog) holds only the scores its line has: <see cref="Has"/> says which.
 /// </summary>
 public sealed class HeadScores
@@ -50,7 +51,8 @@ public sealed class HeadScores
     /// down, at most <see cref="HeadProbe.MaxHalf"/>) through the model once, caching the hook points the scores need, and computes every score of
     /// <paramref name="scores"/> (null: <see cref="HeadScoreSet.Default"/>) for every head.
     /// </summary>
-    public static HeadScores Compute(GptModel model, int batch = 16, int seqLen = 0, ulong seed = 1, HeadScoreSet? scores = null)
+    /// <param name="circuits">the weight circuits of the model (LayerNormFolding.ForCircuits), when the caller has made them; the suppression scores read their OV eigenvalues.</param>
+    public static HeadScores Compute(GptModel model, int batch = 16, int seqLen = 0, ulong seed = 1, HeadScoreSet? scores = null, WeightCircuits? circuits = null)
     {
         scores ??= HeadScoreSet.Default;
         var c = model.Config;
@@ -67,7 +69,7 @@ public sealed class HeadScores
             foreach (var s in scores) grids[s.Name] = [];
             return new HeadScores(0, H, scores, grids, labels);
         }
-        var probe = HeadProbe.Run(model, scores.Hooks, batch, L, seed);
+        var probe = HeadProbe.Run(model, scores.Hooks, batch, L, seed, circuits);
         foreach (var s in scores)
         {
             var g = s.Compute(probe);

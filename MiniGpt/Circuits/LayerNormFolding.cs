@@ -94,6 +94,26 @@ public static class LayerNormFolding
         return folded;
     }
 
+    /// <summary>
+    /// The model the weight circuits are read from, and whether LayerNorm was folded into it: a LayerNorm model
+    /// without shortformer positions is folded (<see cref="FoldLayerNorm"/>); any other model (no LayerNorm, or
+    /// shortformer positions, which cannot be folded) is copied with its unembedding centred (4) only, as
+    /// TransformerLens's center_unembed does whatever fold_ln does.
+    /// </summary>
+    public static (GptModel Model, bool Folded) ForCircuits(GptModel m) =>
+        m.Config.HasLayerNorm && !m.Config.Shortformer ? (FoldLayerNorm(m), true) : (CenterUnembed(m), false);
+
+    /// <summary>A copy of <paramref name="m"/> whose W_U rows and b_U have mean 0 over the vocabulary (4); nothing else changes, so the log-softmax is the same.</summary>
+    public static GptModel CenterUnembed(GptModel m)
+    {
+        var c = m.Config;
+        var copy = new GptModel(c, m.Kernels);
+        foreach (var t in copy.Params.Tensors) m.Params[t.Name].Span.CopyTo(t.Span);
+        CenterRows(copy.Params["unembed.W_U"].Span, c.DModel, c.DVocab);
+        CenterRows(copy.Params["unembed.b_U"].Span, 1, c.DVocab);
+        return copy;
+    }
+
     // W [D, outDim], c [outDim] read LN(x) = w ⊙ x̂ + b (w, b empty for LNPre: w = 1, b = 0):
     //   c ← c + b·W;  W ← diag(w)·W;  W[:, j] ← W[:, j] − mean_d W[d, j]   (in double, written back as float)
     private static void FoldReader(ReadOnlySpan<float> w, ReadOnlySpan<float> b, Span<float> W, Span<float> c, int D, int outDim)

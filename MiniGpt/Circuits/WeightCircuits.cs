@@ -183,6 +183,15 @@ public sealed class WeightCircuits
     /// <summary>The eigenvalue copying score of head (l, h)'s OV circuit W_E·W_V·W_O·W_U (see <see cref="FactoredMatrix.CopyingScore"/>).</summary>
     public double OvCopyingScore(int l, int h) => OvCircuit(l, h).CopyingScore();
 
+    /// <summary>
+    /// The same eigenvalue score of the OV circuit, read from the d_head × d_head matrix W_O·(W_U·W_E)·W_V: A·B and
+    /// B·A (A = W_E·W_V, B = W_O·W_U) have the same nonzero eigenvalues, and W_U·W_E is made once
+    /// (<see cref="UnembedEmbed"/>), so every head costs a few d_model²·d_head products even for GPT-2 small's
+    /// vocabulary (the suppression scores read it for every head of every probe).
+    /// </summary>
+    public double OvEigenvalueScore(int l, int h) =>
+        FactoredMatrix.EigenvalueScore(LinearAlgebra.Eigenvalues(Sandwich(WO(l, h), UnembedEmbed, WV(l, h))));
+
     /// <summary>OV-circuit copying scores of every head, [n_layers, n_heads].</summary>
     public double[,] OvCopyingScores()
     {

@@ -7,8 +7,10 @@ namespace MiniGpt.Circuits;
 /// et al. 2022's "prefix matching", found by token identity. Equal to induction when the first half has no
 /// repeats (d_vocab ≥ L); it differs when it does. Gives no role (induction does).
 /// </summary>
-public sealed class PrefixMatchingScore() : HeadScore("prefix_matching", "prefix",
+public sealed class PrefixMatchingScore() : HeadScore(Id, "prefix",
     "attention to the token after an earlier copy of the current token (Olsson et al.'s prefix matching)", ["attn.hook_pattern"])
 {
+    public const string Id = "prefix_matching";
+
     public override double[][] Compute(HeadProbe probe) => EarlierCopies.Score(probe, keyOffset: 1);
 }

@@ -8,23 +8,10 @@ namespace MiniGpt.Circuits;
 /// detector exercises of the ARENA TransformerLens tutorials use.
 /// </summary>
 public sealed class PreviousTokenScore() : HeadScore(Id, "prev", "attention from each position to the one before it",
-    ["attn.hook_pattern"], new HeadRole("previous-token", 0.4))
+    ["attn.hook_pattern"], new HeadRole(RoleName, 0.4))
 {
     public const string Id = "previous_token";
+    public const string RoleName = "previous-token";
 
-    public override double[][] Compute(HeadProbe probe)
-    {
-        int B = probe.Batch, H = probe.Config.NHeads, T = probe.SeqLen;
-        return probe.PerHead((l, h) =>
-        {
-            var pattern = probe.Pattern(l);
-            double sum = 0; long n = 0;
-            for (int b = 0; b < B; b++)
-            {
-                var A = pattern.Slice((b * H + h) * T * T, T * T);
-                for (int i = 1; i < T; i++) { sum += A[i * T + i - 1]; n++; }
-            }
-            return sum / n;
-        });
-    }
+    public override double[][] Compute(HeadProbe probe) => probe.PerHead((l, h) => DiagonalAttention.Mean(probe, l, h, offset: 1));
 }
