@@ -24,7 +24,7 @@ public static class HtmlReport
             th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: right; } th { background: #f4f4f4; }
             td.l, th.l { text-align: left; } tr.hit td { background: #fff8e1; }
             .role { display: inline-block; border-radius: 4px; padding: 1px 6px; margin: 1px; font-size: 12px; color: #fff; }
-            .headline { background: #f0fff4; border: 1px solid #9ae6b4; padding: 10px 14px; border-radius: 6px; font-size: 16px; }
+            .headline .lead { margin-bottom: 6px; } .headline { background: #f0fff4; border: 1px solid #9ae6b4; padding: 10px 14px; border-radius: 6px; font-size: 16px; }
             .notes { color: #555; font-size: 13px; } .grid { display: flex; flex-wrap: wrap; gap: 8px; }
             figure { margin: 4px; } figure.plot img { max-width: 100%; } figcaption { font-size: 12px; color: #555; max-width: 640px; }
             figure.small figcaption { max-width: 310px; }
@@ -68,6 +68,8 @@ public static class HtmlReport
         if (r.Heads.Count > 0)
         {
             sb.Append("<h2 id=\"findings\">Findings</h2>\n<div class=\"headline\">");
+            // what ablation says matters most comes first (CircuitsResult.Headline orders by measured effect), then the roles
+            if (r.Headline is { } line) sb.Append($"<div class=\"lead\"><b>{E(line)}</b></div>");
             foreach (var score in r.ScoreSet.RoleScores)
             {
                 string role = score.Role!.Name;
@@ -75,7 +77,6 @@ public static class HtmlReport
                 sb.Append($"<div>{RoleTag(role)} heads: ")
                   .Append(list.Count == 0 ? "none" : string.Join(", ", list.Select(h => $"<b>{h.Name}</b> ({F(h.Score(score.Name), "0.00")})"))).Append("</div>");
             }
-            if (Headline(r) is { } line) sb.Append($"<div style=\"margin-top:6px\"><b>{E(line)}</b></div>");
             sb.Append("</div>\n");
 
             sb.Append("<h2 id=\"heads\">Heads</h2>\n<p class=\"notes\">Scores on repeated random sequences (random tokens, then the same tokens again):</p>\n<ul class=\"notes\">");
@@ -83,21 +84,20 @@ public static class HtmlReport
                 sb.Append($"<li><b>{E(score.DisplayName)}</b>: {E(score.Description)}" +
                     (score.Role is { } sr ? $"; gives the role {E(sr.Name)} at ≥ {sr.Threshold.ToString(CultureInfo.InvariantCulture)}" : "") + "</li>");
             sb.Append("</ul>\n<p class=\"notes\">OV-eig: eigenvalue copying score Re(Σλ)/Σ|λ| of W_E·W_V·W_O·W_U; QK-eig: the same for W_E·W_Q·W_Kᵀ·W_Eᵀ. " +
-                "Ablated: ratio of the repeated-half loss with the head's hook_z zeroed to the clean loss.</p>\n");
+                "zero-abl / mean-abl: ratio of the repeated-half loss with the head's hook_z zeroed / set to its mean to the clean loss. A head without a role is marked unclear.</p>\n");
             string Header(string id) => $"<table class=\"sortable\"{id}><thead><tr><th class=\"l\" title=\"click a header to sort\">head</th><th class=\"l\">role(s)</th>" +
                 string.Concat(r.ScoreSet.Select(x => $"<th title=\"{E(x.Description)}\">{E(x.DisplayName)}</th>")) +
-                "<th>OV-eig</th><th>QK-eig</th><th title=\"repeated-half loss with the head zero-ablated ÷ clean\">ablated ×</th></tr></thead><tbody>\n";
+                "<th>OV-eig</th><th>QK-eig</th><th title=\"repeated-half loss with the head zero-ablated ÷ clean\">zero-abl ×</th><th title=\"repeated-half loss with the head mean-ablated ÷ clean\">mean-abl ×</th></tr></thead><tbody>\n";
             void HeadRows(IEnumerable<HeadReport> rows)
             {
                 foreach (var h in rows)
                 {
-                    string hr = string.Concat(h.Roles.Select(RoleTag));
+                    string hr = h.Roles.Length > 0 ? string.Concat(r.ScoreSet.Specific(h.Roles).Select(RoleTag)) : $"<span class=\"notes\" title=\"no score reaches a role's threshold\">{CircuitsResult.Unclear}</span>";
                     sb.Append($"<tr{(h.Roles.Length > 0 ? " class=\"hit\"" : "")}><td class=\"l\" data-v=\"{h.Layer * 10000 + h.Head}\"><b>{h.Name}</b></td><td class=\"l\">{hr}</td>" +
                         string.Concat(r.ScoreSet.Select(x => $"<td>{F(h.Score(x.Name))}</td>")) +
-                        $"<td>{F(h.OvCopying, "+0.000;-0.000")}</td><td>{F(h.QkEigenScore, "+0.000;-0.000")}</td><td>{(h.Ablation.Measured && r.Clean is { } hc ? AblationEffect.Factor(h.Ablation.Losses.Repeat, hc.Repeat) : "–")}</td></tr>\n");
+                        $"<td>{F(h.OvCopying, "+0.000;-0.000")}</td><td>{F(h.QkEigenScore, "+0.000;-0.000")}</td><td>{(h.Ablation.Measured ? LossChange.Factor(h.Ablation.RepeatFactor) : "–")}</td><td>{(h.Ablation.MeanMeasured ? LossChange.Factor(h.Ablation.MeanRepeatFactor) : "–")}</td></tr>\n");
                 }
             }
-            if (SameByConstruction(r) is { } same) sb.Append($"<p class=\"notes\">{E(same)}</p>\n");
             var shown = r.ShownHeads;
             sb.Append(Header(" id=\"heads-table\""));
             HeadRows(shown);
@@ -148,16 +148,17 @@ public static class HtmlReport
         sb.Append("<h2 id=\"icl\">In-context learning</h2>\n");
         foreach (var p in Plots("loss_by_position")) Img(p);
         sb.Append($"<p>ICL score (loss at position {r.IclLate} − loss at position {r.IclEarly}): <b>{F(r.IclScore, "+0.000;-0.000")}</b> nats.</p>\n");
-        if (IclCaveat(r) is { } caveat) sb.Append($"<p class=\"notes\">{E(caveat)}</p>\n");
+        if (r.IclNote is { } caveat) sb.Append($"<p class=\"notes\">{E(caveat)}</p>\n");
 
         if (r.Clean is { } clean && r.Heads.Count > 0)
         {
             bool pred = clean.DataRepeat is not null;
             sb.Append("<h2 id=\"ablation\">Head ablation</h2>\n<p class=\"notes\">Each head zero-ablated through a forward hook on <code>blocks.{l}.attn.hook_z</code>. " +
+                "Mean-ablation sets that slice to its mean over the batch and positions of the same sequences run clean (what the head writes on average stays). " +
                 "Repeated half: mean loss of predicting tokens L+1 … 2L−1 of repeated random sequences. × is ablated ÷ clean, Δ is ablated − clean in nats " +
-                "(below 1× and negative: the loss fell without the head).</p>\n<table class=\"sortable\" id=\"ablation-table\"><thead><tr><th class=\"l\">head</th><th>repeated-half loss</th><th>×</th><th>Δ</th><th class=\"l\"></th><th>data loss</th><th>×</th>" +
+                "(below 1× and negative: the loss fell without the head).</p>\n<table class=\"sortable\" id=\"ablation-table\"><thead><tr><th class=\"l\">head</th><th>repeated-half loss</th><th>×</th><th>Δ</th><th class=\"l\"></th><th>mean-ablated ×</th><th>data loss</th><th>×</th>" +
                 (pred ? "<th>predictable positions</th><th>×</th>" : "") + "</tr></thead><tbody>\n");
-            sb.Append($"<tr class=\"fixed\"><td class=\"l\"><i>clean</i></td><td>{F(clean.Repeat, "0.0000")}</td><td></td><td></td><td></td><td>{F(clean.Data, "0.0000")}</td><td></td>" +
+            sb.Append($"<tr class=\"fixed\"><td class=\"l\"><i>clean</i></td><td>{F(clean.Repeat, "0.0000")}</td><td></td><td></td><td></td><td></td><td>{F(clean.Data, "0.0000")}</td><td></td>" +
                 (pred ? $"<td>{F(clean.DataRepeat!.Value, "0.0000")}</td><td></td>" : "") + "</tr>\n");
             var measured = r.Heads.Where(h => h.Ablation.Measured).OrderByDescending(h => h.Ablation.RepeatFactor).ToList();
             double maxF = measured.Count > 0 ? measured.Max(h => h.Ablation.RepeatFactor) : 0;
@@ -165,16 +166,21 @@ public static class HtmlReport
             {
                 var ab = h.Ablation;
                 int w = maxF > 0 && double.IsFinite(ab.RepeatFactor) ? (int)(120 * ab.RepeatFactor / maxF) : 0;
-                sb.Append($"<tr><td class=\"l\" data-v=\"{h.Layer * 10000 + h.Head}\"><b>{h.Name}</b></td><td>{F(ab.Losses.Repeat, "0.0000")}</td><td><b>{AblationEffect.Factor(ab.Losses.Repeat, clean.Repeat)}</b></td>" +
-                    $"<td>{AblationEffect.Delta(ab.Losses.Repeat, clean.Repeat)}</td><td class=\"l\"><span class=\"bar\" style=\"width:{w}px\"></span></td>" +
-                    $"<td>{F(ab.Losses.Data, "0.0000")}</td><td>{AblationEffect.Factor(ab.Losses.Data, clean.Data)}</td>" +
-                    (pred ? $"<td>{F(ab.Losses.DataRepeat ?? double.NaN, "0.0000")}</td><td>{AblationEffect.Factor(ab.Losses.DataRepeat ?? double.NaN, clean.DataRepeat!.Value)}</td>" : "") + "</tr>\n");
+                sb.Append($"<tr><td class=\"l\" data-v=\"{h.Layer * 10000 + h.Head}\"><b>{h.Name}</b></td><td>{F(ab.Losses.Repeat, "0.0000")}</td><td><b>{Ratio(ab.Losses.Repeat, clean.Repeat)}</b></td>" +
+                    $"<td>{Delta(ab.Losses.Repeat, clean.Repeat)}</td><td class=\"l\"><span class=\"bar\" style=\"width:{w}px\"></span></td>" +
+                    $"<td>{Ratio(ab.MeanLosses?.Repeat ?? double.NaN, clean.Repeat)}</td>" +
+                    $"<td>{F(ab.Losses.Data, "0.0000")}</td><td>{Ratio(ab.Losses.Data, clean.Data)}</td>" +
+                    (pred ? $"<td>{F(ab.Losses.DataRepeat ?? double.NaN, "0.0000")}</td><td>{Ratio(ab.Losses.DataRepeat ?? double.NaN, clean.DataRepeat!.Value)}</td>" : "") + "</tr>\n");
             }
             sb.Append("</tbody><tbody>\n"); // the groups: a second body, which sorting leaves in place
-            foreach (var (role, members, losses) in r.GroupAblations)
-                sb.Append($"<tr class=\"hit\"><td class=\"l\">all {role}<br>({string.Join(", ", members)})</td><td>{F(losses.Repeat, "0.0000")}</td><td><b>{AblationEffect.Factor(losses.Repeat, clean.Repeat)}</b></td><td>{AblationEffect.Delta(losses.Repeat, clean.Repeat)}</td><td></td>" +
-                    $"<td>{F(losses.Data, "0.0000")}</td><td>{AblationEffect.Factor(losses.Data, clean.Data)}</td>" +
-                    (pred ? $"<td>{F(losses.DataRepeat ?? double.NaN, "0.0000")}</td><td>{AblationEffect.Factor(losses.DataRepeat ?? double.NaN, clean.DataRepeat!.Value)}</td>" : "") + "</tr>\n");
+            foreach (var g in r.Groups)
+            {
+                var losses = g.Zero;
+                sb.Append($"<tr class=\"hit\"><td class=\"l\">all {E(g.Role)}<br>({string.Join(", ", g.Heads)})</td><td>{F(losses.Repeat, "0.0000")}</td><td><b>{Ratio(losses.Repeat, clean.Repeat)}</b></td><td>{Delta(losses.Repeat, clean.Repeat)}</td><td></td>" +
+                    $"<td>{Ratio(g.Mean?.Repeat ?? double.NaN, clean.Repeat)}</td>" +
+                    $"<td>{F(losses.Data, "0.0000")}</td><td>{Ratio(losses.Data, clean.Data)}</td>" +
+                    (pred ? $"<td>{F(losses.DataRepeat ?? double.NaN, "0.0000")}</td><td>{Ratio(losses.DataRepeat ?? double.NaN, clean.DataRepeat!.Value)}</td>" : "") + "</tr>\n");
+            }
             sb.Append("</tbody></table>\n");
         }
 
@@ -224,60 +230,10 @@ public static class HtmlReport
         return sb.ToString();
     }
 
-    /// <summary>
-    /// The Findings box's ablation line, worded by the sign (<see cref="AblationEffect.Sentence"/>): the strongest
-    /// induction head's effect on the repeated-half loss and that of all induction heads together.
-    /// </summary>
-    private static string? Headline(CircuitsResult r)
-    {
-        if (r.HeadlineHead is not { } h || r.Clean is not { } clean || !h.Ablation.Measured) return null;
-        double threshold = r.ScoreSet.Find(InductionScore.Id)?.Role?.Threshold ?? double.NaN;
-        string what = h.Roles.Contains(InductionScore.RoleName) ? "the induction head" : $"the head with the highest induction score (below the {threshold.ToString(CultureInfo.InvariantCulture)} threshold),";
-        string line = $"ablating {what} {h.Name} " + AblationEffect.Sentence("repeated-half loss", h.Ablation.Losses.Repeat, clean.Repeat);
-        foreach (var (_, names, losses) in r.GroupAblations.Where(g => g.Role == InductionScore.RoleName))
-            line += $"; ablating all {names.Length} induction heads together " + AblationEffect.Sentence("repeated-half loss", losses.Repeat, clean.Repeat);
-        return line;
-    }
-
-    /// <summary>
-    /// When the induction and prefix-matching columns hold the same numbers for every head, why: on a probe whose first
-    /// half repeats no token (d_vocab ≥ its length) the token after an earlier copy is the first occurrence's successor,
-    /// so Σ_{j&lt;i, tok_j = tok_i} A[i, j+1] is the induction score term for term.
-    /// </summary>
-    private static string? SameByConstruction(CircuitsResult r)
-    {
-        const string ind = "induction", prefix = "prefix_matching";
-        if (r.ScoreSet.Find(ind) is not { } a || r.ScoreSet.Find(prefix) is not { } b) return null;
-        foreach (var h in r.Heads)
-            if (!(Math.Abs(h.Score(ind) - h.Score(prefix)) <= 1e-9)) return null;
-        return $"{a.DisplayName} and {b.DisplayName} agree for every head: the probe's random tokens do not repeat within its first half, so the token " +
-               "after an earlier copy of the current token is the one after its first occurrence and the two scores are the same sum by construction " +
-               "(they differ only on probes with repeats).";
-    }
-
-    /// <summary>
-    /// The ICL score compares two positions; when the loss curve between them dips well below both ends (U-shaped: on
-    /// the induction task, copies end before the window does), the number alone misleads, so the page says where the
-    /// curve is lowest. "Well below": by more than a quarter of the curve's range over [early, late] (less fires on the noise of a few batches).
-    /// </summary>
-    private static string? IclCaveat(CircuitsResult r)
-    {
-        var c = r.LossByPosition;
-        if (r.IclEarly < 0 || r.IclLate >= c.Length || r.IclLate <= r.IclEarly + 1) return null;
-        int at = r.IclEarly;
-        double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
-        for (int i = r.IclEarly; i <= r.IclLate; i++)
-        {
-            if (!double.IsFinite(c[i])) return null;
-            if (c[i] < lo) { lo = c[i]; at = i; }
-            hi = Math.Max(hi, c[i]);
-        }
-        double margin = 0.25 * (hi - lo);
-        if (!(c[r.IclLate] - lo > margin && c[r.IclEarly] - lo > margin)) return null;
-        return string.Create(CultureInfo.InvariantCulture,
-            $"The curve is not monotone: it is lowest at position {at} ({lo:0.000} nats) and rises again to {c[r.IclLate]:0.000} at position {r.IclLate}, " +
-            $"so the score (a difference of two positions) understates how much the context helps in between.");
-    }
+    // ablated ÷ clean with LossChange's digits (1.004×, not 1.0×), and ablated − clean in nats with its sign
+    private static string Ratio(double ablated, double clean) => LossChange.Factor(ablated / clean);
+    private static string Delta(double ablated, double clean) =>
+        double.IsFinite(ablated - clean) ? (ablated - clean).ToString("+0.000;−0.000;0.000", CultureInfo.InvariantCulture) : "–";
 
     /// <summary>The attention view, the head grid and the sortable headers (classes used by <see cref="ReportScript"/>).</summary>
     private const string ViewCss = """

@@ -102,10 +102,16 @@ public sealed class CircuitsResult
         }
     }
 
-    /// <summary>A head's roles for a line of text: the specific ones (<see cref="HeadScoreSet.Specific"/>) joined by ", ", or "-" for none.</summary>
-    public string RoleText(HeadReport h) => h.Roles.Length > 0 ? string.Join(", ", ScoreSet.Specific(h.Roles)) : "-";
+    /// <summary>
+    /// A head's roles for a line of text: the specific ones (<see cref="HeadScoreSet.Specific"/>) joined by ", ", or
+    /// "unclear" when no score reaches a role's threshold (the head may matter, as its ablation says, but no detector names its job).
+    /// </summary>
+    public string RoleText(HeadReport h) => h.Roles.Length > 0 ? string.Join(", ", ScoreSet.Specific(h.Roles)) : Unclear;
 
-    private string RolesOf(HeadReport h) => h.Roles.Length > 0 ? $" ({RoleText(h)})" : " (no role)";
+    /// <summary>The role text of a head that no score's threshold names.</summary>
+    public const string Unclear = "unclear";
+
+    private string RolesOf(HeadReport h) => h.Roles.Length > 0 ? $" ({RoleText(h)})" : " (role unclear)";
 
     private static string MeanOf(AblationLosses? mean, AblationLosses clean) =>
         mean is { } m && double.IsFinite(m.Repeat) ? $", mean-ablation {LossChange.Factor(m.Repeat / clean.Repeat)}" : "";
