@@ -61,6 +61,7 @@ public class DefaultModelRolesTests(DefaultRun run) : IClassFixture<DefaultRun>
         string table = SummaryTable.Format(R);
         Assert.Matches(@"L0H0  current-token suppression ", table);
         Assert.Matches(@"L0H1  current-token suppression ", table);
+        SummaryTableWidth.AssertTablesFit(table);
     }
 
     [Fact]

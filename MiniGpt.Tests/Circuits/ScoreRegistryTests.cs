@@ -101,8 +101,11 @@ public class ScoreRegistryTests
         Assert.True(File.Exists(Path.Combine(outDir, "training_first_token.png")));
 
         string table = SummaryTable.Format(result);
-        Assert.Matches(@"head  role +prev +dup +ind +prefix copy +cur +cur-sup +prev-sup +first +OV-eig", table);
-        Assert.Matches(@"L0H1 +first-token .* 1\.000  ", table);
+        Assert.Matches(@"(?m)^head  role +OV-eig +zero-abl +mean-abl$", table);
+        Assert.Matches(@"(?m)^head +prev +dup +ind +prefix +copy +cur +cur-sup +prev-sup +first$", table);
+        Assert.Matches(@"(?m)^L0H1 +first-token +[-+]\d", table);
+        Assert.Matches(@"(?m)^L0H1 .* 1\.000$", table);
+        SummaryTableWidth.AssertTablesFit(table);
         Assert.Contains("first-token heads: L0H1 (1.00)", table);
 
         string html = File.ReadAllText(written.HtmlPath);

@@ -6,6 +6,9 @@ namespace MiniGpt.Train.Report;
 /// <summary>The text summary the circuits verb prints: one line per head, then the headline findings.</summary>
 public static class SummaryTable
 {
+    /// <summary>The widest line of a table (a terminal's width); prose lines are left to the terminal to wrap.</summary>
+    public const int TableWidth = 80;
+
     /// <param name="allHeads">one line for every head; otherwise a model with more than NotableHeads.AllUpTo heads lists its notable ones and counts the rest.</param>
     public static string Format(CircuitsResult r, bool allHeads = false)
     {
@@ -18,17 +21,26 @@ public static class SummaryTable
         if (r.Heads.Count > 0)
         {
             sb.AppendLine();
-            // a column per registered score: its header, at least 7 wide, values right-aligned with two spaces after
-            var columns = r.ScoreSet.Select(s => (Score: s, Width: Math.Max(7, s.Header.Length + 1))).ToList();
-            // the last two columns: the repeated-half loss with the head zero-ablated and mean-ablated, as factors of the clean loss
-            sb.AppendLine("head  role                         " + string.Concat(columns.Select(c => c.Score.Header.PadRight(c.Width))) + "OV-eig    zero-abl  mean-abl");
+            // two tables, each within 80 columns (one line per head in both): what the head is and what ablating it does, then
+            // its scores, a column per registered score (at least 7 wide), in as many blocks of columns as 80 columns need
             var shown = allHeads ? r.Heads : r.ShownHeads;
+            int roleWidth = Math.Max(4, shown.Count > 0 ? shown.Max(h => r.RoleText(h).Length) : 0);
+            sb.AppendLine("head  " + "role".PadRight(roleWidth) + "  OV-eig  zero-abl  mean-abl");
             foreach (var h in shown)
+                sb.AppendLine($"{h.Name,-5} {r.RoleText(h).PadRight(roleWidth)}  {h.OvCopying,6:+0.000;-0.000}" +
+                    (h.Ablation.Measured ? LossChange.Factor(h.Ablation.RepeatFactor) : "–").PadLeft(10) +
+                    (h.Ablation.MeanMeasured ? LossChange.Factor(h.Ablation.MeanRepeatFactor) : "–").PadLeft(10));
+            var columns = r.ScoreSet.Select(s => (Score: s, Width: Math.Max(7, s.Header.Length + 1))).ToList();
+            for (int first = 0; first < columns.Count;)
             {
-                string role = r.RoleText(h);
-                sb.AppendLine($"{h.Name,-5} {role,-28} " + string.Concat(columns.Select(c => h.Score(c.Score.Name).ToString("0.000").PadLeft(c.Width - 2) + "  ")) +
-                    $"{h.OvCopying,6:+0.000;-0.000}  " + (h.Ablation.Measured ? LossChange.Factor(h.Ablation.RepeatFactor).PadLeft(10) : "–".PadLeft(10)) +
-                    (h.Ablation.MeanMeasured ? LossChange.Factor(h.Ablation.MeanRepeatFactor).PadLeft(10) : "–".PadLeft(10)));
+                int end = first, width = 6;
+                while (end < columns.Count && (end == first || width + columns[end].Width <= TableWidth)) width += columns[end++].Width;
+                var block = columns[first..end];
+                sb.AppendLine();
+                sb.AppendLine("head  " + string.Concat(block.Select(c => c.Score.Header.PadLeft(c.Width - 2) + "  ")).TrimEnd());
+                foreach (var h in shown)
+                    sb.AppendLine($"{h.Name,-5} " + string.Concat(block.Select(c => h.Score(c.Score.Name).ToString("0.000").PadLeft(c.Width - 2) + "  ")).TrimEnd());
+                first = end;
             }
             if (shown.Count < r.Heads.Count)
                 sb.AppendLine($"… and {r.Heads.Count - shown.Count} more heads (the table keeps at most {NotableHeads.Max}: those with a role, then each score's top {NotableHeads.TopPerScore}); every head is in circuits.json and report.html (--all-heads lists them here)");
