@@ -69,7 +69,9 @@ public static class HtmlReport
         {
             sb.Append("<h2 id=\"findings\">Findings</h2>\n<div class=\"headline\">");
             // what ablation says matters most comes first (CircuitsResult.Headline orders by measured effect), then the roles
-            if (r.Headline is { } line) sb.Append($"<div class=\"lead\"><b>{E(line)}</b></div>");
+            // (one clause a line: the largest single-head effect in bold, then the largest group's, then the induction head's)
+            if (r.Headline is { } line)
+                sb.Append("<div class=\"lead\">").Append(string.Join("<br>", line.Split("; ").Select((part, i) => i == 0 ? $"<b>{E(part)}</b>" : E(part)))).Append("</div>");
             foreach (var score in r.ScoreSet.RoleScores)
             {
                 string role = score.Role!.Name;
