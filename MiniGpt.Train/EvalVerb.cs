@@ -14,11 +14,14 @@ public static class EvalVerb
     private static readonly Option<string?> Grads = Option.OptionalText("grads", "also write d(mean loss)/d(parameter) here, as safetensors with the parameters' names", "none");
     private static readonly Option<int?> BatchSize = Option.Of<int?>("batch-size", "windows per forward pass (does not change the result)", null,
         "8, halved until the activations fit a quarter of the machine's memory", (n, v) => Option.ParseInt(n, v)).Check(b => b is null or > 0, "must be > 0");
-    private static readonly Option<bool> Json = Option.Flag("json", "print one JSON object (loss, windows, tokens, bits_per_token) instead of text");
+    private static readonly Option<bool> Json = Option.Flag("json",
+        "print one JSON object instead of text: loss, windows, tokens, bits_per_token, bits_per_byte (null without a tokenizer), grads (--grads' path or null), " +
+        "and for induction predictable_loss and predictable_tokens");
 
     internal static Options Declare() =>
         new Options("eval", "eval: mean next-token cross-entropy of a checkpoint over consecutive non-overlapping windows of a file, from its start\n" +
-                            "(inputs t[i : i+n_ctx], targets t[i+1 : i+n_ctx+1] for i = 0, n_ctx, 2·n_ctx, …), or over the induction task's validation windows.",
+                            "(inputs t[i : i+n_ctx], targets t[i+1 : i+n_ctx+1] for i = 0, n_ctx, 2·n_ctx, …): a text file, a .bin of token ids or a folder written by\n" +
+                            "prepare (its val.bin, the held-out split), or over the induction task's validation windows.",
             SharedOptions.Checkpoint, Data, Grads, BatchSize, Json, SharedOptions.Threads);
 
     public static int Run(string[] args, TextWriter stdout)

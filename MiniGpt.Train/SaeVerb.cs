@@ -17,8 +17,8 @@ public static class SaeVerb
     private static readonly Option<string?> Data = Option.OptionalText("data",
         "tokens to read: a UTF-8 text (the checkpoint's tokenizer; first 90 % train, last 10 % held out), a folder written by prepare, a .bin, or induction",
         "induction without a tokenizer, else required");
-    private static readonly Option<string> Hook = Option.Text("hook", "hook point to read, e.g. blocks.0.hook_resid_post, blocks.0.hook_mlp_out, blocks.0.mlp.hook_post", "blocks.0.hook_resid_post");
-    private static readonly Option<string> Architecture = Option.Text("architecture", "topk (Gao et al. 2024) or relu (L1 penalty weighted by decoder norms, Anthropic 2024; on the README's model it trails topk at every L0)", "topk");
+    private static readonly Option<string> Hook = Option.Text("hook", "hook point to read, e.g. blocks.0.hook_resid_post, blocks.0.hook_mlp_out, blocks.0.mlp.hook_post", "blocks.0.hook_resid_post").Shown("HOOK");
+    private static readonly Option<string> Architecture = Option.Text("architecture", "topk (Gao et al. 2024) or relu (L1 penalty weighted by decoder norms, Anthropic 2024; on the README's model it trails topk at every L0)", "topk").Choices("topk", "relu");
     private static readonly Option<int> K = Option.Int("k", "features kept per activation by topk (L0 = k)", 16);
     private static readonly Option<int?> DSae = Option.Of<int?>("d-sae", "features of the SAE", null, "8 × d_in", (n, v) => Option.ParseInt(n, v));
     private static readonly Option<float> L1 = Option.Float("l1", "λ of relu's sparsity penalty, on activations scaled to E‖x‖² = d_in", 5f);
