@@ -19,7 +19,7 @@ public static class TrainVerb
     private static readonly Option<string> Tokenizer = SharedOptions.Tokenizer.WithHelpLine(
         "for text data: char, bpe:N (byte-level BPE of N tokens learned from the text), cl100k_base or o200k_base (GPT-4/4o, compacted to the corpus's tokens), gpt2 (GPT-2's own 50,257 ids, not compacted)");
     private static readonly Option<string?> Name = Option.OptionalText("name", "run folder runs/NAME/: config.json, metrics.jsonl, model.safetensors, loss.png",
-        "date-time and data, e.g. 20261125-143512-induction");
+        "date-time and data, e.g. 20261125-143512-induction").Shown("NAME");
     private static readonly Option<string> RunsDir = Option.Text("runs-dir", "folder that holds the run folders", RunFolder.Root);
     private static readonly Option<string?> Out = Option.OptionalText("out",
         "write only a checkpoint at this path instead of a run folder; training state goes beside it as *.train.safetensors", "none: runs/NAME/model.safetensors");
@@ -28,12 +28,12 @@ public static class TrainVerb
     private static readonly Option<string?> InitFrom = Option.OptionalText("init-from",
         "fine-tune: start from this checkpoint's weights (MiniGpt .safetensors, Hugging Face GPT-2 folder, llm.c .bin) with a fresh optimizer, step 0 and its tokenizer; " +
         "the model options must agree with it or be left out (--n-ctx may be shorter: W_pos is cropped); ties W_U = W_Eᵀ when its are (--tie-embeddings=false unties)",
-        "none: random init");
+        "none: random init").ParsedBy((_, v) => CheckpointPath.Resolve(v));
     private static readonly Option<bool> TrackCircuits = Option.Flag("track-circuits",
         "score every head (previous-token, induction, …) at each evaluation: shown on the progress line, logged to <checkpoint stem>.circuits.jsonl; a run folder also gets the circuits report at the end");
     private static readonly Option<bool> Overwrite = Option.Flag("overwrite", "replace an existing run folder or checkpoint (otherwise train refuses, so no run is lost)");
     private static readonly Option<bool> TieEmbeddings = Option.Flag("tie-embeddings", "tie W_U to W_Eᵀ as nanoGPT does: one tensor with the summed gradient, no b_U (written to the checkpoint as an explicit W_U); with --init-from, on when the checkpoint's are tied");
-    private static readonly Option<string> Optimizer = Option.Text("optimizer", "adamw or sgd", D.Optimizer);
+    private static readonly Option<string> Optimizer = Option.Text("optimizer", "adamw or sgd", D.Optimizer).Choices("adamw", "sgd");
     private static readonly Option<int> Steps = Option.Int("steps", "optimizer steps", D.Steps);
     // 0 and -1 are TrainOptions' "unset" for lr and min_lr: a given lr must be a real one
     private static readonly Option<float> Lr = Option.Float("lr", "peak learning rate", D.Lr, shown: "3e-3 for induction, 1e-3 for files").Check(lr => lr > 0, "must be > 0");
