@@ -174,6 +174,16 @@ public sealed class RunFolder
         // a fine-tuning run's source (format, size, SHA-256) stands on its own at the top, beside what it made
         var source = t.Options.InitSource is { } src ? JsonNode.Parse(src.ToJson()) : null;
         train.Remove("init_source");
+        // what ran, where it is not what was asked for: the tokenizer of the data (a prepared folder's own, whatever
+        // --tokenizer said; null for token ids: the induction task, a .bin), and the validation batches an evaluation
+        // runs (the induction task clamps --eval-batches to 8), beside the number given
+        train["tokenizer"] = t.Tokenizer?.Name;
+        if (t.ValidationBatchCount != t.Options.EvalBatches)
+        {
+            int at = train.IndexOf("eval_batches");
+            train["eval_batches"] = t.ValidationBatchCount;
+            train.Insert(at + 1, "eval_batches_given", t.Options.EvalBatches);
+        }
         var o = new JsonObject
         {
             ["train"] = train,

@@ -52,6 +52,12 @@ public sealed class Trainer
         if (tokenizer != null && dataIsText) _valTokensPerByte = TokensPerByte(tokenizer, _val);
     }
 
+    /// <summary>
+    /// The validation batches each evaluation runs: o.EvalBatches unless the data holds fewer (the induction task
+    /// stops at InductionTask.MaxValidationBatches, a short validation split at its length), as config.json records.
+    /// </summary>
+    public int ValidationBatchCount => _val.Count;
+
     /// <summary>Targets over their bytes: each target token is a prediction of TokenBytes(target) bytes of text.</summary>
     public static double? TokensPerByte(ITokenizer tok, IEnumerable<EvalBatch> batches)
     {
