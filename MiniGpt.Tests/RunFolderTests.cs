@@ -115,9 +115,10 @@ public class RunFolderTests
         Assert.Equal(3, File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Length);
         Assert.Equal(["{\"step\":0}", "{\"step\":20}"], File.ReadAllLines(Path.Combine(dir, "model.circuits.jsonl")));
         Assert.Empty(Directory.GetFiles(dir, ".*.tmp"));
-        // the resumed run's clock continues from the last kept line
-        run.Record(new MiniGpt.Training.TrainLog(30, 3.6f, null, null, 1e-3f, 0.4f, 100, TimeSpan.FromSeconds(1), TimeSpan.Zero));
-        Assert.Equal(4.25, run.Lines[^1].ElapsedSeconds, 6);
+        // the last kept line's clock, for a state that does not carry its own; a line records the log's elapsed time as it is
+        Assert.Equal(3.25, run.ElapsedAtReopen.TotalSeconds, 6);
+        run.Record(new MiniGpt.Training.TrainLog(30, 3.6f, null, null, 1e-3f, 0.4f, 100, TimeSpan.FromSeconds(4.5), TimeSpan.Zero));
+        Assert.Equal(4.5, run.Lines[^1].ElapsedSeconds, 6);
         // a damaged line that is not the last is an error naming it, not silently dropped
         File.WriteAllText(Path.Combine(dir, "metrics.jsonl"), $"{M(0, null, 0)}\ngarbage\n{M(20, 3.9f, 3.25)}\n");
         var e = Assert.Throws<UserError>(() => MiniGpt.Train.Runs.RunFolder.Reopen(dir, 20));

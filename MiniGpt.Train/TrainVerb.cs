@@ -81,6 +81,8 @@ public static class TrainVerb
                 string ckpt = RunFolder.CheckpointIn(resume);
                 trainer = Trainer.Resume(ckpt, saved => saved with { Out = ckpt });
                 run = RunFolder.Reopen(resume, trainer.Optimizer.Step);
+                // a state from before the training time was saved in it: the run's clock goes on from its metrics
+                if (trainer.ElapsedBefore == TimeSpan.Zero) trainer.ElapsedBefore = run.ElapsedAtReopen;
             }
             else
             {
@@ -150,7 +152,7 @@ public static class TrainVerb
                     () => stop.IsCancellationRequested,
                     (step, loss) =>
                     {
-                        live.Stepped(loss);
+                        live.Stepped(step, loss);
                         if (sink.WantsStatus) sink.Report(step, t.Steps, live.Status(step));
                     });
                 return 0;
@@ -204,19 +206,36 @@ public static class TrainVerb
         }
     }
 
+    /// <summary>
+    /// A log line, at most 80 columns: "step S/N | loss L | lr R | T tok/s | elapsed, ETA" (lr left out where it would
+    /// not fit); an evaluation adds a
+    /// second line under it, "| val V | copy loss C" (with bits per byte for text). The copy loss is the mean
+    /// loss on the validation positions whose target is a predictable copy (the induction task's copied
+    /// spans), not circuits' repeated-half loss, which is measured on other sequences (see the README).
+    /// Elapsed is the run's training time across resumes; tok/s and the ETA leave out this process's warm-up.
+    /// </summary>
+    public const int Columns = 80;
+
     public static string Format(TrainLog l, int steps)
     {
-        var parts = new List<string> { $"step {l.Step.ToString().PadLeft(steps.ToString().Length)}/{steps}" };
+        string step = $"step {l.Step.ToString().PadLeft(steps.ToString().Length)}/{steps}";
+        var parts = new List<string> { step };
         if (float.IsFinite(l.Loss)) parts.Add($"loss {l.Loss:F4}");
-        if (l.ValLoss is float v) parts.Add(l.ValBitsPerByte is float bpb ? $"val {v:F4} ({bpb:F3} bits/byte)" : $"val {v:F4}");
-        if (l.RepeatLoss is float r) parts.Add($"repeat {r:F4}");
         if (l.Step > 0)
         {
             parts.Add($"lr {l.Lr:0.00e+00}");
-            parts.Add($"{l.TokensPerSecond:N0} tok/s");
-            parts.Add($"{l.Elapsed:m\\:ss} elapsed, ETA {l.Eta:m\\:ss}");
+            if (l.TokensPerSecond > 0) parts.Add($"{l.TokensPerSecond:N0} tok/s");
+            parts.Add($"{Duration.Short(l.Elapsed)}{(l.TokensPerSecond > 0 ? $", ETA {Duration.Short(l.Eta)}" : "")}");
+            // a run of 10⁵ steps, hours long, at millions of tokens/s would pass 80 columns: lr (metrics.jsonl has it) gives way
+            if (string.Join(" | ", parts).Length > Columns) parts.RemoveAt(parts.FindIndex(p => p.StartsWith("lr ", StringComparison.Ordinal)));
         }
-        return string.Join(" | ", parts);
+        var eval = new List<string>();
+        if (l.ValLoss is float v) eval.Add(l.ValBitsPerByte is float bpb ? $"val {v:F4} ({bpb:F3} bits/byte)" : $"val {v:F4}");
+        if (l.RepeatLoss is float r) eval.Add($"copy loss {r:F4}");
+        if (eval.Count == 0) return string.Join(" | ", parts);
+        // step 0 is an evaluation only: one line
+        if (parts.Count == 1) return string.Join(" | ", [.. parts, .. eval]);
+        return string.Join(" | ", parts) + "\n" + new string(' ', step.Length + 1) + "| " + string.Join(" | ", eval);
     }
 
     /// <summary>

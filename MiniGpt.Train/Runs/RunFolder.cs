@@ -28,7 +28,6 @@ public sealed class RunFolder
     public string CircuitsDir => Path.Combine(Dir, "circuits");
 
     private readonly List<MetricsLine> _lines = new();
-    private double _elapsedOffset;
 
     private RunFolder(string dir) { Dir = dir; }
 
@@ -76,7 +75,7 @@ public sealed class RunFolder
         WriteAtomically(ConfigPath, Encoding.UTF8.GetBytes(ConfigJson(t) + "\n"));
     }
 
-    /// <summary>Opens the folder of a run resumed at step: keeps its metrics up to that step and continues its clock.</summary>
+    /// <summary>Opens the folder of a run resumed at step: keeps its metrics up to that step (the clock goes on in the trainer: Trainer.ElapsedBefore).</summary>
     public static RunFolder Reopen(string dir, long step)
     {
         var run = new RunFolder(dir.TrimEnd('/', Path.DirectorySeparatorChar));
@@ -95,7 +94,7 @@ public sealed class RunFolder
                 }
                 if (m.Step <= step) run._lines.Add(m);
             }
-            run._elapsedOffset = run._lines.Count > 0 ? run._lines[^1].ElapsedSeconds : 0;
+            run.ElapsedAtReopen = TimeSpan.FromSeconds(run._lines.Count > 0 ? run._lines[^1].ElapsedSeconds : 0);
             WriteAtomically(run.MetricsPath, Encoding.UTF8.GetBytes(string.Concat(run._lines.Select(l => l.ToJson() + "\n"))));
         }
         run.CutCircuitsLog(step);
@@ -103,6 +102,12 @@ public sealed class RunFolder
     }
 
     public IReadOnlyList<MetricsLine> Lines => _lines;
+
+    /// <summary>
+    /// The elapsed time of the last metrics line kept by Reopen: the run's training time when the state it
+    /// resumes from does not record its own (states written before elapsed_s was saved).
+    /// </summary>
+    public TimeSpan ElapsedAtReopen { get; private set; }
 
     public string CircuitsLogPath => Path.Combine(Dir, "model.circuits.jsonl");
 
@@ -137,7 +142,7 @@ public sealed class RunFolder
     /// <summary>Appends a logged step; at an evaluation also redraws loss.png.</summary>
     public void Record(TrainLog log)
     {
-        var line = MetricsLine.From(log, _elapsedOffset);
+        var line = MetricsLine.From(log);
         _lines.Add(line);
         File.AppendAllText(MetricsPath, line.ToJson() + "\n");
         if (log.ValLoss != null) DrawPlot();
