@@ -66,7 +66,7 @@ public class HelpTests
         var b = TestPaths.Cli("bench", "--steps", "1", "--warmup", "0", "--json", "--threads", "1");
         Assert.True(b.Code == 0, b.Err);
         var json = JsonDocument.Parse(b.Out).RootElement;
-        var model = Regex.Match(t.Out, @"model: .*, n_ctx (\d+), .* ([\d,]+) parameters");
+        var model = Regex.Match(t.Out, @"model: .*, n_ctx (\d+), .* ([\d,]+) parameters", RegexOptions.Singleline); // wrapped at 80 columns
         Assert.True(model.Success, t.Out);
         Assert.Equal(long.Parse(model.Groups[2].Value.Replace(",", "")), json.GetProperty("params").GetInt64());
         Assert.Equal(int.Parse(model.Groups[1].Value), json.GetProperty("T").GetInt32());

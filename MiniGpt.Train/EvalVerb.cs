@@ -55,14 +55,18 @@ public static class EvalVerb
                 ["loss"] = loss, ["windows"] = set.Windows, ["tokens"] = e.Tokens, ["bits_per_token"] = loss / Math.Log(2), ["bits_per_byte"] = bpb,
                 ["grads"] = gradsPath,
             };
-            // the induction task: the loss train prints as "repeat", on the positions only an induction head can predict
+            // the induction task: train's copy loss, on the positions only an induction head can predict
             if (set.HasMask) { json["predictable_loss"] = e.MaskedLoss; json["predictable_tokens"] = e.MaskedTokens; }
             stdout.WriteLine(json.ToJsonString());
         }
         else
-            stdout.WriteLine($"loss {loss:F6} ({loss / Math.Log(2):F4} bits/token{(bpb is double b ? $", {b:F4} bits/byte" : "")}) over {set.Windows} windows, {e.Tokens} tokens" +
-                (e.MaskedLoss is double m ? $"; {m:F6} on its {e.MaskedTokens} predictable positions" : "") +
-                (gradsPath != null ? $"; gradients written to {gradsPath}" : ""));
+        {
+            // one fact a line, each within 80 columns: the loss, the induction task's copy loss, where the gradients went
+            stdout.WriteLine(ConsoleLine.Wrap($"loss {loss:F6} ({loss / Math.Log(2):F4} bits/token{(bpb is double b ? $", {b:F4} bits/byte" : "")}) over {set.Windows} windows, {e.Tokens} tokens", 5));
+            if (e.MaskedLoss is double m)
+                stdout.WriteLine($"copy loss {m:F6} on its {e.MaskedTokens} predictable positions (train's copy loss)");
+            if (gradsPath != null) stdout.WriteLine(ConsoleLine.Wrap($"gradients written to {gradsPath}", 2));
+        }
         return 0;
     }
 }

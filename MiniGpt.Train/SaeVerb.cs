@@ -113,7 +113,8 @@ public static class SaeVerb
                     var r = SaeEvaluation.Run(model, t.Result(), probe);
                     evalClock.Stop();
                     during.Add((log.Step, r));
-                    measured = string.Create(CultureInfo.InvariantCulture, $" | held out: L0 {r.L0:0.0}, EV {r.ExplainedVariance:0.000}, loss recovered {r.LossRecovered:0.000}");
+                    measured = "\n" + ConsoleLine.Under(StepField(log, options.Steps),
+                        [string.Create(CultureInfo.InvariantCulture, $"held out: L0 {r.L0:0.0}, EV {r.ExplainedVariance:0.000}, loss recovered {r.LossRecovered:0.000}")]);
                 }
                 if (!sink.WantsStatus && !o.Get(Json)) sink.Line(Format(log, options.Steps) + measured);
                 sink.Report(log.Step, options.Steps, $"L0 {log.L0:0.0} · EV {log.ExplainedVariance:0.000} · dead {log.Dead}");
@@ -132,10 +133,25 @@ public static class SaeVerb
         else
         {
             stdout.Write(SaeReport.Summary(trainer, eval, geometry, trainSeconds));
-            stdout.WriteLine($"wrote {dir}{Path.DirectorySeparatorChar} ({SaeFile.WeightsName}, {SaeFile.ConfigName}, sae.json, {written.Plots} plots, report.html) in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
+            stdout.WriteLine(ConsoleLine.Wrap($"wrote {dir}{Path.DirectorySeparatorChar} ({SaeFile.WeightsName}, {SaeFile.ConfigName}, sae.json, {written.Plots} plots, report.html) in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s", 6));
         }
     }
 
-    private static string Format(SaeTrainLog l, int steps) => string.Create(CultureInfo.InvariantCulture,
-        $"step {l.Step,5}/{steps} | mse {l.Mse:0.0000} | L0 {l.L0,6:0.0} | EV {l.ExplainedVariance:0.000} | λ {l.L1Coefficient:0.00} | lr {l.Lr:0.00e+00} | dead {l.Dead} | {l.TokensPerSecond:N0} act/s");
+    private static string StepField(SaeTrainLog l, int steps) => $"step {l.Step.ToString(CultureInfo.InvariantCulture).PadLeft(steps.ToString(CultureInfo.InvariantCulture).Length)}/{steps}";
+
+    /// <summary>
+    /// A log line of at most 80 columns: step, mse, L0, EV, λ (relu's L1 coefficient; topk has none), lr, dead features,
+    /// activations/s; lr, then the speed, give way when the line would be wider (the held-out metrics go on a line under it).
+    /// </summary>
+    internal static string Format(SaeTrainLog l, int steps)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var fields = new List<string> { StepField(l, steps), string.Create(inv, $"mse {l.Mse:0.0000}"), string.Create(inv, $"L0 {l.L0:0.0}"),
+            string.Create(inv, $"EV {l.ExplainedVariance:0.000}") };
+        if (l.L1Coefficient != 0) fields.Add(string.Create(inv, $"λ {l.L1Coefficient:0.00}"));
+        fields.Add(string.Create(inv, $"lr {l.Lr:0.00e+00}"));
+        fields.Add($"dead {l.Dead}");
+        fields.Add(string.Create(inv, $"{l.TokensPerSecond:N0} act/s"));
+        return ConsoleLine.Fields(fields, "lr ", " act/s");
+    }
 }

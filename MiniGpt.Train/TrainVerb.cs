@@ -118,12 +118,12 @@ public static class TrainVerb
 
         var t = trainer.Options;
         var c = trainer.Model.Config;
-        stdout.WriteLine($"data: {trainer.Data.Describe()}");
-        stdout.WriteLine($"model: {c.NLayers} layers, d_model {c.DModel}, {c.NHeads} heads × {c.DHead}, " +
+        stdout.WriteLine(ConsoleLine.Wrap($"data: {trainer.Data.Describe()}", 6));
+        stdout.WriteLine(ConsoleLine.Wrap($"model: {c.NLayers} layers, d_model {c.DModel}, {c.NHeads} heads × {c.DHead}, " +
             $"{(c.AttnOnly ? "attention-only" : $"d_mlp {c.DMlp}")}, n_ctx {c.NCtx}, d_vocab {c.DVocab}, " +
-            $"{(c.HasLayerNorm ? "LayerNorm" : "no LayerNorm")}, {c.PositionalEmbeddingType} positions, {trainer.Model.ParameterCount:N0} parameters");
-        stdout.WriteLine($"training: {t.Optimizer} lr {t.Lr:G3}→{t.MinLr:G3} (warm-up {t.WarmupSteps}), batch {t.BatchSize}, {t.Steps} steps, " +
-            $"seed {t.Seed}, {Tensors.WorkerPool.Shared.Threads} threads → {t.Out}");
+            $"{(c.HasLayerNorm ? "LayerNorm" : "no LayerNorm")}, {c.PositionalEmbeddingType} positions, {trainer.Model.ParameterCount:N0} parameters", 7));
+        stdout.WriteLine(ConsoleLine.Wrap($"training: {t.Optimizer} lr {t.Lr:G3}→{t.MinLr:G3} (warm-up {t.WarmupSteps}), batch {t.BatchSize}, {t.Steps} steps, " +
+            $"seed {t.Seed}, {Tensors.WorkerPool.Shared.Threads} threads → {t.Out}", 10));
         if (t.InitSource is { } src)
             stdout.WriteLine($"init from: {src.Describe()}: weights, shape and tokenizer ({trainer.Tokenizer?.Name ?? "none: token ids"}); " +
                 $"optimizer, step, schedule and data order fresh; " +
@@ -145,7 +145,10 @@ public static class TrainVerb
                 var live = new LiveStatus(trainer);
                 trainer.Run(log =>
                     {
-                        sink.Line(Format(log, t.Steps) + (tracker != null && log.ValLoss != null ? tracker.Record(log) : ""));
+                        // --track-circuits: the top head of each role on a line of its own under the evaluation
+                        sink.Line(Format(log, t.Steps) + (tracker != null && log.ValLoss != null
+                            ? "\n" + ConsoleLine.Under(StepField(log.Step, t.Steps), tracker.Record(log).Split(" | ", StringSplitOptions.RemoveEmptyEntries))
+                            : ""));
                         run?.Record(log);
                         live.Logged(log);
                     },
@@ -214,11 +217,11 @@ public static class TrainVerb
     /// spans), not circuits' repeated-half loss, which is measured on other sequences (see the README).
     /// Elapsed is the run's training time across resumes; tok/s and the ETA leave out this process's warm-up.
     /// </summary>
-    public const int Columns = 80;
+    private static string StepField(long step, int steps) => $"step {step.ToString().PadLeft(steps.ToString().Length)}/{steps}";
 
     public static string Format(TrainLog l, int steps)
     {
-        string step = $"step {l.Step.ToString().PadLeft(steps.ToString().Length)}/{steps}";
+        string step = StepField(l.Step, steps);
         var parts = new List<string> { step };
         if (float.IsFinite(l.Loss)) parts.Add($"loss {l.Loss:F4}");
         if (l.Step > 0)
@@ -226,16 +229,15 @@ public static class TrainVerb
             parts.Add($"lr {l.Lr:0.00e+00}");
             if (l.TokensPerSecond > 0) parts.Add($"{l.TokensPerSecond:N0} tok/s");
             parts.Add($"{Duration.Short(l.Elapsed)}{(l.TokensPerSecond > 0 ? $", ETA {Duration.Short(l.Eta)}" : "")}");
-            // a run of 10⁵ steps, hours long, at millions of tokens/s would pass 80 columns: lr (metrics.jsonl has it) gives way
-            if (string.Join(" | ", parts).Length > Columns) parts.RemoveAt(parts.FindIndex(p => p.StartsWith("lr ", StringComparison.Ordinal)));
         }
         var eval = new List<string>();
         if (l.ValLoss is float v) eval.Add(l.ValBitsPerByte is float bpb ? $"val {v:F4} ({bpb:F3} bits/byte)" : $"val {v:F4}");
         if (l.RepeatLoss is float r) eval.Add($"copy loss {r:F4}");
-        if (eval.Count == 0) return string.Join(" | ", parts);
         // step 0 is an evaluation only: one line
         if (parts.Count == 1) return string.Join(" | ", [.. parts, .. eval]);
-        return string.Join(" | ", parts) + "\n" + new string(' ', step.Length + 1) + "| " + string.Join(" | ", eval);
+        // a run of 10⁵ steps, hours long, at millions of tokens/s would pass 80 columns: lr (metrics.jsonl has it) gives way
+        string line = ConsoleLine.Fields(parts, "lr ");
+        return eval.Count == 0 ? line : line + "\n" + ConsoleLine.Under(step, eval);
     }
 
     /// <summary>
