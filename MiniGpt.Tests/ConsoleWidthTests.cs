@@ -61,6 +61,10 @@ public class ConsoleWidthTests
         Assert.All(wrapped.Split('\n'), l => Assert.True(l.Length <= 80, l));
         Assert.All(wrapped.Split('\n').Skip(1), l => Assert.StartsWith("       item ", l));
         Assert.Equal(string.Join(", ", Enumerable.Range(0, 30).Select(i => $"item {i}")), string.Join(" ", wrapped[7..].Split('\n').Select(l => l.Trim())));
+        // not inside parentheses
+        string data = ConsoleLine.Wrap("data: /a/long/path/to/some/corpus/of/text/tinyshakespeare.txt (char, 65 tokens): 1,003,854 train / 111,540 val tokens", 6);
+        Assert.Contains("(char, 65 tokens)", data);
+        Assert.Equal(2, data.Split('\n').Length);
         // a field gives way only when the line would not fit
         Assert.Equal("a | lr 1 | b", ConsoleLine.Fields(["a", "lr 1", "b"], "lr "));
         Assert.DoesNotContain("lr ", ConsoleLine.Fields(["a", "lr 1", new string('x', 76)], "lr "));

@@ -51,8 +51,8 @@ public static class ConsoleLine
     }
 
     /// <summary>
-    /// A list "label: a, b, c" wrapped after its commas into lines of at most Columns, every line after the first
-    /// indented by indent spaces. Items stay whole ("no LayerNorm", "batch 32"), so an item longer than a line
+    /// A list "label: a, b, c" wrapped after its commas (or colons) into lines of at most Columns, every line after the first
+    /// indented by indent spaces. Items stay whole ("no LayerNorm", "batch 32", "(char, 65 tokens)"), so an item longer than a line
     /// (one ending in a path) makes a longer line rather than a broken one.
     /// </summary>
     public static string Wrap(string text, int indent)
@@ -60,10 +60,23 @@ public static class ConsoleLine
         if (text.Length <= Columns) return text;
         var sb = new StringBuilder();
         int lineStart = 0;
-        string[] items = text.Split(", ");
-        for (int i = 0; i < items.Length; i++)
+        // items end at ", " or ": " outside parentheses (the punctuation stays with the item): "(char, 65 tokens)" stays whole
+        var items = new List<string>();
+        int depth = 0, start = 0;
+        for (int k = 0; k < text.Length; k++)
         {
-            string item = items[i] + (i < items.Length - 1 ? "," : "");
+            if (text[k] == '(') depth++;
+            else if (text[k] == ')') depth = Math.Max(0, depth - 1);
+            else if (depth == 0 && text[k] is ',' or ':' && k + 1 < text.Length && text[k + 1] == ' ')
+            {
+                items.Add(text[start..(k + 1)]);
+                start = k + 2;
+            }
+        }
+        items.Add(text[start..]);
+        for (int i = 0; i < items.Count; i++)
+        {
+            string item = items[i];
             if (i > 0 && sb.Length - lineStart + 1 + item.Length > Columns)
             {
                 sb.Append('\n');
