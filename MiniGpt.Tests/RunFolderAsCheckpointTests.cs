@@ -62,6 +62,10 @@ public class RunFolderAsCheckpointTests
         Directory.CreateDirectory(empty);
         TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", empty, "--data", "induction"), 1, "run folder");
         TestPaths.AssertOneLineError(TestPaths.Cli("sample", "--checkpoint", empty), 1, "run folder");
+        // a folder whose config.json is not a run's is left to the checkpoint loader, which names what it is not
+        File.Copy(file, Path.Combine(empty, "model.safetensors"));
+        File.WriteAllText(Path.Combine(empty, "config.json"), "{\"model_type\": \"bert\"}");
+        TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--checkpoint", empty, "--data", "induction"), 1, "is not a GPT-2 config");
         Directory.Delete(root, true);
     }
 }
