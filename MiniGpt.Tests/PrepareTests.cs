@@ -80,7 +80,6 @@ public class PrepareTests
         var lines = w.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.StartsWith("prepare: learning the bpe:512 merges", lines[0]);
         Assert.True(w.First < TimeSpan.FromSeconds(1), $"first line after {w.First}");
-        Assert.True(clock.Elapsed > w.First + TimeSpan.FromSeconds(0.5), "the run was too quick to tell"); // the phase ran on after it
         // then the encoding, a line every 10 % of it at most, and the token files
         int enc = Array.FindIndex(lines, l => l.StartsWith("prepare: encoding", StringComparison.Ordinal));
         Assert.True(enc > 0, w.ToString());
