@@ -43,9 +43,11 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
     public void TrackedTrainingLogsEveryEvaluation()
     {
         Assert.True(run.Train.Code == 0, run.Train.Err);
-        var progress = run.Train.Out.Split('\n').Where(l => l.StartsWith("step", StringComparison.Ordinal) && l.Contains("val ")).ToList();
-        Assert.Equal(TrackedRun.Steps / TrackedRun.EvalInterval + 1, progress.Count); // step 0 and every interval
-        // the progress line names the top head of every role-giving score: " | prev L0H1 0.93 | dup L1H0 0.02 | ind L1H1 0.88"
+        var lines = run.Train.Out.Split('\n');
+        Assert.Equal(TrackedRun.Steps / TrackedRun.EvalInterval + 1, lines.Count(l => l.Contains("| val "))); // step 0 and every interval
+        // under each evaluation, a line names the top head of every role-giving score: "           | prev L0H1 0.93 | dup L1H0 0.02 | ind L1H1 0.88"
+        var progress = lines.Where(l => l.Contains("| prev ")).ToList();
+        Assert.Equal(TrackedRun.Steps / TrackedRun.EvalInterval + 1, progress.Count);
         string suffix = string.Concat(HeadScoreSet.Default.RoleScores.Select(s => $@" \| {s.Header} L\dH\d \d\.\d\d")) + "$";
         Assert.Contains(@" \| prev L\dH\d \d\.\d\d \| dup L\dH\d \d\.\d\d \| ind L\dH\d \d\.\d\d \| cur L\dH\d \d\.\d\d \| cur-sup L\dH\d \d\.\d\d \| prev-sup L\dH\d \d\.\d\d$", suffix);
         Assert.All(progress, l => Assert.Matches(suffix, l));

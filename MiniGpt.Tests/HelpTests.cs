@@ -16,14 +16,22 @@ public class HelpTests
         {
             var r = TestPaths.Cli(verb, "--help");
             Assert.True(r.Code == 0, $"{verb} --help: {r.Err}");
-            var lines = r.Out.Split('\n').Where(l => l.StartsWith("  --", StringComparison.Ordinal)).ToList();
-            foreach (string name in declare().DeclaredNames)
+            // an option's entry: its line, and the next one when a long value name puts the help there
+            var all = r.Out.Split('\n');
+            var lines = all.Select((l, i) => l.StartsWith("  --", StringComparison.Ordinal) && i + 1 < all.Length && all[i + 1].StartsWith("      ", StringComparison.Ordinal)
+                    ? l + " " + all[i + 1].Trim() : l)
+                .Where(l => l.StartsWith("  --", StringComparison.Ordinal)).ToList();
+            foreach (var opt in declare().Declarations)
             {
+                string name = opt.Name;
                 string? line = lines.FirstOrDefault(l => l.StartsWith($"  --{name} ", StringComparison.Ordinal));
                 Assert.True(line != null, $"'{verb} --help' does not list --{name}");
-                bool valued = line!.StartsWith($"  --{name} VALUE", StringComparison.Ordinal);
+                bool valued = !opt.IsFlag;
                 if (valued)
-                    Assert.True(line.Contains("[default: ") || line.EndsWith("[required]"), $"'{verb} --help': --{name} shows no default: {line}");
+                {
+                    Assert.StartsWith($"  --{name} {opt.ValueName} ", line);
+                    Assert.True(line!.Contains("[default: ") || line.EndsWith("[required]"), $"'{verb} --help': --{name} shows no default: {line}");
+                }
                 // what the help promises, the parser accepts
                 var parse = Record.Exception(() => declare().Parse(valued ? [$"--{name}", "1"] : [$"--{name}"]));
                 Assert.True(parse == null, $"{verb} --{name}: {parse?.Message}");
@@ -31,7 +39,7 @@ public class HelpTests
             Assert.Contains(lines, l => l.StartsWith("  --help", StringComparison.Ordinal));
         }
         Assert.Contains("[default: 1337]", TestPaths.Cli("train", "--help").Out);
-        Assert.Contains("--checkpoint VALUE", TestPaths.Cli("eval", "--help").Out);
+        Assert.Contains("--checkpoint PATH", TestPaths.Cli("eval", "--help").Out);
         Assert.Contains("[required]", TestPaths.Cli("eval", "--help").Out);
     }
 
@@ -58,11 +66,73 @@ public class HelpTests
         var b = TestPaths.Cli("bench", "--steps", "1", "--warmup", "0", "--json", "--threads", "1");
         Assert.True(b.Code == 0, b.Err);
         var json = JsonDocument.Parse(b.Out).RootElement;
-        var model = Regex.Match(t.Out, @"model: .*, n_ctx (\d+), .* ([\d,]+) parameters");
+        var model = Regex.Match(t.Out, @"model: .*, n_ctx (\d+), .* ([\d,]+) parameters", RegexOptions.Singleline); // wrapped at 80 columns
         Assert.True(model.Success, t.Out);
         Assert.Equal(long.Parse(model.Groups[2].Value.Replace(",", "")), json.GetProperty("params").GetInt64());
         Assert.Equal(int.Parse(model.Groups[1].Value), json.GetProperty("T").GetInt32());
         Assert.Contains($"batch {json.GetProperty("B").GetInt32()}, ", t.Out);
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void EveryValueIsNamedByItsTypeAndEveryChoiceShownParses()
+    {
+        foreach (var (verb, declare) in Cli.Verbs)
+            foreach (var opt in declare().Declarations.Where(o => !o.IsFlag))
+            {
+                string shown = opt.ValueName!;
+                Assert.False(shown is "VALUE" or "" , $"{verb} --{opt.Name} has no value name");
+                var type = opt.GetType().GetGenericArguments()[0];
+                type = Nullable.GetUnderlyingType(type) ?? type;
+                if (type == typeof(int) || type == typeof(ulong)) Assert.True(shown == "N", $"{verb} --{opt.Name}: {shown}");
+                if (type == typeof(float) || type == typeof(double)) Assert.True(shown == "FLOAT", $"{verb} --{opt.Name}: {shown}");
+                // a list of choices {a|b}: each one shown is accepted by the parser (what it means is the verb's to check)
+                if (shown.StartsWith('{'))
+                    foreach (string choice in shown[1..shown.IndexOf('}')].Split('|'))
+                    {
+                        var e = Record.Exception(() => declare().Parse([$"--{opt.Name}", choice]));
+                        Assert.True(e == null, $"{verb} --{opt.Name} {choice}: {e?.Message}");
+                    }
+            }
+        string train = TestPaths.Cli("train", "--help").Out;
+        foreach (string s in new[] { "--steps N", "--lr FLOAT", "--data PATH", "--resume PATH", "--init-from PATH", "--optimizer {adamw|sgd}", "--normalization {LN|none}" })
+            Assert.Contains(s, train);
+        Assert.Contains("--heads L.H,…", TestPaths.Cli("circuits", "--help").Out);
+        Assert.Contains("--slide {exact|half}", TestPaths.Cli("sample", "--help").Out);
+        Assert.Contains("--to {minigpt|hf}", TestPaths.Cli("convert", "--help").Out);
+    }
+
+    [Fact]
+    public void AMistypedOptionGetsTheNearestNameInItsOneLineError()
+    {
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--stpes", "5"), 2, "unknown option --stpes for 'train': did you mean --steps?");
+        TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--chekpoint", "m.safetensors"), 2, "did you mean --checkpoint?");
+        TestPaths.AssertOneLineError(TestPaths.Cli("train", "--batchsize", "5"), 2, "did you mean --batch-size?");
+        TestPaths.AssertOneLineError(TestPaths.Cli("sample", "--temprature", "0"), 2, "did you mean --temperature?");
+        // nothing near: no guess, only the pointer to --help
+        var far = TestPaths.Cli("train", "--zebra", "1");
+        TestPaths.AssertOneLineError(far, 2, "unknown option --zebra for 'train' (see 'train --help')");
+        Assert.DoesNotContain("did you mean", far.Err);
+        Assert.Equal(1, MiniGpt.Train.EditDistance.Of("stpes", "steps"));
+        Assert.Equal(3, MiniGpt.Train.EditDistance.Of("kitten", "sitting"));
+    }
+
+    [Fact]
+    public void EvalHelpNamesPreparedFoldersAndEveryJsonField()
+    {
+        var r = TestPaths.Cli("eval", "--help");
+        string summary = r.Out[..r.Out.IndexOf("options:", StringComparison.Ordinal)];
+        Assert.Contains("prepare", summary);
+        // every key eval --json prints is named by --json's help
+        string dir = TestPaths.TempDir("eval-help");
+        var m = MiniGpt.Model.GptModel.Create(new MiniGpt.Model.ModelConfig { NLayers = 1, DModel = 16, NHeads = 2, DHead = 8, NCtx = 16, DVocab = 64, AttnOnly = true }, 1);
+        string ckpt = Path.Combine(dir, "m.safetensors");
+        MiniGpt.Checkpoints.Checkpoint.Save(ckpt, m, null);
+        var e = TestPaths.Cli("eval", "--checkpoint", ckpt, "--data", "induction", "--json", "--threads", "1");
+        Assert.True(e.Code == 0, e.Err);
+        string jsonHelp = r.Out.Split('\n').Single(l => l.StartsWith("  --json", StringComparison.Ordinal));
+        foreach (var p in JsonDocument.Parse(e.Out).RootElement.EnumerateObject())
+            Assert.True(jsonHelp.Contains(p.Name), $"eval --help's --json does not name '{p.Name}': {jsonHelp}");
         Directory.Delete(dir, true);
     }
 }

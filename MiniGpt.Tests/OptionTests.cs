@@ -64,15 +64,15 @@ public class OptionTests
     public void HelpShowsEachDeclarationOnce()
     {
         string help = Declare().Help();
-        Assert.Contains("  --n-ctx VALUE       context [default: from the data]\n", help);
-        Assert.Contains("  --lr VALUE          learning rate [default: 0]\n", help);
-        Assert.Contains("  --attn-only         no MLPs\n", help);
-        Assert.Contains("  --checkpoint VALUE  a checkpoint [required]\n", help);
-        Assert.EndsWith("  --help              show this help\n", help);
+        Assert.Contains("  --n-ctx N            context [default: from the data]\n", help);
+        Assert.Contains("  --lr FLOAT           learning rate [default: 0]\n", help);
+        Assert.Contains("  --attn-only          no MLPs\n", help);
+        Assert.Contains("  --checkpoint PATH    a checkpoint [required]\n", help);
+        Assert.EndsWith("  --help               show this help\n", help);
         // another verb's help line for the same option keeps its parsing, default and checks
         var ctx = Ctx.WithHelpLine("tokens per window");
         var o = new Options("other", "other", ctx);
-        Assert.Contains("  --n-ctx VALUE  tokens per window [default: from the data]", o.Help());
+        Assert.Contains("  --n-ctx N    tokens per window [default: from the data]", o.Help());
         Assert.Equal("--n-ctx must be > 0, got -3", Assert.Throws<UsageError>(() => o.Parse(["--n-ctx", "-3"])).Message);
     }
 

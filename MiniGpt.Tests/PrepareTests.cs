@@ -61,6 +61,41 @@ public class PrepareTests
         Directory.Delete(dir, true);
     }
 
+    /// <summary>A TextWriter that notes when its first line arrived.</summary>
+    private sealed class TimedWriter(System.Diagnostics.Stopwatch clock) : StringWriter
+    {
+        public TimeSpan? First;
+        public override void WriteLine(string? value) { First ??= clock.Elapsed; base.WriteLine(value); }
+    }
+
+    [Fact]
+    public void PrepareShowsItsPhasesFromTheFirstSecond()
+    {
+        string dir = TestPaths.TempDir("prepare-progress");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var w = new TimedWriter(clock);
+        // learning bpe:512 from tiny-shakespeare takes seconds and reports nothing until it ends
+        int code = MiniGpt.Train.Cli.Run(["prepare", "--data", TestPaths.Shakespeare, "--tokenizer", "bpe:512", "--out", dir], w, new StringWriter());
+        Assert.Equal(0, code);
+        var lines = w.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.StartsWith("prepare: learning the bpe:512 merges", lines[0]);
+        Assert.True(w.First < TimeSpan.FromSeconds(1), $"first line after {w.First}");
+        // then the encoding, a line every 10 % of it at most, and the token files
+        int enc = Array.FindIndex(lines, l => l.StartsWith("prepare: encoding", StringComparison.Ordinal));
+        Assert.True(enc > 0, w.ToString());
+        var pct = lines.Skip(enc + 1).TakeWhile(l => l.Contains(" % (")).ToList();
+        Assert.InRange(pct.Count, 2, 11);
+        Assert.StartsWith("prepare: 100 %", pct[^1]);
+        Assert.Contains(lines, l => l.StartsWith("prepare: writing train.bin and val.bin", StringComparison.Ordinal));
+        Assert.StartsWith("done: ", lines[^1]);
+        // the library reports the same phases to any caller
+        var phases = new List<string>();
+        Preparer.Run(TestPaths.Shakespeare, "char", Path.Combine(dir, "char"), phase: phases.Add);
+        Assert.Equal(3, phases.Count);
+        Assert.StartsWith("reading the character set", phases[0]);
+        Directory.Delete(dir, true);
+    }
+
     [Fact]
     public void ChunksCutOnlyBeforeALetterAfterANewline()
     {

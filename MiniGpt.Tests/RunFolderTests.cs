@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using MiniGpt.Checkpoints;
+using MiniGpt.Data;
 using Xunit;
 
 namespace MiniGpt.Tests;
@@ -68,6 +69,38 @@ public class RunFolderTests
     }
 
     [Fact]
+    public void ConfigJsonRecordsTheTokenizerAndValidationBatchesThatRan()
+    {
+        string root = TestPaths.TempDir("runs-config");
+        // a prepared BPE folder, trained on without --tokenizer: the run's tokenizer is the folder's
+        string text = Path.Combine(root, "t.txt"), prepared = Path.Combine(root, "prep");
+        File.WriteAllText(text, string.Concat(Enumerable.Repeat("the cat sat on the mat; the dog sat on the log.\n", 200)));
+        var p = TestPaths.Cli("prepare", "--data", text, "--tokenizer", "bpe:300", "--out", prepared);
+        Assert.True(p.Code == 0, p.Err);
+        var r = TestPaths.Cli(Args("--data", prepared, "--runs-dir", root, "--name", "bpe", "--steps", "2", "--threads", "1"));
+        Assert.True(r.Code == 0, r.Err);
+        var train = JsonDocument.Parse(File.ReadAllText(Path.Combine(root, "bpe", "config.json"))).RootElement.GetProperty("train");
+        string ranWith = Tokenizers.FromJson(Checkpoint.Load(Path.Combine(root, "bpe", "model.safetensors")).TokenizerJson!).Name;
+        Assert.StartsWith("bpe:", ranWith);
+        Assert.Equal(ranWith, train.GetProperty("tokenizer").GetString());
+        Assert.Equal(2, train.GetProperty("eval_batches").GetInt32());  // Small's --eval-batches 2, which the text holds
+        Assert.False(train.TryGetProperty("eval_batches_given", out _)); // nothing clamped, nothing to explain
+
+        // the induction task: token ids, no tokenizer; --eval-batches 20 clamped to the task's 8, both recorded, named
+        var i = TestPaths.Cli(["train", "--n-layers", "1", "--d-model", "16", "--n-heads", "2", "--n-ctx", "16", "--batch-size", "2", "--steps", "1",
+            "--eval-batches", "20", "--runs-dir", root, "--name", "ind", "--threads", "1"]);
+        Assert.True(i.Code == 0, i.Err);
+        var ti = JsonDocument.Parse(File.ReadAllText(Path.Combine(root, "ind", "config.json"))).RootElement.GetProperty("train");
+        Assert.Equal(JsonValueKind.Null, ti.GetProperty("tokenizer").ValueKind);
+        Assert.Equal(MiniGpt.Data.InductionTask.MaxValidationBatches, ti.GetProperty("eval_batches").GetInt32());
+        Assert.Equal(20, ti.GetProperty("eval_batches_given").GetInt32());
+        // and the run resumes with its saved settings as before
+        var again = TestPaths.Cli("train", "--resume", Path.Combine(root, "bpe"), "--threads", "1");
+        Assert.True(again.Code == 0, again.Err);
+        Directory.Delete(root, true);
+    }
+
+    [Fact]
     public void ReopeningARunCutsItsLogsBackToTheCheckpointStep()
     {
         string dir = TestPaths.TempDir("runs-reopen");
@@ -82,9 +115,10 @@ public class RunFolderTests
         Assert.Equal(3, File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Length);
         Assert.Equal(["{\"step\":0}", "{\"step\":20}"], File.ReadAllLines(Path.Combine(dir, "model.circuits.jsonl")));
         Assert.Empty(Directory.GetFiles(dir, ".*.tmp"));
-        // the resumed run's clock continues from the last kept line
-        run.Record(new MiniGpt.Training.TrainLog(30, 3.6f, null, null, 1e-3f, 0.4f, 100, TimeSpan.FromSeconds(1), TimeSpan.Zero));
-        Assert.Equal(4.25, run.Lines[^1].ElapsedSeconds, 6);
+        // the last kept line's clock, for a state that does not carry its own; a line records the log's elapsed time as it is
+        Assert.Equal(3.25, run.ElapsedAtReopen.TotalSeconds, 6);
+        run.Record(new MiniGpt.Training.TrainLog(30, 3.6f, null, null, 1e-3f, 0.4f, 100, TimeSpan.FromSeconds(4.5), TimeSpan.Zero));
+        Assert.Equal(4.5, run.Lines[^1].ElapsedSeconds, 6);
         // a damaged line that is not the last is an error naming it, not silently dropped
         File.WriteAllText(Path.Combine(dir, "metrics.jsonl"), $"{M(0, null, 0)}\ngarbage\n{M(20, 3.9f, 3.25)}\n");
         var e = Assert.Throws<UserError>(() => MiniGpt.Train.Runs.RunFolder.Reopen(dir, 20));

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using MiniGpt.Tensors;
+using MiniGpt.Train.Progress;
 using MiniGpt.Training;
 
 namespace MiniGpt.Train;
@@ -73,11 +74,16 @@ public static class BenchVerb
                 $"\"peak256_gflops\": {peak256 / 1e9:F1}, \"mfu256\": {mfu256:F4}}}"));
         else
         {
-            stdout.WriteLine(string.Create(inv, $"model: {c.NLayers} layers, d_model {c.DModel}, {c.NHeads} heads × {c.DHead}, {(c.AttnOnly ? "attention-only" : $"d_mlp {c.DMlp}")}, n_ctx {c.NCtx}, batch {opts.BatchSize}, {peak.Threads} threads"));
-            stdout.WriteLine(string.Create(inv, $"step: median {median:F2} ms (min {times[0]:F2}, max {times[^1]:F2}, {steps} steps), {tokens / (median / 1e3):N0} tokens/s"));
-            stdout.WriteLine(string.Create(inv, $"MFU {mfu * 100:F1} %: {flops / 1e9:F2} GFLOP per step at {flops / (median / 1e3) / 1e9:F0} GFLOP/s; {peak}"));
+            // within 80 columns: lists wrapped after a comma, continuation lines indented under the label
+            stdout.WriteLine(ConsoleLine.Wrap(string.Create(inv, $"model: {c.NLayers} layers, d_model {c.DModel}, {c.NHeads} heads × {c.DHead}, {(c.AttnOnly ? "attention-only" : $"d_mlp {c.DMlp}")}, n_ctx {c.NCtx}, batch {opts.BatchSize}, {peak.Threads} threads"), 7));
+            stdout.WriteLine(ConsoleLine.Wrap(string.Create(inv, $"step: median {median:F2} ms (min {times[0]:F2}, max {times[^1]:F2}, {steps} steps), {tokens / (median / 1e3):N0} tokens/s"), 6));
+            // "peak P GFLOP/s = cores × pipes × lanes × 2 × clock (how it was found)": its derivation on a line of its own
+            string peakText = peak.ToString();
+            int eq = peakText.IndexOf(" = ", StringComparison.Ordinal);
+            stdout.WriteLine(string.Create(inv, $"MFU {mfu * 100:F1} %: {flops / 1e9:F2} GFLOP per step at {flops / (median / 1e3) / 1e9:F0} GFLOP/s; {(eq > 0 ? peakText[..eq] : peakText)}"));
+            if (eq > 0) stdout.WriteLine($"  {peakText[(eq + 1)..]}");
             if (peak.VectorBits > 256)
-                stdout.WriteLine(string.Create(inv, $"MFU {mfu256 * 100:F1} % of the same cores at 256 bits ({peak256 / 1e9:F0} GFLOP/s, the path LibTorch and OpenBLAS take here)"));
+                stdout.WriteLine(ConsoleLine.Wrap(string.Create(inv, $"MFU {mfu256 * 100:F1} % of the same cores at 256 bits ({peak256 / 1e9:F0} GFLOP/s, the path LibTorch and OpenBLAS take here)"), 4));
         }
         if (profile) WriteProfile(stdout, c, opts.BatchSize, steps, peak, o.Get(Json));
         return 0;
@@ -115,7 +121,10 @@ public static class BenchVerb
             }
         }
         if (!json)
-            stdout.WriteLine(string.Create(inv, $"{"total",-16} {total * 1e3 / steps,8:F2}; threads idle {idle / total * 100:F1} % of the step " +
-                $"({idle * 1e3 / steps:F2} ms of {peak.Threads} threads' {total * 1e3 / steps:F2})"));
+        {
+            // the total row, then the idle time on a line of its own (the row with it was 89 columns)
+            stdout.WriteLine(string.Create(inv, $"{"total",-16} {total * 1e3 / steps,8:F2}"));
+            stdout.WriteLine(string.Create(inv, $"threads idle {idle / total * 100:F1} % of the step ({idle * 1e3 / steps:F2} ms of {peak.Threads} threads' {total * 1e3 / steps:F2})"));
+        }
     }
 }

@@ -10,7 +10,7 @@ namespace MiniGpt.Train;
 public static class ConvertVerb
 {
     private static readonly Option<string> Out = Option.Required("out", "where to write: a .safetensors file (minigpt) or a folder (hf)", "F");
-    private static readonly Option<string> To = Option.Text("to", "minigpt (MiniGpt's safetensors, TransformerLens names) or hf (GPT2LMHeadModel's model.safetensors + config.json)", "minigpt");
+    private static readonly Option<string> To = Option.Text("to", "minigpt (MiniGpt's safetensors, TransformerLens names) or hf (GPT2LMHeadModel's model.safetensors + config.json)", "minigpt").Choices("minigpt", "hf");
     private static readonly Option<bool> Overwrite = Option.Flag("overwrite", "replace --out if it exists");
 
     internal static Options Declare() =>

@@ -14,11 +14,14 @@ public static class EvalVerb
     private static readonly Option<string?> Grads = Option.OptionalText("grads", "also write d(mean loss)/d(parameter) here, as safetensors with the parameters' names", "none");
     private static readonly Option<int?> BatchSize = Option.Of<int?>("batch-size", "windows per forward pass (does not change the result)", null,
         "8, halved until the activations fit a quarter of the machine's memory", (n, v) => Option.ParseInt(n, v)).Check(b => b is null or > 0, "must be > 0");
-    private static readonly Option<bool> Json = Option.Flag("json", "print one JSON object (loss, windows, tokens, bits_per_token) instead of text");
+    private static readonly Option<bool> Json = Option.Flag("json",
+        "print one JSON object instead of text: loss, windows, tokens, bits_per_token, bits_per_byte (null without a tokenizer), grads (--grads' path or null), " +
+        "and for induction predictable_loss and predictable_tokens");
 
     internal static Options Declare() =>
         new Options("eval", "eval: mean next-token cross-entropy of a checkpoint over consecutive non-overlapping windows of a file, from its start\n" +
-                            "(inputs t[i : i+n_ctx], targets t[i+1 : i+n_ctx+1] for i = 0, n_ctx, 2·n_ctx, …), or over the induction task's validation windows.",
+                            "(inputs t[i : i+n_ctx], targets t[i+1 : i+n_ctx+1] for i = 0, n_ctx, 2·n_ctx, …): a text file, a .bin of token ids or a folder written by\n" +
+                            "prepare (its val.bin, the held-out split), or over the induction task's validation windows.",
             SharedOptions.Checkpoint, Data, Grads, BatchSize, Json, SharedOptions.Threads);
 
     public static int Run(string[] args, TextWriter stdout)
@@ -52,14 +55,18 @@ public static class EvalVerb
                 ["loss"] = loss, ["windows"] = set.Windows, ["tokens"] = e.Tokens, ["bits_per_token"] = loss / Math.Log(2), ["bits_per_byte"] = bpb,
                 ["grads"] = gradsPath,
             };
-            // the induction task: the loss train prints as "repeat", on the positions only an induction head can predict
+            // the induction task: train's copy loss, on the positions only an induction head can predict
             if (set.HasMask) { json["predictable_loss"] = e.MaskedLoss; json["predictable_tokens"] = e.MaskedTokens; }
             stdout.WriteLine(json.ToJsonString());
         }
         else
-            stdout.WriteLine($"loss {loss:F6} ({loss / Math.Log(2):F4} bits/token{(bpb is double b ? $", {b:F4} bits/byte" : "")}) over {set.Windows} windows, {e.Tokens} tokens" +
-                (e.MaskedLoss is double m ? $"; {m:F6} on its {e.MaskedTokens} predictable positions" : "") +
-                (gradsPath != null ? $"; gradients written to {gradsPath}" : ""));
+        {
+            // one fact a line, each within 80 columns: the loss, the induction task's copy loss, where the gradients went
+            stdout.WriteLine(ConsoleLine.Wrap($"loss {loss:F6} ({loss / Math.Log(2):F4} bits/token{(bpb is double b ? $", {b:F4} bits/byte" : "")}) over {set.Windows} windows, {e.Tokens} tokens", 5));
+            if (e.MaskedLoss is double m)
+                stdout.WriteLine($"copy loss {m:F6} on its {e.MaskedTokens} predictable positions (train's copy loss)");
+            if (gradsPath != null) stdout.WriteLine(ConsoleLine.Wrap($"gradients written to {gradsPath}", 2));
+        }
         return 0;
     }
 }

@@ -23,9 +23,10 @@ internal static class ModelOptions
         shown: "from the data (max(64, 2·n_ctx) for induction)");
     public static readonly Option<bool?> AttnOnly = Option.OptionalFlag("attn-only", "no MLPs (default for the induction task; --attn-only=false to force MLPs)");
     public static readonly Option<string?> Normalization = Option.Of("normalization", "LN or none", D.NormalizationType, D.NormalizationType ?? "none",
-        (_, v) => v.Equals("none", StringComparison.OrdinalIgnoreCase) ? null : v); // anything else is refused with the config (exit code 1)
+        (_, v) => v.Equals("none", StringComparison.OrdinalIgnoreCase) ? null : v).Choices("LN", "none"); // anything else is refused with the config (exit code 1)
     public static readonly Option<string> PositionalEmbedding =
-        Option.Text("positional-embedding", "standard, or shortformer (positions only in queries and keys)", D.PositionalEmbeddingType);
+        Option.Text("positional-embedding", "standard, or shortformer (positions only in queries and keys)", D.PositionalEmbeddingType)
+            .Choices("standard", "shortformer");
     // read as a float and widened, as it always was, so that a given value initialises the weights it did before
     public static readonly Option<double?> InitializerRange = Option.Of<double?>("initializer-range",
         "std of the normal init of every W_* (TransformerLens initializer_range)", D.InitRange, "0.8/√d_model", (n, v) => Option.ParseFloat(n, v));

@@ -10,9 +10,9 @@ namespace MiniGpt.Train;
 /// </summary>
 public abstract class Option
 {
-    private protected Option(string name, string help, string? shownDefault, bool isFlag, string? requiredAs)
+    private protected Option(string name, string help, string? shownDefault, bool isFlag, string? requiredAs, string? valueName)
     {
-        Name = name; Help = help; ShownDefault = shownDefault; IsFlag = isFlag; RequiredAs = requiredAs;
+        Name = name; Help = help; ShownDefault = shownDefault; IsFlag = isFlag; RequiredAs = requiredAs; ValueName = valueName;
     }
 
     public string Name { get; }
@@ -24,6 +24,12 @@ public abstract class Option
     /// <summary>A required option's placeholder in the error that it is missing ("F" in "eval needs --checkpoint F").</summary>
     public string? RequiredAs { get; }
     public bool IsRequired => RequiredAs != null;
+
+    /// <summary>
+    /// What --help shows after the name ("--steps N"): given by the declaration (PATH, a choice list, L.H,…) or
+    /// else from the option's name or value type (see <see cref="ValueNames.For"/>); null for a flag.
+    /// </summary>
+    public string? ValueName { get; }
 
     /// <summary>The typed value of the text given for the option; a UsageError naming the option when it is not one.</summary>
     internal abstract object? Convert(string text);
@@ -87,7 +93,11 @@ public sealed class Option<T> : Option
     private readonly (Func<T, bool> Ok, string Rule)[] _checks;
 
     internal Option(string name, string help, T @default, string? shownDefault, bool isFlag, string? requiredAs,
-        Func<string, string, T> parse, params (Func<T, bool>, string)[] checks) : base(name, help, shownDefault, isFlag, requiredAs)
+        Func<string, string, T> parse, params (Func<T, bool>, string)[] checks) : this(name, help, @default, shownDefault, isFlag, requiredAs, null, parse, checks) { }
+
+    private Option(string name, string help, T @default, string? shownDefault, bool isFlag, string? requiredAs, string? valueName,
+        Func<string, string, T> parse, (Func<T, bool>, string)[] checks)
+        : base(name, help, shownDefault, isFlag, requiredAs, isFlag ? null : valueName ?? ValueNames.For(name, typeof(T)))
     {
         Default = @default; _parse = parse; _checks = checks;
     }
@@ -97,9 +107,19 @@ public sealed class Option<T> : Option
 
     /// <summary>The same option, whose given value must also pass ok: otherwise "--name rule, got value" (exit code 2).</summary>
     public Option<T> Check(Func<T, bool> ok, string rule) =>
-        new(Name, Help, Default, ShownDefault, IsFlag, RequiredAs, _parse, [.. _checks, (ok, rule)]);
+        new(Name, Help, Default, ShownDefault, IsFlag, RequiredAs, ValueName, _parse, [.. _checks, (ok, rule)]);
 
-    public override Option<T> WithHelpLine(string help, string? shown = null) => new(Name, help, Default, shown ?? ShownDefault, IsFlag, RequiredAs, _parse, _checks);
+    public override Option<T> WithHelpLine(string help, string? shown = null) =>
+        new(Name, help, Default, shown ?? ShownDefault, IsFlag, RequiredAs, ValueName, _parse, _checks);
+
+    /// <summary>The same option, shown in --help as "--name valueName" (PATH, L.H,…) rather than its type's name.</summary>
+    public Option<T> Shown(string valueName) => new(Name, Help, Default, ShownDefault, IsFlag, RequiredAs, valueName, _parse, _checks);
+
+    /// <summary>The same option, shown as one of choices ("--optimizer {adamw|sgd}"); the parse and its checks are unchanged.</summary>
+    public Option<T> Choices(params string[] choices) => Shown("{" + string.Join('|', choices) + "}");
+
+    /// <summary>The same option, whose text is first turned into the value by parse (e.g. a run folder into its checkpoint).</summary>
+    public Option<T> ParsedBy(Func<string, string, T> parse) => new(Name, Help, Default, ShownDefault, IsFlag, RequiredAs, ValueName, parse, _checks);
 
     internal override object? Convert(string text) => Parse(Name, text);
 

@@ -52,7 +52,8 @@ public sealed class Options
             string? value = null;
             int eq = name.IndexOf('=');
             if (eq >= 0) { value = name[(eq + 1)..]; name = name[..eq]; }
-            var d = _decl.Find(x => x.Name == name) ?? throw new UsageError($"unknown option --{name} for '{_verb}' (see '{_verb} --help')");
+            var d = _decl.Find(x => x.Name == name) ?? throw new UsageError(
+                $"unknown option --{name} for '{_verb}'{(Nearest(name) is { } near ? $": did you mean --{near}?" : "")} (see '{_verb} --help')");
             if (d.IsFlag) value ??= "true";
             else if (value == null)
             {
@@ -66,6 +67,22 @@ public sealed class Options
         if (!HelpRequested)
             foreach (var d in _givenInOrder) _values[d.Name] = d.Convert(_given[d.Name]);
         return this;
+    }
+
+    /// <summary>
+    /// The declared name a mistyped one most likely meant: the nearest by edit distance (EditDistance), if at
+    /// most a third of its length away (at least 1, at most 3: "--stpes" → steps, "--lr-min" is not min-lr's typo).
+    /// </summary>
+    internal string? Nearest(string name)
+    {
+        string? best = null;
+        int bestD = int.MaxValue;
+        foreach (var d in _decl.Select(d => d.Name).Append("help"))
+        {
+            int e = EditDistance.Of(name, d);
+            if (e < bestD) (best, bestD) = (d, e);
+        }
+        return bestD <= Math.Clamp(name.Length / 3, 1, 3) ? best : null;
     }
 
     public bool Has(Option option) => _given.ContainsKey(Declared(option).Name);
@@ -89,11 +106,13 @@ public sealed class Options
     {
         var sb = new StringBuilder();
         sb.AppendLine(_summary).AppendLine().AppendLine("options:");
-        int w = _decl.Max(d => d.Name.Length + (d.IsFlag ? 0 : 6)) + 4;
+        // the help column starts after the longest name and value name up to MaxLeft; a longer one (a choice list)
+        // takes its own line, so one option does not push every help line to the right
+        int w = _decl.Select(d => Left(d).Length).Where(n => n <= MaxLeft).DefaultIfEmpty(MaxLeft).Max() + 4;
         foreach (var d in _decl)
         {
-            string left = d.IsFlag ? $"--{d.Name}" : $"--{d.Name} VALUE";
-            sb.Append("  ").Append(left.PadRight(w)).Append(d.Help);
+            string left = Left(d);
+            sb.Append("  ").Append(left.Length <= w - 2 ? left.PadRight(w) : left + "\n" + new string(' ', w + 2)).Append(d.Help);
             if (d.IsRequired) sb.Append(" [required]");
             else if (!d.IsFlag) sb.Append(" [default: ").Append(d.ShownDefault is { Length: > 0 } s ? s : "none").Append(']');
             sb.AppendLine();
@@ -101,4 +120,11 @@ public sealed class Options
         sb.Append("  ").Append("--help".PadRight(w)).AppendLine("show this help");
         return sb.ToString();
     }
+
+    private const int MaxLeft = 34;
+
+    /// <summary>Every declared option, in --help order.</summary>
+    internal IReadOnlyList<Option> Declarations => _decl;
+
+    private static string Left(Option d) => d.IsFlag ? $"--{d.Name}" : $"--{d.Name} {d.ValueName}";
 }

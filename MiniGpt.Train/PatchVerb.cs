@@ -19,7 +19,7 @@ public static class PatchVerb
 {
     private static readonly Option<string?> Task = Option.OptionalText("task",
         "'induction': pairs of a random sequence repeated (clean) and the same second half after another first half (corrupted)",
-        "induction without a tokenizer, else none");
+        "induction without a tokenizer, else none").Choices("induction");
     private static readonly Option<int> Batch = Option.Int("batch", "pairs of the induction task", 16).Check(b => b is >= 1 and <= 1024, "must be in [1, 1024]");
     private static readonly Option<int?> Half = Option.Of<int?>("half", "tokens of each half of an induction pair", null, "n_ctx/2, at most 128",
         (n, v) => Option.ParseInt(n, v));
@@ -32,10 +32,10 @@ public static class PatchVerb
         "JSON lines of pairs, one per line: {\"clean\": \"…\" or [ids], \"corrupt\": …, \"answer\": \" x\" or id, \"wrong\": …, \"position\": -1 (optional: where the metric reads, from the end if negative)}",
         "none");
     // text, checked when the verb runs (as train's --optimizer): parsing only stores what was typed
-    private static readonly Option<string> Metric = Option.Text("metric", "logit_diff (answer − wrong logit) or answer_loss (−log p(answer))", "logit_diff");
+    private static readonly Option<string> Metric = Option.Text("metric", "logit_diff (answer − wrong logit) or answer_loss (−log p(answer))", "logit_diff").Choices("logit_diff", "answer_loss");
     private static readonly Option<string?> Sites = Option.OptionalText("sites",
         "grids to patch, comma-separated: resid_pre, attn_out, mlp_out, resid_post (layer × position), z (layer × head), z_by_pos (layer × head × position), q, k, v, pattern (layer × head)",
-        "all that the model has");
+        "all that the model has").Shown("SITE,…");
     private static readonly Option<string> Receivers = Option.Text("receivers",
         "path patching's receiving heads as L.H pairs (1.0,1.3), 'auto' (the two heads of layers ≥ 1 whose z patching matters most) or 'none'", "auto");
     private static readonly Option<bool> Noising = Option.Flag("noising",

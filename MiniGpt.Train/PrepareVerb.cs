@@ -31,17 +31,42 @@ public static class PrepareVerb
             throw new UsageError($"'{outDir}' already holds prepared tokens: pass --overwrite to replace them, or another --out");
 
         var clock = Stopwatch.StartNew();
-        double lastShown = -1;
-        var r = ProgressView.Run(stdout, "prepare", sink => Preparer.Run(data, name, outDir, (read, total) =>
+        var r = ProgressView.Run(stdout, "prepare", sink =>
         {
-            double f = (double)read / total, secs = clock.Elapsed.TotalSeconds;
-            string status = $"{read / 1e6:F1} of {total / 1e6:F1} MB, {read / 1e6 / Math.Max(secs, 1e-9):F1} MB/s, {clock.Elapsed:m\\:ss} elapsed";
-            if (sink.WantsStatus) sink.Report(read, total, status);
-            // a log line every 10 % (and at the end) keeps logs readable
-            if (f - lastShown < 0.1 && read < total) return;
-            lastShown = f;
-            sink.Line($"prepare: {f:P0} ({status})");
-        }));
+            // each phase is a log line as it starts, so the first shows at once; a pass over the text adds a line
+            // every 10 %, and in a terminal the bar's status (phase, MB, elapsed) is redrawn while a phase runs,
+            // even one that reports nothing until it ends (learning BPE merges)
+            string phase = "starting";
+            long read = 0, total = 1;
+            double lastShown = -1, phaseStart = 0;
+            var gate = new object();
+            string Status() => read > 0 ? $"{phase}: {read / 1e6:F1} of {total / 1e6:F1} MB, {Duration.Short(clock.Elapsed)}" : $"{phase}, {Duration.Short(clock.Elapsed)}";
+            using var tick = new Timer(_ => { lock (gate) if (sink.WantsStatus) sink.Report(read, total, Status()); }, null, 0, 100);
+            return Preparer.Run(data, name, outDir,
+                (bytes, all) =>
+                {
+                    lock (gate)
+                    {
+                        if (bytes == read && read > 0) return; // the reader's last chunks can end at the same file position
+                        (read, total) = (bytes, all);
+                        double f = (double)bytes / all, secs = clock.Elapsed.TotalSeconds;
+                        if (sink.WantsStatus) sink.Report(bytes, all, Status());
+                        if (f - lastShown < 0.1 && bytes < all) return;
+                        lastShown = f;
+                        // MB/s of this pass over the text
+                        sink.Line($"prepare: {Math.Floor(100 * f),3:0} % ({bytes / 1e6:F1} of {all / 1e6:F1} MB, {bytes / 1e6 / Math.Max(secs - phaseStart, 1e-9):F1} MB/s, {Duration.Short(clock.Elapsed)})");
+                    }
+                },
+                phase: p =>
+                {
+                    lock (gate)
+                    {
+                        (phase, read, lastShown, phaseStart) = (p, 0, -1, clock.Elapsed.TotalSeconds);
+                        sink.Line($"prepare: {p} ({Duration.Short(clock.Elapsed)})");
+                        sink.Report(0, total, Status());
+                    }
+                });
+        });
         var m = r.Meta;
         stdout.WriteLine($"done: {m.TrainTokens:N0} train + {m.ValTokens:N0} val tokens ({m.TokenizerName}, vocabulary {m.VocabSize:N0}, {m.Dtype}) in {outDir} ({clock.Elapsed.TotalSeconds:F1} s)");
         return 0;

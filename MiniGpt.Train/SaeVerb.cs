@@ -17,8 +17,8 @@ public static class SaeVerb
     private static readonly Option<string?> Data = Option.OptionalText("data",
         "tokens to read: a UTF-8 text (the checkpoint's tokenizer; first 90 % train, last 10 % held out), a folder written by prepare, a .bin, or induction",
         "induction without a tokenizer, else required");
-    private static readonly Option<string> Hook = Option.Text("hook", "hook point to read, e.g. blocks.0.hook_resid_post, blocks.0.hook_mlp_out, blocks.0.mlp.hook_post", "blocks.0.hook_resid_post");
-    private static readonly Option<string> Architecture = Option.Text("architecture", "topk (Gao et al. 2024) or relu (L1 penalty weighted by decoder norms, Anthropic 2024; on the README's model it trails topk at every L0)", "topk");
+    private static readonly Option<string> Hook = Option.Text("hook", "hook point to read, e.g. blocks.0.hook_resid_post, blocks.0.hook_mlp_out, blocks.0.mlp.hook_post", "blocks.0.hook_resid_post").Shown("HOOK");
+    private static readonly Option<string> Architecture = Option.Text("architecture", "topk (Gao et al. 2024) or relu (L1 penalty weighted by decoder norms, Anthropic 2024; on the README's model it trails topk at every L0)", "topk").Choices("topk", "relu");
     private static readonly Option<int> K = Option.Int("k", "features kept per activation by topk (L0 = k)", 16);
     private static readonly Option<int?> DSae = Option.Of<int?>("d-sae", "features of the SAE", null, "8 × d_in", (n, v) => Option.ParseInt(n, v));
     private static readonly Option<float> L1 = Option.Float("l1", "λ of relu's sparsity penalty, on activations scaled to E‖x‖² = d_in", 5f);
@@ -113,7 +113,8 @@ public static class SaeVerb
                     var r = SaeEvaluation.Run(model, t.Result(), probe);
                     evalClock.Stop();
                     during.Add((log.Step, r));
-                    measured = string.Create(CultureInfo.InvariantCulture, $" | held out: L0 {r.L0:0.0}, EV {r.ExplainedVariance:0.000}, loss recovered {r.LossRecovered:0.000}");
+                    measured = "\n" + ConsoleLine.Under(StepField(log, options.Steps),
+                        [string.Create(CultureInfo.InvariantCulture, $"held out: L0 {r.L0:0.0}, EV {r.ExplainedVariance:0.000}, loss recovered {r.LossRecovered:0.000}")]);
                 }
                 if (!sink.WantsStatus && !o.Get(Json)) sink.Line(Format(log, options.Steps) + measured);
                 sink.Report(log.Step, options.Steps, $"L0 {log.L0:0.0} · EV {log.ExplainedVariance:0.000} · dead {log.Dead}");
@@ -132,10 +133,25 @@ public static class SaeVerb
         else
         {
             stdout.Write(SaeReport.Summary(trainer, eval, geometry, trainSeconds));
-            stdout.WriteLine($"wrote {dir}{Path.DirectorySeparatorChar} ({SaeFile.WeightsName}, {SaeFile.ConfigName}, sae.json, {written.Plots} plots, report.html) in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
+            stdout.WriteLine(ConsoleLine.Wrap($"wrote {dir}{Path.DirectorySeparatorChar} ({SaeFile.WeightsName}, {SaeFile.ConfigName}, sae.json, {written.Plots} plots, report.html) in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s", 6));
         }
     }
 
-    private static string Format(SaeTrainLog l, int steps) => string.Create(CultureInfo.InvariantCulture,
-        $"step {l.Step,5}/{steps} | mse {l.Mse:0.0000} | L0 {l.L0,6:0.0} | EV {l.ExplainedVariance:0.000} | λ {l.L1Coefficient:0.00} | lr {l.Lr:0.00e+00} | dead {l.Dead} | {l.TokensPerSecond:N0} act/s");
+    private static string StepField(SaeTrainLog l, int steps) => $"step {l.Step.ToString(CultureInfo.InvariantCulture).PadLeft(steps.ToString(CultureInfo.InvariantCulture).Length)}/{steps}";
+
+    /// <summary>
+    /// A log line of at most 80 columns: step, mse, L0, EV, λ (relu's L1 coefficient; topk has none), lr, dead features,
+    /// activations/s; lr, then the speed, give way when the line would be wider (the held-out metrics go on a line under it).
+    /// </summary>
+    internal static string Format(SaeTrainLog l, int steps)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var fields = new List<string> { StepField(l, steps), string.Create(inv, $"mse {l.Mse:0.0000}"), string.Create(inv, $"L0 {l.L0:0.0}"),
+            string.Create(inv, $"EV {l.ExplainedVariance:0.000}") };
+        if (l.L1Coefficient != 0) fields.Add(string.Create(inv, $"λ {l.L1Coefficient:0.00}"));
+        fields.Add(string.Create(inv, $"lr {l.Lr:0.00e+00}"));
+        fields.Add($"dead {l.Dead}");
+        fields.Add(string.Create(inv, $"{l.TokensPerSecond:N0} act/s"));
+        return ConsoleLine.Fields(fields, "lr ", " act/s");
+    }
 }

@@ -8,7 +8,7 @@ namespace MiniGpt.Train;
 
 public static class SampleVerb
 {
-    private static readonly Option<string> CheckpointPath = SharedOptions.Checkpoint.WithHelpLine("model checkpoint with a tokenizer");
+    private static readonly Option<string> CheckpointPath = SharedOptions.Checkpoint.WithHelpLine("model checkpoint with a tokenizer (trained on text): a .safetensors file or a run folder runs/NAME");
     private static readonly Option<string> Prompt = Option.Of("prompt", "text to continue", "\n", "a newline", (_, v) => v);
     private static readonly Option<int> Tokens = Option.Int("tokens", "tokens to generate", 200).Check(n => n >= 0, "must be ≥ 0");
     private static readonly Option<float> Temperature = Option.Float("temperature", "divide logits by this before sampling (0 = greedy)", 1f, shown: "1.0")
@@ -19,7 +19,7 @@ public static class SampleVerb
     // checked in Run, so that --help's promise (any text parses) holds
     private static readonly Option<string> Slide = Option.Text("slide",
         "past n_ctx: exact (nanoGPT's window, a whole-window pass per token) or half (re-prefill the last n_ctx/2 tokens once per n_ctx/2; not nanoGPT's logits)",
-        "exact");
+        "exact").Choices("exact", "half");
 
     internal static Options Declare() =>
         new Options("sample", "sample: generates tokens from a checkpoint, one at a time, from a prompt (with a key/value cache unless --no-cache).",

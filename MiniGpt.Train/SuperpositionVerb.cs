@@ -20,7 +20,7 @@ public static class SuperpositionVerb
     private static readonly Option<int> N = Option.Int("n", "features", D.N);
     private static readonly Option<int> M = Option.Int("m", "hidden dimensions (< n)", D.M);
     private static readonly Option<string> Sparsities = Option.Text("sparsities", "comma-separated sparsities S in [0, 1), one model each (S: the probability a feature is 0)",
-        string.Join(",", D.Sparsities.Select(s => s.ToString(CultureInfo.InvariantCulture))));
+        string.Join(",", D.Sparsities.Select(s => s.ToString(CultureInfo.InvariantCulture)))).Shown("FLOAT,…");
     private static readonly Option<float> Importance = Option.Float("importance", "r of the importances I_i = r^i, in (0, 1]", (float)D.Importance);
     private static readonly Option<int> Steps = Option.Int("steps", "AdamW steps of each sweep model", D.Train.Steps);
     private static readonly Option<int> BatchSize = Option.Int("batch-size", "samples per step", D.Train.BatchSize);

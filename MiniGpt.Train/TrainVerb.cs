@@ -19,7 +19,7 @@ public static class TrainVerb
     private static readonly Option<string> Tokenizer = SharedOptions.Tokenizer.WithHelpLine(
         "for text data: char, bpe:N (byte-level BPE of N tokens learned from the text), cl100k_base or o200k_base (GPT-4/4o, compacted to the corpus's tokens), gpt2 (GPT-2's own 50,257 ids, not compacted)");
     private static readonly Option<string?> Name = Option.OptionalText("name", "run folder runs/NAME/: config.json, metrics.jsonl, model.safetensors, loss.png",
-        "date-time and data, e.g. 20261125-143512-induction");
+        "date-time and data, e.g. 20261125-143512-induction").Shown("NAME");
     private static readonly Option<string> RunsDir = Option.Text("runs-dir", "folder that holds the run folders", RunFolder.Root);
     private static readonly Option<string?> Out = Option.OptionalText("out",
         "write only a checkpoint at this path instead of a run folder; training state goes beside it as *.train.safetensors", "none: runs/NAME/model.safetensors");
@@ -28,12 +28,12 @@ public static class TrainVerb
     private static readonly Option<string?> InitFrom = Option.OptionalText("init-from",
         "fine-tune: start from this checkpoint's weights (MiniGpt .safetensors, Hugging Face GPT-2 folder, llm.c .bin) with a fresh optimizer, step 0 and its tokenizer; " +
         "the model options must agree with it or be left out (--n-ctx may be shorter: W_pos is cropped); ties W_U = W_Eᵀ when its are (--tie-embeddings=false unties)",
-        "none: random init");
+        "none: random init").ParsedBy((_, v) => CheckpointPath.Resolve(v));
     private static readonly Option<bool> TrackCircuits = Option.Flag("track-circuits",
         "score every head (previous-token, induction, …) at each evaluation: shown on the progress line, logged to <checkpoint stem>.circuits.jsonl; a run folder also gets the circuits report at the end");
     private static readonly Option<bool> Overwrite = Option.Flag("overwrite", "replace an existing run folder or checkpoint (otherwise train refuses, so no run is lost)");
     private static readonly Option<bool> TieEmbeddings = Option.Flag("tie-embeddings", "tie W_U to W_Eᵀ as nanoGPT does: one tensor with the summed gradient, no b_U (written to the checkpoint as an explicit W_U); with --init-from, on when the checkpoint's are tied");
-    private static readonly Option<string> Optimizer = Option.Text("optimizer", "adamw or sgd", D.Optimizer);
+    private static readonly Option<string> Optimizer = Option.Text("optimizer", "adamw or sgd", D.Optimizer).Choices("adamw", "sgd");
     private static readonly Option<int> Steps = Option.Int("steps", "optimizer steps", D.Steps);
     // 0 and -1 are TrainOptions' "unset" for lr and min_lr: a given lr must be a real one
     private static readonly Option<float> Lr = Option.Float("lr", "peak learning rate", D.Lr, shown: "3e-3 for induction, 1e-3 for files").Check(lr => lr > 0, "must be > 0");
@@ -81,6 +81,8 @@ public static class TrainVerb
                 string ckpt = RunFolder.CheckpointIn(resume);
                 trainer = Trainer.Resume(ckpt, saved => saved with { Out = ckpt });
                 run = RunFolder.Reopen(resume, trainer.Optimizer.Step);
+                // a state from before the training time was saved in it: the run's clock goes on from its metrics
+                if (trainer.ElapsedBefore == TimeSpan.Zero) trainer.ElapsedBefore = run.ElapsedAtReopen;
             }
             else
             {
@@ -116,12 +118,12 @@ public static class TrainVerb
 
         var t = trainer.Options;
         var c = trainer.Model.Config;
-        stdout.WriteLine($"data: {trainer.Data.Describe()}");
-        stdout.WriteLine($"model: {c.NLayers} layers, d_model {c.DModel}, {c.NHeads} heads × {c.DHead}, " +
+        stdout.WriteLine(ConsoleLine.Wrap($"data: {trainer.Data.Describe()}", 6));
+        stdout.WriteLine(ConsoleLine.Wrap($"model: {c.NLayers} layers, d_model {c.DModel}, {c.NHeads} heads × {c.DHead}, " +
             $"{(c.AttnOnly ? "attention-only" : $"d_mlp {c.DMlp}")}, n_ctx {c.NCtx}, d_vocab {c.DVocab}, " +
-            $"{(c.HasLayerNorm ? "LayerNorm" : "no LayerNorm")}, {c.PositionalEmbeddingType} positions, {trainer.Model.ParameterCount:N0} parameters");
-        stdout.WriteLine($"training: {t.Optimizer} lr {t.Lr:G3}→{t.MinLr:G3} (warm-up {t.WarmupSteps}), batch {t.BatchSize}, {t.Steps} steps, " +
-            $"seed {t.Seed}, {Tensors.WorkerPool.Shared.Threads} threads → {t.Out}");
+            $"{(c.HasLayerNorm ? "LayerNorm" : "no LayerNorm")}, {c.PositionalEmbeddingType} positions, {trainer.Model.ParameterCount:N0} parameters", 7));
+        stdout.WriteLine(ConsoleLine.Wrap($"training: {t.Optimizer} lr {t.Lr:G3}→{t.MinLr:G3} (warm-up {t.WarmupSteps}), batch {t.BatchSize}, {t.Steps} steps, " +
+            $"seed {t.Seed}, {Tensors.WorkerPool.Shared.Threads} threads → {t.Out}", 10));
         if (t.InitSource is { } src)
             stdout.WriteLine($"init from: {src.Describe()}: weights, shape and tokenizer ({trainer.Tokenizer?.Name ?? "none: token ids"}); " +
                 $"optimizer, step, schedule and data order fresh; " +
@@ -143,14 +145,17 @@ public static class TrainVerb
                 var live = new LiveStatus(trainer);
                 trainer.Run(log =>
                     {
-                        sink.Line(Format(log, t.Steps) + (tracker != null && log.ValLoss != null ? tracker.Record(log) : ""));
+                        // --track-circuits: the top head of each role on a line of its own under the evaluation
+                        sink.Line(Format(log, t.Steps) + (tracker != null && log.ValLoss != null
+                            ? "\n" + ConsoleLine.Under(StepField(log.Step, t.Steps), tracker.Record(log).Split(" | ", StringSplitOptions.RemoveEmptyEntries))
+                            : ""));
                         run?.Record(log);
                         live.Logged(log);
                     },
                     () => stop.IsCancellationRequested,
                     (step, loss) =>
                     {
-                        live.Stepped(loss);
+                        live.Stepped(step, loss);
                         if (sink.WantsStatus) sink.Report(step, t.Steps, live.Status(step));
                     });
                 return 0;
@@ -204,19 +209,35 @@ public static class TrainVerb
         }
     }
 
+    /// <summary>
+    /// A log line, at most 80 columns: "step S/N | loss L | lr R | T tok/s | elapsed, ETA" (lr left out where it would
+    /// not fit); an evaluation adds a
+    /// second line under it, "| val V | copy loss C" (with bits per byte for text). The copy loss is the mean
+    /// loss on the validation positions whose target is a predictable copy (the induction task's copied
+    /// spans), not circuits' repeated-half loss, which is measured on other sequences (see the README).
+    /// Elapsed is the run's training time across resumes; tok/s and the ETA leave out this process's warm-up.
+    /// </summary>
+    private static string StepField(long step, int steps) => $"step {step.ToString().PadLeft(steps.ToString().Length)}/{steps}";
+
     public static string Format(TrainLog l, int steps)
     {
-        var parts = new List<string> { $"step {l.Step.ToString().PadLeft(steps.ToString().Length)}/{steps}" };
+        string step = StepField(l.Step, steps);
+        var parts = new List<string> { step };
         if (float.IsFinite(l.Loss)) parts.Add($"loss {l.Loss:F4}");
-        if (l.ValLoss is float v) parts.Add(l.ValBitsPerByte is float bpb ? $"val {v:F4} ({bpb:F3} bits/byte)" : $"val {v:F4}");
-        if (l.RepeatLoss is float r) parts.Add($"repeat {r:F4}");
         if (l.Step > 0)
         {
             parts.Add($"lr {l.Lr:0.00e+00}");
-            parts.Add($"{l.TokensPerSecond:N0} tok/s");
-            parts.Add($"{l.Elapsed:m\\:ss} elapsed, ETA {l.Eta:m\\:ss}");
+            if (l.TokensPerSecond > 0) parts.Add($"{l.TokensPerSecond:N0} tok/s");
+            parts.Add($"{Duration.Short(l.Elapsed)}{(l.TokensPerSecond > 0 ? $", ETA {Duration.Short(l.Eta)}" : "")}");
         }
-        return string.Join(" | ", parts);
+        var eval = new List<string>();
+        if (l.ValLoss is float v) eval.Add(l.ValBitsPerByte is float bpb ? $"val {v:F4} ({bpb:F3} bits/byte)" : $"val {v:F4}");
+        if (l.RepeatLoss is float r) eval.Add($"copy loss {r:F4}");
+        // step 0 is an evaluation only: one line
+        if (parts.Count == 1) return string.Join(" | ", [.. parts, .. eval]);
+        // a run of 10⁵ steps, hours long, at millions of tokens/s would pass 80 columns: lr (metrics.jsonl has it) gives way
+        string line = ConsoleLine.Fields(parts, "lr ");
+        return eval.Count == 0 ? line : line + "\n" + ConsoleLine.Under(step, eval);
     }
 
     /// <summary>

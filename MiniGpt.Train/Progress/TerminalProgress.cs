@@ -38,7 +38,15 @@ public sealed class TerminalProgress : IProgressSink
             });
     }
 
-    public void Line(string text) => _console.WriteLine(text, Style.Plain);
+    /// <summary>
+    /// Writes the text above the bar, one console line at a time: Spectre redraws the live bar below what was
+    /// written and counts on single lines, so a two-line text (train's evaluation under its step line) written
+    /// whole had its second line overdrawn by the bar.
+    /// </summary>
+    public void Line(string text)
+    {
+        foreach (string line in text.Split('\n')) _console.WriteLine(line.TrimEnd('\r'), Style.Plain);
+    }
 
     public bool WantsStatus => Stopwatch.GetTimestamp() - _lastReport >= Interval;
 

@@ -13,9 +13,9 @@ namespace MiniGpt.Train.Runs;
 /// </summary>
 public sealed record MetricsLine(long Step, float? Loss, float? ValLoss, float? RepeatLoss, float Lr, float GradNorm, double TokensPerSecond, double ElapsedSeconds)
 {
-    public static MetricsLine From(TrainLog l, double elapsedOffset) =>
-        new(l.Step, float.IsFinite(l.Loss) ? l.Loss : null, l.ValLoss, l.RepeatLoss, l.Lr, l.GradNorm, l.TokensPerSecond,
-            elapsedOffset + l.Elapsed.TotalSeconds);
+    /// <summary>The line of a log; its elapsed_s is the log's, the run's training time across resumes (TrainLog.Elapsed).</summary>
+    public static MetricsLine From(TrainLog l) =>
+        new(l.Step, float.IsFinite(l.Loss) ? l.Loss : null, l.ValLoss, l.RepeatLoss, l.Lr, l.GradNorm, l.TokensPerSecond, l.Elapsed.TotalSeconds);
 
     public string ToJson()
     {

@@ -28,7 +28,6 @@ public sealed class RunFolder
     public string CircuitsDir => Path.Combine(Dir, "circuits");
 
     private readonly List<MetricsLine> _lines = new();
-    private double _elapsedOffset;
 
     private RunFolder(string dir) { Dir = dir; }
 
@@ -76,7 +75,7 @@ public sealed class RunFolder
         WriteAtomically(ConfigPath, Encoding.UTF8.GetBytes(ConfigJson(t) + "\n"));
     }
 
-    /// <summary>Opens the folder of a run resumed at step: keeps its metrics up to that step and continues its clock.</summary>
+    /// <summary>Opens the folder of a run resumed at step: keeps its metrics up to that step (the clock goes on in the trainer: Trainer.ElapsedBefore).</summary>
     public static RunFolder Reopen(string dir, long step)
     {
         var run = new RunFolder(dir.TrimEnd('/', Path.DirectorySeparatorChar));
@@ -95,7 +94,7 @@ public sealed class RunFolder
                 }
                 if (m.Step <= step) run._lines.Add(m);
             }
-            run._elapsedOffset = run._lines.Count > 0 ? run._lines[^1].ElapsedSeconds : 0;
+            run.ElapsedAtReopen = TimeSpan.FromSeconds(run._lines.Count > 0 ? run._lines[^1].ElapsedSeconds : 0);
             WriteAtomically(run.MetricsPath, Encoding.UTF8.GetBytes(string.Concat(run._lines.Select(l => l.ToJson() + "\n"))));
         }
         run.CutCircuitsLog(step);
@@ -103,6 +102,12 @@ public sealed class RunFolder
     }
 
     public IReadOnlyList<MetricsLine> Lines => _lines;
+
+    /// <summary>
+    /// The elapsed time of the last metrics line kept by Reopen: the run's training time when the state it
+    /// resumes from does not record its own (states written before elapsed_s was saved).
+    /// </summary>
+    public TimeSpan ElapsedAtReopen { get; private set; }
 
     public string CircuitsLogPath => Path.Combine(Dir, "model.circuits.jsonl");
 
@@ -137,7 +142,7 @@ public sealed class RunFolder
     /// <summary>Appends a logged step; at an evaluation also redraws loss.png.</summary>
     public void Record(TrainLog log)
     {
-        var line = MetricsLine.From(log, _elapsedOffset);
+        var line = MetricsLine.From(log);
         _lines.Add(line);
         File.AppendAllText(MetricsPath, line.ToJson() + "\n");
         if (log.ValLoss != null) DrawPlot();
@@ -174,6 +179,16 @@ public sealed class RunFolder
         // a fine-tuning run's source (format, size, SHA-256) stands on its own at the top, beside what it made
         var source = t.Options.InitSource is { } src ? JsonNode.Parse(src.ToJson()) : null;
         train.Remove("init_source");
+        // what ran, where it is not what was asked for: the tokenizer of the data (a prepared folder's own, whatever
+        // --tokenizer said; null for token ids: the induction task, a .bin), and the validation batches an evaluation
+        // runs (the induction task clamps --eval-batches to 8), beside the number given
+        train["tokenizer"] = t.Tokenizer?.Name;
+        if (t.ValidationBatchCount != t.Options.EvalBatches)
+        {
+            int at = train.IndexOf("eval_batches");
+            train["eval_batches"] = t.ValidationBatchCount;
+            train.Insert(at + 1, "eval_batches_given", t.Options.EvalBatches);
+        }
         var o = new JsonObject
         {
             ["train"] = train,

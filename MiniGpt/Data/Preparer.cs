@@ -16,14 +16,21 @@ public static class Preparer
 
     public sealed record Result(PreparedMeta Meta, ITokenizer Tokenizer);
 
-    /// <param name="progress">called with (bytes of text read, total bytes) after each chunk</param>
-    public static Result Run(string textPath, string tokenizerName, string outDir, Action<long, long>? progress = null, int chunkChars = 1 << 20)
+    /// <param name="progress">called with (bytes of text read, total bytes) after each chunk of a pass over the text</param>
+    /// <param name="chunkChars">characters per chunk; 0: total/64 within [64 Ki, 1 Mi], so that a small corpus reports often too</param>
+    /// <param name="phase">called as each phase starts (reading the character set, learning the BPE merges, encoding,
+    /// writing the token files), so a caller can show what runs before the first chunk is done: learning bpe:512 from
+    /// 1 MB takes seconds and reports nothing else</param>
+    public static Result Run(string textPath, string tokenizerName, string outDir, Action<long, long>? progress = null, int chunkChars = 0,
+        Action<string>? phase = null)
     {
         Tokenizers.CheckName(tokenizerName);
         TokenFile.CheckExists(textPath);
         long total = new FileInfo(textPath).Length;
         if (total == 0) throw new UserError($"'{textPath}' is empty: give a text file");
+        if (chunkChars <= 0) chunkChars = (int)Math.Clamp(total / 64, 1 << 16, 1 << 20);
         Directory.CreateDirectory(outDir);
+        string mb = $"{total / 1e6:F1} MB";
 
         // 1. the tokenizer: characters need the whole file's set; BPE and tiktoken learn from a prefix
         ITokenizer? tok = null;
@@ -31,14 +38,16 @@ public static class Preparer
         SortedSet<int>? seen = null;
         if (tokenizerName == "char")
         {
+            phase?.Invoke($"reading the character set of {mb}");
             var runes = new HashSet<Rune>();
-            foreach (var chunk in Chunks(textPath, chunkChars, null)) foreach (var r in chunk.EnumerateRunes()) runes.Add(r);
+            foreach (var chunk in Chunks(textPath, chunkChars, progress == null ? null : read => progress(read, total))) foreach (var r in chunk.EnumerateRunes()) runes.Add(r);
             var ct = new CharTokenizer(runes);
             tok = ct;
             encode = s => ct.Encode(s, textPath);
         }
         else if (tokenizerName.StartsWith("bpe:", StringComparison.Ordinal))
         {
+            phase?.Invoke($"learning the {tokenizerName} merges from {(total > LearnChars ? $"the first {LearnChars >> 20} Mi characters" : mb)}");
             var bt = (BpeTokens)Tokenizers.Create(tokenizerName, Prefix(textPath, LearnChars));
             tok = bt;
             encode = s => bt.Encode(s, textPath);
@@ -46,6 +55,7 @@ public static class Preparer
         else
         {
             // tiktoken: encode with the full vocabulary first; the compacted ids are known only at the end
+            phase?.Invoke($"loading {tokenizerName}");
             var full = TiktokenTokens.Load(tokenizerName);
             seen = new SortedSet<int>();
             encode = s => { var ids = full.EncodeToIds(s); foreach (int id in ids) seen.Add(id); return [.. ids]; };
@@ -54,6 +64,7 @@ public static class Preparer
         // 2. every token as int32 into a scratch file
         string scratch = Path.Combine(outDir, $".tokens.{Environment.ProcessId}.tmp");
         long count = 0;
+        phase?.Invoke($"encoding {mb}");
         try
         {
             using (var fs = new FileStream(scratch, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
@@ -75,6 +86,7 @@ public static class Preparer
             tok ??= tt!;
 
             // 3. split and narrow: train.bin, val.bin in the meta's dtype (compacted ids for tiktoken)
+            phase?.Invoke($"writing train.bin and val.bin ({count:N0} tokens)");
             long trainCount = (long)(count * 0.9);
             string dtype = PreparedMeta.DtypeFor(tok.VocabSize);
             using (var input = new FileStream(scratch, FileMode.Open, FileAccess.Read, FileShare.None, 1 << 20))

@@ -8,7 +8,12 @@ using MiniGpt.Tensors;
 
 namespace MiniGpt.Training;
 
-/// <summary>One line of training progress, for the console and for tests.</summary>
+/// <summary>
+/// One line of training progress, for the console and for tests. Elapsed is the run's training time across
+/// resumes (<see cref="Trainer.ElapsedBefore"/> plus this process's); TokensPerSecond and Eta leave out the
+/// warm-up steps of this process (<see cref="StepRate"/>). RepeatLoss is the copy loss: the mean loss on the
+/// validation positions whose target is a predictable copy (the induction task's mask; null for other data).
+/// </summary>
 public sealed record TrainLog(long Step, float Loss, float? ValLoss, float? RepeatLoss, float Lr, float GradNorm, double TokensPerSecond, TimeSpan Elapsed, TimeSpan Eta)
 {
     /// <summary>Validation bits per UTF-8 byte of the predicted text, when the data has a tokenizer (comparable across tokenizers).</summary>
@@ -51,6 +56,12 @@ public sealed class Trainer
         _val = data.ValidationBatches(o.BatchSize, T, o.EvalBatches);
         if (tokenizer != null && dataIsText) _valTokensPerByte = TokensPerByte(tokenizer, _val);
     }
+
+    /// <summary>
+    /// The validation batches each evaluation runs: o.EvalBatches unless the data holds fewer (the induction task
+    /// stops at InductionTask.MaxValidationBatches, a short validation split at its length), as config.json records.
+    /// </summary>
+    public int ValidationBatchCount => _val.Count;
 
     /// <summary>Targets over their bytes: each target token is a prediction of TokenBytes(target) bytes of text.</summary>
     public static double? TokensPerByte(ITokenizer tok, IEnumerable<EvalBatch> batches)
@@ -365,6 +376,18 @@ public sealed class Trainer
     }
 
     /// <summary>
+    /// Training time of the run before this process: saved with the state (elapsed_s) and restored by Resume, so
+    /// a resumed run's elapsed time goes on from where it stopped. Zero for a new run (and for a state written
+    /// before it was saved; the CLI then takes it from the run folder's metrics).
+    /// </summary>
+    public TimeSpan ElapsedBefore { get; set; }
+
+    private System.Diagnostics.Stopwatch? _clock; // this process's training time, running inside Run
+
+    /// <summary>The run's training time so far: before this process, plus this process's time in Run.</summary>
+    public TimeSpan Elapsed => ElapsedBefore + (_clock?.Elapsed ?? TimeSpan.Zero);
+
+    /// <summary>
     /// Runs to the last step, logging and checkpointing as configured. stop() is polled between steps;
     /// onStep(step, loss) is called after every step (for a live progress view; it must be cheap).
     /// </summary>
@@ -372,28 +395,30 @@ public sealed class Trainer
     {
         var o = Options;
         long tokensPerStep = (long)o.BatchSize * Model.Config.NCtx;
-        var clock = Stopwatch.StartNew();
+        var clock = _clock = Stopwatch.StartNew();
         long startStep = Optimizer.Step;
+        var rate = new StepRate(startStep);
         if (startStep == 0)
         {
             var (v0, r0) = Evaluate();
-            log(new TrainLog(0, float.NaN, v0, r0, 0, 0, 0, TimeSpan.Zero, TimeSpan.Zero) { ValBitsPerByte = BitsPerByte(v0) });
+            log(new TrainLog(0, float.NaN, v0, r0, 0, 0, 0, Elapsed, TimeSpan.Zero) { ValBitsPerByte = BitsPerByte(v0) });
         }
         while (Optimizer.Step < o.Steps)
         {
             float loss = Step(); // throws, before any checkpoint of this step, if the loss or a gradient is not finite
             _lossSum += loss; _lossCount++;
             long s = Optimizer.Step;
+            rate.Stepped(s, clock.Elapsed.TotalSeconds);
             onStep?.Invoke(s, loss);
             bool evalNow = s % o.EvalInterval == 0 || s == o.Steps;
             if (evalNow || s % o.LogInterval == 0)
             {
                 double secs = clock.Elapsed.TotalSeconds;
-                double tps = (s - startStep) * tokensPerStep / Math.Max(secs, 1e-9);
-                var eta = TimeSpan.FromSeconds(secs / (s - startStep) * (o.Steps - s));
+                double tps = rate.StepsPerSecond(s, secs) * tokensPerStep;
+                var eta = rate.Eta(s, o.Steps, secs);
                 float? val = null, rep = null;
                 if (evalNow) (val, rep) = Evaluate();
-                var entry = new TrainLog(s, (float)(_lossSum / _lossCount), val, rep, LastLr, LastGradNorm, tps, clock.Elapsed, eta)
+                var entry = new TrainLog(s, (float)(_lossSum / _lossCount), val, rep, LastLr, LastGradNorm, tps, Elapsed, eta)
                     { ValBitsPerByte = val is float vl ? BitsPerByte(vl) : null };
                 History.Add(entry);
                 log(entry);
@@ -403,6 +428,9 @@ public sealed class Trainer
             if (saved) Save(o.Out);
             if (stop?.Invoke() == true && s < o.Steps) { if (!saved) Save(o.Out); break; }
         }
+        // the time of this Run is the run's now: a later Run on the same trainer goes on from it
+        ElapsedBefore = Elapsed;
+        _clock = null;
     }
 
     /// <summary>
@@ -423,6 +451,7 @@ public sealed class Trainer
             ["optimizer"] = Optimizer.Kind,
             ["loss_sum"] = _lossSum.ToString("R", CultureInfo.InvariantCulture),
             ["loss_count"] = _lossCount.ToString(CultureInfo.InvariantCulture),
+            ["elapsed_s"] = Elapsed.TotalSeconds.ToString("R", CultureInfo.InvariantCulture),
         };
         var tensors = Checkpoint.Tensors(Optimizer.M, "adam.m.");
         tensors.AddRange(Checkpoint.Tensors(Optimizer.V, "adam.v."));
@@ -481,6 +510,8 @@ public sealed class Trainer
             && double.TryParse(ls, NumberStyles.Float, CultureInfo.InvariantCulture, out double sum)
             && int.TryParse(lc, NumberStyles.Integer, CultureInfo.InvariantCulture, out int count) && count >= 0)
             (t._lossSum, t._lossCount) = (sum, count);
+        if (st.Metadata.TryGetValue("elapsed_s", out var es) && double.TryParse(es, NumberStyles.Float, CultureInfo.InvariantCulture, out double e) && e >= 0)
+            t.ElapsedBefore = TimeSpan.FromSeconds(e);
         return t;
     }
 }
