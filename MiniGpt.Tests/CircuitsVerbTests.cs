@@ -46,7 +46,16 @@ public class CircuitsVerbTests(TrackedRun run) : IClassFixture<TrackedRun>
         var lines = run.Train.Out.Split('\n');
         Assert.Equal(TrackedRun.Steps / TrackedRun.EvalInterval + 1, lines.Count(l => l.Contains("| val "))); // step 0 and every interval
         // under each evaluation, a line names the top head of every role-giving score: "           | prev L0H1 0.93 | dup L1H0 0.02 | ind L1H1 0.88"
-        var progress = lines.Where(l => l.Contains("| prev ")).ToList();
+        // (wrapped to 80 columns: a continuation line starts with the same indent and holds the scores after the break)
+        var progress = new List<string>();
+        for (int i = 0; i < lines.Length; i++)
+        {
+            if (!lines[i].Contains("| prev ")) continue;
+            string l = lines[i].TrimEnd('\r');
+            for (int n = i + 1; n < lines.Length && lines[n].StartsWith("             | ") && !lines[n].Contains("| val ") && !lines[n].Contains("| prev "); n++)
+                l += lines[n].TrimEnd('\r')[12..];
+            progress.Add(l);
+        }
         Assert.Equal(TrackedRun.Steps / TrackedRun.EvalInterval + 1, progress.Count);
         string suffix = string.Concat(HeadScoreSet.Default.RoleScores.Select(s => $@" \| {s.Header} L\dH\d \d\.\d\d")) + "$";
         Assert.Contains(@" \| prev L\dH\d \d\.\d\d \| dup L\dH\d \d\.\d\d \| ind L\dH\d \d\.\d\d \| cur L\dH\d \d\.\d\d \| cur-sup L\dH\d \d\.\d\d \| prev-sup L\dH\d \d\.\d\d$", suffix);
