@@ -1,6 +1,8 @@
+#!/usr/bin/env dotnet
 #:project ../../MiniGpt/MiniGpt.csproj
 #:property PublishAot=false
 #:property Configuration=Release
+#:include ExampleSupport.cs
 // A forward hook that ablates one head (zeroes its z, so it writes nothing into the residual stream) and the loss change.
 //   dotnet run docs/examples/ablate-head.cs [checkpoint] [layer] [head]
 // Check: the hook gives the loss of the same model with that head's rows of W_O zeroed.
@@ -8,9 +10,9 @@ using MiniGpt.Checkpoints;
 using MiniGpt.Circuits;
 using MiniGpt.Training;
 
-string path = args.Length > 0 && args[0] != "" ? args[0] : TinyCheckpoint();
-int layer = IntArg(args, 1, 1, "layer"), head = IntArg(args, 2, 0, "head");
-var model = LoadModel(path);
+string path = args.Length > 0 && args[0] != "" ? args[0] : Example.TinyCheckpoint();
+int layer = Example.IntArg(args, 1, 1, "layer"), head = Example.IntArg(args, 2, 0, "head");
+var model = Example.LoadModel(path);
 var c = model.Config;
 if (layer >= c.NLayers || head >= c.NHeads) { Console.Error.WriteLine($"error: L{layer}H{head} is not in a model of {c.NLayers} layers × {c.NHeads} heads"); return 2; }
 
@@ -56,37 +58,3 @@ saved.CopyTo(wO);
 bool same = Math.Abs(byWeights - ablated) <= 1e-5f;
 Console.WriteLine(same ? $"check: hook ablation = W_O ablation ({byWeights:0.0000}): ok" : $"check: hook {ablated} but W_O ablation {byWeights}: FAILED");
 return same ? 0 : 1;
-
-// A briefly trained 2-layer model (seconds), written once into the temp folder and reused by the examples. Its heads have
-// barely started to specialise; pass a real checkpoint (e.g. the default run's, README "The default run") to see an
-// induction head.
-static string TinyCheckpoint()
-{
-    string path = Path.Combine(Path.GetTempPath(), "minigpt-examples", "induction.safetensors");
-    if (File.Exists(path)) return path;
-    Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-    Console.WriteLine($"training a tiny model on the induction task into {path} …");
-    var o = new TrainOptions
-    {
-        Data = "induction", Model = new() { NLayers = 2, DModel = 32, NHeads = 4, NCtx = 32 }, BatchSize = 8, Steps = 60, WarmupSteps = 10,
-        EvalInterval = 60, EvalBatches = 1, LogInterval = 60, CheckpointInterval = 60, Out = path, Seed = 1,
-    };
-    Trainer.Start(o).Run(_ => { });
-    return path;
-}
-
-// Arguments: a clear one-line error and exit code 2 for bad input, never a stack trace.
-static int IntArg(string[] args, int i, int fallback, string what)
-{
-    if (args.Length <= i) return fallback;
-    if (int.TryParse(args[i], out int v) && v >= 0) return v;
-    Console.Error.WriteLine($"error: the {what} '{args[i]}' is not a whole number ≥ 0: give one, e.g. {fallback}");
-    Environment.Exit(2);
-    return 0;
-}
-
-static MiniGpt.Model.GptModel LoadModel(string path)
-{
-    try { return Checkpoint.Load(path).Model; }
-    catch (MiniGpt.UserError e) { Console.Error.WriteLine($"error: {e.Message}"); Environment.Exit(2); return null!; }
-}

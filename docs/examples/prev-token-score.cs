@@ -1,6 +1,8 @@
+#!/usr/bin/env dotnet
 #:project ../../MiniGpt/MiniGpt.csproj
 #:property PublishAot=false
 #:property Configuration=Release
+#:include ExampleSupport.cs
 // Every head's previous-token score computed by hand from the cached pattern, beside the library's (HeadScores).
 //   dotnet run docs/examples/prev-token-score.cs [checkpoint]
 // score(l, h) = mean over sequences b and queries i ≥ 1 of pattern[b, h, i, i − 1], on repeated random sequences.
@@ -8,8 +10,8 @@ using MiniGpt.Checkpoints;
 using MiniGpt.Circuits;
 using MiniGpt.Training;
 
-string path = args.Length > 0 && args[0] != "" ? args[0] : TinyCheckpoint();
-var model = LoadModel(path);
+string path = args.Length > 0 && args[0] != "" ? args[0] : Example.TinyCheckpoint();
+var model = Example.LoadModel(path);
 var c = model.Config;
 int B = 8, half = c.NCtx / 2, T = 2 * half, H = c.NHeads;
 const ulong seed = 1;
@@ -39,28 +41,3 @@ for (int l = 0; l < c.NLayers; l++)
 bool ok = worst <= 1e-9;
 Console.WriteLine(ok ? $"check: by hand = library (max difference {worst:G3}): ok" : $"check: max difference {worst:G3}: FAILED");
 return ok ? 0 : 1;
-
-// A briefly trained 2-layer model (seconds), written once into the temp folder and reused by the examples. Its heads have
-// barely started to specialise; pass a real checkpoint (e.g. the default run's, README "The default run") to see an
-// induction head.
-static string TinyCheckpoint()
-{
-    string path = Path.Combine(Path.GetTempPath(), "minigpt-examples", "induction.safetensors");
-    if (File.Exists(path)) return path;
-    Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-    Console.WriteLine($"training a tiny model on the induction task into {path} …");
-    var o = new TrainOptions
-    {
-        Data = "induction", Model = new() { NLayers = 2, DModel = 32, NHeads = 4, NCtx = 32 }, BatchSize = 8, Steps = 60, WarmupSteps = 10,
-        EvalInterval = 60, EvalBatches = 1, LogInterval = 60, CheckpointInterval = 60, Out = path, Seed = 1,
-    };
-    Trainer.Start(o).Run(_ => { });
-    return path;
-}
-
-// A checkpoint that does not load: its one-line error and exit code 2, never a stack trace.
-static MiniGpt.Model.GptModel LoadModel(string path)
-{
-    try { return Checkpoint.Load(path).Model; }
-    catch (MiniGpt.UserError e) { Console.Error.WriteLine($"error: {e.Message}"); Environment.Exit(2); return null!; }
-}

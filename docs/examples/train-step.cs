@@ -1,3 +1,4 @@
+#!/usr/bin/env dotnet
 #:project ../../MiniGpt/MiniGpt.csproj
 #:property PublishAot=false
 #:property Configuration=Release
