@@ -51,7 +51,7 @@ public static class AttentionView
             ["newline"] = Arr(shown.Select(s => (JsonNode?)s.Contains('↵'))),
             ["predictable"] = w.Predictable is { } p ? Arr(p.Select(x => (JsonNode?)x)) : null,
             ["roles"] = Arr(Enumerable.Range(0, w.Layers * w.HeadsPerLayer).Select(k =>
-                (JsonNode?)Arr((k < r.Heads.Count ? r.Heads[k].Roles : []).Select(x => (JsonNode?)x)))),
+                (JsonNode?)Arr((k < r.Heads.Count ? r.ScoreSet.Specific(r.Heads[k].Roles) : []).Select(x => (JsonNode?)x)))), // the specific role of each (HeadScoreSet.Specific)
             ["start"] = Arr([(JsonNode?)start.Item1, start.Item2]),
             ["patterns"] = Convert.ToBase64String(w.Patterns),
         };

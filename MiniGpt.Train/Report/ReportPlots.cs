@@ -21,7 +21,7 @@ public static class ReportPlots
             foreach (var (l, h, pattern) in a.Heads)
             {
                 var head = r.Heads.First(x => x.Layer == l && x.Head == h);
-                string role = head.Roles.Length > 0 ? string.Join(", ", head.Roles) : "no role detected";
+                string role = r.RoleText(head) is var t && t != CircuitsResult.Unclear ? t : "role unclear";
                 string scores = string.Join(", ", r.ScoreSet.Select(s => $"{s.DisplayName} {head.Score(s.Name):0.00}"));
                 plots.Add(new PlotImage($"attention_L{l}H{h}.png", $"Attention of L{l}H{h} ({role})",
                     $"{scores}, on {a.Half} random tokens repeated once; the dashed lines mark the start of the repeat",

@@ -136,7 +136,7 @@ public static class ReportScript
             for (var h = 0; h < D.heads; h++) {
               var k = l * D.heads + h, cell = document.createElement('div');
               cell.className = 'thumb'; cell.dataset.l = l; cell.dataset.h = h;
-              cell.title = headName(l, h) + (D.roles[k].length ? ': ' + D.roles[k].join(', ') : ': no role');
+              cell.title = headName(l, h) + (D.roles[k].length ? ': ' + D.roles[k].join(', ') : ': role unclear');
               var cv = document.createElement('canvas'); cv.width = D.T; cv.height = D.T; cv.style.width = size + 'px'; cv.style.height = size + 'px';
               drawPattern(cv, k);
               var cap = document.createElement('div'); cap.className = 'cap'; cap.textContent = headName(l, h) + (D.roles[k].length ? ' · ' + D.roles[k].join(', ') : '');
