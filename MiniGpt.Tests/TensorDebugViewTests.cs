@@ -106,4 +106,20 @@ public class TensorDebugViewTests
         Assert.Equal([T, T], new TensorDebugView(one).Heads![0].Shape);
         Assert.Null(new TensorDebugView(m.Cache.Acts["blocks.0.hook_resid_pre"]).Heads);
     }
+
+    [Fact]
+    public void AQueryWithAsManyHeadsAsDimensionsPerHeadIsStillSplitByHead()
+    {
+        // [B, T, H, d_head] with H = d_head: the shape alone reads like [B, H, T, T]; the name (a Backward's capture "q") decides
+        const int B = 1, T = 3, H = 4, dh = 4;
+        var data = Enumerable.Range(0, B * T * H * dh).Select(i => (float)i).ToArray();
+        foreach (string name in new[] { "q", "dq", "blocks.0.attn.hook_q" })
+        {
+            var heads = new TensorDebugView(new Tensor(name, data, 0, B, T, H, dh)).Heads!;
+            Assert.Equal(H, heads.Length);
+            Assert.Equal([T, dh], heads[1].Shape);
+            for (int i = 0; i < T; i++)
+                for (int d = 0; d < dh; d++) Assert.Equal(data[i * H * dh + 1 * dh + d], heads[1].Span[i * dh + d]);
+        }
+    }
 }

@@ -77,9 +77,11 @@ public sealed class TensorDebugView(Tensor t)
     {
         if (t.Rank != 4) return HeadLayout.None;
         string n = t.Name;
-        if (n.EndsWith("hook_pattern") || n.EndsWith("hook_attn_scores") || n.EndsWith("attn.softmax") || n is "d_pattern" or "d_scores") return HeadLayout.HeadsFirst;
+        // hook names, the arena's gradient scratch (d_q, …) and the names Layers' DebugViews give their captures (q, dq, …)
+        if (n.EndsWith("hook_pattern") || n.EndsWith("hook_attn_scores") || n.EndsWith("attn.softmax")
+            || n is "d_pattern" or "d_scores" or "pattern" or "scores") return HeadLayout.HeadsFirst;
         if (n.EndsWith("hook_q") || n.EndsWith("hook_k") || n.EndsWith("hook_v") || n.EndsWith("hook_z") || n.EndsWith("hook_result")
-            || n is "d_q" or "d_k" or "d_v" or "d_z" or "d_result") return HeadLayout.TokensFirst;
+            || n is "d_q" or "d_k" or "d_v" or "d_z" or "d_result" or "q" or "k" or "v" or "z" or "dq" or "dk" or "dv" or "dz") return HeadLayout.TokensFirst;
         return t.Shape[2] == t.Shape[3] ? HeadLayout.HeadsFirst : HeadLayout.TokensFirst;
     }
 }
