@@ -162,12 +162,14 @@ public static class HtmlReport
                 (pred ? "<th>predictable positions</th><th>×</th>" : "") + "</tr></thead><tbody>\n");
             sb.Append($"<tr class=\"fixed\"><td class=\"l\"><i>clean</i></td><td>{F(clean.Repeat, "0.0000")}</td><td></td><td></td><td></td><td></td><td>{F(clean.Data, "0.0000")}</td><td></td>" +
                 (pred ? $"<td>{F(clean.DataRepeat!.Value, "0.0000")}</td><td></td>" : "") + "</tr>\n");
-            var measured = r.Heads.Where(h => h.Ablation.Measured).OrderByDescending(h => h.Ablation.RepeatFactor).ToList();
-            double maxF = measured.Count > 0 ? measured.Max(h => h.Ablation.RepeatFactor) : 0;
+            // by the size of the effect whatever its sign (|ln ×|: halving the loss weighs as much as doubling it), as the headline orders them
+            var measured = r.HeadsByEffect;
+            double maxF = measured.Count > 0 ? measured.Max(h => LossChange.Size(h.Ablation.RepeatFactor)) : 0;
             foreach (var h in measured)
             {
                 var ab = h.Ablation;
-                int w = maxF > 0 && double.IsFinite(ab.RepeatFactor) ? (int)(120 * ab.RepeatFactor / maxF) : 0;
+                double size = LossChange.Size(ab.RepeatFactor);
+                int w = maxF > 0 && double.IsFinite(size) ? (int)(120 * size / maxF) : 0;
                 sb.Append($"<tr><td class=\"l\" data-v=\"{h.Layer * 10000 + h.Head}\"><b>{h.Name}</b></td><td>{F(ab.Losses.Repeat, "0.0000")}</td><td><b>{Ratio(ab.Losses.Repeat, clean.Repeat)}</b></td>" +
                     $"<td>{Delta(ab.Losses.Repeat, clean.Repeat)}</td><td class=\"l\"><span class=\"bar\" style=\"width:{w}px\"></span></td>" +
                     $"<td>{Ratio(ab.MeanLosses?.Repeat ?? double.NaN, clean.Repeat)}</td>" +

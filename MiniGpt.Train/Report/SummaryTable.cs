@@ -24,10 +24,13 @@ public static class SummaryTable
             // two tables, each within 80 columns (one line per head in both): what the head is and what ablating it does, then
             // its scores, a column per registered score (at least 7 wide), in as many blocks of columns as 80 columns need
             var shown = allHeads ? r.Heads : r.ShownHeads;
-            int roleWidth = Math.Max(4, shown.Count > 0 ? shown.Max(h => r.RoleText(h).Length) : 0);
+            // the role column takes what the other columns leave of 80 (34); a longer role text (several roles) is cut with …
+            const int maxRole = TableWidth - 34;
+            string Role(HeadReport h) => r.RoleText(h) is var t && t.Length > maxRole ? t[..(maxRole - 1)] + "…" : r.RoleText(h);
+            int roleWidth = Math.Max(4, shown.Count > 0 ? shown.Max(h => Role(h).Length) : 0);
             sb.AppendLine("head  " + "role".PadRight(roleWidth) + "  OV-eig  zero-abl  mean-abl");
             foreach (var h in shown)
-                sb.AppendLine($"{h.Name,-5} {r.RoleText(h).PadRight(roleWidth)}  {h.OvCopying,6:+0.000;-0.000}" +
+                sb.AppendLine($"{h.Name,-5} {Role(h).PadRight(roleWidth)}  {h.OvCopying,6:+0.000;-0.000}" +
                     (h.Ablation.Measured ? LossChange.Factor(h.Ablation.RepeatFactor) : "–").PadLeft(10) +
                     (h.Ablation.MeanMeasured ? LossChange.Factor(h.Ablation.MeanRepeatFactor) : "–").PadLeft(10));
             var columns = r.ScoreSet.Select(s => (Score: s, Width: Math.Max(7, s.Header.Length + 1))).ToList();

@@ -63,7 +63,7 @@ public static class CircuitsAnalysis
             notes.Add(options.AblatedHeads != null
                 ? $"{ablated.Count} of {nHeads} heads were ablated one at a time, as asked (--ablate); the others read –"
                 : $"{ablated.Count} of the {nHeads} heads were ablated one at a time, the notable ones (those with a role, then each score's top {NotableHeads.TopPerScore}; at most {NotableHeads.Max}) " +
-                  $"(a forward pass over the data per head; --ablate all does every head); the others read –");
+                  $"(two forward passes over the data per head, zero- and mean-ablated; --ablate all does every head); the others read –");
         // the heads' mean z on the clean model, once, for every mean-ablation below (none with --ablate none)
         var means = ablated is { Count: 0 } || c.NLayers == 0 ? null : HeadAblation.Means(model, data);
         var (clean, ablations) = c.NLayers > 0 ? HeadAblation.Run(model, data, ablated, means) : (null, new List<HeadAblationResult>());

@@ -28,8 +28,6 @@ public sealed class CircuitsResult
     /// registry order; roles with the same heads share one entry), since redundant heads cover for each other.
     /// </summary>
     public required List<GroupAblation> Groups { get; init; }
-    /// <summary>The zero-ablation of <see cref="Groups"/>, as (role(s), heads, losses).</summary>
-    public List<(string Role, string[] Heads, AblationLosses Losses)> GroupAblations => Groups.Select(g => (g.Role, g.Heads, g.Zero)).ToList();
     /// <summary>The groups by the size of their zero-ablation effect on the repeated-half loss (<see cref="LossChange.Size"/>), largest first.</summary>
     public IReadOnlyList<GroupAblation> GroupsByEffect => Clean is { } c
         ? Groups.OrderByDescending(g => LossChange.Size(g.Zero.Repeat / c.Repeat)).ToList() : [];
@@ -79,7 +77,7 @@ public sealed class CircuitsResult
     /// The findings, largest measured effect first: the head whose ablation changes the repeated-half loss most, the
     /// role group that does, then the strongest induction head when it is neither, each zero- and mean-ablated, worded by
     /// the sign of the change (<see cref="LossChange"/>), e.g. "ablating L0H2 (previous-token suppression) raises the
-    /// repeated-half loss 9.75× (0.329 → 3.207 nats), mean-ablation 2.10×, the largest effect of one head; …". Null
+    /// repeated-half loss 9.75× (0.329 → 3.205 nats), mean-ablation 9.96×, the largest effect of one head; …". Null
     /// without a measured head.
     /// </summary>
     public string? Headline
@@ -91,7 +89,8 @@ public sealed class CircuitsResult
             var parts = new List<string>
             {
                 $"ablating {h.Name}{RolesOf(h)} {LossChange.Describe(loss, c.Repeat, h.Ablation.Losses.Repeat)}{MeanOf(h.Ablation.MeanLosses, c)}" +
-                (HeadsByEffect.Count > 1 ? ", the largest effect of one head" : ""),
+                // "of one head" only when every head was ablated (a wide model's default ablates its notable heads only)
+                (HeadsByEffect.Count > 1 ? HeadsByEffect.Count == Heads.Count ? ", the largest effect of one head" : $", the largest of the {HeadsByEffect.Count} heads ablated" : ""),
             };
             if (GroupsByEffect is [var g, ..])
                 parts.Add($"ablating the {g.Heads.Length} {g.Role} heads ({string.Join(", ", g.Heads)}) together {LossChange.Describe("it", c.Repeat, g.Zero.Repeat)}" +
