@@ -17,12 +17,10 @@ public static class CheckpointPath
         // a config.json that is not a run's (no "train" settings) is a broken or foreign model folder: Checkpoint.Load
         // says what is wrong with it, rather than reading the weights beside it as a run's
         string config = Path.Combine(path, "config.json");
-        if (File.Exists(config) && !IsRunConfig(config)) return path;
+        if (File.Exists(config)) return IsRunConfig(config) ? RunFolder.CheckpointIn(path) : path; // a run's checkpoint, as --resume finds it
         string ckpt = Path.Combine(path, RunFolder.CheckpointName);
         if (File.Exists(ckpt)) return ckpt;
-        throw new UserError(File.Exists(Path.Combine(path, "config.json"))
-            ? $"'{path}' holds no {RunFolder.CheckpointName}: the run stopped before its first checkpoint, or its config.json is not a Hugging Face GPT-2 one; give a run folder with a checkpoint or a .safetensors file"
-            : $"'{path}' is a folder without {RunFolder.CheckpointName}: give a run folder (runs/NAME), a .safetensors checkpoint or a Hugging Face GPT-2 folder");
+        throw new UserError($"'{path}' is a folder without {RunFolder.CheckpointName}: give a run folder (runs/NAME), a .safetensors checkpoint or a Hugging Face GPT-2 folder");
     }
 
     /// <summary>Whether config.json is a run folder's (RunFolder.ConfigJson: an object with a "train" object).</summary>

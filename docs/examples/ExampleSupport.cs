@@ -11,7 +11,12 @@ static class Example
     public static string TinyCheckpoint()
     {
         string path = Path.Combine(Path.GetTempPath(), "minigpt-examples", "induction.safetensors");
-        if (File.Exists(path)) return path;
+        // a file left by another version of MiniGpt that no longer loads is trained again, not an error in every example
+        if (File.Exists(path))
+        {
+            try { Checkpoint.Load(path); return path; }
+            catch (MiniGpt.UserError) { Console.WriteLine($"{path} does not load with this MiniGpt: training it again"); }
+        }
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         Console.WriteLine($"training a tiny model on the induction task into {path} …");
         var o = new TrainOptions
