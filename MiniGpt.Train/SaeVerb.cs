@@ -113,7 +113,7 @@ public static class SaeVerb
                     var r = SaeEvaluation.Run(model, t.Result(), probe);
                     evalClock.Stop();
                     during.Add((log.Step, r));
-                    measured = "\n" + ConsoleLine.Under(StepField(log, options.Steps),
+                    measured = "\n" + ConsoleLine.Under(ConsoleLine.StepField(log.Step, options.Steps),
                         [string.Create(CultureInfo.InvariantCulture, $"held out: L0 {r.L0:0.0}, EV {r.ExplainedVariance:0.000}, loss recovered {r.LossRecovered:0.000}")]);
                 }
                 if (!sink.WantsStatus && !o.Get(Json)) sink.Line(Format(log, options.Steps) + measured);
@@ -137,7 +137,6 @@ public static class SaeVerb
         }
     }
 
-    private static string StepField(SaeTrainLog l, int steps) => $"step {l.Step.ToString(CultureInfo.InvariantCulture).PadLeft(steps.ToString(CultureInfo.InvariantCulture).Length)}/{steps}";
 
     /// <summary>
     /// A log line of at most 80 columns: step, mse, L0, EV, λ (relu's L1 coefficient; topk has none), lr, dead features,
@@ -146,7 +145,7 @@ public static class SaeVerb
     internal static string Format(SaeTrainLog l, int steps)
     {
         var inv = CultureInfo.InvariantCulture;
-        var fields = new List<string> { StepField(l, steps), string.Create(inv, $"mse {l.Mse:0.0000}"), string.Create(inv, $"L0 {l.L0:0.0}"),
+        var fields = new List<string> { ConsoleLine.StepField(l.Step, steps), string.Create(inv, $"mse {l.Mse:0.0000}"), string.Create(inv, $"L0 {l.L0:0.0}"),
             string.Create(inv, $"EV {l.ExplainedVariance:0.000}") };
         if (l.L1Coefficient != 0) fields.Add(string.Create(inv, $"λ {l.L1Coefficient:0.00}"));
         fields.Add(string.Create(inv, $"lr {l.Lr:0.00e+00}"));

@@ -147,7 +147,7 @@ public static class TrainVerb
                     {
                         // --track-circuits: the top head of each role on a line of its own under the evaluation
                         sink.Line(Format(log, t.Steps) + (tracker != null && log.ValLoss != null
-                            ? "\n" + ConsoleLine.Under(StepField(log.Step, t.Steps), tracker.Record(log).Split(" | ", StringSplitOptions.RemoveEmptyEntries))
+                            ? "\n" + ConsoleLine.Under(ConsoleLine.StepField(log.Step, t.Steps), tracker.Record(log).Split(" | ", StringSplitOptions.RemoveEmptyEntries))
                             : ""));
                         run?.Record(log);
                         live.Logged(log);
@@ -217,11 +217,10 @@ public static class TrainVerb
     /// spans), not circuits' repeated-half loss, which is measured on other sequences (see the README).
     /// Elapsed is the run's training time across resumes; tok/s and the ETA leave out this process's warm-up.
     /// </summary>
-    private static string StepField(long step, int steps) => $"step {step.ToString().PadLeft(steps.ToString().Length)}/{steps}";
 
     public static string Format(TrainLog l, int steps)
     {
-        string step = StepField(l.Step, steps);
+        string step = ConsoleLine.StepField(l.Step, steps);
         var parts = new List<string> { step };
         if (float.IsFinite(l.Loss)) parts.Add($"loss {l.Loss:F4}");
         if (l.Step > 0)

@@ -9,6 +9,10 @@ namespace MiniGpt.Train.Progress;
 /// </summary>
 public static class ConsoleLine
 {
+    /// <summary>"step  250/3000": the step right-aligned to the width of the last one, so the columns after it line up.</summary>
+    public static string StepField(long step, long steps) =>
+        $"step {step.ToString(System.Globalization.CultureInfo.InvariantCulture).PadLeft(steps.ToString(System.Globalization.CultureInfo.InvariantCulture).Length)}/{steps}";
+
     public const int Columns = 80;
     private const string Separator = " | ";
 
