@@ -35,8 +35,8 @@ public static class PatchSummary
                 if (gap.Length > gapWidth) gap = gap[..(gapWidth - 1)] + "…";
                 sb.AppendLine($"{g.Name,-10} {g.Values.Length,6} {(r.Exact.Count > 0 ? F(g.Seconds) : "–"),8} {(cmp != null ? F(cmp.Correlation) : "–"),8}  {gap}".TrimEnd());
             }
-            sb.AppendLine(ConsoleLine.Wrap("exact s = seconds of exact patching, attr r = attribution's correlation with it over the cells, " +
-                "worst gap = the largest |exact − attribution| and its cell", 2));
+            sb.AppendLine("exact s = seconds of exact patching; attr r = attribution's correlation with it");
+            sb.AppendLine("  over the cells; worst gap = the largest |exact − attribution| and its cell");
             sb.AppendLine();
             sb.AppendLine($"{"grid",-10}  strongest cells ({(r.Exact.Count > 0 ? "exact" : "attribution")})");
             foreach (var g in grids)
@@ -58,8 +58,8 @@ public static class PatchSummary
         {
             var sat = Enumerable.Range(0, r.Saturation.Length).Where(i => r.Saturation[i] >= 0.9).Select(i => $"L{i / r.Config.NHeads}H{i % r.Config.NHeads} {F(r.Saturation[i], "0.00")}").ToList();
             if (sat.Count > 0)
-                sb.AppendLine(ConsoleLine.Wrap($"saturated attention in the {(r.Noising ? "clean" : "corrupted")} run (mean max p ≥ 0.9): {string.Join(", ", sat)}; " +
-                    "attribution underestimates q, k and pattern at these heads", 2));
+                sb.AppendLine(ConsoleLine.Wrap($"saturated attention in the {(r.Noising ? "clean" : "corrupted")} run (mean max p ≥ 0.9): {string.Join(", ", sat)} " +
+                    "(attribution underestimates q, k and pattern at these heads)", 2));
         }
         var dla = r.DirectLogitAttribution;
         sb.AppendLine(ConsoleLine.Wrap($"direct logit attribution (sum {F(dla.Sum)} of logit diff {F(dla.LogitDiff)}): " +
