@@ -142,6 +142,18 @@ public class PatchVerbTests
     }
 
     [Fact]
+    public void SignedValuesPrintOneSign()
+    {
+        // direct logit attribution's parts: a small negative part once printed as "-+0.00"
+        Assert.Equal("-0.00", MiniGpt.Train.Report.PatchSummary.Signed(-0.001));
+        Assert.Equal("+0.00", MiniGpt.Train.Report.PatchSummary.Signed(0.004));
+        Assert.Equal("+0.00", MiniGpt.Train.Report.PatchSummary.Signed(0));
+        Assert.Equal("-1.24", MiniGpt.Train.Report.PatchSummary.Signed(-1.2371));
+        Assert.Equal("+2.45", MiniGpt.Train.Report.PatchSummary.Signed(2.449));
+        Assert.Equal("–", MiniGpt.Train.Report.PatchSummary.Signed(double.NaN));
+    }
+
+    [Fact]
     public void TextPairIsMeasuredAsADirectForwardPassMeasuresIt()
     {
         var (dir, ckpt, tok) = CharCheckpoint("patch-verb-text");

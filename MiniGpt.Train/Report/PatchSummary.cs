@@ -63,10 +63,14 @@ public static class PatchSummary
         }
         var dla = r.DirectLogitAttribution;
         sb.AppendLine(ConsoleLine.Wrap($"direct logit attribution (sum {F(dla.Sum)} of logit diff {F(dla.LogitDiff)}): " +
-            string.Join(", ", dla.Parts.OrderByDescending(x => Math.Abs(x.Value)).Take(4).Select(x => $"{x.Name} {F(x.Value, "+0.00;-0.00")}")), 2));
+            string.Join(", ", dla.Parts.OrderByDescending(x => Math.Abs(x.Value)).Take(4).Select(x => $"{x.Name} {Signed(x.Value)}")), 2));
         sb.AppendLine($"times: exact {F(r.ExactSeconds, "0.00")} s, attribution {F(r.AttributionSeconds, "0.000")} s, path {F(r.PathSeconds, "0.00")} s, all {F(r.Seconds, "0.00")} s");
         return sb.ToString();
     }
+
+    /// <summary>x with its sign to 2 decimals ("+2.45", "-0.00"); "+0.00;-0.00" would print "-+0.00" for a negative x that rounds to 0.</summary>
+    internal static string Signed(double x) =>
+        double.IsFinite(x) ? (x < 0 ? "-" : "+") + Math.Abs(x).ToString("0.00", CultureInfo.InvariantCulture) : "–";
 
     /// <summary>
     /// The one line circuits prints for its patching section: the top exact head cells of z, k and v and the strongest
