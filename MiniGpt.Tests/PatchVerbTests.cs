@@ -128,6 +128,32 @@ public class PatchVerbTests
     }
 
     [Fact]
+    public void SummaryTablesFitIn80ColumnsAndKeepEveryGrid()
+    {
+        var (dir, ckpt) = InductionCheckpoint("patch-verb-width");
+        var r = TestPaths.Cli("patch", "--checkpoint", ckpt, "--batch", "4", "--threads", "1");
+        Assert.True(r.Code == 0, r.Err);
+        VerbSummaryWidth.AssertFits("patch", r.Out, dir);
+        // each grid has a row in the timing/agreement table and one in the strongest-cells table
+        var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "ind.patch", "patch.json"))).RootElement;
+        foreach (var g in json.GetProperty("exact").EnumerateArray())
+            Assert.Equal(2, VerbSummaryWidth.RowsStartingWith(r.Out, g.GetProperty("name").GetString()!));
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void SignedValuesPrintOneSign()
+    {
+        // direct logit attribution's parts: a small negative part once printed as "-+0.00"
+        Assert.Equal("-0.00", MiniGpt.Train.Report.PatchSummary.Signed(-0.001));
+        Assert.Equal("+0.00", MiniGpt.Train.Report.PatchSummary.Signed(0.004));
+        Assert.Equal("+0.00", MiniGpt.Train.Report.PatchSummary.Signed(0));
+        Assert.Equal("-1.24", MiniGpt.Train.Report.PatchSummary.Signed(-1.2371));
+        Assert.Equal("+2.45", MiniGpt.Train.Report.PatchSummary.Signed(2.449));
+        Assert.Equal("–", MiniGpt.Train.Report.PatchSummary.Signed(double.NaN));
+    }
+
+    [Fact]
     public void TextPairIsMeasuredAsADirectForwardPassMeasuresIt()
     {
         var (dir, ckpt, tok) = CharCheckpoint("patch-verb-text");

@@ -71,6 +71,20 @@ public class SaeVerbTests
     }
 
     [Theory]
+    [InlineData("topk")]
+    [InlineData("relu")]
+    public void ConsoleOutputFitsIn80Columns(string architecture)
+    {
+        var (dir, ckpt) = ModelCheckpoint("sae-verb-width-" + architecture);
+        var r = TestPaths.Cli(["sae", "--checkpoint", ckpt, "--hook", "blocks.0.hook_mlp_out", "--architecture", architecture, .. Small]);
+        Assert.True(r.Code == 0, r.Err);
+        VerbSummaryWidth.AssertFits("sae", r.Out, dir);
+        foreach (string part in new[] { "sae: ", "held out (", "explained variance ", "loss recovered ", "zero-ablated ", "features: ", "dense (", "geometry of the ", "coding rate " })
+            Assert.Contains(part, r.Out);
+        Directory.Delete(dir, true);
+    }
+
+    [Theory]
     [InlineData(SaeArchitecture.Relu)]
     [InlineData(SaeArchitecture.TopK)]
     public void PyTorchComputesTheSameFeaturesFromTheSavedFiles(SaeArchitecture arch)

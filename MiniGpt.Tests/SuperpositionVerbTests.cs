@@ -67,6 +67,21 @@ public class SuperpositionVerbTests
         Directory.Delete(dir, true);
     }
 
+    [Fact]
+    public void SummaryFitsIn80ColumnsWithARowPerSparsity()
+    {
+        string dir = TestPaths.TempDir("superposition-verb-width");
+        // --plane-n 5 at S = 0.95: the pentagon, the widest m = 2 line (five angles and five D_i)
+        var r = TestPaths.Cli("superposition", "--n", "6", "--m", "3", "--sparsities", "0,0.95", "--steps", "300", "--batch-size", "128",
+            "--plane-n", "5", "--phase-grid", "3", "--phase-steps", "200", "--phase-restarts", "1", "--out", Path.Combine(dir, "report"), "--threads", "2");
+        Assert.True(r.Code == 0, r.Err);
+        VerbSummaryWidth.AssertFits("superposition", r.Out, dir);
+        Assert.Equal(1, VerbSummaryWidth.RowsStartingWith(r.Out, "  0.95"));
+        Assert.Equal(1, VerbSummaryWidth.RowsStartingWith(r.Out, "  0"));
+        Assert.Contains("agrees with the closed-form theory in", r.Out);
+        Directory.Delete(dir, true);
+    }
+
     [Theory]
     [InlineData(1, "--m", "5", "--m < --n")]
     [InlineData(1, "--m", "0", "--m ≥ 1")]

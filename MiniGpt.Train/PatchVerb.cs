@@ -115,7 +115,7 @@ public static class PatchVerb
         else
         {
             stdout.Write(PatchSummary.Format(result, text));
-            stdout.WriteLine($"wrote {written.JsonPath}, {written.Plots} plots and {written.HtmlPath} in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
+            stdout.WriteLine(ConsoleLine.Wrap($"wrote {written.JsonPath}, {written.Plots} plots and {written.HtmlPath} in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s", 6));
         }
     }
 

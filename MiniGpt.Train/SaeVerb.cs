@@ -133,7 +133,7 @@ public static class SaeVerb
         else
         {
             stdout.Write(SaeReport.Summary(trainer, eval, geometry, trainSeconds));
-            stdout.WriteLine(ConsoleLine.Wrap($"wrote {dir}{Path.DirectorySeparatorChar} ({SaeFile.WeightsName}, {SaeFile.ConfigName}, sae.json, {written.Plots} plots, report.html) in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s", 6));
+            stdout.WriteLine(ConsoleLine.Wrap($"wrote {dir}{Path.DirectorySeparatorChar} in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s: {SaeFile.WeightsName}, {SaeFile.ConfigName}, sae.json, {written.Plots} plots, report.html", 6));
         }
     }
 

@@ -79,7 +79,7 @@ public static class SuperpositionVerb
         else
         {
             stdout.Write(SuperpositionSummary.Format(result));
-            stdout.WriteLine($"wrote {written.JsonPath}, {written.Plots} plots and {written.HtmlPath} in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
+            stdout.WriteLine(ConsoleLine.Wrap($"wrote {written.JsonPath}, {written.Plots} plots and {written.HtmlPath} in {clock.Elapsed.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s", 6));
         }
         return 0;
     }

@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using MiniGpt.Data;
 using MiniGpt.Model;
 using MiniGpt.Sae;
+using MiniGpt.Train.Progress;
 using ScottPlot;
 
 using static MiniGpt.Train.Report.CircuitsJson;
@@ -58,13 +59,15 @@ public static class SaeReport
         var c = t.Sae.Config;
         string F(double x, string f = "0.000") => x.ToString(f, CultureInfo.InvariantCulture);
         var sb = new StringBuilder();
-        sb.AppendLine($"sae: {c.ArchitectureName}{(c.Architecture == SaeArchitecture.TopK ? $" k={c.K}" : $" λ={F(t.Options.L1Coefficient, "0.###")}")} on {c.HookName}, d_in {c.DIn} → d_sae {c.DSae}; " +
-                      $"{t.Step} steps × {t.Options.BatchRows} activations in {F(trainSeconds, "0.0")} s ({F(t.Step * (double)t.Options.BatchRows / trainSeconds, "N0")} act/s; the model ran {t.Store.TokensSeen:N0} tokens)");
-        sb.AppendLine($"held out ({e.Tokens:N0} tokens): L0 {F(e.L0, "0.0")}, explained variance {F(e.ExplainedVariance)}, mse {F(e.Mse, "0.0000")}, " +
-                      $"loss recovered {F(e.LossRecovered)} (clean {F(e.LossClean, "0.0000")}, with the SAE {F(e.LossSae, "0.0000")}, zero-ablated {F(e.LossZero, "0.0000")})");
-        sb.AppendLine($"features: {e.Dead} dead (never fired held out), {e.Dense} dense (> {F(e.DenseThreshold * 100, "0")} % of tokens), {t.DeadCount()} dead in the last {t.Options.DeadWindow} training steps" +
-                      (t.Resampled > 0 ? $", {t.Resampled} resampled" : ""));
-        sb.AppendLine(GeometryLine(g));
+        // each line within ConsoleLine.Columns: wrapped after its commas, the rest indented under its label
+        sb.AppendLine(ConsoleLine.Wrap($"sae: {c.ArchitectureName}{(c.Architecture == SaeArchitecture.TopK ? $" k={c.K}" : $" λ={F(t.Options.L1Coefficient, "0.###")}")} on {c.HookName}, d_in {c.DIn} → d_sae {c.DSae}", 5));
+        sb.AppendLine(ConsoleLine.Wrap($"training: {t.Step} steps × {t.Options.BatchRows} activations in {F(trainSeconds, "0.0")} s, " +
+                      $"{F(t.Step * (double)t.Options.BatchRows / trainSeconds, "N0")} act/s, the model ran {t.Store.TokensSeen:N0} tokens", 10));
+        sb.AppendLine(ConsoleLine.Wrap($"held out ({e.Tokens:N0} tokens): L0 {F(e.L0, "0.0")}, explained variance {F(e.ExplainedVariance)}, mse {F(e.Mse, "0.0000")}", 2));
+        sb.AppendLine(ConsoleLine.Wrap($"loss recovered {F(e.LossRecovered)}: clean {F(e.LossClean, "0.0000")}, with the SAE {F(e.LossSae, "0.0000")}, zero-ablated {F(e.LossZero, "0.0000")}", 2));
+        sb.AppendLine(ConsoleLine.Wrap($"features: {e.Dead} dead (never fired held out), {e.Dense} dense (> {F(e.DenseThreshold * 100, "0")} % of tokens), {t.DeadCount()} dead in the last {t.Options.DeadWindow} training steps" +
+                      (t.Resampled > 0 ? $", {t.Resampled} resampled" : ""), 10));
+        sb.AppendLine(ConsoleLine.Wrap(GeometryLine(g), 2));
         return sb.ToString();
     }
 
