@@ -97,6 +97,10 @@ public class PatchVerbTests
             Assert.Contains($"src=\"data:image/png;base64,{Convert.ToBase64String(png)}\"", html);
         }
         Assert.Equal(plots.Order(), Directory.GetFiles(outDir, "*.png").Select(Path.GetFileName).Order()!);
+        // the grid, path and logit-lens tables sort on a click, through the report's own inline script (nothing loaded from elsewhere)
+        Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(html, "<table class=\"sortable\"><thead>").Count);
+        Assert.Contains("function makeSortable(table)", html);
+        Assert.DoesNotContain("<script src", html);
 
         // --json prints the same document the file holds
         var j = TestPaths.Cli("patch", "--checkpoint", ckpt, "--batch", "4", "--threads", "1", "--json", "--out", Path.Combine(dir, "again"));

@@ -240,7 +240,7 @@ public static class HtmlReport
         double.IsFinite(ablated - clean) ? (ablated - clean).ToString("+0.000;−0.000;0.000", CultureInfo.InvariantCulture) : "–";
 
     /// <summary>The attention view, the head grid and the sortable headers (classes used by <see cref="ReportScript"/>).</summary>
-    private const string ViewCss = """
+    internal const string ViewCss = """
             th.sort { cursor: pointer; user-select: none; } th.sort:hover { background: #e8eef7; }
             th[data-dir="asc"]::after { content: " ▲"; font-size: 10px; } th[data-dir="desc"]::after { content: " ▼"; font-size: 10px; }
             .attn-view { display: flex; gap: 20px; align-items: flex-start; flex-wrap: wrap; }

@@ -7,7 +7,7 @@ using MiniGpt.Patching;
 namespace MiniGpt.Train.Report;
 
 /// <summary>
-/// The patching section of a self-contained HTML page (PNGs as base64 data URIs, CSS inline, no scripts):
+/// The patching section of a self-contained HTML page (PNGs as base64 data URIs, CSS and the sorting script inline):
 /// <see cref="Section"/> is what the circuits report.html includes, <see cref="Page"/> wraps it as patch.html.
 /// </summary>
 public static class PatchHtml
@@ -17,11 +17,12 @@ public static class PatchHtml
         string E(string s) => WebUtility.HtmlEncode(s);
         var sb = new StringBuilder();
         sb.Append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Patching: ").Append(E(Path.GetFileName(checkpoint)))
-          .Append("</title>\n<style>\n").Append(HtmlReport.Css).Append("\n</style></head><body>\n");
+          .Append("</title>\n<style>\n").Append(HtmlReport.Css).Append(HtmlReport.ViewCss).Append("\n</style></head><body>\n");
         sb.Append($"<h1>Patching {E(Path.GetFileName(checkpoint))}</h1>\n<p class=\"notes\">{E(Path.GetFullPath(checkpoint))} · " +
                   $"{r.Config.NLayers} layers × {r.Config.NHeads} heads · tokenizer: {E(text.TokenizerName ?? "none (token ids)")} · analysed in {r.Seconds:0.00} s</p>\n");
         sb.Append(Section(r, text, plots, heading: 2));
-        sb.Append("</body></html>\n");
+        // the report's script, for its sortable tables (it finds no attention data here and does nothing else)
+        sb.Append("<script>\n").Append(ReportScript.Main).Append("\n</script>\n</body></html>\n");
         return sb.ToString();
     }
 
@@ -62,7 +63,7 @@ public static class PatchHtml
         var grids = r.Exact.Count > 0 ? r.Exact : r.Attribution;
         if (grids.Count > 0)
         {
-            sb.Append($"<{H(1)}>Activation and attribution patching</{H(1)}>\n<table><tr><th class=\"l\">grid</th><th class=\"l\">cells</th><th>exact s</th><th>attribution r</th><th>largest gap</th><th class=\"l\">at</th><th class=\"l\">strongest cells</th></tr>\n");
+            sb.Append($"<{H(1)}>Activation and attribution patching</{H(1)}>\n<table class=\"sortable\"><thead><tr><th class=\"l\">grid</th><th class=\"l\">cells</th><th>exact s</th><th>attribution r</th><th>largest gap</th><th class=\"l\">at</th><th class=\"l\">strongest cells</th></tr></thead><tbody>\n");
             foreach (var g in grids)
             {
                 var cmp = r.Comparisons.FirstOrDefault(x => x.Name == g.Name);
@@ -70,7 +71,7 @@ public static class PatchHtml
                 sb.Append($"<tr><td class=\"l\"><b>{E(g.Name)}</b></td><td class=\"l\">{E(PatchPlots.Describe(g))}</td><td>{(r.Exact.Count > 0 ? F(g.Seconds) : "–")}</td>" +
                           $"<td>{(cmp != null ? F(cmp.Correlation) : "–")}</td><td>{(cmp != null ? F(cmp.MaxAbsDifference) : "–")}</td><td class=\"l\">{(cmp is { WorstCell.Length: > 0 } ? E(PatchCells.Name(g, cmp.WorstCell, p, text)) : "–")}</td><td class=\"l\">{E(top)}</td></tr>\n");
             }
-            sb.Append($"</table>\n<p class=\"notes\">Exact patching took {F(r.ExactSeconds, "0.00")} s in all; attribution patching {F(r.AttributionSeconds, "0.000")} s for every grid " +
+            sb.Append($"</tbody></table>\n<p class=\"notes\">Exact patching took {F(r.ExactSeconds, "0.00")} s in all; attribution patching {F(r.AttributionSeconds, "0.000")} s for every grid " +
                       $"(one forward of the patches' source, one forward and one backward of the run patched into). Attribution is exact where the metric is linear in the activation " +
                       "and poor where a softmax between the site and the logits saturates: its gradient is then near 0 although patching moves it a long way.</p>\n");
             sb.Append($"<p class=\"notes\">Attention saturation in the {(r.Noising ? "clean" : "corrupted")} run (where attribution takes its gradient): the mean over the targets of the largest attention probability. " +
@@ -98,11 +99,11 @@ public static class PatchHtml
         {
             sb.Append($"<{H(1)}>Path patching</{H(1)}>\n<p class=\"notes\">Wang et al. 2022: a sender head's {(r.Noising ? "corrupted" : "clean")} output reaches the receiver only through its q, k or v input; " +
                       $"every other path is frozen at the {(r.Noising ? "clean" : "corrupted")} run. Senders are each earlier head, the embeddings (embed) and each earlier MLP. An induction head reads the previous-token head through K.</p>\n");
-            sb.Append("<table><tr><th class=\"l\">receiver</th><th class=\"l\">input</th><th class=\"l\">strongest senders</th><th>s</th></tr>\n");
+            sb.Append("<table class=\"sortable\"><thead><tr><th class=\"l\">receiver</th><th class=\"l\">input</th><th class=\"l\">strongest senders</th><th>s</th></tr></thead><tbody>\n");
             foreach (var x in r.Paths)
                 sb.Append($"<tr><td class=\"l\">L{x.ReceiverLayer}H{x.ReceiverHead}</td><td class=\"l\">{x.Input.ToString().ToLowerInvariant()}</td>" +
                           $"<td class=\"l\">{E(string.Join(", ", PatchCells.TopSenders(x, p, text, 3).Select(t => $"{t.Name} {F(t.Value, "0.00")}")))}</td><td>{F(x.Grid.Seconds)}</td></tr>\n");
-            sb.Append("</table>\n<div class=\"grid\">");
+            sb.Append("</tbody></table>\n<div class=\"grid\">");
             foreach (var receiver in r.Paths.Select(x => (x.ReceiverLayer, x.ReceiverHead)).Distinct())
                 Img(Plot($"path_L{receiver.ReceiverLayer}H{receiver.ReceiverHead}.png"));
             sb.Append("</div>\n");
@@ -110,10 +111,10 @@ public static class PatchHtml
 
         sb.Append($"<{H(1)}>Logit lens</{H(1)}>\n");
         Img(Plot("logit_lens.png"));
-        sb.Append("<table><tr><th class=\"l\">stream</th><th>logit diff (clean)</th><th>answer loss (clean)</th><th>sequence loss (clean)</th><th>logit diff (corrupted)</th><th>answer loss (corrupted)</th></tr>\n");
+        sb.Append("<table class=\"sortable\"><thead><tr><th class=\"l\">stream</th><th>logit diff (clean)</th><th>answer loss (clean)</th><th>sequence loss (clean)</th><th>logit diff (corrupted)</th><th>answer loss (corrupted)</th></tr></thead><tbody>\n");
         foreach (var (a, b) in r.LogitLens.Zip(r.CorruptedLogitLens))
             sb.Append($"<tr><td class=\"l\"><code>{E(a.Name)}</code></td><td>{F(a.LogitDiff)}</td><td>{F(a.TargetLoss)}</td><td>{F(a.SequenceLoss)}</td><td>{F(b.LogitDiff)}</td><td>{F(b.TargetLoss)}</td></tr>\n");
-        sb.Append("</table>\n");
+        sb.Append("</tbody></table>\n");
 
         var dla = r.DirectLogitAttribution;
         sb.Append($"<{H(1)}>Direct logit attribution</{H(1)}>\n<p class=\"notes\">The final residual stream split into its parts, each through ln_final with its scale frozen " +
