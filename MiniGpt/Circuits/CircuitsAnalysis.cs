@@ -111,13 +111,6 @@ public static class CircuitsAnalysis
             notes.Add($"the ind and prefix columns are identical by construction: the probe's first half has {HeadProbe.HalfFor(c.NCtx)} distinct tokens (d_vocab {c.DVocab} ≥ L), " +
                 "so a token's only earlier copy is L back and the token after it is the induction target i − L + 1");
 
-        // the headline leads with what ablation says matters most: the head whose ablation changes the repeated-half loss
-        // most; with nothing ablated, the strongest induction head (else the best induction score)
-        HeadReport? headline = heads.Where(h => h.Ablation.Measured).OrderByDescending(h => LossChange.Size(h.Ablation.RepeatFactor)).FirstOrDefault();
-        if (headline == null && heads.Count > 0 && set.Find(InductionScore.Id) != null)
-            headline = heads.Where(h => h.Roles.Contains(InductionScore.RoleName)).OrderByDescending(h => h.Score(InductionScore.Id)).FirstOrDefault()
-                ?? heads.OrderByDescending(h => h.Score(InductionScore.Id)).First();
-
         List<(int, List<SkipTrigram>)>? trigrams = null;
         if (c.NLayers == 1)
         {
@@ -166,7 +159,7 @@ public static class CircuitsAnalysis
         {
             Checkpoint = checkpoint, Config = c, Parameters = model.ParameterCount, Text = text, LayerNormFolded = folded, Notes = notes,
             Data = data, ScoreSet = set, Scores = scores, Heads = heads, Composition = composition, LossByPosition = curve, IclEarly = early, IclLate = late,
-            IclScore = icl, IclNote = iclNote, Clean = clean, Groups = groups, HeadlineHead = headline, SkipTrigrams = trigrams, BigramKl = kl, PathImportance = paths,
+            IclScore = icl, IclNote = iclNote, Clean = clean, Groups = groups, SkipTrigrams = trigrams, BigramKl = kl, PathImportance = paths,
             CodingRates = rates, CodingEps = eps, Cosines = cosines, TrainingLogPath = training != null ? logPath : null, Training = training,
             Attention = attention, Seconds = clock.Elapsed.TotalSeconds,
         };

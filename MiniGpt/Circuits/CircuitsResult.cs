@@ -33,8 +33,12 @@ public sealed class CircuitsResult
         ? Groups.OrderByDescending(g => LossChange.Size(g.Zero.Repeat / c.Repeat)).ToList() : [];
     /// <summary>The ablated heads by the size of their zero-ablation effect on the repeated-half loss, largest first (a loss that falls counts as much as one that rises by the same factor).</summary>
     public IReadOnlyList<HeadReport> HeadsByEffect => Heads.Where(h => h.Ablation.Measured).OrderByDescending(h => LossChange.Size(h.Ablation.RepeatFactor)).ToList();
-    /// <summary>The head whose ablation leads the headline: the head whose ablation changes the repeated-half loss most, else (nothing ablated) the strongest induction head.</summary>
-    public HeadReport? HeadlineHead { get; init; }
+    /// <summary>
+    /// The head whose ablation leads the headline: the head whose ablation changes the repeated-half loss most
+    /// (<see cref="HeadsByEffect"/>), else (nothing ablated) the strongest induction head, else the best induction score.
+    /// </summary>
+    public HeadReport? HeadlineHead => HeadsByEffect.FirstOrDefault()
+        ?? (Heads.Count > 0 && ScoreSet.Find(InductionScore.Id) != null ? InductionHead ?? Heads.MaxBy(h => h.Score(InductionScore.Id)) : null);
     /// <summary>The strongest head with the induction role, or null.</summary>
     public HeadReport? InductionHead => Heads.Where(h => h.Roles.Contains(InductionScore.RoleName)).OrderByDescending(h => h.Score(InductionScore.Id)).FirstOrDefault();
     /// <summary>
