@@ -40,11 +40,7 @@ public static unsafe class LayerNorm
         ReadOnlySpan<float> dy, Span<float> dx, Span<float> dw, Span<float> db, Span<float> xhat, Span<float> g, int N, int C)
     {
         DebugViews? views = null; // Debug builds: named, shaped copies of the inputs and outputs (see DebugViews; nothing in Release)
-        DebugViews.In(ref views, "x", x, N, C);
-        DebugViews.In(ref views, "w", w, C);
-        DebugViews.In(ref views, "mean", mean, N);
-        DebugViews.In(ref views, "rstd", rstd, N);
-        DebugViews.In(ref views, "dy", dy, N, C);
+        BackwardInputs(ref views, x, w, mean, rstd, dy, N, C);
         xhat = xhat[..C];
         g = g[..C];
         for (int n = 0; n < N; n++)
@@ -94,11 +90,7 @@ public static unsafe class LayerNorm
         ReadOnlySpan<float> dy, Span<float> dx, Span<float> dw, Span<float> db, int N, int C)
     {
         DebugViews? views = null; // Debug builds: named, shaped copies of the inputs and outputs (see DebugViews; nothing in Release)
-        DebugViews.In(ref views, "x", x, N, C);
-        DebugViews.In(ref views, "w", w, C);
-        DebugViews.In(ref views, "mean", mean, N);
-        DebugViews.In(ref views, "rstd", rstd, N);
-        DebugViews.In(ref views, "dy", dy, N, C);
+        BackwardInputs(ref views, x, w, mean, rstd, dy, N, C);
         Run(x, w, default, dy, dx, mean, rstd, dw, db, N, C, forward: false);
         DebugViews.Out(ref views, "dx", dx, N, C);
         DebugViews.Out(ref views, "dw", dw, C);
@@ -154,5 +146,17 @@ public static unsafe class LayerNorm
         BackwardReference(new ReadOnlySpan<float>(j->X + o, n * C), new ReadOnlySpan<float>(j->W, j->WLen),
             new ReadOnlySpan<float>(j->Mean + n0, n), new ReadOnlySpan<float>(j->Rstd + n0, n), new ReadOnlySpan<float>(j->Dy + o, n * C),
             new Span<float>(j->Y + o, n * C), dw, db, new Span<float>(scratch, C), new Span<float>(scratch + C, C), n, C);
+    }
+
+    // the inputs both backward forms show in a Debug build's locals
+    [System.Diagnostics.Conditional("DEBUG")]
+    private static void BackwardInputs(ref DebugViews? views, ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> mean,
+        ReadOnlySpan<float> rstd, ReadOnlySpan<float> dy, int N, int C)
+    {
+        DebugViews.In(ref views, "x", x, N, C);
+        DebugViews.In(ref views, "w", w, C);
+        DebugViews.In(ref views, "mean", mean, N);
+        DebugViews.In(ref views, "rstd", rstd, N);
+        DebugViews.In(ref views, "dy", dy, N, C);
     }
 }
