@@ -27,6 +27,13 @@ internal static class ChildTrain
     [DllImport("libc", SetLastError = true)]
     private static extern int kill(int pid, int sig);
 
+    /// <summary>Sends signal number sig (15 SIGTERM: kill, timeout, systemd; 1 SIGHUP: a closed terminal).</summary>
+    public static void Signal(Process p, int sig)
+    {
+        if (sig == 2) { Interrupt(p); return; }
+        if (kill(p.Id, sig) != 0) throw new InvalidOperationException($"kill -{sig} {p.Id} failed ({Marshal.GetLastPInvokeError()})");
+    }
+
     /// <summary>Sends SIGINT, what Ctrl-C in a terminal sends.</summary>
     public static void Interrupt(Process p)
     {

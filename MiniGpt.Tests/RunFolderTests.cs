@@ -134,10 +134,15 @@ public class RunFolderTests
             return string.Join(" ", new[] { "step", "loss", "val_loss", "repeat_loss", "lr", "grad_norm" }.Select(k => e.GetProperty(k).GetRawText()));
         }).ToList();
 
-    [Fact]
-    public void CtrlCThenResumeOfTheRunFolderEqualsTheUninterruptedRunBitForBit()
+    // SIGINT (Ctrl-C), SIGTERM (kill, timeout, systemd, Docker, Slurm) and SIGHUP (a closed terminal): each saves at the next
+    // step boundary and exits 128 + its number
+    [Theory]
+    [InlineData(2, "SIGINT")]
+    [InlineData(15, "SIGTERM")]
+    [InlineData(1, "SIGHUP")]
+    public void AStopSignalThenResumeOfTheRunFolderEqualsTheUninterruptedRunBitForBit(int sig, string name)
     {
-        string root = TestPaths.TempDir("runs-resume");
+        string root = TestPaths.TempDir($"runs-resume-{name}");
         string[] run = Args("--runs-dir", root, "--steps", "1500", "--log-interval", "50", "--eval-interval", "250", "--checkpoint-interval", "1000", "--threads", "2");
         var full = TestPaths.Cli([.. run, "--name", "full"]);
         Assert.True(full.Code == 0, full.Err);
@@ -149,10 +154,11 @@ public class RunFolderTests
         string metrics = Path.Combine(part, "metrics.jsonl");
         bool started = ChildTrain.WaitFor(p, () => File.Exists(metrics) && File.ReadAllLines(metrics).Length >= 3, TimeSpan.FromSeconds(60));
         Assert.True(started && !p.HasExited, "the child run finished before it could be interrupted:\n" + ChildTrain.Out);
-        ChildTrain.Interrupt(p);
+        ChildTrain.Signal(p, sig);
         Assert.True(p.WaitForExit(60_000), "the interrupted run did not stop");
         p.WaitForExit();
-        Assert.True(p.ExitCode == 130, $"exit code {p.ExitCode}:\n{ChildTrain.Out}");
+        Assert.True(p.ExitCode == 128 + sig, $"exit code {p.ExitCode}:\n{ChildTrain.Out}");
+        lock (ChildTrain.Out) Assert.Contains($"interrupted by {name} at step ", ChildTrain.Out.ToString());
         var stopped = SafeTensorsFile.Open(Path.Combine(part, "model.safetensors")).Metadata["step"];
         Assert.True(long.Parse(stopped) is > 100 and < 1500, $"stopped at step {stopped}");
 

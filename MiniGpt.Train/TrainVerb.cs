@@ -56,8 +56,6 @@ public static class TrainVerb
             .Add(TieEmbeddings, Optimizer, SharedOptions.BatchSize, Steps, Lr, MinLr, WarmupSteps, WeightDecay, Beta1, Beta2, GradClip,
                 EvalInterval, EvalBatches, LogInterval, CheckpointInterval, Seed, SharedOptions.Threads);
 
-    /// <summary>Exit code of a run stopped by Ctrl-C after writing its checkpoint (128 + SIGINT, as shells report it).</summary>
-    public const int Interrupted = 130;
 
     public static int Run(string[] args, TextWriter stdout)
     {
@@ -135,10 +133,12 @@ public static class TrainVerb
         var tracker = o.Get(TrackCircuits) ? new CircuitTracker(trainer.Model, t.Out, append: o.Has(Resume)) : null;
         if (tracker != null) stdout.WriteLine($"tracking circuits at every evaluation → {tracker.LogPath}");
 
-        using var stop = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop.Cancel(); };
-        Console.CancelKeyPress += onCancel;
-        try
+        // Ctrl-C, kill (SIGTERM) and a closed terminal (SIGHUP) all stop the run at the next step boundary, checkpoint written
+        // (caught only while training: after it, a signal ends the process as usual)
+        bool stopped;
+        string signal;
+        int exitCode;
+        using (var stop = new StopSignals())
         {
             ProgressView.Run(stdout, "train", sink =>
             {
@@ -152,7 +152,7 @@ public static class TrainVerb
                         run?.Record(log);
                         live.Logged(log);
                     },
-                    () => stop.IsCancellationRequested,
+                    () => stop.Requested,
                     (step, loss) =>
                     {
                         live.Stepped(step, loss);
@@ -160,14 +160,16 @@ public static class TrainVerb
                     });
                 return 0;
             });
+            (stopped, signal, exitCode) = (stop.Requested, stop.Name, stop.ExitCode);
         }
-        finally { Console.CancelKeyPress -= onCancel; }
         run?.DrawPlot(wait: true);
-        if (stop.IsCancellationRequested)
+        if (stopped)
         {
             string again = run?.Dir ?? t.Out;
-            stdout.WriteLine($"interrupted at step {trainer.Optimizer.Step}: checkpoint written to {t.Out}; continue with --resume {again}");
-            return Interrupted;
+            // after SIGHUP the terminal may be gone: the checkpoint is written, the line is only a courtesy
+            try { stdout.WriteLine($"interrupted by {signal} at step {trainer.Optimizer.Step}: checkpoint written to {t.Out}; continue with --resume {again}"); }
+            catch (IOException) { }
+            return exitCode;
         }
         if (run != null && tracker != null) CircuitsOfRun(trainer, run, stdout);
         stdout.WriteLine($"done: {t.Out}");
