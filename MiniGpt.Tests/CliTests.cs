@@ -25,6 +25,26 @@ public class CliTests
         TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--data", "x.bin"), 2, "--checkpoint");
     }
 
+    // train --out "", prepare --out "", eval --grads "", circuits --out "" ended in an ArgumentException's stack trace (exit 134)
+    [Theory]
+    [InlineData("train", "--out", "")]
+    [InlineData("train", "--out", "   ")]
+    [InlineData("prepare", "--out", "")]
+    [InlineData("eval", "--grads", "")]
+    [InlineData("circuits", "--out", "")]
+    [InlineData("train", "--init-from", " ")]
+    [InlineData("sample", "--checkpoint", "")]
+    public void AnEmptyPathIsRefusedAtOptionParsing(string verb, string option, string value)
+    {
+        string[] args = verb switch
+        {
+            "prepare" => ["prepare", "--data", TestPaths.Shakespeare, option, value],
+            "eval" or "circuits" => [verb, "--checkpoint", "no-such.safetensors", option, value],
+            _ => [verb, option, value],
+        };
+        TestPaths.AssertOneLineError(TestPaths.Cli(args), 2, $"{option} is empty");
+    }
+
     [Fact]
     public void ImpossibleConfigsExitWithOne()
     {

@@ -173,7 +173,7 @@ public class InitFromTests
         Assert.DoesNotContain("bits/byte", induction.Out);
         var empty = T();
         empty[2] = "";
-        TestPaths.AssertOneLineError(TestPaths.Cli(empty), 1, "the checkpoint path is empty");
+        TestPaths.AssertOneLineError(TestPaths.Cli(empty), 2, "--init-from is empty");
 
         // a prepared folder must use the checkpoint's tokenizer: the whole text's char set is, a part's is not
         string part = Path.Combine(dir, "part.txt");

@@ -53,7 +53,7 @@ public static class CircuitsVerb
         var heads = o.Get(Heads) is { } hs ? ParseHeads(hs) : null;
         string ablate = o.Get(Ablate);
         var ablated = ablate is "auto" or "all" ? null : ablate == "none" ? [] : HeadPairs.Parse(ablate, "ablate", "1.2,0.3", " (or auto, all, none)");
-        string? outOption = ReportFolder.Option(o.Get(Out));
+        string? outOption = o.Get(Out);
         var clock = Stopwatch.StartNew();
 
         var loaded = Checkpoint.Load(ckpt);

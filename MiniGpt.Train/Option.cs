@@ -125,6 +125,9 @@ public sealed class Option<T> : Option
 
     private T Parse(string name, string text)
     {
+        // an empty path would reach File/Directory calls as "" and end in an ArgumentException's stack trace
+        if (ValueName == ValueNames.Path && string.IsNullOrWhiteSpace(text))
+            throw new UsageError($"--{name} is empty: give a file or folder path (see --help)");
         T v = _parse(name, text);
         foreach (var (ok, rule) in _checks)
             if (!ok(v)) throw new UsageError($"--{name} {rule}, got {v}");

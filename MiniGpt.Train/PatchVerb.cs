@@ -64,7 +64,7 @@ public static class PatchVerb
         CheckInputOptions(o);
         string receivers = o.Get(Receivers);
         var parsedReceivers = receivers is "auto" or "none" ? null : ParseReceivers(receivers);
-        string? outOption = ReportFolder.Option(o.Get(Out));
+        string? outOption = o.Get(Out);
         var siteNames = o.Get(Sites) is { } ss ? SiteNames(ss) : null;
         bool exact = !o.Get(NoExact), attribution = !o.Get(NoAttribution);
         if (!exact && !attribution && receivers == "none")

@@ -35,8 +35,4 @@ public static class ReportFolder
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
     }
-
-    /// <summary>The --out option's value: null (the default folder) or a non-empty path (UsageError for "").</summary>
-    public static string? Option(string? value) =>
-        value != null && string.IsNullOrWhiteSpace(value) ? throw new UsageError("--out is empty: give a folder for the report (or leave --out out for the default)") : value;
 }

@@ -60,7 +60,7 @@ public static class SaeVerb
         if (o.Get(EvalBatches) < 1) throw new UsageError($"--eval-batches {o.Get(EvalBatches)}: give at least 1 batch");
         if (!(o.Get(L1) >= 0)) throw new UsageError($"--l1 {o.Get(L1)}: the penalty must be ≥ 0");
         if (!(o.Get(Lr) > 0)) throw new UsageError($"--lr {o.Get(Lr)}: the learning rate must be > 0");
-        string? outOption = ReportFolder.Option(o.Get(Out));
+        string? outOption = o.Get(Out);
 
         var loaded = Checkpoint.Load(ckpt);
         var model = loaded.Model;

@@ -62,7 +62,7 @@ public static class SuperpositionVerb
         CheckRanges(options);
         options.Validate();
         // checked as the other report verbs check it: writable before a minute of training, removed again if the run fails
-        string dir = ReportFolder.Prepare(ReportFolder.Option(o.Get(Out))!, out bool created);
+        string dir = ReportFolder.Prepare(o.Get(Out)!, out bool created);
         SuperpositionResult result;
         SuperpositionReport.Written written;
         try
