@@ -25,6 +25,35 @@ public class CliTests
         TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--data", "x.bin"), 2, "--checkpoint");
     }
 
+    // eval --checkpoint F --grads F replaced the trained weights with gradients (exit 0); a copy of /dev/null or a FIFO as
+    // --grads was replaced by a regular file. Every refusal comes before any work, and leaves the files as they were.
+    [Fact]
+    public void EvalsGradientsNeverClobberAnInputOrASpecialFile()
+    {
+        string dir = TestPaths.TempDir("grads-out");
+        string ckpt = SmallCheckpoint(dir);
+        byte[] weights = File.ReadAllBytes(ckpt);
+        string[] Eval(string grads, params string[] more) => ["eval", "--checkpoint", ckpt, "--data", "induction", "--grads", grads, .. more];
+        TestPaths.AssertOneLineError(TestPaths.Cli(Eval(ckpt)), 2, "--grads");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Eval(ckpt, "--overwrite")), 2, "is also an input");
+        Assert.Equal(weights, File.ReadAllBytes(ckpt));
+        TestPaths.AssertOneLineError(TestPaths.Cli(Eval(dir)), 2, "is a directory");
+        TestPaths.AssertOneLineError(TestPaths.Cli(Eval(Path.Combine(dir, "no-such-folder", "g.safetensors"))), 2, "does not exist");
+        string fifo = Path.Combine(dir, "fifo");
+        if (OperatingSystem.IsLinux() && System.Diagnostics.Process.Start("mkfifo", fifo) is { } mk && mk.WaitForExit(10_000) && mk.ExitCode == 0)
+        {
+            TestPaths.AssertOneLineError(TestPaths.Cli(Eval(fifo, "--overwrite")), 2, "not a regular file");
+            Assert.True((File.GetUnixFileMode(fifo) & UnixFileMode.UserRead) != 0 && new FileInfo(fifo).Length == 0, "the FIFO was replaced");
+        }
+        string grads = Path.Combine(dir, "g.safetensors");
+        var first = TestPaths.Cli(Eval(grads));
+        Assert.True(first.Code == 0, first.Err);
+        TestPaths.AssertOneLineError(TestPaths.Cli(Eval(grads)), 2, "already exists");
+        var again = TestPaths.Cli(Eval(grads, "--overwrite"));
+        Assert.True(again.Code == 0, again.Err);
+        Directory.Delete(dir, true);
+    }
+
     // train --out "", prepare --out "", eval --grads "", circuits --out "" ended in an ArgumentException's stack trace (exit 134)
     [Theory]
     [InlineData("train", "--out", "")]

@@ -32,7 +32,7 @@ public class ConsoleWidthTests
         Assert.Contains("bits/byte", txt.Out);
         foreach (string data in new[] { "induction", text })
         {
-            var e = TestPaths.Cli("eval", "--checkpoint", Path.Combine(dir, data == text ? "txt" : "ind"), "--data", data, "--grads", Path.Combine(dir, "g.safetensors"));
+            var e = TestPaths.Cli("eval", "--checkpoint", Path.Combine(dir, data == text ? "txt" : "ind"), "--data", data, "--grads", Path.Combine(dir, "g.safetensors"), "--overwrite");
             Assert.True(e.Code == 0, e.Err);
             AssertFits($"eval on {data}", e.Out, dir);
         }

@@ -12,6 +12,7 @@ public static class EvalVerb
     private static readonly Option<string> Data = Option.Required("data",
         "UTF-8 text (needs the checkpoint's tokenizer), a .bin of uint16 tokens, a folder written by prepare (its val.bin), or 'induction' (a default train run's validation windows; also prints the loss on the predictable positions)", "D");
     private static readonly Option<string?> Grads = Option.OptionalText("grads", "also write d(mean loss)/d(parameter) here, as safetensors with the parameters' names", "none");
+    private static readonly Option<bool> Overwrite = Option.Flag("overwrite", "replace an existing --grads file");
     private static readonly Option<int?> BatchSize = Option.Of<int?>("batch-size", "windows per forward pass (does not change the result)", null,
         "8, halved until the activations fit a quarter of the machine's memory", (n, v) => Option.ParseInt(n, v)).Check(b => b is null or > 0, "must be > 0");
     private static readonly Option<bool> Json = Option.Flag("json",
@@ -22,7 +23,7 @@ public static class EvalVerb
         new Options("eval", "eval: mean next-token cross-entropy of a checkpoint over consecutive non-overlapping windows of a file, from its start\n" +
                             "(inputs t[i : i+n_ctx], targets t[i+1 : i+n_ctx+1] for i = 0, n_ctx, 2·n_ctx, …): a text file, a .bin of token ids or a folder written by\n" +
                             "prepare (its val.bin, the held-out split), or over the induction task's validation windows.",
-            SharedOptions.Checkpoint, Data, Grads, BatchSize, Json, SharedOptions.Threads);
+            SharedOptions.Checkpoint, Data, Grads, Overwrite, BatchSize, Json, SharedOptions.Threads);
 
     public static int Run(string[] args, TextWriter stdout)
     {
@@ -33,6 +34,8 @@ public static class EvalVerb
         string data = o.Get(Data);
         int? batchOption = o.Get(BatchSize);
         string? gradsPath = o.Get(Grads);
+        // before any work: the gradients never replace the checkpoint, the data or a file that is not a regular one
+        if (gradsPath != null) OutputFile.Check("grads", gradsPath, o.Get(Overwrite), ckpt, data);
 
         var loaded = Checkpoint.Load(ckpt);
         var model = loaded.Model;
