@@ -25,6 +25,32 @@ public class CliTests
         TestPaths.AssertOneLineError(TestPaths.Cli("eval", "--data", "x.bin"), 2, "--checkpoint");
     }
 
+    // a model whose weights are finite but whose loss is not (W_U at ±3e38 overflows the logits; a diverged run's last
+    // checkpoint can be like that): eval --json threw (JSON has no NaN) and circuits threw from its eigenvalue and SVD code
+    [Fact]
+    public void AModelWhoseLossOverflowsIsReportedNotThrownOn()
+    {
+        string dir = TestPaths.TempDir("overflow");
+        var m = GptModel.Create(new ModelConfig { NLayers = 2, DModel = 16, NHeads = 2, DHead = 8, NCtx = 32, DVocab = 64, AttnOnly = true }, 1);
+        m.Params["unembed.W_U"].Span.Fill(3e38f);
+        m.Params["unembed.W_U"].Span[0] = -3e38f;
+        string ckpt = Path.Combine(dir, "overflow.safetensors");
+        Checkpoint.Save(ckpt, m, null);
+        var json = TestPaths.Cli("eval", "--checkpoint", ckpt, "--data", "induction", "--json");
+        Assert.True(json.Code == 0, json.Err);
+        var e = System.Text.Json.JsonDocument.Parse(json.Out).RootElement;
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, e.GetProperty("loss").ValueKind);
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, e.GetProperty("bits_per_token").ValueKind);
+        var text = TestPaths.Cli("eval", "--checkpoint", ckpt, "--data", "induction");
+        Assert.True(text.Code == 0, text.Err);
+        Assert.Matches(@"^loss (nan|inf) ", text.Out);
+        var circuits = TestPaths.Cli("circuits", "--checkpoint", ckpt, "--out", Path.Combine(dir, "c"));
+        Assert.True(circuits.Code == 0, circuits.Err);
+        Assert.Contains("the model's loss is not finite", circuits.Out);
+        System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "c", "circuits.json"))); // valid JSON: non-finite numbers as null
+        Directory.Delete(dir, true);
+    }
+
     // eval --checkpoint F --grads F replaced the trained weights with gradients (exit 0); a copy of /dev/null or a FIFO as
     // --grads was replaced by a regular file. Every refusal comes before any work, and leaves the files as they were.
     [Fact]

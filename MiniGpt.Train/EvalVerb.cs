@@ -53,23 +53,29 @@ public static class EvalVerb
 
         if (o.Get(Json))
         {
+            // a NaN or infinite loss (a diverged model's last finite weights can still overflow) is null: JSON has no NaN or Infinity
+            var N = Report.CircuitsJson.N;
             var json = new JsonObject
             {
-                ["loss"] = loss, ["windows"] = set.Windows, ["tokens"] = e.Tokens, ["bits_per_token"] = loss / Math.Log(2), ["bits_per_byte"] = bpb,
-                ["grads"] = gradsPath,
+                ["loss"] = N(loss), ["windows"] = set.Windows, ["tokens"] = e.Tokens, ["bits_per_token"] = N(loss / Math.Log(2)),
+                ["bits_per_byte"] = bpb is double bb ? N(bb) : null, ["grads"] = gradsPath,
             };
             // the induction task: train's copy loss, on the positions only an induction head can predict
-            if (set.HasMask) { json["predictable_loss"] = e.MaskedLoss; json["predictable_tokens"] = e.MaskedTokens; }
+            if (set.HasMask) { json["predictable_loss"] = e.MaskedLoss is double ml ? N(ml) : null; json["predictable_tokens"] = e.MaskedTokens; }
             stdout.WriteLine(json.ToJsonString());
         }
         else
         {
             // one fact a line, each within 80 columns: the loss, the induction task's copy loss, where the gradients went
-            stdout.WriteLine(ConsoleLine.Wrap($"loss {loss:F6} ({loss / Math.Log(2):F4} bits/token{(bpb is double b ? $", {b:F4} bits/byte" : "")}) over {set.Windows} windows, {e.Tokens} tokens", 5));
+            stdout.WriteLine(ConsoleLine.Wrap($"loss {Shown(loss, "F6")} ({Shown(loss / Math.Log(2), "F4")} bits/token{(bpb is double b ? $", {b:F4} bits/byte" : "")}) over {set.Windows} windows, {e.Tokens} tokens", 5));
             if (e.MaskedLoss is double m)
-                stdout.WriteLine($"copy loss {m:F6} on its {e.MaskedTokens} predictable positions (train's copy loss)");
+                stdout.WriteLine($"copy loss {Shown(m, "F6")} on its {e.MaskedTokens} predictable positions (train's copy loss)");
             if (gradsPath != null) stdout.WriteLine(ConsoleLine.Wrap($"gradients written to {gradsPath}", 2));
         }
         return 0;
     }
+
+    // a loss as the table shows it: nan, inf or -inf where it is not finite
+    private static string Shown(double x, string format) =>
+        double.IsNaN(x) ? "nan" : double.IsPositiveInfinity(x) ? "inf" : double.IsNegativeInfinity(x) ? "-inf" : x.ToString(format, CultureInfo.InvariantCulture);
 }

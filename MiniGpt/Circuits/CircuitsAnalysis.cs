@@ -67,6 +67,9 @@ public static class CircuitsAnalysis
         // the heads' mean z on the clean model, once, for every mean-ablation below (none with --ablate none)
         var means = ablated is { Count: 0 } || c.NLayers == 0 ? null : HeadAblation.Means(model, data);
         var (clean, ablations) = c.NLayers > 0 ? HeadAblation.Run(model, data, ablated, means) : (null, new List<HeadAblationResult>());
+        if (clean is { } cl && !(double.IsFinite(cl.Data) && double.IsFinite(cl.Repeat)))
+            notes.Add($"the model's loss is not finite (data {cl.Data}, repeated half {cl.Repeat}): its weights are finite but overflow in the forward pass " +
+                "(a diverged run's last checkpoint); every number that depends on a loss, and circuits whose products overflow, read NaN or –");
         var heads = new List<HeadReport>();
         for (int l = 0; l < c.NLayers; l++)
             for (int h = 0; h < c.NHeads; h++)

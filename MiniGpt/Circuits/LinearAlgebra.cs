@@ -164,6 +164,12 @@ public static class LinearAlgebra
     {
         int n = a.Rows;
         if (a.Cols != n) throw new ArgumentException($"symmetric eigendecomposition needs a square matrix, got [{a.Rows}, {a.Cols}]");
+        if (!a.IsFinite()) // NaN or ∞ in A: NaN values and vectors, which the reports show as –
+        {
+            var nan = new Matrix(n, n);
+            Array.Fill(nan.Data, double.NaN);
+            return new SymmetricEigenResult(Enumerable.Repeat(double.NaN, n).ToArray(), nan);
+        }
         var w = a.Clone();
         // symmetrise against round-off in the caller's product
         for (int i = 0; i < n; i++)
@@ -237,6 +243,12 @@ public static class LinearAlgebra
     public static SvdResult Svd(Matrix a, int maxSweeps = 100)
     {
         int m = a.Rows, n = a.Cols;
+        if (!a.IsFinite()) // NaN or ∞ in A (a diverged model): NaN factors, which the reports show as –
+        {
+            int k = Math.Min(m, n);
+            Matrix Nan(int r, int c) { var x = new Matrix(r, c); Array.Fill(x.Data, double.NaN); return x; }
+            return new SvdResult(Nan(m, k), Enumerable.Repeat(double.NaN, k).ToArray(), Nan(k, n));
+        }
         if (m < n)
         {
             var t = Svd(Transpose(a), maxSweeps); // Aᵀ = U'·S·V'ᵀ  ⇒  A = V'·S·U'ᵀ
@@ -335,6 +347,8 @@ public static class LinearAlgebra
     {
         int n = a.Rows;
         if (a.Cols != n) throw new ArgumentException($"eigenvalues need a square matrix, got [{a.Rows}, {a.Cols}]");
+        // NaN or ∞ in A (a diverged model's circuits): no eigenvalue is defined, and the QR iteration would not converge
+        if (!a.IsFinite()) return Enumerable.Repeat(new Complex(double.NaN, double.NaN), n).ToArray();
         var h = a.Clone();
         Balance(h);
         ReduceToHessenberg(h);
@@ -559,7 +573,7 @@ public static class LinearAlgebra
 
     /// <summary>
     /// log det A for symmetric positive definite A, via Cholesky A = L·Lᵀ: log det A = 2·Σ log L_ii.
-    /// Throws if A is not positive definite (a pivot ≤ 0).
+    /// Throws if A is not positive definite (a pivot ≤ 0); NaN when A holds NaN or ∞.
     /// </summary>
     public static double LogDetSpd(Matrix a)
     {
@@ -572,6 +586,7 @@ public static class LinearAlgebra
             // L_jj = √(A_jj − Σ_k<j L_jk²);  L_ij = (A_ij − Σ_k<j L_ik·L_jk) / L_jj for i > j
             var lj = l.Row(j)[..j];
             double d = a[j, j] - Dot(lj, lj);
+            if (double.IsNaN(d) || double.IsInfinity(d)) return double.NaN; // NaN or ∞ in A (a diverged model): no log-determinant
             if (!(d > 0)) throw new ArgumentException($"matrix is not positive definite (pivot {d:G4} at {j})");
             double ljj = Math.Sqrt(d);
             l[j, j] = ljj;

@@ -39,6 +39,13 @@ public sealed class Matrix
 
     public Span<double> Row(int i) => Data.AsSpan(i * Cols, Cols);
 
+    /// <summary>Whether every entry is a finite number (the analyses of a diverged model's weights meet NaN and ∞).</summary>
+    public bool IsFinite()
+    {
+        foreach (double x in Data) if (!double.IsFinite(x)) return false;
+        return true;
+    }
+
     public static Matrix Identity(int n)
     {
         var m = new Matrix(n, n);
