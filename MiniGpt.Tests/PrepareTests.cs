@@ -111,6 +111,28 @@ public class PrepareTests
         Directory.Delete(dir, true);
     }
 
+    // an interrupted prepare --overwrite left train.bin from the new text beside meta.json and val.bin of the old one, and
+    // train used the folder: now meta.json goes first and comes back last, and token files that disagree with it are refused
+    [Fact]
+    public void AFolderMixingTwoPrepareRunsIsRefused()
+    {
+        string dir = TestPaths.TempDir("prep-mixed");
+        string a = Path.Combine(dir, "a.txt"), b = Path.Combine(dir, "b.txt"), p = Path.Combine(dir, "p"), q = Path.Combine(dir, "q");
+        File.WriteAllText(a, string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog\n", 200)));
+        File.WriteAllText(b, string.Concat(Enumerable.Repeat("a much shorter text\n", 30)));
+        Assert.Equal(0, TestPaths.Cli("prepare", "--data", a, "--out", p).Code);
+        Assert.Equal(0, TestPaths.Cli("prepare", "--data", b, "--out", q).Code);
+        // what a prepare --overwrite of p with b's text, stopped after its first file, would have left under the old rule
+        File.Copy(Path.Combine(q, "train.bin"), Path.Combine(p, "train.bin"), overwrite: true);
+        string[] train = ["train", "--data", p, "--n-layers", "1", "--d-model", "16", "--n-heads", "2", "--n-ctx", "8", "--batch-size", "2", "--steps", "1",
+            "--eval-batches", "1", "--out", Path.Combine(dir, "m.safetensors")];
+        TestPaths.AssertOneLineError(TestPaths.Cli(train), 1, "the folder mixes two prepare runs");
+        // and what it leaves now: no meta.json until the token files are whole
+        File.Delete(Path.Combine(p, "meta.json"));
+        TestPaths.AssertOneLineError(TestPaths.Cli(train), 1, "meta.json");
+        Directory.Delete(dir, true);
+    }
+
     [Fact]
     public void MismatchesAreOneLineErrors()
     {

@@ -21,7 +21,25 @@ public sealed record PreparedMeta(string TokenizerJson, string TokenizerName, in
     public static PreparedMeta? Beside(string binPath)
     {
         string p = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(binPath))!, FileName);
-        return File.Exists(p) ? Read(p) : null;
+        if (!File.Exists(p)) return null;
+        var meta = Read(p);
+        meta.CheckSize(binPath);
+        return meta;
+    }
+
+    /// <summary>
+    /// train.bin and val.bin hold the token counts meta.json gives (a folder whose files disagree comes from two prepare
+    /// runs, e.g. one stopped part-way through --overwrite, and its ids may not even be the stored tokenizer's).
+    /// </summary>
+    private void CheckSize(string binPath)
+    {
+        string name = Path.GetFileName(binPath);
+        long? tokens = name == "train.bin" ? TrainTokens : name == "val.bin" ? ValTokens : null;
+        if (tokens is not long n || !File.Exists(binPath)) return;
+        long bytes = new FileInfo(binPath).Length;
+        if (bytes != n * BytesPerToken)
+            throw new UserError($"'{binPath}' holds {bytes / BytesPerToken:N0} tokens but {FileName} beside it says {n:N0}: the folder mixes two prepare runs; " +
+                "run prepare --overwrite on it again");
     }
 
     /// <summary>The val.bin of a folder written by prepare (what eval and circuits measure on); any other path as given.</summary>

@@ -89,6 +89,9 @@ public static class Preparer
             phase?.Invoke($"writing train.bin and val.bin ({count:N0} tokens)");
             long trainCount = (long)(count * 0.9);
             string dtype = PreparedMeta.DtypeFor(tok.VocabSize);
+            // meta.json is written last and an earlier one removed first: a prepare stopped between the files leaves a folder
+            // without it, which train, eval and circuits refuse, instead of new token files beside the old run's meta.json
+            File.Delete(Path.Combine(outDir, PreparedMeta.FileName));
             using (var input = new FileStream(scratch, FileMode.Open, FileAccess.Read, FileShare.None, 1 << 20))
             {
                 WriteTokens(Path.Combine(outDir, "train.bin"), input, trainCount, dtype, tt);
