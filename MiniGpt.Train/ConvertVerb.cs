@@ -25,7 +25,6 @@ public static class ConvertVerb
         Cli.ApplyThreads(o);
         string to = o.Get(To), dst = o.Get(Out), src = o.Get(SharedOptions.Checkpoint);
         if (to is not ("minigpt" or "hf")) throw new UsageError($"--to '{to}' is not a layout: use minigpt or hf");
-        if (dst.Length == 0) throw new UsageError("--out is empty: give a file (minigpt) or a folder (hf)");
         bool exists = to == "hf" ? File.Exists(Path.Combine(dst, "model.safetensors")) || File.Exists(dst) : File.Exists(dst) || Directory.Exists(dst);
         if (exists && !o.Get(Overwrite)) throw new UserError($"--out '{dst}' exists: give another path or --overwrite");
         var loaded = Checkpoint.Load(src);

@@ -22,8 +22,9 @@ public static partial class OutputFile
         if (Directory.Exists(full)) throw new UsageError($"--{option} '{path}' is a directory: give the path of a file");
         string? dir = Path.GetDirectoryName(full);
         if (dir != null && !Directory.Exists(dir)) throw new UsageError($"--{option} '{path}': the folder {dir} does not exist: create it or give another path");
-        if (!File.Exists(full) && !IsSpecial(full)) return;
-        if (IsSpecial(full)) throw new UsageError($"--{option} '{path}' is not a regular file (a device node, FIFO or socket): give the path of a file");
+        bool special = IsSpecial(full);
+        if (!File.Exists(full) && !special) return;
+        if (special) throw new UsageError($"--{option} '{path}' is not a regular file (a device node, FIFO or socket): give the path of a file");
         if (!overwrite) throw new UsageError($"--{option} '{path}' already exists: pass --overwrite to replace it, or give another path");
     }
 
